@@ -1,0 +1,45 @@
+# cimstream: make run (service with a local broker), make test (everything, against real Kafka).
+GO          ?= go
+BIN         := bin/cimstream
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X github.com/cimstream/cimstream/internal/service.Version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TOOLS       := $(CURDIR)/.cache/bin
+
+.PHONY: build run run-kafka test lint fuzz bench kafka-up kafka-down deps clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cimstream
+
+# Runs the service against KAFKA_BROKERS, or against a local Apache Kafka started on 127.0.0.1:9092.
+run: run-kafka
+
+run-kafka: build
+	@scripts/run.sh
+
+test:
+	@scripts/test.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)
+	$(TOOLS)/staticcheck ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValidate$$' -fuzztime $${FUZZTIME:-2m} ./pkg/cim
+
+bench:
+	@scripts/bench.sh
+
+kafka-up:
+	@scripts/kafka.sh up
+
+kafka-down:
+	@scripts/kafka.sh down
+
+deps:
+	@scripts/deps.sh
+
+clean:
+	rm -rf bin .cache/bin

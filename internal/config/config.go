@@ -1,0 +1,323 @@
+// Package config holds cimstream's configuration: one struct with defaults, loaded from a YAML file,
+// overridden by CIMSTREAM_* environment variables and command-line settings, then validated.
+//
+// Every key has a dotted name (kafka.brokers, inbound.sessionIdleTimeout) used in the YAML file, in the
+// environment (CIMSTREAM_KAFKA_BROKERS) and in errors, so a message always names the key to fix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a cimstream process.
+type Config struct {
+	Kafka    Kafka    `yaml:"kafka"`
+	Topics   Topics   `yaml:"topics"`
+	Inbound  Inbound  `yaml:"inbound"`
+	Outbound Outbound `yaml:"outbound"`
+	Admin    Admin    `yaml:"admin"`
+	Log      Log      `yaml:"log"`
+	Shutdown Shutdown `yaml:"shutdown"`
+}
+
+// Kafka holds the connection and client settings shared by every producer and consumer.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`
+	ClientID string   `yaml:"clientId"`
+	// DialTimeout bounds connecting to a broker; RequestTimeout bounds one admin or metadata request.
+	DialTimeout    time.Duration `yaml:"dialTimeout"`
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// MetadataTTL is how long topic metadata is cached; kept short so new topics are seen quickly.
+	MetadataTTL time.Duration `yaml:"metadataTTL"`
+	TLS         TLS           `yaml:"tls"`
+	SASL        SASL          `yaml:"sasl"`
+	Producer    Producer      `yaml:"producer"`
+	Consumer    Consumer      `yaml:"consumer"`
+}
+
+// TLS configures encryption to the brokers.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"caFile"`
+	CertFile           string `yaml:"certFile"`
+	KeyFile            string `yaml:"keyFile"`
+	ServerName         string `yaml:"serverName"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+}
+
+// SASL configures authentication to the brokers.
+type SASL struct {
+	// Mechanism is none, plain, scram-sha-256 or scram-sha-512.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password" secret:"true"`
+	// PasswordFile, when set, is read at start-up and wins over Password (for mounted secrets).
+	PasswordFile string `yaml:"passwordFile"`
+}
+
+// Producer holds the write settings; see docs/configuration.md for why each default was chosen.
+type Producer struct {
+	BatchTimeout time.Duration `yaml:"batchTimeout"`
+	BatchSize    int           `yaml:"batchSize"`
+	BatchBytes   int64         `yaml:"batchBytes"`
+	// Compression is none, gzip, snappy, lz4 or zstd.
+	Compression  string        `yaml:"compression"`
+	MaxAttempts  int           `yaml:"maxAttempts"`
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+}
+
+// Consumer holds the read and consumer-group settings.
+type Consumer struct {
+	GroupID           string        `yaml:"groupId"`
+	MinBytes          int           `yaml:"minBytes"`
+	MaxBytes          int           `yaml:"maxBytes"`
+	MaxWait           time.Duration `yaml:"maxWait"`
+	SessionTimeout    time.Duration `yaml:"sessionTimeout"`
+	RebalanceTimeout  time.Duration `yaml:"rebalanceTimeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeatInterval"`
+	// CommitInterval is how often processed offsets are committed (batched, never per message).
+	CommitInterval time.Duration `yaml:"commitInterval"`
+}
+
+// Topics names every topic cimstream reads or writes, and how `cimstream topics create` makes them.
+type Topics struct {
+	// Inbound lists connector topics to consume; InboundPattern adds every topic matching it.
+	Inbound        []string `yaml:"inbound"`
+	InboundPattern string   `yaml:"inboundPattern"`
+	// InboundChannels are the connector topics `topics create` makes (the pattern cannot create topics).
+	InboundChannels []string `yaml:"inboundChannels"`
+	CCMInbound      string   `yaml:"ccmInbound"`
+	CCMOutbound     string   `yaml:"ccmOutbound"`
+	Notifications   string   `yaml:"notifications"`
+	DeadLetter      string   `yaml:"deadLetter"`
+	// Sessions is the compacted changelog of the inbound session state.
+	Sessions string `yaml:"sessions"`
+	// Partitions and ReplicationFactor apply to topics created by `cimstream topics create`.
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replicationFactor"`
+}
+
+// Inbound configures the connector → CCM pipeline.
+type Inbound struct {
+	Enabled            bool          `yaml:"enabled"`
+	SessionIdleTimeout time.Duration `yaml:"sessionIdleTimeout"`
+	MaxMessageBytes    int           `yaml:"maxMessageBytes"`
+	// TopicRefreshInterval is how often topics matching the pattern are listed again.
+	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
+}
+
+// Outbound configures the CCM → connector pipeline.
+type Outbound struct {
+	Enabled bool `yaml:"enabled"`
+	// Channels maps a serviceIdentifier to the channel name used in cim.outbound.<channel>.
+	Channels map[string]string `yaml:"channels"`
+	// AcceptedNotifications switches the ACCEPTED/202 notification (an extension of the documented statuses).
+	AcceptedNotifications bool `yaml:"acceptedNotifications"`
+}
+
+// Admin configures the HTTP server for health and metrics.
+type Admin struct {
+	Address           string        `yaml:"address"`
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Shutdown bounds the drain on SIGTERM.
+type Shutdown struct {
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Default returns the configuration used when nothing overrides it.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:        []string{"127.0.0.1:9092"},
+			ClientID:       "cimstream",
+			DialTimeout:    5 * time.Second,
+			RequestTimeout: 10 * time.Second,
+			MetadataTTL:    time.Second,
+			SASL:           SASL{Mechanism: "none"},
+			Producer: Producer{
+				BatchTimeout: 2 * time.Millisecond,
+				BatchSize:    1000,
+				BatchBytes:   1 << 20,
+				Compression:  "none",
+				MaxAttempts:  10,
+				WriteTimeout: 10 * time.Second,
+			},
+			Consumer: Consumer{
+				GroupID:           "cimstream",
+				MinBytes:          1,
+				MaxBytes:          10 << 20,
+				MaxWait:           100 * time.Millisecond,
+				SessionTimeout:    10 * time.Second,
+				RebalanceTimeout:  30 * time.Second,
+				HeartbeatInterval: 3 * time.Second,
+				CommitInterval:    200 * time.Millisecond,
+			},
+		},
+		Topics: Topics{
+			InboundPattern:    `^cim\.inbound\..+$`,
+			InboundChannels:   []string{"cim.inbound.web", "cim.inbound.whatsapp"},
+			CCMInbound:        "ccm.inbound",
+			CCMOutbound:       "ccm.outbound",
+			Notifications:     "cim.notifications",
+			DeadLetter:        "cimstream.dlq",
+			Sessions:          "cimstream.sessions",
+			Partitions:        6,
+			ReplicationFactor: 1,
+		},
+		Inbound: Inbound{
+			Enabled:              true,
+			SessionIdleTimeout:   30 * time.Minute,
+			MaxMessageBytes:      1 << 20,
+			TopicRefreshInterval: 10 * time.Second,
+		},
+		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}},
+		Admin:    Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
+		Log:      Log{Level: "info", Format: "json"},
+		Shutdown: Shutdown{Timeout: 30 * time.Second},
+	}
+}
+
+// FieldError is a problem with one key; Key is the dotted name a user writes in the file.
+type FieldError struct {
+	Key     string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("config %s: %s", e.Key, e.Problem) }
+
+func fieldErr(key, format string, args ...any) error {
+	return &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Validate reports every problem, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		add(fieldErr("kafka.brokers", "at least one broker address (host:port) is required"))
+	}
+	for _, b := range c.Kafka.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			add(fieldErr("kafka.brokers", "%q is not host:port", b))
+		}
+	}
+	add(positive("kafka.dialTimeout", c.Kafka.DialTimeout))
+	add(positive("kafka.requestTimeout", c.Kafka.RequestTimeout))
+	add(positive("kafka.metadataTTL", c.Kafka.MetadataTTL))
+	add(oneOf("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "none", "plain", "scram-sha-256", "scram-sha-512"))
+	if c.Kafka.SASL.Mechanism != "none" && c.Kafka.SASL.Username == "" {
+		add(fieldErr("kafka.sasl.username", "required when kafka.sasl.mechanism is %s", c.Kafka.SASL.Mechanism))
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		add(fieldErr("kafka.tls.certFile", "certFile and keyFile go together"))
+	}
+	p := c.Kafka.Producer
+	add(positive("kafka.producer.batchTimeout", p.BatchTimeout))
+	add(atLeast("kafka.producer.batchSize", int64(p.BatchSize), 1))
+	add(atLeast("kafka.producer.batchBytes", p.BatchBytes, 1024))
+	add(oneOf("kafka.producer.compression", p.Compression, "none", "gzip", "snappy", "lz4", "zstd"))
+	add(atLeast("kafka.producer.maxAttempts", int64(p.MaxAttempts), 1))
+	add(positive("kafka.producer.writeTimeout", p.WriteTimeout))
+	cs := c.Kafka.Consumer
+	if strings.TrimSpace(cs.GroupID) == "" {
+		add(fieldErr("kafka.consumer.groupId", "must not be empty"))
+	}
+	add(atLeast("kafka.consumer.minBytes", int64(cs.MinBytes), 1))
+	add(atLeast("kafka.consumer.maxBytes", int64(cs.MaxBytes), int64(cs.MinBytes)))
+	add(positive("kafka.consumer.maxWait", cs.MaxWait))
+	add(positive("kafka.consumer.sessionTimeout", cs.SessionTimeout))
+	add(positive("kafka.consumer.rebalanceTimeout", cs.RebalanceTimeout))
+	add(positive("kafka.consumer.heartbeatInterval", cs.HeartbeatInterval))
+	add(positive("kafka.consumer.commitInterval", cs.CommitInterval))
+	if cs.HeartbeatInterval >= cs.SessionTimeout {
+		add(fieldErr("kafka.consumer.heartbeatInterval", "must be shorter than kafka.consumer.sessionTimeout"))
+	}
+
+	t := c.Topics
+	if t.InboundPattern != "" {
+		if _, err := regexp.Compile(t.InboundPattern); err != nil {
+			add(fieldErr("topics.inboundPattern", "not a valid regular expression: %v", err))
+		}
+	}
+	if len(t.Inbound) == 0 && t.InboundPattern == "" && c.Inbound.Enabled {
+		add(fieldErr("topics.inbound", "set topics.inbound or topics.inboundPattern, or disable inbound.enabled"))
+	}
+	for key, name := range map[string]string{
+		"topics.ccmInbound": t.CCMInbound, "topics.ccmOutbound": t.CCMOutbound,
+		"topics.notifications": t.Notifications, "topics.deadLetter": t.DeadLetter, "topics.sessions": t.Sessions,
+	} {
+		add(topicName(key, name))
+	}
+	for i, name := range append(append([]string{}, t.Inbound...), t.InboundChannels...) {
+		add(topicName(fmt.Sprintf("topics.inbound[%d]", i), name))
+	}
+	add(atLeast("topics.partitions", int64(t.Partitions), 1))
+	add(atLeast("topics.replicationFactor", int64(t.ReplicationFactor), 1))
+
+	add(positive("inbound.sessionIdleTimeout", c.Inbound.SessionIdleTimeout))
+	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
+	add(positive("inbound.topicRefreshInterval", c.Inbound.TopicRefreshInterval))
+	for sid, ch := range c.Outbound.Channels {
+		if strings.TrimSpace(sid) == "" || !topicChars.MatchString(ch) {
+			add(fieldErr("outbound.channels", "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))
+		}
+	}
+
+	if _, _, err := net.SplitHostPort(c.Admin.Address); err != nil {
+		add(fieldErr("admin.address", "%q is not host:port", c.Admin.Address))
+	}
+	add(positive("admin.readHeaderTimeout", c.Admin.ReadHeaderTimeout))
+	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	add(oneOf("log.format", c.Log.Format, "json", "console"))
+	add(positive("shutdown.timeout", c.Shutdown.Timeout))
+	return errors.Join(errs...)
+}
+
+var topicChars = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func topicName(key, name string) error {
+	if !topicChars.MatchString(name) || name == "." || name == ".." {
+		return fieldErr(key, "%q is not a valid Kafka topic name (1-249 of letters, digits, . _ -)", name)
+	}
+	return nil
+}
+
+func positive(key string, d time.Duration) error {
+	if d <= 0 {
+		return fieldErr(key, "must be a positive duration such as 500ms or 10s, got %v", d)
+	}
+	return nil
+}
+
+func atLeast(key string, v, min int64) error {
+	if v < min {
+		return fieldErr(key, "must be at least %d, got %d", min, v)
+	}
+	return nil
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fieldErr(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}

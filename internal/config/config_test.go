@@ -1,0 +1,160 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cimstream.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+}
+
+func TestPrecedenceFileThenEnvThenSettings(t *testing.T) {
+	path := writeFile(t, `
+kafka:
+  brokers: [file:9092]
+  producer:
+    batchTimeout: 7ms
+inbound:
+  sessionIdleTimeout: 10m
+log:
+  level: warn
+`)
+	env := []string{"CIMSTREAM_KAFKA_BROKERS=env1:9092,env2:9092", "CIMSTREAM_INBOUND_SESSION_IDLE_TIMEOUT=20m", "OTHER=x"}
+	cfg, err := Load(path, env, []string{"inbound.sessionIdleTimeout=30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "env1:9092,env2:9092" {
+		t.Errorf("env must override the file: brokers = %s", got)
+	}
+	if cfg.Kafka.Producer.BatchTimeout != 7*time.Millisecond {
+		t.Errorf("file value lost: batchTimeout = %v", cfg.Kafka.Producer.BatchTimeout)
+	}
+	if cfg.Inbound.SessionIdleTimeout != 30*time.Second {
+		t.Errorf("settings must override env: idle = %v", cfg.Inbound.SessionIdleTimeout)
+	}
+	if cfg.Log.Level != "warn" {
+		t.Errorf("log.level = %s", cfg.Log.Level)
+	}
+	if cfg.Kafka.Consumer.GroupID != "cimstream" {
+		t.Errorf("untouched key lost its default: %s", cfg.Kafka.Consumer.GroupID)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        []string
+		settings   []string
+		want       string
+	}{
+		{name: "unknown key in file", file: "kafka:\n  brokrs: [a:1]\n", want: "field brokrs is not a known key"},
+		{name: "malformed yaml", file: "kafka: [\n", want: "line 1"},
+		{name: "bad duration in file", file: "inbound:\n  sessionIdleTimeout: soon\n", want: "sessionIdleTimeout"},
+		{name: "bad broker", settings: []string{"kafka.brokers=nohost"}, want: "kafka.brokers"},
+		{name: "bad env duration", env: []string{"CIMSTREAM_SHUTDOWN_TIMEOUT=x"}, want: "CIMSTREAM_SHUTDOWN_TIMEOUT"},
+		{name: "negative", settings: []string{"shutdown.timeout=-1s"}, want: "shutdown.timeout"},
+		{name: "unknown setting", settings: []string{"kafka.nope=1"}, want: "kafka.nope: not a known key"},
+		{name: "bad enum", settings: []string{"kafka.producer.compression=brotli"}, want: "kafka.producer.compression"},
+		{name: "bad regexp", settings: []string{"topics.inboundPattern=(("}, want: "topics.inboundPattern"},
+		{name: "bad topic", settings: []string{"topics.deadLetter=a b"}, want: "topics.deadLetter"},
+		{name: "sasl without user", settings: []string{"kafka.sasl.mechanism=scram-sha-512"}, want: "kafka.sasl.username"},
+		{name: "not key=value", settings: []string{"oops"}, want: "expected key=value"},
+		{name: "missing file", file: "-", want: "config file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			switch c.file {
+			case "":
+			case "-":
+				path = filepath.Join(t.TempDir(), "absent.yaml")
+			default:
+				path = writeFile(t, c.file)
+			}
+			_, err := Load(path, c.env, c.settings)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v should mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSecretsAreMaskedAndReadFromFile(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(secret, []byte("s3cret-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load("", []string{"CIMSTREAM_KAFKA_SASL_PASSWORD=s3cret-env"}, []string{
+		"kafka.sasl.mechanism=scram-sha-512", "kafka.sasl.username=u", "kafka.sasl.passwordFile=" + secret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.SASL.Password != "s3cret-from-file" {
+		t.Fatalf("password file must win and be trimmed, got %q", cfg.Kafka.SASL.Password)
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "********") {
+		t.Fatalf("secret not masked:\n%s", out)
+	}
+	if cfg.Kafka.SASL.Password != "s3cret-from-file" {
+		t.Fatal("masking must not change the original")
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	for key, want := range map[string]string{
+		"kafka.brokers":              "CIMSTREAM_KAFKA_BROKERS",
+		"inbound.sessionIdleTimeout": "CIMSTREAM_INBOUND_SESSION_IDLE_TIMEOUT",
+		"kafka.metadataTTL":          "CIMSTREAM_KAFKA_METADATA_TTL",
+		"kafka.tls.caFile":           "CIMSTREAM_KAFKA_TLS_CA_FILE",
+		"outbound.channels":          "CIMSTREAM_OUTBOUND_CHANNELS",
+	} {
+		if got := EnvName(key); got != want {
+			t.Errorf("EnvName(%s) = %s, want %s", key, got, want)
+		}
+	}
+}
+
+func TestMapSetting(t *testing.T) {
+	cfg, err := Load("", nil, []string{"outbound.channels=+4411=whatsapp, web.example.com=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Outbound.Channels["+4411"] != "whatsapp" || cfg.Outbound.Channels["web.example.com"] != "web" {
+		t.Fatalf("channels = %v", cfg.Outbound.Channels)
+	}
+}
+
+// TestEveryKeyIsDocumented keeps docs/configuration.md complete as keys are added.
+func TestEveryKeyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range Keys() {
+		if !strings.Contains(string(doc), "`"+key+"`") {
+			t.Errorf("docs/configuration.md does not document %s", key)
+		}
+	}
+}

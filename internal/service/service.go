@@ -1,0 +1,168 @@
+// Package service wires a cimstream process together: Kafka connectivity, topic checks, the admin
+// server, the pipelines, and a bounded shutdown.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/admin"
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/topics"
+)
+
+// Version is set at build time with -ldflags "-X github.com/cimstream/cimstream/internal/service.Version=...".
+var Version = "dev"
+
+// Pipeline is a long-running stage (inbound, outbound). Run returns when ctx is cancelled and its
+// in-flight work is drained and committed, or with the error that stopped it.
+type Pipeline interface {
+	Name() string
+	Run(ctx context.Context) error
+}
+
+// Readiness conditions every process reports.
+const (
+	ReadyKafka  = "kafka"
+	ReadyTopics = "topics"
+)
+
+// Service is one cimstream process.
+type Service struct {
+	cfg       config.Config
+	log       *zap.Logger
+	kafka     *kafkaclient.Factory
+	registry  *prometheus.Registry
+	ready     *admin.Readiness
+	pipelines []Pipeline
+	// adminAddr receives the bound admin address once listening (tests bind port 0).
+	adminAddr chan string
+}
+
+// New builds a service; pipelines are added with Add before Run.
+func New(cfg config.Config, log *zap.Logger) (*Service, error) {
+	factory, err := kafkaclient.New(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cimstream_build_info", Help: "Always 1; the version label names the running build.",
+			ConstLabels: prometheus.Labels{"version": Version},
+		}, func() float64 { return 1 }),
+	)
+	return &Service{
+		cfg: cfg, log: log, kafka: factory, registry: reg,
+		ready:     admin.NewReadiness(ReadyKafka, ReadyTopics),
+		adminAddr: make(chan string, 1),
+	}, nil
+}
+
+// Kafka returns the client factory shared by the pipelines.
+func (s *Service) Kafka() *kafkaclient.Factory { return s.kafka }
+
+// Registry is where pipelines register their metrics.
+func (s *Service) Registry() *prometheus.Registry { return s.registry }
+
+// Readiness lets pipelines add their own conditions (group joined, state restored).
+func (s *Service) Readiness() *admin.Readiness { return s.ready }
+
+// AdminAddr yields the admin server's bound address once it listens.
+func (s *Service) AdminAddr() <-chan string { return s.adminAddr }
+
+// Add registers a pipeline to run.
+func (s *Service) Add(p Pipeline) { s.pipelines = append(s.pipelines, p) }
+
+// Preflight connects to the brokers and checks that every topic exists; its errors say what to fix.
+func (s *Service) Preflight(ctx context.Context) error {
+	if _, err := s.kafka.Ping(ctx); err != nil {
+		s.ready.Set(ReadyKafka, err)
+		return err
+	}
+	s.ready.Set(ReadyKafka, nil)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Kafka.RequestTimeout)
+	defer cancel()
+	if err := topics.Check(ctx, s.kafka.Client(), topics.Required(s.cfg)); err != nil {
+		s.ready.Set(ReadyTopics, err)
+		return err
+	}
+	s.ready.Set(ReadyTopics, nil)
+	return nil
+}
+
+// Run serves the admin endpoints, checks Kafka and the topics, runs the pipelines until ctx is
+// cancelled, then drains them within the shutdown budget.
+func (s *Service) Run(ctx context.Context) error {
+	srv, err := admin.Listen(s.cfg.Admin.Address, s.cfg.Admin.ReadHeaderTimeout, admin.Handler(s.ready, s.registry))
+	if err != nil {
+		return fmt.Errorf("admin.address %s: %w", s.cfg.Admin.Address, err)
+	}
+	s.adminAddr <- srv.Addr()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("admin server listening", zap.String("address", srv.Addr()))
+
+	if err := s.Preflight(ctx); err != nil {
+		return err
+	}
+	s.log.Info("connected to kafka", zap.Strings("brokers", s.cfg.Kafka.Brokers))
+
+	// Pipelines get their own context: on shutdown they are cancelled and given the budget to drain.
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, len(s.pipelines))
+	for _, p := range s.pipelines {
+		go func(p Pipeline) {
+			err := p.Run(runCtx)
+			if err != nil {
+				err = fmt.Errorf("%s pipeline: %w", p.Name(), err)
+			}
+			done <- err
+		}(p)
+	}
+	running := len(s.pipelines)
+	var firstErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", zap.Duration("budget", s.cfg.Shutdown.Timeout))
+	case err := <-serveErr:
+		firstErr = fmt.Errorf("admin server: %w", err)
+	case err := <-done:
+		running--
+		firstErr = err
+		if err == nil {
+			firstErr = errors.New("a pipeline stopped unexpectedly")
+		}
+	}
+	stop()
+	budget := time.NewTimer(s.cfg.Shutdown.Timeout)
+	defer budget.Stop()
+	for running > 0 {
+		select {
+		case err := <-done:
+			running--
+			if err != nil && firstErr == nil && !errors.Is(err, context.Canceled) {
+				firstErr = err
+			}
+		case <-budget.C:
+			return fmt.Errorf("shutdown budget of %v exceeded with %d pipeline(s) still draining", s.cfg.Shutdown.Timeout, running)
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,104 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/service"
+	"github.com/cimstream/cimstream/internal/topics"
+)
+
+func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestIntegrationRunServesHealthAndStopsCleanly(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	var specs []kafkatest.TopicSpec
+	for _, s := range topics.Required(cfg) {
+		specs = append(specs, kafkatest.TopicSpec{Name: s.Name, Partitions: s.Partitions})
+	}
+	kafkatest.CreateTopics(t, cfg, specs)
+
+	svc, err := service.New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	addr := <-svc.AdminAddr()
+
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := get(t, "http://"+addr+"/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d: %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, body := get(t, "http://"+addr+"/metrics"); !strings.Contains(body, "cimstream_build_info") {
+		t.Fatalf("/metrics lacks cimstream_build_info")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("clean shutdown returned %v", err)
+		}
+	case <-time.After(cfg.Shutdown.Timeout + 5*time.Second):
+		t.Fatal("Run did not return after cancellation")
+	}
+}
+
+func TestIntegrationRunRefusesMissingTopics(t *testing.T) {
+	cfg := kafkatest.Config(t) // topics are not created
+	svc, err := service.New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = svc.Run(ctx)
+	if !errors.Is(err, topics.ErrMissing) || !strings.Contains(err.Error(), cfg.Topics.DeadLetter) ||
+		!strings.Contains(err.Error(), "cimstream topics create") {
+		t.Fatalf("want a missing-topics error naming %s and the fix, got %v", cfg.Topics.DeadLetter, err)
+	}
+}
+
+func TestIntegrationWrongBrokerAddressSaysWhatToFix(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
+	svc, err := service.New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Preflight(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "kafka.brokers") {
+		t.Fatalf("want an error naming the address and kafka.brokers, got %v", err)
+	}
+}

@@ -1,0 +1,185 @@
+// Package topics knows which topics cimstream needs, creates them with the right settings, and checks
+// that they exist before the service starts.
+package topics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/config"
+)
+
+// Spec is one topic and the settings it is created with.
+type Spec struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+	Configs           map[string]string
+	// Purpose says in a few words what the topic is for; shown by `topics create`.
+	Purpose string
+}
+
+// Required lists the topics cimstream reads or writes under cfg.
+func Required(cfg config.Config) []Spec {
+	t := cfg.Topics
+	plain := func(name, purpose string) Spec {
+		return Spec{Name: name, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor, Purpose: purpose}
+	}
+	minISR := strconv.Itoa(max(1, t.ReplicationFactor-1))
+	specs := []Spec{
+		plain(t.DeadLetter, "dead letters with their reasons"),
+		plain(t.Notifications, "delivery notifications to the CCM"),
+	}
+	if cfg.Inbound.Enabled {
+		specs = append(specs,
+			plain(t.CCMInbound, "enriched inbound messages for the CCM"),
+			Spec{
+				Name: t.Sessions, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor,
+				Purpose: "compacted changelog of inbound sessions",
+				// Compaction keeps the latest state per session key; tombstones of ended sessions are
+				// removed after a day, long enough for any restore that started before them.
+				Configs: map[string]string{
+					"cleanup.policy":        "compact",
+					"min.insync.replicas":   minISR,
+					"delete.retention.ms":   "86400000",
+					"segment.ms":            "3600000",
+					"min.cleanable.dirty.ratio": "0.1",
+				},
+			})
+		for _, name := range append(append([]string{}, t.Inbound...), t.InboundChannels...) {
+			specs = append(specs, plain(name, "connector input"))
+		}
+	}
+	if cfg.Outbound.Enabled {
+		specs = append(specs, plain(t.CCMOutbound, "outbound messages from the CCM"))
+		channels := map[string]bool{}
+		for _, ch := range cfg.Outbound.Channels {
+			channels[ch] = true
+		}
+		for ch := range channels {
+			specs = append(specs, plain(OutboundTopic(ch), "connector output"))
+		}
+	}
+	return dedupe(specs)
+}
+
+// OutboundTopic is the default destination for a channel.
+func OutboundTopic(channel string) string { return "cim.outbound." + channel }
+
+func dedupe(specs []Spec) []Spec {
+	seen := map[string]bool{}
+	out := specs[:0]
+	for _, s := range specs {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Admin is the part of kafka.Client that topic management uses.
+type Admin interface {
+	Metadata(ctx context.Context, req *kafka.MetadataRequest) (*kafka.MetadataResponse, error)
+	CreateTopics(ctx context.Context, req *kafka.CreateTopicsRequest) (*kafka.CreateTopicsResponse, error)
+}
+
+// Existing returns the names of the topics the cluster has.
+func Existing(ctx context.Context, admin Admin) (map[string]kafka.Topic, error) {
+	md, err := admin.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	out := make(map[string]kafka.Topic, len(md.Topics))
+	for _, t := range md.Topics {
+		if t.Error == nil {
+			out[t.Name] = t
+		}
+	}
+	return out, nil
+}
+
+// Missing returns the names of required topics the cluster lacks.
+func Missing(ctx context.Context, admin Admin, specs []Spec) ([]string, error) {
+	existing, err := Existing(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, s := range specs {
+		if _, ok := existing[s.Name]; !ok {
+			missing = append(missing, s.Name)
+		}
+	}
+	return missing, nil
+}
+
+// ErrMissing is returned by Check when topics are absent.
+var ErrMissing = errors.New("topics missing")
+
+// Check fails with a message naming the absent topics and the command that creates them.
+func Check(ctx context.Context, admin Admin, specs []Spec) error {
+	missing, err := Missing(ctx, admin, specs)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s (create them with: cimstream topics create)", ErrMissing, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Result says what Create did with one topic.
+type Result struct {
+	Spec    Spec
+	Created bool
+}
+
+// Create makes every topic that does not exist yet; existing topics are left as they are, so running it
+// twice is safe.
+func Create(ctx context.Context, admin Admin, specs []Spec) ([]Result, error) {
+	existing, err := Existing(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	var req kafka.CreateTopicsRequest
+	var results []Result
+	for _, s := range specs {
+		_, ok := existing[s.Name]
+		results = append(results, Result{Spec: s, Created: !ok})
+		if ok {
+			continue
+		}
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
+		keys := make([]string, 0, len(s.Configs))
+		for k := range s.Configs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: s.Configs[k]})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	if len(req.Topics) == 0 {
+		return results, nil
+	}
+	resp, err := admin.CreateTopics(ctx, &req)
+	if err != nil {
+		return nil, fmt.Errorf("create topics: %w", err)
+	}
+	var errs []error
+	for name, terr := range resp.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", name, terr))
+		}
+	}
+	return results, errors.Join(errs...)
+}

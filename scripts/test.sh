@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`: installs what a fresh machine lacks, starts a local Apache Kafka broker unless
+# KAFKA_BROKERS names one, runs every test with the race detector (integration tests may not skip),
+# runs a short fuzz pass, and stops the broker it started, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+started=""
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  # A port of its own, so a broker left running by `make run` is neither reused nor stopped.
+  export KAFKA_PORT=${CIMSTREAM_TEST_KAFKA_PORT:-19092}
+  if ! scripts/kafka.sh status; then
+    started=1
+    trap 'scripts/kafka.sh down' EXIT
+  fi
+  KAFKA_BROKERS=$(scripts/kafka.sh up)
+  export KAFKA_BROKERS
+fi
+export CIMSTREAM_REQUIRE_KAFKA=1
+echo "test.sh: integration tests use Apache Kafka at $KAFKA_BROKERS${started:+ (started for this run)}" >&2
+
+go test -race -count=1 -timeout 20m ./...
+# A short fuzz pass on decode + validate; longer runs: make fuzz.
+if [ -d pkg/cim ] && grep -qs 'func FuzzDecodeValidate' pkg/cim/*_test.go; then
+  go test -run '^$' -fuzz '^FuzzDecodeValidate$' -fuzztime "${CIMSTREAM_FUZZTIME:-10s}" ./pkg/cim
+fi

@@ -56,7 +56,7 @@ func TestIntegrationProduceConsumeThroughGroup(t *testing.T) {
 		t.Fatalf("one member should own all 3 partitions, got %d", len(assigned))
 	}
 
-	got := map[string][]string{}   // key → values in read order
+	got := map[string][]string{}    // key → values in read order
 	partitionOf := map[string]int{} // key → partition
 	commits := map[int]int64{}
 	total := 0

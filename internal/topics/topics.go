@@ -45,10 +45,10 @@ func Required(cfg config.Config) []Spec {
 				// Compaction keeps the latest state per session key; tombstones of ended sessions are
 				// removed after a day, long enough for any restore that started before them.
 				Configs: map[string]string{
-					"cleanup.policy":        "compact",
-					"min.insync.replicas":   minISR,
-					"delete.retention.ms":   "86400000",
-					"segment.ms":            "3600000",
+					"cleanup.policy":            "compact",
+					"min.insync.replicas":       minISR,
+					"delete.retention.ms":       "86400000",
+					"segment.ms":                "3600000",
 					"min.cleanable.dirty.ratio": "0.1",
 				},
 			})

@@ -1,0 +1,105 @@
+package cim
+
+import (
+	"strings"
+	"time"
+)
+
+// String returns the string at a path of object keys, e.g. String("header", "channelData",
+// "serviceIdentifier"); ok is false when it is absent or not a string.
+func (m *Message) String(path ...string) (s string, ok bool) {
+	r := m.rootRef().path(path...)
+	if !r.is(kindString) {
+		return "", false
+	}
+	return r.str(), true
+}
+
+// Has reports whether a path exists with a non-null value.
+func (m *Message) Has(path ...string) bool { return m.rootRef().path(path...).present() }
+
+// RawValue returns the JSON bytes at a path, or nil when absent.
+func (m *Message) RawValue(path ...string) []byte {
+	r := m.rootRef().path(path...)
+	if !r.ok() {
+		return nil
+	}
+	return r.bytes()
+}
+
+// ID is the message id, "" when absent.
+func (m *Message) ID() string { s, _ := m.String("id"); return s }
+
+// BodyType is body.type as sent.
+func (m *Message) BodyType() string { s, _ := m.String("body", "type"); return s }
+
+// Intent is header.intent, "" when absent or null.
+func (m *Message) Intent() string { s, _ := m.String("header", "intent"); return s }
+
+// SenderType is header.sender.type in upper case.
+func (m *Message) SenderType() string {
+	s, _ := m.String("header", "sender", "type")
+	return strings.ToUpper(s)
+}
+
+// ServiceIdentifier is header.channelData.serviceIdentifier.
+func (m *Message) ServiceIdentifier() string {
+	s, _ := m.String("header", "channelData", "serviceIdentifier")
+	return s
+}
+
+// ChannelCustomerIdentifier is header.channelData.channelCustomerIdentifier.
+func (m *Message) ChannelCustomerIdentifier() string {
+	s, _ := m.String("header", "channelData", "channelCustomerIdentifier")
+	return s
+}
+
+// HasChannelData reports whether header.channelData is an object.
+func (m *Message) HasChannelData() bool {
+	return m.rootRef().path("header", "channelData").is(kindObject)
+}
+
+// ChannelSessionID is header.channelSessionId ("" when absent, null or blank).
+func (m *Message) ChannelSessionID() string { return m.nonBlank("header", "channelSessionId") }
+
+// ConversationID is header.conversationId ("" when absent, null or blank).
+func (m *Message) ConversationID() string { return m.nonBlank("header", "conversationId") }
+
+func (m *Message) nonBlank(path ...string) string {
+	r := m.rootRef().path(path...)
+	if !r.nonBlank() {
+		return ""
+	}
+	return r.str()
+}
+
+// CustomerName is customerFirstName and customerLastName joined by a space and trimmed.
+func (m *Message) CustomerName() string {
+	first, _ := m.String("header", "channelData", "customerFirstName")
+	last, _ := m.String("header", "channelData", "customerLastName")
+	return strings.TrimSpace(strings.TrimSpace(first) + " " + strings.TrimSpace(last))
+}
+
+// TimestampMillis returns header.timestamp as epoch milliseconds, accepting an integer, a digit string
+// or an RFC 3339 string; ok is false when it is absent or unreadable.
+func (m *Message) TimestampMillis() (ms int64, ok bool) {
+	r := m.rootRef().path("header", "timestamp")
+	if n, ok := r.integer(); ok && n >= 0 {
+		return n, true
+	}
+	if n, ok := r.digits(); ok {
+		return n, true
+	}
+	if t, ok := parseRFC3339(r); ok {
+		return t.UnixMilli(), true
+	}
+	return 0, false
+}
+
+func parseRFC3339(r ref) (time.Time, bool) {
+	if !r.is(kindString) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, r.str())
+	return t, err == nil
+}

@@ -1,0 +1,311 @@
+// Package cim is the CIM (Customer Interaction Model) message of contact-center platforms such as
+// Expertflow CX: a JSON object {id, header, body} with a typed body. It decodes, validates and edits
+// messages without losing anything the producer sent: unknown fields, their order and their formatting
+// survive decode → edit → encode byte for byte, except where an edit changes a value.
+//
+// The package has no Kafka, logging or global state; a connector author can import it alone.
+package cim
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Default limits applied by Decode.
+const (
+	DefaultMaxBytes = 1 << 20 // 1 MiB
+	DefaultMaxDepth = 64
+)
+
+// Limits bound what Decode accepts; zero fields take the defaults.
+type Limits struct {
+	MaxBytes int
+	MaxDepth int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	return l
+}
+
+// Message is a decoded CIM message. It keeps the original bytes; accessors read from them.
+// A Message is not safe for concurrent mutation.
+type Message struct {
+	raw   []byte
+	nodes []node
+	root  int32
+}
+
+// DecodeError says why bytes are not a CIM message at all; Violation carries the code
+// (malformed, too_large or too_deep) and a sentence.
+type DecodeError struct {
+	Violation Violation
+}
+
+func (e *DecodeError) Error() string { return e.Violation.Code + ": " + e.Violation.Message }
+
+// Decode parses data with the default limits (1 MiB, 64 levels).
+func Decode(data []byte) (*Message, error) { return DecodeLimits(data, Limits{}) }
+
+// DecodeLimits parses data as a JSON object. It does not check CIM rules: see Validate. The Message
+// refers to data, which must not be modified while the Message is in use.
+func DecodeLimits(data []byte, limits Limits) (*Message, error) {
+	limits = limits.withDefaults()
+	if len(data) > limits.MaxBytes {
+		return nil, &DecodeError{Violation{Code: CodeTooLarge,
+			Message: "the message is " + strconv.Itoa(len(data)) + " bytes; the limit is " + strconv.Itoa(limits.MaxBytes)}}
+	}
+	p := parser{data: data, maxDepth: limits.MaxDepth, nodes: make([]node, 0, estimateNodes(len(data)))}
+	root, err := p.parse()
+	if err != nil {
+		var de *depthError
+		if errors.As(err, &de) {
+			return nil, &DecodeError{Violation{Code: CodeTooDeep, Message: "JSON " + err.Error()}}
+		}
+		return nil, &DecodeError{Violation{Code: CodeMalformed, Message: "not valid JSON: " + err.Error()}}
+	}
+	if p.nodes[root].kind != kindObject {
+		return nil, &DecodeError{Violation{Code: CodeMalformed,
+			Message: "the message must be a JSON object, not " + articled(p.nodes[root].kind)}}
+	}
+	return &Message{raw: data, nodes: p.nodes, root: root}, nil
+}
+
+// estimateNodes sizes the node slice so that typical messages need a single allocation.
+func estimateNodes(n int) int { return min(max(16, n/12), 4096) }
+
+func articled(k kind) string {
+	if k == kindArray || k == kindObject {
+		return "an " + k.String()
+	}
+	return "a " + k.String()
+}
+
+// Raw returns the bytes the message was decoded from.
+func (m *Message) Raw() []byte { return m.raw }
+
+// ref is a handle to one value in a message; the zero ref (idx < 0) stands for "absent".
+type ref struct {
+	m   *Message
+	idx int32
+}
+
+func (m *Message) rootRef() ref { return ref{m, m.root} }
+
+func (r ref) ok() bool   { return r.idx >= 0 && r.m != nil }
+func (r ref) n() *node   { return &r.m.nodes[r.idx] }
+func (r ref) kind() kind { return r.n().kind }
+
+// present is true for a value that exists and is not null: optional fields accept null as absent.
+func (r ref) present() bool { return r.ok() && r.kind() != kindNull }
+
+func (r ref) is(k kind) bool { return r.ok() && r.kind() == k }
+
+// get returns the member named key of an object (the last one when a key repeats, as Jackson reads it).
+func (r ref) get(key string) ref {
+	out := ref{r.m, -1}
+	if !r.is(kindObject) {
+		return out
+	}
+	for c := r.n().first; c >= 0; c = r.m.nodes[c].next {
+		cn := &r.m.nodes[c]
+		if cn.keyEscaped {
+			if unescape(r.m.raw[cn.keyStart:cn.keyEnd]) == key {
+				out.idx = c
+			}
+		} else if string(r.m.raw[cn.keyStart:cn.keyEnd]) == key {
+			out.idx = c
+		}
+	}
+	return out
+}
+
+// path follows keys from r.
+func (r ref) path(keys ...string) ref {
+	for _, k := range keys {
+		r = r.get(k)
+	}
+	return r
+}
+
+// items calls f for each element of an array with its index.
+func (r ref) items(f func(i int, item ref)) {
+	if !r.is(kindArray) {
+		return
+	}
+	i := 0
+	for c := r.n().first; c >= 0; c = r.m.nodes[c].next {
+		f(i, ref{r.m, c})
+		i++
+	}
+}
+
+func (r ref) length() int {
+	n := 0
+	r.items(func(int, ref) { n++ })
+	return n
+}
+
+// bytes returns the raw JSON of the value.
+func (r ref) bytes() []byte { return r.m.raw[r.n().start:r.n().end] }
+
+// strBytes returns a string value's content without quotes; escapes are kept as written.
+func (r ref) strBytes() []byte {
+	n := r.n()
+	return r.m.raw[n.start+1 : n.end-1]
+}
+
+// str returns a string value, unescaped; "" for anything else.
+func (r ref) str() string {
+	if !r.is(kindString) {
+		return ""
+	}
+	if r.n().escaped {
+		return unescape(r.strBytes())
+	}
+	return string(r.strBytes())
+}
+
+// equals compares a string value with s without allocating for the common unescaped case.
+func (r ref) equals(s string) bool {
+	if !r.is(kindString) {
+		return false
+	}
+	if r.n().escaped {
+		return unescape(r.strBytes()) == s
+	}
+	return string(r.strBytes()) == s
+}
+
+// nonBlank is true for a string holding something other than white space.
+func (r ref) nonBlank() bool {
+	if !r.is(kindString) {
+		return false
+	}
+	b := r.strBytes()
+	if r.n().escaped {
+		b = []byte(unescape(b))
+	}
+	return !isBlank(b)
+}
+
+// isBlank reports whether b holds only white space (the ASCII set JSON Schema's \s and Go's \s share).
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r', '\f':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// number returns a number value as float64.
+func (r ref) number() (float64, bool) {
+	if !r.is(kindNumber) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(string(r.bytes()), 64)
+	return f, err == nil
+}
+
+// integer returns a number with no fractional part (1.0 counts, as in JSON Schema).
+func (r ref) integer() (int64, bool) {
+	if !r.is(kindNumber) {
+		return 0, false
+	}
+	b := r.bytes()
+	if bytes.IndexAny(b, ".eE") < 0 {
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		return n, err == nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<62 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// digits returns the value of a string holding only ASCII digits.
+func (r ref) digits() (int64, bool) {
+	if !r.is(kindString) || r.n().escaped {
+		return 0, false
+	}
+	b := r.strBytes()
+	if len(b) == 0 {
+		return 0, false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+// unescape decodes the escapes of a JSON string's content (already checked by the parser).
+func unescape(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			sb.WriteByte(c)
+			continue
+		}
+		i++
+		switch b[i] {
+		case 'b':
+			sb.WriteByte('\b')
+		case 'f':
+			sb.WriteByte('\f')
+		case 'n':
+			sb.WriteByte('\n')
+		case 'r':
+			sb.WriteByte('\r')
+		case 't':
+			sb.WriteByte('\t')
+		case 'u':
+			r := rune(hex4(b[i+1 : i+5]))
+			i += 4
+			if utf16.IsSurrogate(r) && i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+				if r2 := rune(hex4(b[i+3 : i+7])); utf16.DecodeRune(r, r2) != utf8.RuneError {
+					r = utf16.DecodeRune(r, r2)
+					i += 6
+				}
+			}
+			sb.WriteRune(r) // a lone surrogate becomes U+FFFD, as in encoding/json
+		default: // " \ /
+			sb.WriteByte(b[i])
+		}
+	}
+	return sb.String()
+}
+
+func hex4(b []byte) uint16 {
+	var v uint16
+	for _, c := range b {
+		v <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			v |= uint16(c - '0')
+		case c >= 'a' && c <= 'f':
+			v |= uint16(c - 'a' + 10)
+		default:
+			v |= uint16(c - 'A' + 10)
+		}
+	}
+	return v
+}

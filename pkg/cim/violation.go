@@ -1,0 +1,97 @@
+package cim
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Violation codes: stable identifiers that consumers (dead-letter readers, CI checks) can branch on.
+const (
+	CodeMalformed   = "malformed"   // not JSON, not UTF-8, or the top level is not an object
+	CodeTooLarge    = "too_large"   // larger than the size limit
+	CodeTooDeep     = "too_deep"    // nested deeper than the depth limit
+	CodeRequired    = "required"    // a required field is absent or null
+	CodeType        = "type"        // a field has the wrong JSON type
+	CodeEnum        = "enum"        // a value is not one of the allowed values
+	CodeFormat      = "format"      // a string is not in the required format (URL, timestamp, digits)
+	CodeRange       = "range"       // a number is out of its range
+	CodeEmpty       = "empty"       // a string is blank or an array is empty where content is required
+	CodeUnsupported = "unsupported" // body.type is not a known type
+)
+
+// Violation is one broken rule: where (a JSON path such as body.buttons[1].payload; empty for the whole
+// message), a stable code, and a sentence for a connector developer.
+type Violation struct {
+	Path    string `json:"path"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (v Violation) String() string {
+	if v.Path == "" {
+		return v.Code + ": " + v.Message
+	}
+	return v.Path + ": " + v.Code + ": " + v.Message
+}
+
+// Violations is every broken rule of a message; empty means valid.
+type Violations []Violation
+
+// Error joins the violations, so a non-empty Violations can be returned as an error.
+func (vs Violations) Error() string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Codes returns the distinct codes in order of first appearance.
+func (vs Violations) Codes() []string {
+	var out []string
+	for _, v := range vs {
+		seen := false
+		for _, c := range out {
+			seen = seen || c == v.Code
+		}
+		if !seen {
+			out = append(out, v.Code)
+		}
+	}
+	return out
+}
+
+// loc is a JSON path built on the stack while validating and rendered only when a violation needs it.
+type loc struct {
+	parent *loc
+	key    string
+	index  int // >= 0 for an array element
+}
+
+func (l *loc) String() string {
+	if l == nil {
+		return ""
+	}
+	var b strings.Builder
+	l.write(&b)
+	return b.String()
+}
+
+func (l *loc) write(b *strings.Builder) {
+	if l.parent != nil {
+		l.parent.write(b)
+	}
+	if l.index >= 0 {
+		b.WriteByte('[')
+		b.WriteString(strconv.Itoa(l.index))
+		b.WriteByte(']')
+		return
+	}
+	if l.key == "" {
+		return
+	}
+	if b.Len() > 0 {
+		b.WriteByte('.')
+	}
+	b.WriteString(l.key)
+}

@@ -511,9 +511,13 @@ func (v *validator) typed(r ref, at *loc, k kind, required bool) bool {
 	return true
 }
 
-func (v *validator) object(r ref, at *loc, required bool) bool { return v.typed(r, at, kindObject, required) }
+func (v *validator) object(r ref, at *loc, required bool) bool {
+	return v.typed(r, at, kindObject, required)
+}
 
-func (v *validator) str(r ref, at *loc, required bool) bool { return v.typed(r, at, kindString, required) }
+func (v *validator) str(r ref, at *loc, required bool) bool {
+	return v.typed(r, at, kindString, required)
+}
 
 func (v *validator) nonBlank(r ref, at *loc, required bool) bool {
 	if !v.str(r, at, required) {

@@ -226,7 +226,7 @@ func (r ref) integer() (int64, bool) {
 		return 0, false
 	}
 	b := r.bytes()
-	if bytes.IndexAny(b, ".eE") < 0 {
+	if !bytes.ContainsAny(b, ".eE") {
 		n, err := strconv.ParseInt(string(b), 10, 64)
 		return n, err == nil
 	}

@@ -237,12 +237,16 @@ func (r ref) integer() (int64, bool) {
 	return int64(f), true
 }
 
-// digits returns the value of a string holding only ASCII digits.
+// digits returns the value of a string holding only ASCII digits (after unescaping); values beyond
+// int64 saturate, so range checks still reject them.
 func (r ref) digits() (int64, bool) {
-	if !r.is(kindString) || r.n().escaped {
+	if !r.is(kindString) {
 		return 0, false
 	}
 	b := r.strBytes()
+	if r.n().escaped {
+		b = []byte(unescape(b))
+	}
 	if len(b) == 0 {
 		return 0, false
 	}
@@ -252,7 +256,10 @@ func (r ref) digits() (int64, bool) {
 		}
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
-	return n, err == nil
+	if err != nil {
+		return math.MaxInt64, true
+	}
+	return n, true
 }
 
 // unescape decodes the escapes of a JSON string's content (already checked by the parser).

@@ -584,11 +584,17 @@ func isHTTPURL(s string) bool {
 	return host > 0 && !strings.ContainsAny(rest, " \t\n\r\f")
 }
 
+// cutPrefixFold cuts an ASCII prefix, ignoring ASCII case only (Unicode folding would let "ſ" match "s").
 func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
+	if len(s) < len(prefix) {
+		return s, false
 	}
-	return s, false
+	for i := 0; i < len(prefix); i++ {
+		if c := s[i]; c != prefix[i] && c|0x20 != prefix[i] {
+			return s, false
+		}
+	}
+	return s[len(prefix):], true
 }
 
 func (v *validator) numberIn(r ref, at *loc, lo, hi float64) {

@@ -1,6 +1,7 @@
 package cim_test
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -60,5 +61,30 @@ func BenchmarkEncodeWithEdits(b *testing.B) {
 			b.Fatal(err)
 		}
 		buf = out
+	}
+}
+
+// Baselines measured in the same run, so figures can be read as ratios: encoding/json's syntax check
+// alone, and decoding into map[string]any (what a generic validator would start from).
+func BenchmarkBaselineJSONValid(b *testing.B) {
+	data := loadBench(b, "plain-1k.json")
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if !json.Valid(data) {
+			b.Fatal("invalid")
+		}
+	}
+}
+
+func BenchmarkBaselineJSONUnmarshalMap(b *testing.B) {
+	data := loadBench(b, "plain-1k.json")
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

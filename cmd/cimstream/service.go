@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+
+	"github.com/cimstream/cimstream/internal/inbound"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
@@ -10,9 +13,16 @@ import (
 
 // addPipelines attaches the pipelines the configuration enables.
 func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) error {
-	_ = svc
-	_ = cfg
-	_ = log
+	if cfg.Inbound.Enabled {
+		ready := svc.Readiness()
+		ready.Set(inbound.ReadyIngest, errors.New("not started"))
+		ready.Set(inbound.ReadySessions, errors.New("not started"))
+		p, err := inbound.NewPipeline(cfg, svc.Kafka(), log, inbound.Observers{Ready: ready.Set})
+		if err != nil {
+			return err
+		}
+		svc.Add(p)
+	}
 	return nil
 }
 

@@ -97,6 +97,9 @@ type Topics struct {
 	DeadLetter      string   `yaml:"deadLetter"`
 	// Sessions is the compacted changelog of the inbound session state.
 	Sessions string `yaml:"sessions"`
+	// Repartition is the internal topic that re-keys inbound messages by customer; it must have as many
+	// partitions as Sessions.
+	Repartition string `yaml:"repartition"`
 	// Partitions and ReplicationFactor apply to topics created by `cimstream topics create`.
 	Partitions        int `yaml:"partitions"`
 	ReplicationFactor int `yaml:"replicationFactor"`
@@ -106,7 +109,11 @@ type Topics struct {
 type Inbound struct {
 	Enabled            bool          `yaml:"enabled"`
 	SessionIdleTimeout time.Duration `yaml:"sessionIdleTimeout"`
-	MaxMessageBytes    int           `yaml:"maxMessageBytes"`
+	// BatchSize bounds the records a partition worker holds at once (backpressure); Linger is how long
+	// a batch waits to fill after its first record.
+	BatchSize       int           `yaml:"batchSize"`
+	Linger          time.Duration `yaml:"linger"`
+	MaxMessageBytes int           `yaml:"maxMessageBytes"`
 	// TopicRefreshInterval is how often topics matching the pattern are listed again.
 	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
 }
@@ -174,11 +181,14 @@ func Default() Config {
 			Notifications:     "cim.notifications",
 			DeadLetter:        "cimstream.dlq",
 			Sessions:          "cimstream.sessions",
+			Repartition:       "cimstream.inbound.repartition",
 			Partitions:        6,
 			ReplicationFactor: 1,
 		},
 		Inbound: Inbound{
 			Enabled:              true,
+			BatchSize:            500,
+			Linger:               2 * time.Millisecond,
 			SessionIdleTimeout:   30 * time.Minute,
 			MaxMessageBytes:      1 << 20,
 			TopicRefreshInterval: 10 * time.Second,
@@ -262,6 +272,7 @@ func (c *Config) Validate() error {
 	for key, name := range map[string]string{
 		"topics.ccmInbound": t.CCMInbound, "topics.ccmOutbound": t.CCMOutbound,
 		"topics.notifications": t.Notifications, "topics.deadLetter": t.DeadLetter, "topics.sessions": t.Sessions,
+		"topics.repartition": t.Repartition,
 	} {
 		add(topicName(key, name))
 	}
@@ -274,6 +285,8 @@ func (c *Config) Validate() error {
 	add(positive("inbound.sessionIdleTimeout", c.Inbound.SessionIdleTimeout))
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
 	add(positive("inbound.topicRefreshInterval", c.Inbound.TopicRefreshInterval))
+	add(atLeast("inbound.batchSize", int64(c.Inbound.BatchSize), 1))
+	add(positive("inbound.linger", c.Inbound.Linger))
 	for sid, ch := range c.Outbound.Channels {
 		if strings.TrimSpace(sid) == "" || !topicChars.MatchString(ch) {
 			add(fieldErr("outbound.channels", "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))

@@ -117,6 +117,7 @@ func Config(t testing.TB) config.Config {
 	cfg.Topics.Notifications = prefix + "cim.notifications"
 	cfg.Topics.DeadLetter = prefix + "cimstream.dlq"
 	cfg.Topics.Sessions = prefix + "cimstream.sessions"
+	cfg.Topics.Repartition = prefix + "cimstream.inbound.repartition"
 	cfg.Topics.InboundChannels = nil
 	cfg.Topics.Partitions = 3
 	cfg.Admin.Address = "127.0.0.1:0"

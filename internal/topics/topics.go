@@ -39,6 +39,7 @@ func Required(cfg config.Config) []Spec {
 	if cfg.Inbound.Enabled {
 		specs = append(specs,
 			plain(t.CCMInbound, "enriched inbound messages for the CCM"),
+			plain(t.Repartition, "internal: inbound messages keyed by customer"),
 			Spec{
 				Name: t.Sessions, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor,
 				Purpose: "compacted changelog of inbound sessions",

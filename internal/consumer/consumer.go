@@ -1,0 +1,403 @@
+// Package consumer runs a pipeline stage on Kafka: it joins a consumer group, gives each assigned
+// partition its own handler and reader, writes the handler's outputs with acks=all, and commits an input
+// offset only after everything produced from the records before it was acknowledged.
+//
+// It is the only place where kafka-go meets pipeline logic; handlers see stream.Record and
+// stream.Output only.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// Handler processes the records of one partition, in order.
+type Handler interface {
+	// Process returns the outputs of a batch, in the order they must be written.
+	Process(batch []stream.Record) []stream.Output
+	// Tick is called about once per commit interval with the wall clock, for housekeeping outputs
+	// (tombstones of expired state).
+	Tick(now time.Time) []stream.Output
+}
+
+// HandlerFactory makes the handler of a newly assigned partition (restoring its state first).
+type HandlerFactory func(ctx context.Context, topic string, partition int) (Handler, error)
+
+// Config describes one stage.
+type Config struct {
+	Name    string // for logs and metrics: "inbound-ingest", "inbound-sessions", "outbound"
+	GroupID string
+	// Topics returns the topics to consume; it is called again every RefreshInterval and a change makes
+	// the stage rejoin the group with the new list.
+	Topics          func(ctx context.Context) ([]string, error)
+	RefreshInterval time.Duration
+	NewHandler      HandlerFactory
+	BatchSize       int           // records per batch at most
+	Linger          time.Duration // how long a batch waits to fill after its first record
+	CommitInterval  time.Duration
+	// Ready is told when the stage has joined and every assigned partition is restored (nil), or why not.
+	Ready func(error)
+}
+
+// Runner runs one stage.
+type Runner struct {
+	cfg      Config
+	kafka    *kafkaclient.Factory
+	log      *zap.Logger
+	keyed    *kafka.Writer // partition chosen by key (Murmur2)
+	explicit *kafka.Writer // partition chosen by the handler (state changelogs)
+}
+
+// New returns a runner; Close releases its writers.
+func New(cfg Config, factory *kafkaclient.Factory, log *zap.Logger) *Runner {
+	if cfg.Ready == nil {
+		cfg.Ready = func(error) {}
+	}
+	explicit := factory.Writer("")
+	explicit.Balancer = explicitPartition{}
+	return &Runner{cfg: cfg, kafka: factory, log: log.With(zap.String("stage", cfg.Name)), keyed: factory.Writer(""), explicit: explicit}
+}
+
+// explicitPartition writes each message to the partition the handler chose.
+type explicitPartition struct{}
+
+func (explicitPartition) Balance(msg kafka.Message, partitions ...int) int {
+	if slices.Contains(partitions, msg.Partition) {
+		return msg.Partition
+	}
+	return partitions[msg.Partition%len(partitions)] // the topic shrank: never happens with managed topics
+}
+
+// Close flushes and closes the writers.
+func (r *Runner) Close() error {
+	return errors.Join(r.keyed.Close(), r.explicit.Close())
+}
+
+// Run consumes until ctx is cancelled, then drains the batch in hand, commits and returns nil.
+func (r *Runner) Run(ctx context.Context) error {
+	r.cfg.Ready(errors.New("joining the consumer group"))
+	backoff := time.Second
+	for ctx.Err() == nil {
+		topics, err := r.cfg.Topics(ctx)
+		if err == nil && len(topics) == 0 {
+			err = errors.New("no topics to consume yet")
+		}
+		if err != nil {
+			r.cfg.Ready(err)
+			r.log.Warn("cannot consume yet", zap.Error(err))
+			sleep(ctx, min(backoff, r.cfg.RefreshInterval))
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if err := r.runGroup(ctx, topics); err != nil && ctx.Err() == nil {
+			r.cfg.Ready(err)
+			r.log.Warn("consumer group stopped; rejoining", zap.Error(err))
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+// runGroup consumes topics until ctx ends or the topic list changes.
+func (r *Runner) runGroup(ctx context.Context, topics []string) error {
+	cg, err := kafka.NewConsumerGroup(r.kafka.GroupConfig(r.cfg.GroupID, topics))
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", r.cfg.GroupID, err)
+	}
+	defer cg.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.watchTopics(runCtx, cancel, topics)
+	r.log.Info("joining consumer group", zap.String("group", r.cfg.GroupID), zap.Strings("topics", topics))
+	for runCtx.Err() == nil {
+		gen, err := kafkaclient.NextGeneration(runCtx, cg)
+		if err != nil {
+			if runCtx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.runGeneration(runCtx, gen)
+	}
+	return nil
+}
+
+// watchTopics cancels the group when the topics to consume change (a new channel topic appeared).
+func (r *Runner) watchTopics(ctx context.Context, changed context.CancelFunc, current []string) {
+	t := time.NewTicker(r.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			topics, err := r.cfg.Topics(ctx)
+			if err == nil && !slices.Equal(topics, current) {
+				r.log.Info("topics changed; rejoining", zap.Strings("topics", topics))
+				changed()
+				return
+			}
+		}
+	}
+}
+
+// runGeneration starts one worker per assigned partition and waits for all to end (rebalance or stop).
+func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
+	var wg sync.WaitGroup
+	total := 0
+	for _, as := range gen.Assignments {
+		total += len(as)
+	}
+	restored := make(chan error, total)
+	for topic, assignments := range gen.Assignments {
+		for _, a := range assignments {
+			wg.Add(1)
+			gen.Start(func(genCtx context.Context) {
+				defer wg.Done()
+				r.partition(genCtx, stop, gen, topic, a.ID, a.Offset, restored)
+			})
+		}
+	}
+	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", total))
+	go func() {
+		for i := 0; i < total; i++ {
+			if err := <-restored; err != nil {
+				r.cfg.Ready(err)
+				return
+			}
+		}
+		r.cfg.Ready(nil)
+	}()
+	wg.Wait()
+}
+
+// partition processes one partition until its generation ends or the stage stops.
+func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, topic string, partition int, offset int64, restored chan<- error) {
+	ctx, cancel := context.WithCancel(genCtx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	log := r.log.With(zap.String("topic", topic), zap.Int("partition", partition))
+	handler, err := r.cfg.NewHandler(ctx, topic, partition)
+	if err != nil {
+		restored <- fmt.Errorf("restore %s/%d: %w", topic, partition, err)
+		log.Error("cannot start partition", zap.Error(err))
+		return
+	}
+	restored <- nil
+	reader, err := r.kafka.PartitionReader(topic, partition, offset)
+	if err != nil {
+		log.Error("cannot read partition", zap.Error(err))
+		return
+	}
+	defer reader.Close()
+
+	committed, next := int64(-1), int64(-1)
+	commit := func() {
+		if next <= committed {
+			return
+		}
+		// The broker rejects a commit from a generation that has ended, so a partition that moved to
+		// another member is never committed here.
+		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {partition: next}}); err != nil {
+			log.Warn("commit failed; the records will be processed again", zap.Int64("offset", next), zap.Error(err))
+			return
+		}
+		committed = next
+	}
+	defer commit()
+	lastTick, lastCommit := time.Now(), time.Now()
+	batch := make([]stream.Record, 0, r.cfg.BatchSize)
+	for ctx.Err() == nil {
+		batch = r.fetch(ctx, reader, batch[:0])
+		var outputs []stream.Output
+		if len(batch) > 0 {
+			outputs = handler.Process(batch)
+		}
+		if now := time.Now(); now.Sub(lastTick) >= r.cfg.CommitInterval {
+			outputs = append(outputs, handler.Tick(now)...)
+			lastTick = now
+		}
+		if err := r.write(ctx, outputs); err != nil {
+			return // stopping while the broker refuses writes: nothing past the last commit is committed
+		}
+		if len(batch) > 0 {
+			next = batch[len(batch)-1].Offset + 1
+		}
+		// Commits are batched: at most one per CommitInterval while records flow, and at once when idle.
+		if len(batch) == 0 || time.Since(lastCommit) >= r.cfg.CommitInterval {
+			commit()
+			lastCommit = time.Now()
+		}
+	}
+}
+
+// fetch returns up to BatchSize records: it waits up to CommitInterval for the first, then up to Linger
+// for more.
+func (r *Runner) fetch(ctx context.Context, reader *kafka.Reader, batch []stream.Record) []stream.Record {
+	first, cancelFirst := context.WithTimeout(ctx, r.cfg.CommitInterval)
+	defer cancelFirst()
+	m, err := reader.FetchMessage(first)
+	if err != nil {
+		return batch
+	}
+	batch = append(batch, toRecord(m))
+	more, cancelMore := context.WithTimeout(ctx, r.cfg.Linger)
+	defer cancelMore()
+	for len(batch) < r.cfg.BatchSize {
+		m, err := reader.FetchMessage(more)
+		if err != nil {
+			break
+		}
+		batch = append(batch, toRecord(m))
+	}
+	return batch
+}
+
+// write produces outputs with acks=all, retrying until they are all acknowledged or ctx ends.
+func (r *Runner) write(ctx context.Context, outputs []stream.Output) error {
+	if len(outputs) == 0 {
+		return nil
+	}
+	var keyed, explicit []kafka.Message
+	for _, o := range outputs {
+		if o.Partition == stream.ByKey {
+			keyed = append(keyed, toMessage(o))
+		} else {
+			explicit = append(explicit, toMessage(o))
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := writeBoth(ctx, r.keyed, keyed, r.explicit, explicit)
+		if err == nil {
+			return nil
+		}
+		r.log.Warn("write failed; retrying", zap.Int("records", len(outputs)), zap.Error(kafkaclient.Explain(err)))
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func writeBoth(ctx context.Context, w1 *kafka.Writer, m1 []kafka.Message, w2 *kafka.Writer, m2 []kafka.Message) error {
+	if len(m2) == 0 {
+		return w1.WriteMessages(ctx, m1...)
+	}
+	if len(m1) == 0 {
+		return w2.WriteMessages(ctx, m2...)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- w2.WriteMessages(ctx, m2...) }()
+	err1 := w1.WriteMessages(ctx, m1...)
+	return errors.Join(err1, <-errc)
+}
+
+func toRecord(m kafka.Message) stream.Record {
+	rec := stream.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
+	if len(m.Headers) > 0 {
+		rec.Headers = make([]stream.Header, len(m.Headers))
+		for i, h := range m.Headers {
+			rec.Headers[i] = stream.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return rec
+}
+
+func toMessage(o stream.Output) kafka.Message {
+	m := kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Time: o.Time}
+	if len(o.Headers) > 0 {
+		m.Headers = make([]kafka.Header, len(o.Headers))
+		for i, h := range o.Headers {
+			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return m
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ReadAll reads a partition from its first offset up to the end it has when called, for restoring
+// state; fn sees each record's key and value (nil for a tombstone).
+func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, fn func(key, value []byte) error) (int, error) {
+	client := factory.Client()
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	var first, end int64
+	for _, p := range resp.Topics[topic] {
+		if p.Partition == partition {
+			if p.Error != nil {
+				return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
+			}
+			first, end = p.FirstOffset, p.LastOffset
+		}
+	}
+	if end <= first {
+		return 0, nil
+	}
+	reader, err := factory.PartitionReader(topic, partition, first)
+	if err != nil {
+		return 0, err
+	}
+	defer reader.Close()
+	n := 0
+	for {
+		m, err := reader.FetchMessage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("read %s/%d: %w", topic, partition, err)
+		}
+		if err := fn(m.Key, m.Value); err != nil {
+			return n, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
+		}
+		n++
+		if m.Offset+1 >= end {
+			return n, nil
+		}
+	}
+}
+
+// TopicNames lists the cluster's topics.
+func TopicNames(ctx context.Context, factory *kafkaclient.Factory) ([]string, error) {
+	md, err := factory.Client().Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	names := make([]string, 0, len(md.Topics))
+	for _, t := range md.Topics {
+		if t.Error == nil && !t.Internal {
+			names = append(names, t.Name)
+		}
+	}
+	return names, nil
+}

@@ -1,0 +1,139 @@
+// Package inbound is the connector → CCM pipeline, in two stages:
+//
+//  1. Normalizer (stateless) reads the connector topics: validates, dead-letters what is invalid, fills
+//     id, timestamp, sender type and customer, sends connector receipts to the notifications topic, and
+//     re-keys everything else by customer onto the internal repartition topic.
+//  2. Enricher (stateful) reads the repartition topic, one session table per partition backed by the
+//     compacted sessions changelog, sets channelSessionId and conversationId, and publishes to the CCM.
+//
+// Re-keying makes sessions independent of how connectors key or partition their records: a customer's
+// messages meet in one partition of the repartition topic, owned by one instance at a time.
+package inbound
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/session"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Topics are the outputs of the inbound pipeline.
+type Topics struct {
+	Repartition   string
+	CCM           string
+	Notifications string
+	DeadLetter    string
+}
+
+// Observer is told what happened to each record (metrics); every method must be cheap.
+type Observer interface {
+	DeadLettered(pipeline string, codes []string)
+	UnknownIntent(pipeline string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) DeadLettered(string, []string) {}
+func (nopObserver) UnknownIntent(string)          {}
+
+// Normalizer is stage 1.
+type Normalizer struct {
+	topics   Topics
+	limits   cim.Limits
+	observer Observer
+}
+
+// NewNormalizer returns stage 1; observer may be nil.
+func NewNormalizer(topics Topics, maxBytes int, observer Observer) *Normalizer {
+	if observer == nil {
+		observer = nopObserver{}
+	}
+	return &Normalizer{topics: topics, limits: cim.Limits{MaxBytes: maxBytes}, observer: observer}
+}
+
+// Process handles one connector record and returns exactly one output: a dead letter, a notification,
+// or a record for the repartition topic.
+func (n *Normalizer) Process(rec stream.Record) stream.Output {
+	m, err := cim.DecodeLimits(rec.Value, n.limits)
+	if err != nil {
+		return n.dead(rec, cim.Violations{err.(*cim.DecodeError).Violation})
+	}
+	if vs := cim.Validate(m, cim.Inbound); len(vs) > 0 {
+		return n.dead(rec, vs)
+	}
+	if cim.UnknownIntent(m) {
+		n.observer.UnknownIntent("inbound")
+	}
+	value, err := m.Encode(normalizeEdits(m, rec)...)
+	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
+		return n.dead(rec, cim.Violations{{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()}})
+	}
+	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+3), rec.Headers...), deadletter.SourceHeaders(rec)...)
+	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time}
+	switch {
+	case m.BodyType() == "DELIVERYNOTIFICATION":
+		// A connector's receipt is not customer activity: it goes to the notifications topic without
+		// touching sessions, keyed like the conversation it belongs to.
+		out.Topic = n.topics.Notifications
+		out.Key = []byte(firstNonEmpty(m.ConversationID(), m.ChannelCustomerIdentifier(), string(rec.Key)))
+	case m.HasChannelData():
+		out.Topic = n.topics.Repartition
+		out.Key = []byte(session.Key(m.ServiceIdentifier(), m.ChannelCustomerIdentifier()))
+	default: // a reply inside an existing conversation: keyed by it, passes stage 2 unchanged
+		out.Topic = n.topics.Repartition
+		out.Key = []byte(conversationKeyPrefix + m.ConversationID())
+	}
+	return out
+}
+
+// conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with
+// a digit (their length prefix), so the two never collide.
+const conversationKeyPrefix = "conversation:"
+
+func (n *Normalizer) dead(rec stream.Record, vs cim.Violations) stream.Output {
+	n.observer.DeadLettered("inbound", vs.Codes())
+	return deadletter.New(n.topics.DeadLetter, "inbound", rec, vs)
+}
+
+// normalizeEdits are the stateless fills of contract section 3.
+func normalizeEdits(m *cim.Message, rec stream.Record) []cim.Edit {
+	edits := make([]cim.Edit, 0, 4)
+	if !m.Has("id") {
+		edits = append(edits, cim.Set(cim.StringValue(session.DeriveID("message", rec.Topic, strconv.Itoa(rec.Partition),
+			strconv.FormatInt(rec.Offset, 10))), "id"))
+	}
+	ts, ok := m.TimestampMillis()
+	if !ok {
+		ts = rec.Time.UnixMilli()
+	}
+	if raw := m.RawValue("header", "timestamp"); string(raw) != strconv.FormatInt(ts, 10) {
+		edits = append(edits, cim.Set(cim.IntValue(ts), "header", "timestamp"))
+	}
+	if st, _ := m.String("header", "sender", "type"); st != strings.ToUpper(st) {
+		edits = append(edits, cim.Set(cim.StringValue(strings.ToUpper(st)), "header", "sender", "type"))
+	}
+	if !m.Has("header", "customer") && m.HasChannelData() {
+		name := m.CustomerName()
+		customer := []byte(`{"id":`)
+		customer = cim.AppendString(customer, session.DeriveID("customer", m.ServiceIdentifier(), m.ChannelCustomerIdentifier()))
+		customer = append(customer, `,"firstName":`...)
+		customer = cim.AppendString(customer, name)
+		customer = append(customer, `,"isAnonymous":`...)
+		customer = strconv.AppendBool(customer, name == "")
+		customer = append(customer, '}')
+		edits = append(edits, cim.Set(customer, "header", "customer"))
+	}
+	return edits
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

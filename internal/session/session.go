@@ -1,0 +1,233 @@
+// Package session decides the channel session and conversation of each inbound message. It is pure
+// logic: a Table holds the sessions of one partition, Apply decides for one message and returns the
+// state to persist; the changelog and the broker are someone else's business.
+//
+// Every decision is a function of the previous state and the message (its id, intent, carried ids, time
+// and input offset), never of the wall clock, so reprocessing after a crash gives the same ids.
+package session
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Namespace for the ids cimstream derives (UUIDv5).
+var Namespace = uuid.MustParse("6b0e2f61-93a4-4c51-9f0e-4d2b8a7c3e15")
+
+// DeriveID returns a UUIDv5 of parts, for ids that must come out the same every time.
+func DeriveID(parts ...string) string {
+	name := make([]byte, 0, 64)
+	for i, p := range parts {
+		if i > 0 {
+			name = append(name, 0)
+		}
+		name = append(name, p...)
+	}
+	return uuid.NewSHA1(Namespace, name).String()
+}
+
+// Key is the state key of a customer on a channel: length-prefixed so no two pairs share a key.
+func Key(serviceIdentifier, channelCustomerIdentifier string) string {
+	return strconv.Itoa(len(serviceIdentifier)) + ":" + serviceIdentifier + channelCustomerIdentifier
+}
+
+// recentLimit is how many decisions a state remembers, to answer a replayed record with the ids it got
+// the first time (records processed but not yet committed when an instance died).
+const recentLimit = 16
+
+// State is what is stored per key in the changelog.
+type State struct {
+	ChannelSessionID string `json:"s"`
+	ConversationID   string `json:"c"`
+	Open             bool   `json:"open"`
+	// LastActivity is the time (epoch ms) of the latest message, from the record, not the wall clock.
+	LastActivity int64 `json:"t"`
+	// Applied is the highest input offset applied; Recent are the latest decisions by offset.
+	Applied int64      `json:"o"`
+	Recent  []Decision `json:"r,omitempty"`
+}
+
+// Decision is the ids given to the message at Offset.
+type Decision struct {
+	Offset           int64  `json:"o"`
+	ChannelSessionID string `json:"s"`
+	ConversationID   string `json:"c"`
+}
+
+// Reason says why a session ended, for metrics.
+type Reason string
+
+const (
+	ReasonIdle      Reason = "idle"
+	ReasonEndChat   Reason = "end_chat"
+	ReasonStartChat Reason = "start_chat"
+	ReasonAdopted   Reason = "adopted" // the message carried other ids
+)
+
+// Message is what a decision needs to know about one inbound message.
+type Message struct {
+	Offset           int64
+	ID               string
+	Intent           string
+	TimeMillis       int64
+	ChannelSessionID string // carried by the message, "" when absent
+	ConversationID   string
+}
+
+// Outcome is the decision for one message.
+type Outcome struct {
+	ChannelSessionID string
+	ConversationID   string
+	Opened           bool   // a new session began with this message
+	Closed           Reason // a session ended (before this message, or with it for END_CHAT)
+	Replayed         bool   // the message was applied before; state unchanged
+	State            *State // the state to persist (nil when unchanged)
+}
+
+// Table holds the sessions of one input partition.
+type Table struct {
+	idle     time.Duration
+	sessions map[string]*State
+}
+
+// NewTable returns an empty table with the idle timeout.
+func NewTable(idle time.Duration) *Table {
+	return &Table{idle: idle, sessions: map[string]*State{}}
+}
+
+// Len is the number of keys held.
+func (t *Table) Len() int { return len(t.sessions) }
+
+// Restore loads one changelog record; a nil value (tombstone) deletes the key.
+func (t *Table) Restore(key string, value []byte) error {
+	if value == nil {
+		delete(t.sessions, key)
+		return nil
+	}
+	var st State
+	if err := json.Unmarshal(value, &st); err != nil {
+		return err
+	}
+	t.sessions[key] = &st
+	return nil
+}
+
+// Encode serializes a state for the changelog.
+func Encode(st *State) []byte {
+	b, _ := json.Marshal(st) // a struct of strings and numbers cannot fail
+	return b
+}
+
+// Active counts open sessions whose last activity is within the idle timeout of nowMillis.
+func (t *Table) Active(nowMillis int64) int {
+	n := 0
+	for _, st := range t.sessions {
+		if st.Open && nowMillis-st.LastActivity <= t.idle.Milliseconds() {
+			n++
+		}
+	}
+	return n
+}
+
+// Apply decides the ids of m for key.
+func (t *Table) Apply(key string, m Message) Outcome {
+	st := t.sessions[key]
+	if st != nil && m.Offset <= st.Applied {
+		for _, d := range st.Recent {
+			if d.Offset == m.Offset {
+				return Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
+			}
+		}
+		// Older than anything remembered: answer with the current ids rather than rewrite history.
+		return Outcome{ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, Replayed: true}
+	}
+
+	var out Outcome
+	active := st != nil && st.Open && m.TimeMillis-st.LastActivity <= t.idle.Milliseconds()
+	switch {
+	case m.ChannelSessionID != "" || m.ConversationID != "":
+		// Ids the message carries are kept and become the key's session; a missing one is completed
+		// from the active session or derived.
+		sid, cid := m.ChannelSessionID, m.ConversationID
+		if sid == "" {
+			sid = pick(active, st, true, m.ID)
+		}
+		if cid == "" {
+			cid = pick(active, st, false, m.ID)
+		}
+		if active && (sid != st.ChannelSessionID || cid != st.ConversationID) {
+			out.Closed = ReasonAdopted
+		}
+		out.Opened = !active || out.Closed != ""
+		out.ChannelSessionID, out.ConversationID = sid, cid
+	case m.Intent == "START_CHAT" || m.Intent == "START_CONVERSATION":
+		if active {
+			out.Closed = ReasonStartChat
+		}
+		out.Opened = true
+		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
+	case active:
+		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
+	default:
+		if st != nil && st.Open {
+			out.Closed = ReasonIdle
+		}
+		out.Opened = true
+		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
+	}
+
+	next := &State{
+		ChannelSessionID: out.ChannelSessionID,
+		ConversationID:   out.ConversationID,
+		Open:             m.Intent != "END_CHAT",
+		LastActivity:     m.TimeMillis,
+		Applied:          m.Offset,
+	}
+	if st != nil && !out.Opened && st.LastActivity > next.LastActivity {
+		next.LastActivity = st.LastActivity // out-of-order timestamps never shorten a session
+	}
+	if m.Intent == "END_CHAT" {
+		out.Closed = ReasonEndChat
+	}
+	if st != nil {
+		next.Recent = append(next.Recent, st.Recent...)
+	}
+	next.Recent = append(next.Recent, Decision{Offset: m.Offset, ChannelSessionID: out.ChannelSessionID, ConversationID: out.ConversationID})
+	if len(next.Recent) > recentLimit {
+		next.Recent = append([]Decision(nil), next.Recent[len(next.Recent)-recentLimit:]...)
+	}
+	t.sessions[key] = next
+	out.State = next
+	return out
+}
+
+func pick(active bool, st *State, session bool, msgID string) string {
+	switch {
+	case active && session:
+		return st.ChannelSessionID
+	case active:
+		return st.ConversationID
+	case session:
+		return DeriveID("channelSession", msgID)
+	default:
+		return DeriveID("conversation", msgID)
+	}
+}
+
+// Expired removes and returns the keys whose sessions ended (idle past the timeout, or closed) more than
+// the idle timeout before nowMillis; the caller writes their tombstones. Keeping closed sessions for one
+// more timeout lets a replayed END_CHAT find the ids it was given.
+func (t *Table) Expired(nowMillis int64) []string {
+	var keys []string
+	limit := 2 * t.idle.Milliseconds()
+	for k, st := range t.sessions {
+		if nowMillis-st.LastActivity > limit {
+			keys = append(keys, k)
+			delete(t.sessions, k)
+		}
+	}
+	return keys
+}

@@ -1,0 +1,53 @@
+// Package stream holds cimstream's own record types, so pipeline logic is written and tested without
+// a broker; only internal/consumer translates them to and from kafka-go.
+package stream
+
+import "time"
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one consumed record with its coordinates.
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Time      time.Time
+}
+
+// Output is one record to produce. Partition < 0 lets the key choose the partition (Murmur2, as the
+// Java client); Partition >= 0 writes to that partition (state changelogs follow their input partition).
+type Output struct {
+	Topic     string
+	Partition int
+	Key       []byte
+	Value     []byte // nil is a tombstone
+	Headers   []Header
+	Time      time.Time
+}
+
+// ByKey is the Partition value that lets the key decide.
+const ByKey = -1
+
+// Header returns the value of the first header named key.
+func (r Record) Header(key string) ([]byte, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return h.Value, true
+		}
+	}
+	return nil, false
+}
+
+// Source headers name the record an output came from (for dead letters and tracing).
+const (
+	HeaderSourceTopic     = "cimstream.source.topic"
+	HeaderSourcePartition = "cimstream.source.partition"
+	HeaderSourceOffset    = "cimstream.source.offset"
+)

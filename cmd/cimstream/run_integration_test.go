@@ -48,12 +48,12 @@ func TestIntegrationBinaryRunReadyAndSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
 	admin := freeAddr(t)
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "run", "--brokers", strings.Join(cfg.Kafka.Brokers, ","),
-		"--set", "admin.address="+admin,
-		"--set", "topics.ccmInbound="+cfg.Topics.CCMInbound, "--set", "topics.ccmOutbound="+cfg.Topics.CCMOutbound,
-		"--set", "topics.notifications="+cfg.Topics.Notifications, "--set", "topics.deadLetter="+cfg.Topics.DeadLetter,
-		"--set", "topics.sessions="+cfg.Topics.Sessions, "--set", "topics.inboundPattern="+cfg.Topics.InboundPattern,
-		"--set", "topics.inboundChannels=", "--set", "kafka.consumer.groupId="+cfg.Kafka.Consumer.GroupID)
+	cfg.Admin.Address = admin
+	text, err := cfg.YAML() // every key, so the binary sees this test's topics and group
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", writeTemp(t, string(text)))
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

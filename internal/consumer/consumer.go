@@ -87,19 +87,28 @@ func (r *Runner) Close() error {
 func (r *Runner) Run(ctx context.Context) error {
 	r.cfg.Ready(errors.New("joining the consumer group"))
 	backoff := time.Second
+	waiting := false
 	for ctx.Err() == nil {
 		topics, err := r.cfg.Topics(ctx)
-		if err == nil && len(topics) == 0 {
-			err = errors.New("no topics to consume yet")
-		}
 		if err != nil {
 			r.cfg.Ready(err)
-			r.log.Warn("cannot consume yet", zap.Error(err))
+			r.log.Warn("cannot list topics", zap.Error(err))
 			sleep(ctx, min(backoff, r.cfg.RefreshInterval))
 			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
 		backoff = time.Second
+		if len(topics) == 0 {
+			// Nothing to consume is a healthy state (no channel topic exists yet): ready, and look again.
+			r.cfg.Ready(nil)
+			if !waiting {
+				r.log.Info("no topics to consume yet; waiting for one to appear")
+				waiting = true
+			}
+			sleep(ctx, r.cfg.RefreshInterval)
+			continue
+		}
+		waiting = false
 		if err := r.runGroup(ctx, topics); err != nil && ctx.Err() == nil {
 			r.cfg.Ready(err)
 			r.log.Warn("consumer group stopped; rejoining", zap.Error(err))

@@ -1,0 +1,61 @@
+package topics_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/topics"
+)
+
+func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
+
+func TestIntegrationCreateIsSafeTwiceAndCompactsSessions(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	f := kafkatest.Factory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	specs := topics.Required(cfg)
+	first, err := topics.Create(ctx, f.Client(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := topics.Create(ctx, f.Client(), specs)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	for i := range specs {
+		if !first[i].Created || second[i].Created {
+			t.Errorf("%s: created %v then %v", specs[i].Name, first[i].Created, second[i].Created)
+		}
+	}
+	if err := topics.Check(ctx, f.Client(), specs); err != nil {
+		t.Fatal(err)
+	}
+	// The sessions changelog must be compacted.
+	resp, err := f.Client().DescribeConfigs(ctx, describe(cfg.Topics.Sessions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := ""
+	for _, r := range resp.Resources {
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "cleanup.policy" {
+				policy = e.ConfigValue
+			}
+		}
+	}
+	if policy != "compact" {
+		t.Fatalf("sessions cleanup.policy = %q", policy)
+	}
+}
+
+func describe(topic string) *kafka.DescribeConfigsRequest {
+	return &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"cleanup.policy"},
+	}}}
+}

@@ -37,8 +37,9 @@ fetch() {
   echo "kafka.sh: fetching Apache Kafka jars from Maven Central into $libs" >&2
   mkdir -p "$libs"
   mvn -B -q -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$libs" -DincludeScope=runtime >&2 ||
-    die "maven could not fetch org.apache.kafka:kafka_2.13 (see the output above)"
+    -DoutputDirectory="$libs" -DincludeScope=runtime >"$home/maven.log" 2>&1 ||
+    die "maven could not fetch org.apache.kafka:kafka_2.13; last lines of $home/maven.log:
+$(tail -20 "$home/maven.log")"
   touch "$libs/.complete"
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -125,6 +126,21 @@ type Outbound struct {
 	Channels map[string]string `yaml:"channels"`
 	// AcceptedNotifications switches the ACCEPTED/202 notification (an extension of the documented statuses).
 	AcceptedNotifications bool `yaml:"acceptedNotifications"`
+	// Routes are tried in order; the first that matches decides, unless it says continue. A message no
+	// route matches goes to the default route: cim.outbound.<channel> from Channels.
+	Routes []Route `yaml:"routes"`
+}
+
+// Route maps outbound messages to destination topics. Empty match fields match anything.
+type Route struct {
+	Name string `yaml:"name"`
+	// ServiceIdentifier is an exact value or a glob (path.Match syntax: *, ?, [a-z]).
+	ServiceIdentifier string   `yaml:"serviceIdentifier"`
+	SenderType        string   `yaml:"senderType"` // compared case-insensitively
+	BodyType          string   `yaml:"bodyType"`
+	Destinations      []string `yaml:"destinations"`
+	// Continue lets later routes add destinations too.
+	Continue bool `yaml:"continue"`
 }
 
 // Admin configures the HTTP server for health and metrics.
@@ -293,6 +309,9 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	for i, r := range c.Outbound.Routes {
+		add(r.validate(fmt.Sprintf("outbound.routes[%d]", i)))
+	}
 	if _, _, err := net.SplitHostPort(c.Admin.Address); err != nil {
 		add(fieldErr("admin.address", "%q is not host:port", c.Admin.Address))
 	}
@@ -300,6 +319,20 @@ func (c *Config) Validate() error {
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "json", "console"))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
+	return errors.Join(errs...)
+}
+
+func (r Route) validate(key string) error {
+	var errs []error
+	if len(r.Destinations) == 0 {
+		errs = append(errs, fieldErr(key+".destinations", "a route needs at least one destination topic"))
+	}
+	for j, d := range r.Destinations {
+		errs = append(errs, topicName(fmt.Sprintf("%s.destinations[%d]", key, j), d))
+	}
+	if _, err := path.Match(r.ServiceIdentifier, ""); err != nil {
+		errs = append(errs, fieldErr(key+".serviceIdentifier", "%q is not a valid glob: %v", r.ServiceIdentifier, err))
+	}
 	return errors.Join(errs...)
 }
 

@@ -77,6 +77,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "sasl without user", settings: []string{"kafka.sasl.mechanism=scram-sha-512"}, want: "kafka.sasl.username"},
 		{name: "not key=value", settings: []string{"oops"}, want: "expected key=value"},
 		{name: "missing file", file: "-", want: "config file"},
+		{name: "unknown route field", file: "outbound:\n  routes:\n    - destinaton: [x]\n", want: "field destinaton is not a known key"},
+		{name: "route without destinations", file: "outbound:\n  routes:\n    - name: r\n", want: "outbound.routes[0].destinations"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

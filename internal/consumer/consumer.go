@@ -168,7 +168,7 @@ func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
 	for _, as := range gen.Assignments {
 		total += len(as)
 	}
-	restored := make(chan error, total)
+	restored := make(chan struct{}, total)
 	for topic, assignments := range gen.Assignments {
 		for _, a := range assignments {
 			wg.Add(1)
@@ -179,20 +179,23 @@ func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
 		}
 	}
 	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", total))
+	ended := make(chan struct{})
 	go func() {
 		for i := 0; i < total; i++ {
-			if err := <-restored; err != nil {
-				r.cfg.Ready(err)
+			select {
+			case <-restored:
+			case <-ended:
 				return
 			}
 		}
 		r.cfg.Ready(nil)
 	}()
 	wg.Wait()
+	close(ended)
 }
 
 // partition processes one partition until its generation ends or the stage stops.
-func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, topic string, partition int, offset int64, restored chan<- error) {
+func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, topic string, partition int, offset int64, restored chan<- struct{}) {
 	ctx, cancel := context.WithCancel(genCtx)
 	defer cancel()
 	go func() {
@@ -203,18 +206,28 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 		}
 	}()
 	log := r.log.With(zap.String("topic", topic), zap.Int("partition", partition))
-	handler, err := r.cfg.NewHandler(ctx, topic, partition)
-	if err != nil {
-		restored <- fmt.Errorf("restore %s/%d: %w", topic, partition, err)
-		log.Error("cannot start partition", zap.Error(err))
-		return
+	// Restoring state or opening the reader can fail while the broker is unavailable: retry until the
+	// partition is revoked, rather than leave it assigned and unread.
+	var handler Handler
+	var reader *kafka.Reader
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		var err error
+		if handler == nil {
+			handler, err = r.cfg.NewHandler(ctx, topic, partition)
+		}
+		if err == nil {
+			reader, err = r.kafka.PartitionReader(topic, partition, offset)
+		}
+		if err == nil {
+			break
+		}
+		r.cfg.Ready(fmt.Errorf("start %s/%d: %w", topic, partition, err))
+		log.Warn("cannot start partition; retrying", zap.Duration("in", backoff), zap.Error(err))
+		if !sleep(ctx, backoff) {
+			return
+		}
 	}
-	restored <- nil
-	reader, err := r.kafka.PartitionReader(topic, partition, offset)
-	if err != nil {
-		log.Error("cannot read partition", zap.Error(err))
-		return
-	}
+	restored <- struct{}{}
 	defer reader.Close()
 
 	committed, next := int64(-1), int64(-1)

@@ -83,6 +83,10 @@ type Consumer struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeatInterval"`
 	// CommitInterval is how often processed offsets are committed (batched, never per message).
 	CommitInterval time.Duration `yaml:"commitInterval"`
+	// BatchSize bounds the records a partition worker holds at once (backpressure); Linger is how long
+	// a batch waits to fill after its first record.
+	BatchSize int           `yaml:"batchSize"`
+	Linger    time.Duration `yaml:"linger"`
 }
 
 // Topics names every topic cimstream reads or writes, and how `cimstream topics create` makes them.
@@ -110,11 +114,7 @@ type Topics struct {
 type Inbound struct {
 	Enabled            bool          `yaml:"enabled"`
 	SessionIdleTimeout time.Duration `yaml:"sessionIdleTimeout"`
-	// BatchSize bounds the records a partition worker holds at once (backpressure); Linger is how long
-	// a batch waits to fill after its first record.
-	BatchSize       int           `yaml:"batchSize"`
-	Linger          time.Duration `yaml:"linger"`
-	MaxMessageBytes int           `yaml:"maxMessageBytes"`
+	MaxMessageBytes    int           `yaml:"maxMessageBytes"`
 	// TopicRefreshInterval is how often topics matching the pattern are listed again.
 	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
 }
@@ -126,6 +126,9 @@ type Outbound struct {
 	Channels map[string]string `yaml:"channels"`
 	// AcceptedNotifications switches the ACCEPTED/202 notification (an extension of the documented statuses).
 	AcceptedNotifications bool `yaml:"acceptedNotifications"`
+	// DeliveryTimeout is how long writes to a destination are retried before the message is reported
+	// FAILED/500 and dead-lettered.
+	DeliveryTimeout time.Duration `yaml:"deliveryTimeout"`
 	// Routes are tried in order; the first that matches decides, unless it says continue. A message no
 	// route matches goes to the default route: cim.outbound.<channel> from Channels.
 	Routes []Route `yaml:"routes"`
@@ -187,6 +190,8 @@ func Default() Config {
 				RebalanceTimeout:  30 * time.Second,
 				HeartbeatInterval: 3 * time.Second,
 				CommitInterval:    200 * time.Millisecond,
+				BatchSize:         500,
+				Linger:            2 * time.Millisecond,
 			},
 		},
 		Topics: Topics{
@@ -203,13 +208,11 @@ func Default() Config {
 		},
 		Inbound: Inbound{
 			Enabled:              true,
-			BatchSize:            500,
-			Linger:               2 * time.Millisecond,
 			SessionIdleTimeout:   30 * time.Minute,
 			MaxMessageBytes:      1 << 20,
 			TopicRefreshInterval: 10 * time.Second,
 		},
-		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}},
+		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Admin:    Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
 		Log:      Log{Level: "info", Format: "json"},
 		Shutdown: Shutdown{Timeout: 30 * time.Second},
@@ -301,8 +304,9 @@ func (c *Config) Validate() error {
 	add(positive("inbound.sessionIdleTimeout", c.Inbound.SessionIdleTimeout))
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
 	add(positive("inbound.topicRefreshInterval", c.Inbound.TopicRefreshInterval))
-	add(atLeast("inbound.batchSize", int64(c.Inbound.BatchSize), 1))
-	add(positive("inbound.linger", c.Inbound.Linger))
+	add(atLeast("kafka.consumer.batchSize", int64(cs.BatchSize), 1))
+	add(positive("kafka.consumer.linger", cs.Linger))
+	add(positive("outbound.deliveryTimeout", c.Outbound.DeliveryTimeout))
 	for sid, ch := range c.Outbound.Channels {
 		if strings.TrimSpace(sid) == "" || !topicChars.MatchString(ch) {
 			add(fieldErr("outbound.channels", "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))

@@ -72,7 +72,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		NewHandler: func(context.Context, string, int) (consumer.Handler, error) {
 			return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
 		},
-		BatchSize: c.Inbound.BatchSize, Linger: c.Inbound.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
+		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		Ready: func(err error) { p.obs.Ready(ReadyIngest, err) },
 	}, p.kafka, p.log)
 	sessions := consumer.New(consumer.Config{
@@ -81,7 +81,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		Topics:          func(context.Context) ([]string, error) { return []string{c.Topics.Repartition}, nil },
 		RefreshInterval: time.Minute,
 		NewHandler:      p.restoreSessions,
-		BatchSize:       c.Inbound.BatchSize, Linger: c.Inbound.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
+		BatchSize:       c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		Ready: func(err error) { p.obs.Ready(ReadySessions, err) },
 	}, p.kafka, p.log)
 	errc := make(chan error, 2)

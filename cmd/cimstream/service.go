@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/cimstream/cimstream/internal/inbound"
+	"github.com/cimstream/cimstream/internal/outbound"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
@@ -22,6 +23,10 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 			return err
 		}
 		svc.Add(p)
+	}
+	if cfg.Outbound.Enabled {
+		svc.Readiness().Set(outbound.ReadyCondition, errors.New("not started"))
+		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, nil, svc.Readiness().Set))
 	}
 	return nil
 }

@@ -30,6 +30,13 @@ type Handler interface {
 	Tick(now time.Time) []stream.Output
 }
 
+// Settler is a Handler whose outputs are confirmed in a second step: after the outputs of Process were
+// acknowledged, or given up on after Config.GiveUpAfter, Settle returns the records that report the
+// outcome (delivery notifications). failed maps input offsets to why their outputs were given up on.
+type Settler interface {
+	Settle(failed map[int64]error) []stream.Output
+}
+
 // HandlerFactory makes the handler of a newly assigned partition (restoring its state first).
 type HandlerFactory func(ctx context.Context, topic string, partition int) (Handler, error)
 
@@ -45,6 +52,9 @@ type Config struct {
 	BatchSize       int           // records per batch at most
 	Linger          time.Duration // how long a batch waits to fill after its first record
 	CommitInterval  time.Duration
+	// GiveUpAfter bounds the retries of a Process output before the Settler is told it failed; zero
+	// retries until the write succeeds or the stage stops (nothing is given up).
+	GiveUpAfter time.Duration
 	// Ready is told when the stage has joined and every assigned partition is restored (nil), or why not.
 	Ready func(error)
 }
@@ -256,8 +266,14 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 			outputs = append(outputs, handler.Tick(now)...)
 			lastTick = now
 		}
-		if err := r.write(ctx, outputs); err != nil {
+		failed, err := r.write(ctx, outputs, r.cfg.GiveUpAfter)
+		if err != nil {
 			return // stopping while the broker refuses writes: nothing past the last commit is committed
+		}
+		if settler, ok := handler.(Settler); ok {
+			if _, err := r.write(ctx, settler.Settle(failed), 0); err != nil {
+				return
+			}
 		}
 		if len(batch) > 0 {
 			next = batch[len(batch)-1].Offset + 1
@@ -292,44 +308,88 @@ func (r *Runner) fetch(ctx context.Context, reader *kafka.Reader, batch []stream
 	return batch
 }
 
-// write produces outputs with acks=all, retrying until they are all acknowledged or ctx ends.
-func (r *Runner) write(ctx context.Context, outputs []stream.Output) error {
-	if len(outputs) == 0 {
-		return nil
-	}
-	var keyed, explicit []kafka.Message
-	for _, o := range outputs {
-		if o.Partition == stream.ByKey {
-			keyed = append(keyed, toMessage(o))
-		} else {
-			explicit = append(explicit, toMessage(o))
-		}
-	}
+// write produces outputs with acks=all. Records the broker refuses are retried with backoff (only
+// those: acknowledged ones are not written twice) until all are acknowledged, ctx ends (an error), or
+// giveUp > 0 has passed: then it returns the input offsets whose outputs were given up on.
+func (r *Runner) write(ctx context.Context, outputs []stream.Output, giveUp time.Duration) (map[int64]error, error) {
+	start := time.Now()
 	backoff := 100 * time.Millisecond
-	for {
-		err := writeBoth(ctx, r.keyed, keyed, r.explicit, explicit)
-		if err == nil {
-			return nil
+	for len(outputs) > 0 {
+		errs := r.writeOnce(ctx, outputs)
+		var retry []stream.Output
+		var last error
+		for i, err := range errs {
+			if err != nil {
+				retry = append(retry, outputs[i])
+				last = err
+			}
 		}
-		r.log.Warn("write failed; retrying", zap.Int("records", len(outputs)), zap.Error(kafkaclient.Explain(err)))
+		if len(retry) == 0 {
+			return nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if giveUp > 0 && time.Since(start) >= giveUp {
+			failed := map[int64]error{}
+			for i, err := range errs {
+				if err != nil {
+					failed[outputs[i].Source] = fmt.Errorf("write to %s: %w", outputs[i].Topic, err)
+				}
+			}
+			r.log.Warn("giving up on writes", zap.Int("records", len(retry)), zap.Error(kafkaclient.Explain(last)))
+			return failed, nil
+		}
+		r.log.Warn("write failed; retrying", zap.Int("records", len(retry)), zap.Error(kafkaclient.Explain(last)))
 		if !sleep(ctx, backoff) {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		backoff = min(2*backoff, 5*time.Second)
+		outputs = retry
 	}
+	return nil, nil
 }
 
-func writeBoth(ctx context.Context, w1 *kafka.Writer, m1 []kafka.Message, w2 *kafka.Writer, m2 []kafka.Message) error {
-	if len(m2) == 0 {
-		return w1.WriteMessages(ctx, m1...)
+// writeOnce writes outputs (keyed and explicit-partition ones concurrently) and returns one error per
+// output, nil for each acknowledged one.
+func (r *Runner) writeOnce(ctx context.Context, outputs []stream.Output) []error {
+	var keyed, explicit []kafka.Message
+	var keyedIdx, explicitIdx []int
+	for i, o := range outputs {
+		if o.Partition == stream.ByKey {
+			keyed, keyedIdx = append(keyed, toMessage(o)), append(keyedIdx, i)
+		} else {
+			explicit, explicitIdx = append(explicit, toMessage(o)), append(explicitIdx, i)
+		}
 	}
-	if len(m1) == 0 {
-		return w2.WriteMessages(ctx, m2...)
+	errs := make([]error, len(outputs))
+	var wg sync.WaitGroup
+	for _, part := range []struct {
+		w    *kafka.Writer
+		msgs []kafka.Message
+		idx  []int
+	}{{r.keyed, keyed, keyedIdx}, {r.explicit, explicit, explicitIdx}} {
+		if len(part.msgs) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := part.w.WriteMessages(ctx, part.msgs...)
+			var werrs kafka.WriteErrors
+			for j, i := range part.idx {
+				switch {
+				case err == nil:
+				case errors.As(err, &werrs) && len(werrs) == len(part.msgs):
+					errs[i] = werrs[j]
+				default:
+					errs[i] = err
+				}
+			}
+		}()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- w2.WriteMessages(ctx, m2...) }()
-	err1 := w1.WriteMessages(ctx, m1...)
-	return errors.Join(err1, <-errc)
+	wg.Wait()
+	return errs
 }
 
 func toRecord(m kafka.Message) stream.Record {

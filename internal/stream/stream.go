@@ -30,6 +30,9 @@ type Output struct {
 	Value     []byte // nil is a tombstone
 	Headers   []Header
 	Time      time.Time
+	// Source is the offset of the input record this output comes from, so a write that fails for good
+	// can be reported against the right message.
+	Source int64
 }
 
 // ByKey is the Partition value that lets the key decide.

@@ -66,6 +66,11 @@ func Required(cfg config.Config) []Spec {
 		for ch := range channels {
 			specs = append(specs, plain(OutboundTopic(ch), "connector output"))
 		}
+		for _, r := range cfg.Outbound.Routes {
+			for _, d := range r.Destinations {
+				specs = append(specs, plain(d, "connector output (route "+r.Name+")"))
+			}
+		}
 	}
 	return dedupe(specs)
 }

@@ -1,0 +1,201 @@
+// Package outbound is the CCM → connector pipeline: validate each message from the CCM, route it to
+// one or more connector topics, and report its fate to the CCM as a delivery notification.
+package outbound
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/internal/session"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Delivery statuses and reason codes cimstream reports (contract section 4).
+const (
+	StatusAccepted = "ACCEPTED"
+	StatusFailed   = "FAILED"
+	ReasonAccepted = 202
+	ReasonInvalid  = 400
+	ReasonNoRoute  = 404
+	ReasonWrite    = 500
+)
+
+// Dead-letter codes beyond the validation codes.
+const (
+	CodeNoRoute        = "no_route"
+	CodeDeliveryFailed = "delivery_failed"
+)
+
+// Observer is told about each notification (metrics).
+type Observer interface {
+	Notified(status string, reasonCode int)
+	DeadLettered(pipeline string, codes []string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Notified(string, int)          {}
+func (nopObserver) DeadLettered(string, []string) {}
+
+// Options configure a Processor.
+type Options struct {
+	Notifications string
+	DeadLetter    string
+	// Accepted emits ACCEPTED/202 for delivered messages; off for consumers that know only the
+	// documented statuses.
+	Accepted bool
+	MaxBytes int
+	Observer Observer
+}
+
+// Processor handles the records of one partition of the CCM's outbound topic. Process returns the
+// destination writes; Settle, once those were acknowledged or given up on, the notifications.
+type Processor struct {
+	router  *route.Router
+	opts    Options
+	pending []pending
+}
+
+// pending is a message whose notification waits for its destination writes.
+type pending struct {
+	rec          stream.Record
+	msg          *cim.Message // nil when undecodable
+	status       string
+	reason       int
+	text         string
+	destinations int
+	deadLetter   bool // the message was dead-lettered in Process already
+}
+
+// NewProcessor returns a processor.
+func NewProcessor(router *route.Router, opts Options) *Processor {
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	return &Processor{router: router, opts: opts}
+}
+
+// Process routes a batch; every record gets a pending notification.
+func (p *Processor) Process(batch []stream.Record) []stream.Output {
+	var outs []stream.Output
+	for _, rec := range batch {
+		outs = append(outs, p.process(rec)...)
+	}
+	return outs
+}
+
+func (p *Processor) process(rec stream.Record) []stream.Output {
+	m, err := cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: p.opts.MaxBytes})
+	var vs cim.Violations
+	if err != nil {
+		vs = cim.Violations{err.(*cim.DecodeError).Violation}
+		m = nil
+	} else {
+		vs = cim.Validate(m, cim.Outbound)
+	}
+	if len(vs) > 0 {
+		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonInvalid,
+			text: "Invalid message: " + strings.Join(vs.Codes(), ", "), deadLetter: true})
+		return []stream.Output{p.dead(rec, vs)}
+	}
+	dests := p.router.Destinations(route.Message{ServiceIdentifier: m.ServiceIdentifier(), SenderType: m.SenderType(), BodyType: m.BodyType()})
+	if len(dests) == 0 {
+		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonNoRoute,
+			text: "No route: channel undefined for serviceIdentifier " + strconv.Quote(m.ServiceIdentifier()), deadLetter: true})
+		return []stream.Output{p.dead(rec, cim.Violations{{Path: "header.channelData.serviceIdentifier", Code: CodeNoRoute,
+			Message: "no route matches and no channel is configured for " + strconv.Quote(m.ServiceIdentifier())}})}
+	}
+	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+3), rec.Headers...), deadletter.SourceHeaders(rec)...)
+	outs := make([]stream.Output, len(dests))
+	for i, d := range dests {
+		outs[i] = stream.Output{Topic: d, Partition: stream.ByKey, Key: []byte(m.ChannelCustomerIdentifier()), Value: rec.Value,
+			Headers: headers, Time: rec.Time, Source: rec.Offset}
+	}
+	p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusAccepted, reason: ReasonAccepted,
+		text: fmt.Sprintf("Accepted for delivery to %d topic(s)", len(dests)), destinations: len(dests)})
+	return outs
+}
+
+func (p *Processor) dead(rec stream.Record, vs cim.Violations) stream.Output {
+	p.opts.Observer.DeadLettered("outbound", vs.Codes())
+	return deadletter.New(p.opts.DeadLetter, "outbound", rec, vs)
+}
+
+// Settle returns the notification of every message of the batch (FAILED/500 and a dead letter for those
+// whose destination writes were given up on) and forgets the batch.
+func (p *Processor) Settle(failed map[int64]error) []stream.Output {
+	var outs []stream.Output
+	for _, pd := range p.pending {
+		if err, ok := failed[pd.rec.Offset]; ok && pd.status == StatusAccepted {
+			pd.status, pd.reason = StatusFailed, ReasonWrite
+			pd.text = "Delivery failed: a destination topic did not acknowledge the message"
+			outs = append(outs, p.dead(pd.rec, cim.Violations{{Code: CodeDeliveryFailed, Message: err.Error()}}))
+		}
+		if pd.status == StatusAccepted && !p.opts.Accepted {
+			continue
+		}
+		p.opts.Observer.Notified(pd.status, pd.reason)
+		outs = append(outs, p.notification(pd))
+	}
+	p.pending = p.pending[:0]
+	return outs
+}
+
+// notification builds the DELIVERYNOTIFICATION for a message. Its id is derived from the message id and
+// status, and its time is the input record's, so a redelivered notification is byte-identical.
+func (p *Processor) notification(pd pending) stream.Output {
+	messageID := ""
+	var n note
+	if pd.msg != nil {
+		messageID = pd.msg.ID()
+		n.Header.ConversationID, _ = pd.msg.String("header", "conversationId")
+		n.Header.ChannelSessionID, _ = pd.msg.String("header", "channelSessionId")
+		n.Header.Customer = rawObject(pd.msg.RawValue("header", "customer"))
+		n.Header.ChannelData = rawObject(pd.msg.RawValue("header", "channelData"))
+	}
+	if strings.TrimSpace(messageID) == "" { // an invalid message may have none: name it by its coordinates
+		messageID = session.DeriveID("message", pd.rec.Topic, strconv.Itoa(pd.rec.Partition), strconv.FormatInt(pd.rec.Offset, 10))
+	}
+	n.ID = session.DeriveID("notification", messageID, pd.status)
+	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
+	n.Header.Timestamp = pd.rec.Time.UnixMilli()
+	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: pd.status,
+		ReasonCode: pd.reason, MarkdownText: pd.text}
+	value, _ := json.Marshal(n) // strings, numbers and validated raw JSON only
+	key := n.Header.ConversationID
+	if key == "" {
+		key = messageID
+	}
+	return stream.Output{Topic: p.opts.Notifications, Partition: stream.ByKey, Key: []byte(key), Value: value,
+		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time, Source: pd.rec.Offset}
+}
+
+type note struct {
+	ID     string `json:"id"`
+	Header struct {
+		Sender           cim.Sender      `json:"sender"`
+		ChannelData      json.RawMessage `json:"channelData,omitempty"`
+		ChannelSessionID string          `json:"channelSessionId,omitempty"`
+		ConversationID   string          `json:"conversationId,omitempty"`
+		Customer         json.RawMessage `json:"customer,omitempty"`
+		Timestamp        int64           `json:"timestamp"`
+	} `json:"header"`
+	Body cim.DeliveryNotificationBody `json:"body"`
+}
+
+// rawObject keeps a JSON object as it came, and drops anything else (an invalid message's odd values).
+func rawObject(raw []byte) json.RawMessage {
+	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+		return nil
+	}
+	return raw
+}
+
+// Tick has no housekeeping to do: the processor keeps no state between batches.
+func (p *Processor) Tick(time.Time) []stream.Output { return nil }

@@ -1,0 +1,128 @@
+package outbound
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+const valid = `{"id":"m-1","header":{"sender":{"id":"agent-1","type":"AGENT","senderName":"Bob"},
+"channelData":{"serviceIdentifier":"%s","channelCustomerIdentifier":"cust-9"},"channelSessionId":"s-1","conversationId":"c-1",
+"customer":{"_id":"x1","firstName":"Ann"}},"body":{"type":"PLAIN","markdownText":"hello"}}`
+
+func record(offset int64, value string) stream.Record {
+	return stream.Record{Topic: "ccm.outbound", Partition: 0, Offset: offset, Value: []byte(value), Time: time.UnixMilli(1732400000000)}
+}
+
+func newProcessor(accepted bool) *Processor {
+	r := route.New([]config.Route{{Name: "fan", ServiceIdentifier: "fan", Destinations: []string{"a", "b", "c"}}},
+		map[string]string{"wa": "whatsapp"})
+	return NewProcessor(r, Options{Notifications: "notes", DeadLetter: "dlq", Accepted: accepted, MaxBytes: 1 << 20})
+}
+
+type noteBody struct {
+	ID     string `json:"id"`
+	Header struct {
+		Sender           struct{ Type string }
+		ConversationID   string          `json:"conversationId"`
+		ChannelSessionID string          `json:"channelSessionId"`
+		Customer         json.RawMessage `json:"customer"`
+	} `json:"header"`
+	Body struct {
+		Type, MessageID, Status string
+		ReasonCode              int
+	} `json:"body"`
+}
+
+func parse(t *testing.T, o stream.Output) noteBody {
+	t.Helper()
+	var n noteBody
+	if err := json.Unmarshal(o.Value, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+
+func TestRoutesAndAccepts(t *testing.T) {
+	p := newProcessor(true)
+	outs := p.Process([]stream.Record{record(5, fmt.Sprintf(valid, "wa")), record(6, fmt.Sprintf(valid, "fan"))})
+	if len(outs) != 4 || outs[0].Topic != "cim.outbound.whatsapp" || string(outs[0].Key) != "cust-9" {
+		t.Fatalf("want 1 default-route and 3 fan-out writes keyed by customer: %+v", outs)
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		if outs[i+1].Topic != want || outs[i+1].Source != 6 || string(outs[i+1].Value) != fmt.Sprintf(valid, "fan") {
+			t.Errorf("fan-out %d: %s", i, outs[i+1].Topic)
+		}
+	}
+	notes := p.Settle(nil)
+	if len(notes) != 2 {
+		t.Fatalf("one notification per message, got %d", len(notes))
+	}
+	n := parse(t, notes[0])
+	if n.Body.Status != "ACCEPTED" || n.Body.ReasonCode != 202 || n.Body.MessageID != "m-1" || n.Header.ConversationID != "c-1" ||
+		n.Header.ChannelSessionID != "s-1" || string(n.Header.Customer) != `{"_id":"x1","firstName":"Ann"}` || n.Header.Sender.Type != "APP" {
+		t.Fatalf("notification: %s", notes[0].Value)
+	}
+	if string(notes[0].Key) != "c-1" {
+		t.Errorf("notification keyed %q, want the conversation", notes[0].Key)
+	}
+	// Redelivery gives byte-identical notifications.
+	p.Process([]stream.Record{record(5, fmt.Sprintf(valid, "wa"))})
+	again := p.Settle(nil)
+	if string(again[0].Value) != string(notes[0].Value) {
+		t.Fatal("a redelivered notification must be byte-identical")
+	}
+	if len(p.Settle(nil)) != 0 {
+		t.Fatal("Settle must forget the batch")
+	}
+}
+
+func TestFailures(t *testing.T) {
+	p := newProcessor(false)
+	outs := p.Process([]stream.Record{
+		record(1, `{"header":{},"body":{"type":"PLAIN"}}`), // invalid
+		record(2, "garbage"),                              // undecodable
+		record(3, fmt.Sprintf(valid, "nowhere")),              // no route
+		record(4, fmt.Sprintf(valid, "wa")),                   // write will fail
+		record(5, fmt.Sprintf(valid, "fan")),                  // fine, but ACCEPTED is off
+	})
+	dead := 0
+	for _, o := range outs {
+		if o.Topic == "dlq" {
+			dead++
+		}
+	}
+	if dead != 3 {
+		t.Fatalf("want 3 dead letters from Process, got %d", dead)
+	}
+	notes := p.Settle(map[int64]error{4: errors.New("unknown topic")})
+	var got []string
+	for _, o := range notes {
+		if o.Topic == "dlq" {
+			got = append(got, "dlq")
+			continue
+		}
+		n := parse(t, o)
+		got = append(got, n.Body.Status+"/"+strconv.Itoa(n.Body.ReasonCode))
+		if n.Body.MessageID == "" {
+			t.Error("every notification names a message id")
+		}
+	}
+	want := []string{"FAILED/400", "FAILED/400", "FAILED/404", "dlq", "FAILED/500"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}

@@ -50,7 +50,6 @@ func parse(t *testing.T, o stream.Output) noteBody {
 	return n
 }
 
-
 func TestRoutesAndAccepts(t *testing.T) {
 	p := newProcessor(true)
 	outs := p.Process([]stream.Record{record(5, fmt.Sprintf(valid, "wa")), record(6, fmt.Sprintf(valid, "fan"))})
@@ -89,10 +88,10 @@ func TestFailures(t *testing.T) {
 	p := newProcessor(false)
 	outs := p.Process([]stream.Record{
 		record(1, `{"header":{},"body":{"type":"PLAIN"}}`), // invalid
-		record(2, "garbage"),                              // undecodable
-		record(3, fmt.Sprintf(valid, "nowhere")),              // no route
-		record(4, fmt.Sprintf(valid, "wa")),                   // write will fail
-		record(5, fmt.Sprintf(valid, "fan")),                  // fine, but ACCEPTED is off
+		record(2, "garbage"),                     // undecodable
+		record(3, fmt.Sprintf(valid, "nowhere")), // no route
+		record(4, fmt.Sprintf(valid, "wa")),      // write will fail
+		record(5, fmt.Sprintf(valid, "fan")),     // fine, but ACCEPTED is off
 	})
 	dead := 0
 	for _, o := range outs {

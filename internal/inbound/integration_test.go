@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -136,83 +135,36 @@ func (o out) text() string {
 	return s
 }
 
-// kcatProduce writes lines with kcat, a client nobody here wrote; lines "key\tvalue" when keyed.
 func kcatProduce(t *testing.T, topic string, keyed bool, lines ...string) {
 	t.Helper()
-	args := []string{"-P", "-b", strings.Join(kafkatest.Brokers(t), ","), "-t", topic, "-X", "acks=all"}
-	if keyed {
-		args = append(args, "-K", "\t")
+	kafkatest.KcatProduce(t, topic, keyed, lines...)
+}
+
+func toOuts(recs []kafkatest.KcatRecord) []out {
+	outs := make([]out, len(recs))
+	for i, r := range recs {
+		outs[i] = out{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: r.Headers}
+		_ = json.Unmarshal([]byte(r.Value), &outs[i].msg)
 	}
-	cmd := exec.Command("kcat", args...)
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kcat produce: %v\n%s", err, b)
-	}
+	return outs
 }
 
 // kcatConsume reads a topic from the beginning with kcat until want records arrived (bounded).
 func kcatConsume(t *testing.T, topic string, want int) []out {
 	t.Helper()
-	return kcatConsumeUntil(t, topic, want, func(outs []out) bool { return len(outs) >= want })
+	return toOuts(kafkatest.KcatConsume(t, topic, kafkatest.AtLeast(want)))
 }
 
 // kcatConsumeUnique waits until want distinct texts arrived (duplicates do not count).
 func kcatConsumeUnique(t *testing.T, topic string, want int) []out {
 	t.Helper()
-	return kcatConsumeUntil(t, topic, want, func(outs []out) bool {
+	return toOuts(kafkatest.KcatConsume(t, topic, func(recs []kafkatest.KcatRecord) bool {
 		texts := map[string]bool{}
-		for _, o := range outs {
+		for _, o := range toOuts(recs) {
 			texts[o.text()] = true
 		}
 		return len(texts) >= want
-	})
-}
-
-func kcatConsumeUntil(t *testing.T, topic string, want int, done func([]out) bool) []out {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		cmd := exec.Command("kcat", "-C", "-b", strings.Join(kafkatest.Brokers(t), ","), "-t", topic, "-o", "beginning", "-e", "-q", "-J")
-		b, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("kcat consume %s: %v", topic, err)
-		}
-		var outs []out
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if line == "" {
-				continue
-			}
-			var j struct {
-				Partition int      `json:"partition"`
-				Offset    int64    `json:"offset"`
-				Key       *string  `json:"key"`
-				Payload   *string  `json:"payload"`
-				Headers   []string `json:"headers"`
-			}
-			if err := json.Unmarshal([]byte(line), &j); err != nil {
-				t.Fatalf("kcat line %q: %v", line, err)
-			}
-			o := out{Partition: j.Partition, Offset: j.Offset, Headers: map[string]string{}}
-			if j.Key != nil {
-				o.Key = *j.Key
-			}
-			if j.Payload != nil {
-				o.Value = *j.Payload
-			}
-			for i := 0; i+1 < len(j.Headers); i += 2 {
-				o.Headers[j.Headers[i]] = j.Headers[i+1]
-			}
-			_ = json.Unmarshal([]byte(o.Value), &o.msg)
-			outs = append(outs, o)
-		}
-		if done(outs) || time.Now().After(deadline) {
-			if !done(outs) {
-				t.Fatalf("%s: %d records after 45 s, want %d", topic, len(outs), want)
-			}
-			return outs
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	}))
 }
 
 func msg(customer, text string, extra ...string) string {

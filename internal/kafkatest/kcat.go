@@ -1,0 +1,92 @@
+package kafkatest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// KcatRecord is one record as kcat (librdkafka) read it.
+type KcatRecord struct {
+	Partition int
+	Offset    int64
+	Key       string
+	Value     string
+	Headers   map[string]string
+}
+
+// KcatProduce writes lines with kcat, a client nobody here wrote, with acks=all; when keyed, each line
+// is "key<TAB>value". Unkeyed records are spread over partitions by librdkafka's partitioner.
+func KcatProduce(t testing.TB, topic string, keyed bool, lines ...string) {
+	t.Helper()
+	args := []string{"-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-X", "acks=all"}
+	if keyed {
+		args = append(args, "-K", "\t")
+	}
+	cmd := exec.Command("kcat", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, b)
+	}
+}
+
+// KcatConsume reads topic from the beginning with kcat, again and again, until done says so (at most
+// 45 s, then the test fails).
+func KcatConsume(t testing.TB, topic string, done func([]KcatRecord) bool) []KcatRecord {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		recs := kcatRead(t, topic)
+		if done(recs) {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the expected records did not arrive within 45 s (%d read)", topic, len(recs))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// AtLeast is a KcatConsume condition: n records or more.
+func AtLeast(n int) func([]KcatRecord) bool {
+	return func(recs []KcatRecord) bool { return len(recs) >= n }
+}
+
+func kcatRead(t testing.TB, topic string) []KcatRecord {
+	t.Helper()
+	cmd := exec.Command("kcat", "-C", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-o", "beginning", "-e", "-q", "-J")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kcat consume %s: %v", topic, err)
+	}
+	var recs []KcatRecord
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var j struct {
+			Partition int      `json:"partition"`
+			Offset    int64    `json:"offset"`
+			Key       *string  `json:"key"`
+			Payload   *string  `json:"payload"`
+			Headers   []string `json:"headers"`
+		}
+		if err := json.Unmarshal([]byte(line), &j); err != nil {
+			t.Fatalf("kcat line %q: %v", line, err)
+		}
+		r := KcatRecord{Partition: j.Partition, Offset: j.Offset, Headers: map[string]string{}}
+		if j.Key != nil {
+			r.Key = *j.Key
+		}
+		if j.Payload != nil {
+			r.Value = *j.Payload
+		}
+		for i := 0; i+1 < len(j.Headers); i += 2 {
+			r.Headers[j.Headers[i]] = j.Headers[i+1]
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}

@@ -18,7 +18,10 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 		ready := svc.Readiness()
 		ready.Set(inbound.ReadyIngest, errors.New("not started"))
 		ready.Set(inbound.ReadySessions, errors.New("not started"))
-		p, err := inbound.NewPipeline(cfg, svc.Kafka(), log, inbound.Observers{Ready: ready.Set})
+		m := svc.Metrics()
+		p, err := inbound.NewPipeline(cfg, svc.Kafka(), log, inbound.Observers{
+			Records: m, Sessions: m, Runner: m, Restored: m.Restored, Ready: ready.Set,
+		})
 		if err != nil {
 			return err
 		}
@@ -26,7 +29,8 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 	}
 	if cfg.Outbound.Enabled {
 		svc.Readiness().Set(outbound.ReadyCondition, errors.New("not started"))
-		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, nil, svc.Readiness().Set))
+		m := svc.Metrics()
+		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, outbound.Observers{Notifications: m, Runner: m, Ready: svc.Readiness().Set}))
 	}
 	return nil
 }

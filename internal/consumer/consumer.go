@@ -37,6 +37,38 @@ type Settler interface {
 	Settle(failed map[int64]error) []stream.Output
 }
 
+// Closer is a Handler that wants to know when its partition is given up (revoked or stopping).
+type Closer interface {
+	Close()
+}
+
+// Observer is told what a stage does (metrics). Every method must be cheap and safe for concurrent use.
+type Observer interface {
+	Consumed(stage, topic string, n int)
+	Produced(stage, topic string, n int)
+	Batch(stage string, took time.Duration, recordTimes []time.Time)
+	Retried(stage string, n int)
+	GaveUp(stage string, n int)
+	Generation(stage string, partitions int)
+	Lag(group, topic string, partition int, lag int64)
+	ForgetLag(group string)
+	ReaderStats(stage string, s kafka.ReaderStats)
+	WatchWriter(stage, name string, w *kafka.Writer)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Consumed(string, string, int)              {}
+func (nopObserver) Produced(string, string, int)              {}
+func (nopObserver) Batch(string, time.Duration, []time.Time)  {}
+func (nopObserver) Retried(string, int)                       {}
+func (nopObserver) GaveUp(string, int)                        {}
+func (nopObserver) Generation(string, int)                    {}
+func (nopObserver) Lag(string, string, int, int64)            {}
+func (nopObserver) ForgetLag(string)                          {}
+func (nopObserver) ReaderStats(string, kafka.ReaderStats)     {}
+func (nopObserver) WatchWriter(string, string, *kafka.Writer) {}
+
 // HandlerFactory makes the handler of a newly assigned partition (restoring its state first).
 type HandlerFactory func(ctx context.Context, topic string, partition int) (Handler, error)
 
@@ -55,6 +87,10 @@ type Config struct {
 	// GiveUpAfter bounds the retries of a Process output before the Settler is told it failed; zero
 	// retries until the write succeeds or the stage stops (nothing is given up).
 	GiveUpAfter time.Duration
+	// Observer is told what happens (nil: nobody).
+	Observer Observer
+	// LagInterval is how often the group's lag is computed for the Observer.
+	LagInterval time.Duration
 	// Ready is told when the stage has joined and every assigned partition is restored (nil), or why not.
 	Ready func(error)
 }
@@ -73,9 +109,18 @@ func New(cfg Config, factory *kafkaclient.Factory, log *zap.Logger) *Runner {
 	if cfg.Ready == nil {
 		cfg.Ready = func(error) {}
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = 10 * time.Second
+	}
 	explicit := factory.Writer("")
 	explicit.Balancer = explicitPartition{}
-	return &Runner{cfg: cfg, kafka: factory, log: log.With(zap.String("stage", cfg.Name)), keyed: factory.Writer(""), explicit: explicit}
+	keyed := factory.Writer("")
+	cfg.Observer.WatchWriter(cfg.Name, "keyed", keyed)
+	cfg.Observer.WatchWriter(cfg.Name, "partitioned", explicit)
+	return &Runner{cfg: cfg, kafka: factory, log: log.With(zap.String("stage", cfg.Name)), keyed: keyed, explicit: explicit}
 }
 
 // explicitPartition writes each message to the partition the handler chose.
@@ -138,6 +183,7 @@ func (r *Runner) runGroup(ctx context.Context, topics []string) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.watchTopics(runCtx, cancel, topics)
+	go r.reportLag(runCtx, topics)
 	r.log.Info("joining consumer group", zap.String("group", r.cfg.GroupID), zap.Strings("topics", topics))
 	for runCtx.Err() == nil {
 		gen, err := kafkaclient.NextGeneration(runCtx, cg)
@@ -189,6 +235,7 @@ func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
 		}
 	}
 	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", total))
+	r.cfg.Observer.Generation(r.cfg.Name, total)
 	ended := make(chan struct{})
 	go func() {
 		for i := 0; i < total; i++ {
@@ -238,7 +285,13 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 		}
 	}
 	restored <- struct{}{}
-	defer reader.Close()
+	defer func() {
+		r.cfg.Observer.ReaderStats(r.cfg.Name, reader.Stats())
+		_ = reader.Close()
+		if c, ok := handler.(Closer); ok {
+			c.Close()
+		}
+	}()
 
 	committed, next := int64(-1), int64(-1)
 	commit := func() {
@@ -256,14 +309,18 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 	defer commit()
 	lastTick, lastCommit := time.Now(), time.Now()
 	batch := make([]stream.Record, 0, r.cfg.BatchSize)
+	times := make([]time.Time, 0, r.cfg.BatchSize)
 	for ctx.Err() == nil {
 		batch = r.fetch(ctx, reader, batch[:0])
+		began := time.Now()
 		var outputs []stream.Output
 		if len(batch) > 0 {
+			r.cfg.Observer.Consumed(r.cfg.Name, topic, len(batch))
 			outputs = handler.Process(batch)
 		}
 		if now := time.Now(); now.Sub(lastTick) >= r.cfg.CommitInterval {
 			outputs = append(outputs, handler.Tick(now)...)
+			r.cfg.Observer.ReaderStats(r.cfg.Name, reader.Stats())
 			lastTick = now
 		}
 		failed, err := r.write(ctx, outputs, r.cfg.GiveUpAfter)
@@ -277,6 +334,11 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 		}
 		if len(batch) > 0 {
 			next = batch[len(batch)-1].Offset + 1
+			times = times[:0]
+			for _, rec := range batch {
+				times = append(times, rec.Time)
+			}
+			r.cfg.Observer.Batch(r.cfg.Name, time.Since(began), times)
 		}
 		// Commits are batched: at most one per CommitInterval while records flow, and at once when idle.
 		if len(batch) == 0 || time.Since(lastCommit) >= r.cfg.CommitInterval {
@@ -324,6 +386,7 @@ func (r *Runner) write(ctx context.Context, outputs []stream.Output, giveUp time
 				last = err
 			}
 		}
+		r.countProduced(outputs, errs)
 		if len(retry) == 0 {
 			return nil, nil
 		}
@@ -338,8 +401,10 @@ func (r *Runner) write(ctx context.Context, outputs []stream.Output, giveUp time
 				}
 			}
 			r.log.Warn("giving up on writes", zap.Int("records", len(retry)), zap.Error(kafkaclient.Explain(last)))
+			r.cfg.Observer.GaveUp(r.cfg.Name, len(retry))
 			return failed, nil
 		}
+		r.cfg.Observer.Retried(r.cfg.Name, len(retry))
 		r.log.Warn("write failed; retrying", zap.Int("records", len(retry)), zap.Error(kafkaclient.Explain(last)))
 		if !sleep(ctx, backoff) {
 			return nil, ctx.Err()
@@ -348,6 +413,103 @@ func (r *Runner) write(ctx context.Context, outputs []stream.Output, giveUp time
 		outputs = retry
 	}
 	return nil, nil
+}
+
+// countProduced reports acknowledged outputs by topic.
+func (r *Runner) countProduced(outputs []stream.Output, errs []error) {
+	n, topic := 0, ""
+	for i, o := range outputs {
+		if errs[i] != nil {
+			continue
+		}
+		if o.Topic != topic && n > 0 {
+			r.cfg.Observer.Produced(r.cfg.Name, topic, n)
+			n = 0
+		}
+		topic = o.Topic
+		n++
+	}
+	if n > 0 {
+		r.cfg.Observer.Produced(r.cfg.Name, topic, n)
+	}
+}
+
+// reportLag computes the group's lag (log-end offset minus committed offset) for every partition of its
+// topics, every LagInterval. kafka-go does not report group lag, so it is asked of the broker.
+func (r *Runner) reportLag(ctx context.Context, topics []string) {
+	t := time.NewTicker(r.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		if lags, err := GroupLag(ctx, r.kafka, r.cfg.GroupID, topics); err == nil {
+			r.cfg.Observer.ForgetLag(r.cfg.GroupID)
+			for _, l := range lags {
+				r.cfg.Observer.Lag(r.cfg.GroupID, l.Topic, l.Partition, l.Lag)
+			}
+		} else if ctx.Err() == nil {
+			r.log.Debug("lag not computed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// PartitionLag is the lag of one partition for a group.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	Lag       int64
+}
+
+// GroupLag returns the lag of group on every partition of topics. A partition without a committed
+// offset counts from its first offset (where the group will start).
+func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]PartitionLag, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	client := factory.Client()
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	parts := map[string][]int{}
+	offsetReq := map[string][]kafka.OffsetRequest{}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			parts[t.Name] = append(parts[t.Name], p.ID)
+			offsetReq[t.Name] = append(offsetReq[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	if err != nil {
+		return nil, err
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: offsetReq})
+	if err != nil {
+		return nil, err
+	}
+	var out []PartitionLag
+	for topic, ps := range ends.Topics {
+		done := map[int]int64{}
+		for _, c := range committed.Topics[topic] {
+			done[c.Partition] = c.CommittedOffset
+		}
+		for _, p := range ps {
+			if p.Error != nil {
+				continue
+			}
+			at, ok := done[p.Partition]
+			if !ok || at < 0 {
+				at = p.FirstOffset
+			}
+			out = append(out, PartitionLag{Topic: topic, Partition: p.Partition, Lag: max(0, p.LastOffset-at)})
+		}
+	}
+	return out, nil
 }
 
 // writeOnce writes outputs (keyed and explicit-partition ones concurrently) and returns one error per

@@ -14,12 +14,15 @@ import (
 type SessionObserver interface {
 	SessionOpened()
 	SessionClosed(reason session.Reason)
+	// SessionsActive adds delta to the count of active sessions this instance holds.
+	SessionsActive(delta int)
 }
 
 type nopSessions struct{}
 
 func (nopSessions) SessionOpened()               {}
 func (nopSessions) SessionClosed(session.Reason) {}
+func (nopSessions) SessionsActive(int)           {}
 
 // Enricher is stage 2 for one partition of the repartition topic. Its table is restored from the same
 // partition of the sessions changelog before any record is processed.
@@ -29,6 +32,7 @@ type Enricher struct {
 	partition int
 	table     *session.Table
 	observer  SessionObserver
+	active    int // active sessions last reported to the observer
 }
 
 // NewEnricher returns stage 2 for one partition; observer may be nil.
@@ -88,8 +92,12 @@ func (e *Enricher) Process(rec stream.Record) []stream.Output {
 	return outputs
 }
 
-// Expire returns tombstones for sessions over long enough to forget (see session.Table.Expired).
+// Expire returns tombstones for sessions over long enough to forget (see session.Table.Expired), and
+// reports the active sessions.
 func (e *Enricher) Expire(now time.Time) []stream.Output {
+	active := e.table.Active(now.UnixMilli())
+	e.observer.SessionsActive(active - e.active)
+	e.active = active
 	var outs []stream.Output
 	for _, key := range e.table.Expired(now.UnixMilli()) {
 		outs = append(outs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(key), Time: now})
@@ -99,4 +107,10 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 
 func (e *Enricher) toCCM(rec stream.Record, value []byte, conversationID string) stream.Output {
 	return stream.Output{Topic: e.topics.CCM, Partition: stream.ByKey, Key: []byte(conversationID), Value: value, Headers: rec.Headers, Time: rec.Time}
+}
+
+// Close withdraws this partition's sessions from the active count (the partition moved or stopped).
+func (e *Enricher) Close() {
+	e.observer.SessionsActive(-e.active)
+	e.active = 0
 }

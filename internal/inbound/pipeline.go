@@ -25,6 +25,9 @@ const (
 type Observers struct {
 	Records  Observer
 	Sessions SessionObserver
+	Runner   consumer.Observer
+	// Restored is told how long restoring a partition's sessions took and how many records it replayed.
+	Restored func(stage string, records int, took time.Duration)
 	Ready    func(condition string, err error)
 }
 
@@ -50,6 +53,9 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 	if p.obs.Ready == nil {
 		p.obs.Ready = func(string, error) {}
 	}
+	if p.obs.Restored == nil {
+		p.obs.Restored = func(string, int, time.Duration) {}
+	}
 	return p, nil
 }
 
@@ -73,7 +79,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
 		},
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
-		Ready: func(err error) { p.obs.Ready(ReadyIngest, err) },
+		Observer: p.obs.Runner,
+		Ready:    func(err error) { p.obs.Ready(ReadyIngest, err) },
 	}, p.kafka, p.log)
 	sessions := consumer.New(consumer.Config{
 		Name:            "inbound-sessions",
@@ -82,7 +89,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		RefreshInterval: time.Minute,
 		NewHandler:      p.restoreSessions,
 		BatchSize:       c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
-		Ready: func(err error) { p.obs.Ready(ReadySessions, err) },
+		Observer: p.obs.Runner,
+		Ready:    func(err error) { p.obs.Ready(ReadySessions, err) },
 	}, p.kafka, p.log)
 	errc := make(chan error, 2)
 	go func() { errc <- ingest.Run(ctx) }()
@@ -117,6 +125,7 @@ func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int)
 	if err != nil {
 		return nil, err
 	}
+	p.obs.Restored("inbound-sessions", n, time.Since(start))
 	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
 		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))
 	return sessionsHandler{e}, nil
@@ -145,3 +154,5 @@ func (h sessionsHandler) Process(batch []stream.Record) []stream.Output {
 }
 
 func (h sessionsHandler) Tick(now time.Time) []stream.Output { return h.e.Expire(now) }
+
+func (h sessionsHandler) Close() { h.e.Close() }

@@ -59,11 +59,11 @@ func start(t *testing.T, cfg config.Config, f *kafkaclient.Factory) {
 	t.Helper()
 	var mu sync.Mutex
 	var readyErr error = fmt.Errorf("pending")
-	p := outbound.NewPipeline(cfg, f, zaptest.NewLogger(t), nil, func(_ string, err error) {
+	p := outbound.NewPipeline(cfg, f, zaptest.NewLogger(t), outbound.Observers{Ready: func(_ string, err error) {
 		mu.Lock()
 		readyErr = err
 		mu.Unlock()
-	})
+	}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -17,21 +17,27 @@ const ReadyCondition = "outbound"
 
 // Pipeline runs the outbound stage.
 type Pipeline struct {
-	cfg      config.Config
-	kafka    *kafkaclient.Factory
-	log      *zap.Logger
-	router   *route.Router
-	observer Observer
-	ready    func(condition string, err error)
+	cfg    config.Config
+	kafka  *kafkaclient.Factory
+	log    *zap.Logger
+	router *route.Router
+	obs    Observers
 }
 
-// NewPipeline builds the outbound pipeline; observer and ready may be nil.
-func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logger, observer Observer, ready func(string, error)) *Pipeline {
-	if ready == nil {
-		ready = func(string, error) {}
+// Observers gathers what the pipeline reports to; any may be nil.
+type Observers struct {
+	Notifications Observer
+	Runner        consumer.Observer
+	Ready         func(condition string, err error)
+}
+
+// NewPipeline builds the outbound pipeline.
+func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logger, obs Observers) *Pipeline {
+	if obs.Ready == nil {
+		obs.Ready = func(string, error) {}
 	}
 	return &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "outbound")),
-		router: route.New(cfg.Outbound.Routes, cfg.Outbound.Channels), observer: observer, ready: ready}
+		router: route.New(cfg.Outbound.Routes, cfg.Outbound.Channels), obs: obs}
 }
 
 // Name implements service.Pipeline.
@@ -47,11 +53,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		RefreshInterval: time.Minute,
 		NewHandler: func(context.Context, string, int) (consumer.Handler, error) {
 			return NewProcessor(p.router, Options{Notifications: c.Topics.Notifications, DeadLetter: c.Topics.DeadLetter,
-				Accepted: c.Outbound.AcceptedNotifications, MaxBytes: c.Inbound.MaxMessageBytes, Observer: p.observer}), nil
+				Accepted: c.Outbound.AcceptedNotifications, MaxBytes: c.Inbound.MaxMessageBytes, Observer: p.obs.Notifications}), nil
 		},
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		GiveUpAfter: c.Outbound.DeliveryTimeout,
-		Ready:       func(err error) { p.ready(ReadyCondition, err) },
+		Observer:    p.obs.Runner,
+		Ready:       func(err error) { p.obs.Ready(ReadyCondition, err) },
 	}, p.kafka, p.log)
 	err := runner.Run(ctx)
 	if cerr := runner.Close(); err == nil {

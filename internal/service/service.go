@@ -15,6 +15,7 @@ import (
 	"github.com/cimstream/cimstream/internal/admin"
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/metrics"
 	"github.com/cimstream/cimstream/internal/topics"
 )
 
@@ -40,6 +41,7 @@ type Service struct {
 	log       *zap.Logger
 	kafka     *kafkaclient.Factory
 	registry  *prometheus.Registry
+	metrics   *metrics.Metrics
 	ready     *admin.Readiness
 	pipelines []Pipeline
 	// adminAddr receives the bound admin address once listening (tests bind port 0).
@@ -62,9 +64,18 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 			ConstLabels: prometheus.Labels{"version": Version},
 		}, func() float64 { return 1 }),
 	)
+	ready := admin.NewReadiness(ReadyKafka, ReadyTopics)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cimstream_ready", Help: "1 when every readiness condition holds (as /readyz answers 200), else 0.",
+	}, func() float64 {
+		if _, ok := ready.Check(); ok {
+			return 1
+		}
+		return 0
+	}))
 	return &Service{
-		cfg: cfg, log: log, kafka: factory, registry: reg,
-		ready:     admin.NewReadiness(ReadyKafka, ReadyTopics),
+		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: metrics.New(reg),
+		ready:     ready,
 		adminAddr: make(chan string, 1),
 	}, nil
 }
@@ -74,6 +85,9 @@ func (s *Service) Kafka() *kafkaclient.Factory { return s.kafka }
 
 // Registry is where pipelines register their metrics.
 func (s *Service) Registry() *prometheus.Registry { return s.registry }
+
+// Metrics is what pipelines report to.
+func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
 
 // Readiness lets pipelines add their own conditions (group joined, state restored).
 func (s *Service) Readiness() *admin.Readiness { return s.ready }

@@ -1,0 +1,182 @@
+// Package metrics defines every Prometheus metric cimstream exports, on a registry the service owns.
+// The pipelines report through the small observer interfaces they declare; Metrics implements them all.
+// Label values are bounded: pipeline and stage names, configured topics, codes, statuses, reasons,
+// partitions. Never ids or customer data.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/session"
+)
+
+// LatencyBuckets suit chat traffic: 1 ms to 10 s.
+var LatencyBuckets = []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
+
+// Metrics holds the collectors.
+type Metrics struct {
+	consumed        *prometheus.CounterVec
+	produced        *prometheus.CounterVec
+	deadLetters     *prometheus.CounterVec
+	validation      *prometheus.CounterVec
+	notifications   *prometheus.CounterVec
+	unknownIntents  *prometheus.CounterVec
+	batchDuration   *prometheus.HistogramVec
+	latency         *prometheus.HistogramVec
+	lag             *prometheus.GaugeVec
+	partitions      *prometheus.GaugeVec
+	rebalances      *prometheus.CounterVec
+	restoreSeconds  *prometheus.HistogramVec
+	restoreRecords  *prometheus.CounterVec
+	sessionsActive  prometheus.Gauge
+	sessionsOpened  prometheus.Counter
+	sessionsClosed  *prometheus.CounterVec
+	writeRetries    *prometheus.CounterVec
+	writeFailures   *prometheus.CounterVec
+	clientCollector *ClientCollector
+}
+
+// New registers every metric on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_records_consumed_total",
+			Help: "Records read from Kafka, by pipeline stage and topic."}, []string{"stage", "topic"}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_records_produced_total",
+			Help: "Records written and acknowledged (acks=all), by pipeline stage and destination topic."}, []string{"stage", "topic"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_dead_letters_total",
+			Help: "Records sent to the dead-letter topic, by pipeline and first error code."}, []string{"pipeline", "code"}),
+		validation: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_validation_failures_total",
+			Help: "Violations found in records, by pipeline and code (a record may count under several codes)."}, []string{"pipeline", "code"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_notifications_total",
+			Help: "Delivery notifications emitted for outbound messages, by status and reason code."}, []string{"status", "reason_code"}),
+		unknownIntents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_unknown_intents_total",
+			Help: "Messages accepted with a header.intent outside the documented values."}, []string{"pipeline"}),
+		batchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_batch_duration_seconds",
+			Help: "Time to process a batch and have its outputs acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_end_to_end_latency_seconds",
+			Help: "From an input record's timestamp to its outputs being acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_consumer_lag_records",
+			Help: "Log-end offset minus committed offset, per consumer group, topic and partition."}, []string{"group", "topic", "partition"}),
+		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_partitions_owned",
+			Help: "Partitions this instance owns, by stage."}, []string{"stage"}),
+		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_rebalances_total",
+			Help: "Consumer-group generations joined, by stage."}, []string{"stage"}),
+		restoreSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_state_restore_seconds",
+			Help: "Time to restore one partition's state from its changelog.", Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 120}}, []string{"stage"}),
+		restoreRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_state_restore_records_total",
+			Help: "Changelog records replayed while restoring state."}, []string{"stage"}),
+		sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cimstream_sessions_active",
+			Help: "Open sessions within their idle timeout, in the partitions this instance owns."}),
+		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_sessions_opened_total",
+			Help: "Channel sessions opened."}),
+		sessionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_sessions_closed_total",
+			Help: "Channel sessions closed, by reason: idle, end_chat, start_chat, adopted."}, []string{"reason"}),
+		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_retries_total",
+			Help: "Records written again after the broker refused them."}, []string{"stage"}),
+		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_failures_total",
+			Help: "Records given up on after the delivery timeout (outbound FAILED/500)."}, []string{"stage"}),
+		clientCollector: NewClientCollector(),
+	}
+	reg.MustRegister(m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
+		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
+		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.writeRetries, m.writeFailures, m.clientCollector)
+	return m
+}
+
+// Clients is where kafka-go client statistics are accumulated.
+func (m *Metrics) Clients() *ClientCollector { return m.clientCollector }
+
+// DeadLettered implements the pipelines' observers.
+func (m *Metrics) DeadLettered(pipeline string, codes []string) {
+	first := "unknown"
+	if len(codes) > 0 {
+		first = codes[0]
+	}
+	m.deadLetters.WithLabelValues(pipeline, first).Inc()
+	for _, c := range codes {
+		m.validation.WithLabelValues(pipeline, c).Inc()
+	}
+}
+
+// UnknownIntent implements inbound.Observer.
+func (m *Metrics) UnknownIntent(pipeline string) { m.unknownIntents.WithLabelValues(pipeline).Inc() }
+
+// Notified implements outbound.Observer.
+func (m *Metrics) Notified(status string, reasonCode int) {
+	m.notifications.WithLabelValues(status, strconv.Itoa(reasonCode)).Inc()
+}
+
+// SessionOpened implements inbound.SessionObserver.
+func (m *Metrics) SessionOpened() { m.sessionsOpened.Inc() }
+
+// SessionClosed implements inbound.SessionObserver.
+func (m *Metrics) SessionClosed(reason session.Reason) {
+	m.sessionsClosed.WithLabelValues(string(reason)).Inc()
+}
+
+// SessionsActive implements inbound.SessionObserver: delta is added to the gauge.
+func (m *Metrics) SessionsActive(delta int) { m.sessionsActive.Add(float64(delta)) }
+
+// Consumed implements consumer.Observer.
+func (m *Metrics) Consumed(stage, topic string, n int) {
+	m.consumed.WithLabelValues(stage, topic).Add(float64(n))
+}
+
+// Produced implements consumer.Observer.
+func (m *Metrics) Produced(stage, topic string, n int) {
+	m.produced.WithLabelValues(stage, topic).Add(float64(n))
+}
+
+// Batch implements consumer.Observer: one batch done, with the record timestamps of its inputs.
+func (m *Metrics) Batch(stage string, took time.Duration, recordTimes []time.Time) {
+	m.batchDuration.WithLabelValues(stage).Observe(took.Seconds())
+	now := time.Now()
+	h := m.latency.WithLabelValues(stage)
+	for _, t := range recordTimes {
+		if d := now.Sub(t); d >= 0 {
+			h.Observe(d.Seconds())
+		}
+	}
+}
+
+// Retried implements consumer.Observer.
+func (m *Metrics) Retried(stage string, n int) { m.writeRetries.WithLabelValues(stage).Add(float64(n)) }
+
+// GaveUp implements consumer.Observer.
+func (m *Metrics) GaveUp(stage string, n int) { m.writeFailures.WithLabelValues(stage).Add(float64(n)) }
+
+// Generation implements consumer.Observer.
+func (m *Metrics) Generation(stage string, partitions int) {
+	m.rebalances.WithLabelValues(stage).Inc()
+	m.partitions.WithLabelValues(stage).Set(float64(partitions))
+}
+
+// Restored implements consumer.Observer.
+func (m *Metrics) Restored(stage string, records int, took time.Duration) {
+	m.restoreSeconds.WithLabelValues(stage).Observe(took.Seconds())
+	m.restoreRecords.WithLabelValues(stage).Add(float64(records))
+}
+
+// Lag sets the lag of one partition.
+func (m *Metrics) Lag(group, topic string, partition int, lag int64) {
+	m.lag.WithLabelValues(group, topic, strconv.Itoa(partition)).Set(float64(lag))
+}
+
+// ForgetLag removes the lag series of a group, before it is set anew.
+func (m *Metrics) ForgetLag(group string) {
+	m.lag.DeletePartialMatch(prometheus.Labels{"group": group})
+}
+
+// ReaderStats implements consumer.Observer.
+func (m *Metrics) ReaderStats(stage string, s kafka.ReaderStats) {
+	m.clientCollector.AddReaderStats(stage, s)
+}
+
+// WatchWriter implements consumer.Observer.
+func (m *Metrics) WatchWriter(stage, name string, w *kafka.Writer) {
+	m.clientCollector.AddWriter(stage, name, w)
+}

@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"regexp"
+	"sort"
 	"strconv"
 	"time"
 
@@ -81,10 +83,37 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Records given up on after the delivery timeout (outbound FAILED/500)."}, []string{"stage"}),
 		clientCollector: NewClientCollector(),
 	}
-	reg.MustRegister(m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
-		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.writeRetries, m.writeFailures, m.clientCollector)
+	reg.MustRegister(m.Collectors()...)
 	return m
+}
+
+// Collectors lists every collector, for registration and for listing metric names.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
+		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
+		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.writeRetries, m.writeFailures, m.clientCollector}
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names returns the metric names the collectors describe, sorted.
+func Names(collectors ...prometheus.Collector) []string {
+	seen := map[string]bool{}
+	for _, c := range collectors {
+		ch := make(chan *prometheus.Desc, 256)
+		go func() { c.Describe(ch); close(ch) }()
+		for d := range ch {
+			if m := fqName.FindStringSubmatch(d.String()); m != nil {
+				seen[m[1]] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Clients is where kafka-go client statistics are accumulated.

@@ -37,13 +37,15 @@ const (
 
 // Service is one cimstream process.
 type Service struct {
-	cfg       config.Config
-	log       *zap.Logger
-	kafka     *kafkaclient.Factory
-	registry  *prometheus.Registry
-	metrics   *metrics.Metrics
-	ready     *admin.Readiness
-	pipelines []Pipeline
+	cfg      config.Config
+	log      *zap.Logger
+	kafka    *kafkaclient.Factory
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
+	// collectors is everything registered, to list the metric names.
+	collectors []prometheus.Collector
+	ready      *admin.Readiness
+	pipelines  []Pipeline
 	// adminAddr receives the bound admin address once listening (tests bind port 0).
 	adminAddr chan string
 }
@@ -55,7 +57,8 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	ready := admin.NewReadiness(ReadyKafka, ReadyTopics)
+	base := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
@@ -63,18 +66,19 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 			Name: "cimstream_build_info", Help: "Always 1; the version label names the running build.",
 			ConstLabels: prometheus.Labels{"version": Version},
 		}, func() float64 { return 1 }),
-	)
-	ready := admin.NewReadiness(ReadyKafka, ReadyTopics)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cimstream_ready", Help: "1 when every readiness condition holds (as /readyz answers 200), else 0.",
-	}, func() float64 {
-		if _, ok := ready.Check(); ok {
-			return 1
-		}
-		return 0
-	}))
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cimstream_ready", Help: "1 when every readiness condition holds (as /readyz answers 200), else 0.",
+		}, func() float64 {
+			if _, ok := ready.Check(); ok {
+				return 1
+			}
+			return 0
+		}),
+	}
+	reg.MustRegister(base...)
+	m := metrics.New(reg)
 	return &Service{
-		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: metrics.New(reg),
+		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: m, collectors: append(base, m.Collectors()...),
 		ready:     ready,
 		adminAddr: make(chan string, 1),
 	}, nil
@@ -85,6 +89,9 @@ func (s *Service) Kafka() *kafkaclient.Factory { return s.kafka }
 
 // Registry is where pipelines register their metrics.
 func (s *Service) Registry() *prometheus.Registry { return s.registry }
+
+// MetricNames lists every metric the service exports (for checking dashboards and alerts).
+func (s *Service) MetricNames() []string { return metrics.Names(s.collectors...) }
 
 // Metrics is what pipelines report to.
 func (s *Service) Metrics() *metrics.Metrics { return s.metrics }

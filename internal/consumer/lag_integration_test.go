@@ -1,0 +1,78 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/consumer"
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkatest"
+)
+
+func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
+
+func total(t *testing.T, f *kafkaclient.Factory, group, topic string) int64 {
+	t.Helper()
+	lags, err := consumer.GroupLag(context.Background(), f, group, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, l := range lags {
+		sum += l.Lag
+	}
+	return sum
+}
+
+// TestIntegrationGroupLagRisesAndFalls: lag counts unconsumed records of a group, rises with input and
+// falls with commits.
+func TestIntegrationGroupLagRisesAndFalls(t *testing.T) {
+	f := kafkatest.Factory(t)
+	topic := kafkatest.Topic(t, "lag", 2)
+	group := kafkatest.Name(t, "group")
+	if got := total(t, f, group, topic); got != 0 {
+		t.Fatalf("empty topic: lag %d", got)
+	}
+	w := f.Writer(topic)
+	defer w.Close()
+	var msgs []kafka.Message
+	for i := 0; i < 10; i++ {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprint(i)), Value: []byte("x")})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, f, group, topic); got != 10 {
+		t.Fatalf("after 10 records: lag %d, want 10", got)
+	}
+	cg, err := kafka.NewConsumerGroup(f.GroupConfig(group, []string{topic}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	gen, err := kafkaclient.NextGeneration(ctx, cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lags, err := consumer.GroupLag(ctx, f, group, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := map[int]int64{}
+	for _, l := range lags {
+		commit[l.Partition] = l.Lag // nothing committed yet, first offset 0: the lag is the end offset
+	}
+	if err := gen.CommitOffsets(map[string]map[int]int64{topic: commit}); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, f, group, topic); got != 0 {
+		t.Fatalf("after committing everything: lag %d", got)
+	}
+}

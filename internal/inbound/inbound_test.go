@@ -21,8 +21,8 @@ func rec(offset int64, key, value string) stream.Record {
 
 type counting struct{ dead, unknown int }
 
-func (c *counting) DeadLettered(string, []string) { c.dead++ }
-func (c *counting) UnknownIntent(string)          { c.unknown++ }
+func (c *counting) DeadLettered(string, stream.Record, []string) { c.dead++ }
+func (c *counting) UnknownIntent(string)                         { c.unknown++ }
 
 func TestNormalizerFillsAndRekeys(t *testing.T) {
 	obs := &counting{}

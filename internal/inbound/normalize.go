@@ -30,14 +30,14 @@ type Topics struct {
 
 // Observer is told what happened to each record (metrics); every method must be cheap.
 type Observer interface {
-	DeadLettered(pipeline string, codes []string)
+	DeadLettered(pipeline string, rec stream.Record, codes []string)
 	UnknownIntent(pipeline string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) DeadLettered(string, []string) {}
-func (nopObserver) UnknownIntent(string)          {}
+func (nopObserver) DeadLettered(string, stream.Record, []string) {}
+func (nopObserver) UnknownIntent(string)                         {}
 
 // Normalizer is stage 1.
 type Normalizer struct {
@@ -94,7 +94,7 @@ func (n *Normalizer) Process(rec stream.Record) stream.Output {
 const conversationKeyPrefix = "conversation:"
 
 func (n *Normalizer) dead(rec stream.Record, vs cim.Violations) stream.Output {
-	n.observer.DeadLettered("inbound", vs.Codes())
+	n.observer.DeadLettered("inbound", rec, vs.Codes())
 	return deadletter.New(n.topics.DeadLetter, "inbound", rec, vs)
 }
 

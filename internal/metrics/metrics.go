@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cimstream/cimstream/internal/session"
+	"github.com/cimstream/cimstream/internal/stream"
 )
 
 // LatencyBuckets suit chat traffic: 1 ms to 10 s.
@@ -120,7 +121,7 @@ func Names(collectors ...prometheus.Collector) []string {
 func (m *Metrics) Clients() *ClientCollector { return m.clientCollector }
 
 // DeadLettered implements the pipelines' observers.
-func (m *Metrics) DeadLettered(pipeline string, codes []string) {
+func (m *Metrics) DeadLettered(pipeline string, _ stream.Record, codes []string) {
 	first := "unknown"
 	if len(codes) > 0 {
 		first = codes[0]

@@ -35,13 +35,13 @@ const (
 // Observer is told about each notification (metrics).
 type Observer interface {
 	Notified(status string, reasonCode int)
-	DeadLettered(pipeline string, codes []string)
+	DeadLettered(pipeline string, rec stream.Record, codes []string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Notified(string, int)          {}
-func (nopObserver) DeadLettered(string, []string) {}
+func (nopObserver) Notified(string, int)                         {}
+func (nopObserver) DeadLettered(string, stream.Record, []string) {}
 
 // Options configure a Processor.
 type Options struct {
@@ -123,7 +123,7 @@ func (p *Processor) process(rec stream.Record) []stream.Output {
 }
 
 func (p *Processor) dead(rec stream.Record, vs cim.Violations) stream.Output {
-	p.opts.Observer.DeadLettered("outbound", vs.Codes())
+	p.opts.Observer.DeadLettered("outbound", rec, vs.Codes())
 	return deadletter.New(p.opts.DeadLetter, "outbound", rec, vs)
 }
 

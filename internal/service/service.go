@@ -122,6 +122,25 @@ func (s *Service) Preflight(ctx context.Context) error {
 	return nil
 }
 
+// watchBrokers keeps the kafka readiness condition current: brokers that stop answering make /readyz
+// fail until they answer again.
+func (s *Service) watchBrokers(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, err := s.kafka.Ping(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			s.ready.Set(ReadyKafka, err)
+		}
+	}
+}
+
 // Run serves the admin endpoints, checks Kafka and the topics, runs the pipelines until ctx is
 // cancelled, then drains them within the shutdown budget.
 func (s *Service) Run(ctx context.Context) error {
@@ -143,6 +162,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("connected to kafka", zap.Strings("brokers", s.cfg.Kafka.Brokers))
+	go s.watchBrokers(ctx)
 
 	// Pipelines get their own context: on shutdown they are cancelled and given the budget to drain.
 	runCtx, stop := context.WithCancel(context.Background())

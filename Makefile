@@ -11,11 +11,13 @@ TOOLS       := $(CURDIR)/.cache/bin
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cimstream
 
-# Runs the service against KAFKA_BROKERS, or against a local Apache Kafka started on 127.0.0.1:9092.
-run: run-kafka
-
-run-kafka: build
+# make run: against KAFKA_BROKERS when set, else `cimstream dev` (in-process broker, no Java or Docker).
+run: build
 	@scripts/run.sh
+
+# make run-kafka: against a local Apache Kafka on 127.0.0.1:9092 (Java 17 and Maven).
+run-kafka: build
+	@scripts/run.sh kafka
 
 test:
 	@scripts/test.sh

@@ -23,6 +23,7 @@ const usage = `cimstream carries CIM messages between channel connectors and the
 
 Usage:
   cimstream run            [common flags]   run the service
+  cimstream dev [--port N] [common flags]   run it with an in-process broker on 127.0.0.1 (no Java, no Docker)
   cimstream topics create  [common flags]   create every topic the service needs (safe to run twice)
   cimstream config print   [common flags]   print the effective configuration, secrets masked
   cimstream config keys                     list every configuration key and its environment variable
@@ -100,6 +101,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "validate":
 		return validateCommand(args[1:], stdin, stdout, stderr)
+	case "dev":
+		return devCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cimstream", service.Version)
 		return 0

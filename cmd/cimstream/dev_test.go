@@ -2,11 +2,11 @@ package main
 
 import (
 	"bytes"
-	"sync"
 	"net"
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"

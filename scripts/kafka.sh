@@ -5,13 +5,17 @@
 #   scripts/kafka.sh up       fetch the jars if needed, start the broker (or reuse a running one), wait until ready
 #   scripts/kafka.sh down     stop the broker started by `up`
 #   scripts/kafka.sh status   exit 0 when a broker answers on the port
+#   scripts/kafka.sh stop     stop the broker but keep its data (fault tests)
+#   scripts/kafka.sh start    start a stopped broker again on its data
 #   scripts/kafka.sh tool CLASS [ARGS...]   run a Kafka tool class on the broker's classpath, e.g.
 #                             org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 #   scripts/kafka.sh fetch    only fetch the jars
 #
 # Environment: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1000),
 # CIMSTREAM_KAFKA_HOME (cache directory, default .cache/kafka in the repository; git-ignored),
-# KAFKA_HEAP (default -Xmx1g), KAFKA_EXTRA_PROPS (extra lines for server.properties).
+# KAFKA_HEAP (default -Xmx1g), KAFKA_EXTRA_PROPS (extra lines for server.properties; the listener and
+# protocol-map lines can be replaced with KAFKA_LISTENERS, KAFKA_ADVERTISED_LISTENERS and
+# KAFKA_PROTOCOL_MAP), KAFKA_FORMAT_ARGS (extra storage-format arguments, e.g. --add-scram ...).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,10 +77,10 @@ up() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=${KAFKA_LISTENERS:-PLAINTEXT://127.0.0.1:$port},CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=${KAFKA_ADVERTISED_LISTENERS:-PLAINTEXT://127.0.0.1:$port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,${KAFKA_PROTOCOL_MAP:-PLAINTEXT:PLAINTEXT}
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$run/data
 num.partitions=1
@@ -94,12 +98,20 @@ ${KAFKA_EXTRA_PROPS:-}
 EOF
   local cluster_id
   cluster_id=$(java_tool kafka.tools.StorageTool random-uuid)
-  java_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$run/server.properties" >"$run/logs/format.log" 2>&1 ||
+  set -f # KAFKA_FORMAT_ARGS is split on spaces but never globbed ([name=...] looks like a pattern)
+  # shellcheck disable=SC2086
+  java_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$run/server.properties" ${KAFKA_FORMAT_ARGS:-} >"$run/logs/format.log" 2>&1 ||
     die "formatting the KRaft storage failed: $(tail -5 "$run/logs/format.log")"
+  set +f
+  launch
+}
+
+# launch starts the broker on the formatted run directory and waits until it answers.
+launch() {
   # setsid: the broker outlives the shell that started it, and `down` stops it by pid.
   KAFKA_LOG_DIR="$run/logs" setsid java ${KAFKA_HEAP:--Xmx1g} -XX:+UseG1GC \
     -Dkafka.logs.dir="$run/logs" -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$run/server.properties" >"$run/logs/stdout.log" 2>&1 </dev/null &
+    -cp "$libs/*" kafka.Kafka "$run/server.properties" >>"$run/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + 90))
   until ready; do
@@ -114,8 +126,9 @@ $(tail -20 "$run/logs/stdout.log")"
   echo "127.0.0.1:$port"
 }
 
-down() {
-  [ -f "$pidfile" ] || { echo "kafka.sh: no broker started on port $port" >&2; return 0; }
+# stop_process ends the broker process (SIGTERM, then SIGKILL after 30 s).
+stop_process() {
+  [ -f "$pidfile" ] || return 0
   local pid
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
@@ -124,12 +137,33 @@ down() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+stop() {
+  stop_process
+  echo "kafka.sh: broker on port $port stopped; its data is kept in $run" >&2
+}
+
+start() {
+  [ -f "$run/server.properties" ] || die "no stopped broker on port $port to start (use up)"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "127.0.0.1:$port"
+    return 0
+  fi
+  launch
+}
+
+down() {
+  [ -f "$pidfile" ] || { echo "kafka.sh: no broker started on port $port" >&2; return 0; }
+  stop_process
   echo "kafka.sh: broker on port $port stopped" >&2
 }
 
 case "${1:-}" in
 up) up ;;
 down) down ;;
+stop) stop ;;
+start) need java; start ;;
 status) answers ;;
 fetch) fetch ;;
 tool) shift; need java; fetch; java_tool "$@" ;;

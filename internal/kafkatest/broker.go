@@ -61,9 +61,11 @@ func (b *Broker) script(t testing.TB, verb string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(RepoRoot(t), "scripts", "kafka.sh"), verb)
 	cmd.Env = b.env
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kafka.sh %s: %v\n%s", verb, err, out)
+		t.Fatalf("kafka.sh %s: %v\n%s", verb, err, stderr.String())
 	}
 	return string(out)
 }

@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X github.com/cimstream/cimstream/internal/service.Version=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TOOLS       := $(CURDIR)/.cache/bin
 
-.PHONY: build run run-kafka test lint fuzz bench kafka-up kafka-down deps clean
+.PHONY: build run run-kafka test chaos lint fuzz bench kafka-up kafka-down deps clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cimstream
@@ -21,6 +21,10 @@ run-kafka: build
 
 test:
 	@scripts/test.sh
+
+# The long variants of the fault tests (broker stopped, instances killed, hostile flood, SIGTERM).
+chaos:
+	@scripts/test.sh chaos
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

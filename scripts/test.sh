@@ -20,7 +20,18 @@ fi
 export CIMSTREAM_REQUIRE_KAFKA=1
 echo "test.sh: integration tests use Apache Kafka at $KAFKA_BROKERS${started:+ (started for this run)}" >&2
 
+# The fault tests append their one-line accounts here; they are printed at the end.
+export CIMSTREAM_ACCOUNTS_FILE=$PWD/.cache/chaos-accounts.txt
+mkdir -p .cache && : >"$CIMSTREAM_ACCOUNTS_FILE"
+if [ "${1:-}" = chaos ]; then
+  # make chaos: the long variants of the fault tests only.
+  CIMSTREAM_CHAOS_LONG=1 go test -race -count=1 -timeout 30m -v -run Chaos ./internal/chaos
+  cat "$CIMSTREAM_ACCOUNTS_FILE"
+  exit 0
+fi
 go test -race -count=1 -timeout 20m ./...
+echo "fault-test accounts:"
+cat "$CIMSTREAM_ACCOUNTS_FILE"
 # A short fuzz pass on decode + validate; longer runs: make fuzz.
 if [ -d pkg/cim ] && grep -qs 'func FuzzDecodeValidate' pkg/cim/*_test.go; then
   go test -run '^$' -fuzz '^FuzzDecodeValidate$' -fuzztime "${CIMSTREAM_FUZZTIME:-10s}" ./pkg/cim

@@ -218,37 +218,44 @@ func (r *Runner) watchTopics(ctx context.Context, changed context.CancelFunc, cu
 }
 
 // runGeneration starts one worker per assigned partition and waits for all to end (rebalance or stop).
+//
+// kafka-go ends a generation as soon as any function given to Generation.Start returns, which would cut
+// short the other partitions' final batch and commit on a graceful stop. So the generation gets a single
+// function that runs every partition worker and returns only when all of them have finished.
 func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
-	var wg sync.WaitGroup
 	total := 0
 	for _, as := range gen.Assignments {
 		total += len(as)
 	}
 	restored := make(chan struct{}, total)
-	for topic, assignments := range gen.Assignments {
-		for _, a := range assignments {
-			wg.Add(1)
-			gen.Start(func(genCtx context.Context) {
-				defer wg.Done()
-				r.partition(genCtx, stop, gen, topic, a.ID, a.Offset, restored)
-			})
+	finished := make(chan struct{})
+	gen.Start(func(genCtx context.Context) {
+		defer close(finished)
+		var wg sync.WaitGroup
+		for topic, assignments := range gen.Assignments {
+			for _, a := range assignments {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.partition(genCtx, stop, gen, topic, a.ID, a.Offset, restored)
+				}()
+			}
 		}
-	}
+		wg.Wait()
+	})
 	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", total))
 	r.cfg.Observer.Generation(r.cfg.Name, total)
-	ended := make(chan struct{})
 	go func() {
 		for i := 0; i < total; i++ {
 			select {
 			case <-restored:
-			case <-ended:
+			case <-finished:
 				return
 			}
 		}
 		r.cfg.Ready(nil)
 	}()
-	wg.Wait()
-	close(ended)
+	<-finished
 }
 
 // partition processes one partition until its generation ends or the stage stops.
@@ -323,12 +330,14 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 			r.cfg.Observer.ReaderStats(r.cfg.Name, reader.Stats())
 			lastTick = now
 		}
-		failed, err := r.write(ctx, outputs, r.cfg.GiveUpAfter)
+		// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
+		// partition (genCtx) abandons it, since its records are then someone else's.
+		failed, err := r.write(genCtx, outputs, r.cfg.GiveUpAfter)
 		if err != nil {
-			return // stopping while the broker refuses writes: nothing past the last commit is committed
+			return // the partition moved while the broker refused writes: nothing past the last commit is committed
 		}
 		if settler, ok := handler.(Settler); ok {
-			if _, err := r.write(ctx, settler.Settle(failed), 0); err != nil {
+			if _, err := r.write(genCtx, settler.Settle(failed), 0); err != nil {
 				return
 			}
 		}

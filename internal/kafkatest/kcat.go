@@ -21,7 +21,13 @@ type KcatRecord struct {
 // is "key<TAB>value". Unkeyed records are spread over partitions by librdkafka's partitioner.
 func KcatProduce(t testing.TB, topic string, keyed bool, lines ...string) {
 	t.Helper()
-	args := []string{"-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-X", "acks=all"}
+	KcatProduceTo(t, Brokers(t), topic, keyed, lines...)
+}
+
+// KcatProduceTo is KcatProduce on other brokers (a test's own).
+func KcatProduceTo(t testing.TB, brokers []string, topic string, keyed bool, lines ...string) {
+	t.Helper()
+	args := []string{"-P", "-b", strings.Join(brokers, ","), "-t", topic, "-X", "acks=all"}
 	if keyed {
 		args = append(args, "-K", "\t")
 	}
@@ -36,9 +42,15 @@ func KcatProduce(t testing.TB, topic string, keyed bool, lines ...string) {
 // 45 s, then the test fails).
 func KcatConsume(t testing.TB, topic string, done func([]KcatRecord) bool) []KcatRecord {
 	t.Helper()
+	return KcatConsumeFrom(t, Brokers(t), topic, done)
+}
+
+// KcatConsumeFrom is KcatConsume on other brokers (a test's own).
+func KcatConsumeFrom(t testing.TB, brokers []string, topic string, done func([]KcatRecord) bool) []KcatRecord {
+	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
-		recs := kcatRead(t, topic)
+		recs := kcatRead(t, brokers, topic)
 		if done(recs) {
 			return recs
 		}
@@ -54,9 +66,9 @@ func AtLeast(n int) func([]KcatRecord) bool {
 	return func(recs []KcatRecord) bool { return len(recs) >= n }
 }
 
-func kcatRead(t testing.TB, topic string) []KcatRecord {
+func kcatRead(t testing.TB, brokers []string, topic string) []KcatRecord {
 	t.Helper()
-	cmd := exec.Command("kcat", "-C", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-o", "beginning", "-e", "-q", "-J")
+	cmd := exec.Command("kcat", "-C", "-b", strings.Join(brokers, ","), "-t", topic, "-o", "beginning", "-e", "-q", "-J")
 	b, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("kcat consume %s: %v", topic, err)

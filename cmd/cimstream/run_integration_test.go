@@ -132,3 +132,32 @@ func writeTemp(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestSecretsNeverPrinted: the SASL password from the environment or a file appears neither in the
+// startup log, nor in errors, nor in `config print`.
+func TestSecretsNeverPrinted(t *testing.T) {
+	bin := buildBinary(t)
+	secretFile := writeTemp(t, "from-a-file-s3cret\n")
+	for name, env := range map[string][]string{
+		"environment": {"CIMSTREAM_KAFKA_SASL_PASSWORD=from-env-s3cret"},
+		"file":        {"CIMSTREAM_KAFKA_SASL_PASSWORD_FILE=" + secretFile},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := append(append(os.Environ(), env...), "CIMSTREAM_KAFKA_SASL_MECHANISM=scram-sha-512", "CIMSTREAM_KAFKA_SASL_USERNAME=alice")
+			for _, args := range [][]string{
+				{"run", "--brokers", "127.0.0.1:1", "--set", "admin.address=" + freeAddr(t)},
+				{"config", "print"},
+			} {
+				cmd := exec.Command(bin, args...)
+				cmd.Env = env
+				out, _ := cmd.CombinedOutput()
+				if strings.Contains(string(out), "s3cret") {
+					t.Fatalf("%v printed the password:\n%s", args, out)
+				}
+				if !strings.Contains(string(out), "********") {
+					t.Errorf("%v should show the password masked:\n%s", args, out)
+				}
+			}
+		})
+	}
+}

@@ -18,10 +18,10 @@ type Broker struct {
 	env  []string
 }
 
-// BrokerOptions configure an own broker; Env entries are KAFKA_EXTRA_PROPS, KAFKA_LISTENERS, ... as
-// scripts/kafka.sh documents.
+// BrokerOptions configure an own broker. Env returns extra environment for scripts/kafka.sh
+// (KAFKA_EXTRA_PROPS, KAFKA_LISTENERS, KAFKA_FORMAT_ARGS, ...), given the broker's PLAINTEXT port.
 type BrokerOptions struct {
-	Env map[string]string
+	Env func(port int) map[string]string
 }
 
 // FreePort returns a port free on 127.0.0.1 now.
@@ -42,8 +42,10 @@ func StartBroker(t testing.TB, opts BrokerOptions) *Broker {
 	port := FreePort(t)
 	b := &Broker{port: port, env: append(os.Environ(), fmt.Sprintf("KAFKA_PORT=%d", port),
 		fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", FreePort(t)), "KAFKA_HEAP=-Xmx512m")}
-	for k, v := range opts.Env {
-		b.env = append(b.env, k+"="+v)
+	if opts.Env != nil {
+		for k, v := range opts.Env(port) {
+			b.env = append(b.env, k+"="+v)
+		}
 	}
 	out := b.script(t, "up")
 	b.Addr = strings.TrimSpace(lastLine(out))

@@ -29,6 +29,9 @@ Usage:
   cimstream config keys                     list every configuration key and its environment variable
   cimstream validate [--direction inbound|outbound] [--format json|text] [FILE|-]...
                                             validate CIM messages (exit 0 valid, 1 invalid, 2 error)
+  cimstream loadgen [--direction inbound|outbound] [--topics LIST] [--rate R] [--count N|--duration D]
+                   [--size B] [--customers N] [--keyed] [--invalid SHARE] [--measure OUTPUT-TOPIC] [--json]
+                                            produce realistic CIM traffic; --measure reports end-to-end latency
   cimstream version
 
 Common flags:
@@ -103,6 +106,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return validateCommand(args[1:], stdin, stdout, stderr)
 	case "dev":
 		return devCommand(args[1:], stdout, stderr)
+	case "loadgen":
+		return loadgenCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cimstream", service.Version)
 		return 0

@@ -174,7 +174,7 @@ func Default() Config {
 			MetadataTTL:    time.Second,
 			SASL:           SASL{Mechanism: "none"},
 			Producer: Producer{
-				BatchTimeout: 2 * time.Millisecond,
+				BatchTimeout: 100 * time.Microsecond,
 				BatchSize:    1000,
 				BatchBytes:   1 << 20,
 				Compression:  "none",
@@ -191,7 +191,7 @@ func Default() Config {
 				HeartbeatInterval: 3 * time.Second,
 				CommitInterval:    200 * time.Millisecond,
 				BatchSize:         500,
-				Linger:            2 * time.Millisecond,
+				Linger:            500 * time.Microsecond,
 			},
 		},
 		Topics: Topics{

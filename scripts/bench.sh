@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# `make bench`: Go micro-benchmarks for now; the end-to-end benchmarks against the local broker come
-# with the performance work (docs/benchmarks.md).
+# `make bench`: end-to-end benchmarks against a real Apache Kafka broker started here on its own port
+# (127.0.0.1:19392, stopped afterwards), with baselines measured in the same run. Writes
+# bench/results.json and the generated table in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go test -run '^$' -bench . -benchmem ./pkg/...
+scripts/deps.sh
+export KAFKA_PORT=${CIMSTREAM_BENCH_KAFKA_PORT:-19392}
+trap 'scripts/kafka.sh down' EXIT
+KAFKA_BROKERS=$(KAFKA_HEAP=-Xmx2g scripts/kafka.sh up)
+export KAFKA_BROKERS
+make --no-print-directory build
+go run ./cmd/cimstream-bench

@@ -34,9 +34,11 @@ func Key(serviceIdentifier, channelCustomerIdentifier string) string {
 	return strconv.Itoa(len(serviceIdentifier)) + ":" + serviceIdentifier + channelCustomerIdentifier
 }
 
-// recentLimit is how many decisions a state remembers, to answer a replayed record with the ids it got
-// the first time (records processed but not yet committed when an instance died).
-const recentLimit = 16
+// recentLimit is how many id changes a state remembers, to answer a replayed record with the ids it got
+// the first time (records processed but not yet committed when an instance died). Each entry covers
+// every offset from its own up to the next entry's, so a few entries span far more than the
+// uncommitted tail of a key.
+const recentLimit = 4
 
 // State is what is stored per key in the changelog.
 type State struct {
@@ -45,12 +47,13 @@ type State struct {
 	Open             bool   `json:"open"`
 	// LastActivity is the time (epoch ms) of the latest message, from the record, not the wall clock.
 	LastActivity int64 `json:"t"`
-	// Applied is the highest input offset applied; Recent are the latest decisions by offset.
+	// Applied is the highest input offset applied; Recent are the latest id changes: from Offset on
+	// (until the next entry), messages of this key got these ids.
 	Applied int64      `json:"o"`
 	Recent  []Decision `json:"r,omitempty"`
 }
 
-// Decision is the ids given to the message at Offset.
+// Decision is the ids given to the messages from Offset on.
 type Decision struct {
 	Offset           int64  `json:"o"`
 	ChannelSessionID string `json:"s"`
@@ -115,10 +118,50 @@ func (t *Table) Restore(key string, value []byte) error {
 	return nil
 }
 
-// Encode serializes a state for the changelog.
+// Encode serializes a state for the changelog: the same JSON encoding/json would write for State, built
+// by hand because it runs once per inbound message.
 func Encode(st *State) []byte {
-	b, _ := json.Marshal(st) // a struct of strings and numbers cannot fail
-	return b
+	b := make([]byte, 0, 96+len(st.Recent)*96)
+	b = append(b, `{"s":`...)
+	b = appendString(b, st.ChannelSessionID)
+	b = append(b, `,"c":`...)
+	b = appendString(b, st.ConversationID)
+	b = append(b, `,"open":`...)
+	b = strconv.AppendBool(b, st.Open)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, st.LastActivity, 10)
+	b = append(b, `,"o":`...)
+	b = strconv.AppendInt(b, st.Applied, 10)
+	if len(st.Recent) > 0 {
+		b = append(b, `,"r":[`...)
+		for i, d := range st.Recent {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"o":`...)
+			b = strconv.AppendInt(b, d.Offset, 10)
+			b = append(b, `,"s":`...)
+			b = appendString(b, d.ChannelSessionID)
+			b = append(b, `,"c":`...)
+			b = appendString(b, d.ConversationID)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendString writes s as a JSON string (ids are usually plain ASCII; anything else is escaped).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Active counts open sessions whose last activity is within the idle timeout of nowMillis.
@@ -136,8 +179,8 @@ func (t *Table) Active(nowMillis int64) int {
 func (t *Table) Apply(key string, m Message) Outcome {
 	st := t.sessions[key]
 	if st != nil && m.Offset <= st.Applied {
-		for _, d := range st.Recent {
-			if d.Offset == m.Offset {
+		for i := len(st.Recent) - 1; i >= 0; i-- {
+			if d := st.Recent[i]; d.Offset <= m.Offset {
 				return Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
 			}
 		}
@@ -179,25 +222,28 @@ func (t *Table) Apply(key string, m Message) Outcome {
 		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
 	}
 
-	next := &State{
-		ChannelSessionID: out.ChannelSessionID,
-		ConversationID:   out.ConversationID,
-		Open:             m.Intent != "END_CHAT",
-		LastActivity:     m.TimeMillis,
-		Applied:          m.Offset,
+	next := st
+	if next == nil {
+		next = &State{}
 	}
-	if st != nil && !out.Opened && st.LastActivity > next.LastActivity {
-		next.LastActivity = st.LastActivity // out-of-order timestamps never shorten a session
+	last := next.LastActivity
+	next.ChannelSessionID, next.ConversationID = out.ChannelSessionID, out.ConversationID
+	next.Open = m.Intent != "END_CHAT"
+	next.LastActivity = m.TimeMillis
+	next.Applied = m.Offset
+	if st != nil && !out.Opened && last > next.LastActivity {
+		next.LastActivity = last // out-of-order timestamps never shorten a session
 	}
 	if m.Intent == "END_CHAT" {
 		out.Closed = ReasonEndChat
 	}
-	if st != nil {
-		next.Recent = append(next.Recent, st.Recent...)
-	}
-	next.Recent = append(next.Recent, Decision{Offset: m.Offset, ChannelSessionID: out.ChannelSessionID, ConversationID: out.ConversationID})
-	if len(next.Recent) > recentLimit {
-		next.Recent = append([]Decision(nil), next.Recent[len(next.Recent)-recentLimit:]...)
+	// Remember an id change (kept in place: the oldest goes when the window is full).
+	if n := len(next.Recent); n == 0 || next.Recent[n-1].ChannelSessionID != out.ChannelSessionID || next.Recent[n-1].ConversationID != out.ConversationID {
+		if n >= recentLimit {
+			copy(next.Recent, next.Recent[1:])
+			next.Recent = next.Recent[:recentLimit-1]
+		}
+		next.Recent = append(next.Recent, Decision{Offset: m.Offset, ChannelSessionID: out.ChannelSessionID, ConversationID: out.ConversationID})
 	}
 	t.sessions[key] = next
 	out.State = next

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -128,5 +129,18 @@ func TestKeysAndIds(t *testing.T) {
 	a, b := DeriveID("x", "y"), DeriveID("x", "y")
 	if a != b || a == DeriveID("xy") {
 		t.Fatal("derived ids must be stable and separate their parts")
+	}
+}
+
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	states := []*State{
+		{ChannelSessionID: "s", ConversationID: "c", Open: true, LastActivity: 5, Applied: 9},
+		{ChannelSessionID: `we"ird\id`, ConversationID: "ü-ñ", Recent: []Decision{{Offset: 1, ChannelSessionID: "a", ConversationID: "b"}, {Offset: 2, ChannelSessionID: "x\ny", ConversationID: "z"}}},
+	}
+	for _, st := range states {
+		want, _ := json.Marshal(st)
+		if got := Encode(st); string(got) != string(want) {
+			t.Errorf("Encode = %s, encoding/json = %s", got, want)
+		}
 	}
 }

@@ -1,8 +1,9 @@
 package cim
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -51,21 +52,21 @@ func (m *Message) AppendEncoded(dst []byte, edits ...Edit) ([]byte, error) {
 			splices = append(splices, splice{at: at, end: at, parent: parent.idx, insert: true, key: key, value: e.Value, order: i})
 		}
 	}
-	sort.SliceStable(splices, func(a, b int) bool { return splices[a].at < splices[b].at })
+	slices.SortStableFunc(splices, func(a, b splice) int { return cmp.Compare(a.at, b.at) })
 	for i := 1; i < len(splices); i++ {
 		if splices[i].at < splices[i-1].end {
 			return dst, fmt.Errorf("cim: overlapping edits")
 		}
 	}
-	inserted := map[int32]bool{}
+	var inserted []int32 // parents that received an insertion already (a handful at most)
 	pos := int32(0)
 	for _, s := range splices {
 		dst = append(dst, m.raw[pos:s.at]...)
 		if s.insert {
-			if m.nodes[s.parent].first >= 0 || inserted[s.parent] {
+			if m.nodes[s.parent].first >= 0 || slices.Contains(inserted, s.parent) {
 				dst = append(dst, ',')
 			}
-			inserted[s.parent] = true
+			inserted = append(inserted, s.parent)
 			dst = AppendString(dst, s.key)
 			dst = append(dst, ':')
 		}

@@ -1,0 +1,448 @@
+// Command cimstream-bench runs the end-to-end benchmarks of `make bench` against a real Kafka broker
+// (KAFKA_BROKERS) and writes bench/results.json and the results table in docs/benchmarks.md. Every figure
+// comes with a baseline measured in the same run: a plain consume → produce copier with the same client
+// settings, and Kafka's own ProducerPerformance on the same broker.
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/consumer"
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/loadgen"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/internal/topics"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Results is bench/results.json.
+type Results struct {
+	Date     string            `json:"date"`
+	Machine  string            `json:"machine"`
+	Go       string            `json:"go"`
+	Kafka    string            `json:"kafka"`
+	Messages int               `json:"messages"`
+	Size     int               `json:"message_bytes"`
+	Micro    []Micro           `json:"micro"`
+	Figures  map[string]Figure `json:"figures"`
+	Latency  map[string]any    `json:"latency"`
+	Commands []string          `json:"commands"`
+}
+
+// Micro is one Go benchmark line.
+type Micro struct {
+	Name     string  `json:"name"`
+	NsOp     float64 `json:"ns_per_op"`
+	BytesOp  float64 `json:"bytes_per_op"`
+	AllocsOp float64 `json:"allocs_per_op"`
+}
+
+// Figure is one throughput measurement.
+type Figure struct {
+	Records   int     `json:"records"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second"`
+	MaxRSSMiB float64 `json:"max_rss_mib,omitempty"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cimstream-bench:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	root     = must(os.Getwd())
+	messages = envInt("BENCH_MESSAGES", 200000)
+	size     = 1024
+	log      = zap.NewNop()
+)
+
+func run() error {
+	brokers := os.Getenv("KAFKA_BROKERS")
+	if brokers == "" {
+		return fmt.Errorf("KAFKA_BROKERS is not set (make bench starts a broker)")
+	}
+	res := Results{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), Go: runtime.Version(), Kafka: "Apache Kafka 4.3.1 (KRaft, single node, same machine)",
+		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]any{}}
+	step := func(name string) { fmt.Fprintf(os.Stderr, "bench: %s\n", name) }
+
+	step("Go micro-benchmarks")
+	micro, cmd, err := microBenchmarks()
+	if err != nil {
+		return err
+	}
+	res.Micro, res.Commands = micro, append(res.Commands, cmd)
+
+	base := baseConfig(brokers)
+	factory := must(kafkaclient.New(base.Kafka))
+	prefix := fmt.Sprintf("bench.%x.", time.Now().Unix())
+
+	// The same preloaded input for cimstream and the copier.
+	in := base
+	setTopics(&in, prefix+"in.")
+	in.Outbound.Enabled = false
+	channels := []string{prefix + "cim.inbound.web", prefix + "cim.inbound.whatsapp", prefix + "cim.inbound.sms", prefix + "cim.inbound.fb"}
+	in.Topics.InboundChannels = channels
+	in.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
+	if err := createTopics(factory, in, prefix+"copy"); err != nil {
+		return err
+	}
+	step(fmt.Sprintf("preload %d messages of %d bytes over %d channel topics", messages, size, len(channels)))
+	pre, err := produce(factory, loadgen.Options{Direction: cim.Inbound, Topics: channels, Customers: 5000, Count: messages, Size: size, Keyed: true, RunID: "pre"})
+	if err != nil {
+		return err
+	}
+	res.Figures["preload (loadgen, kafka-go writer)"] = pre
+
+	step("baseline copier: consume → produce, same client settings, no processing")
+	copier, err := copyAll(factory, in, channels, prefix+"copy")
+	if err != nil {
+		return err
+	}
+	res.Figures["baseline copier"] = copier
+
+	step("inbound: cimstream consumes the preloaded topics until all are on the CCM topic")
+	inbound, err := runCimstream(in, in.Topics.CCMInbound, messages)
+	if err != nil {
+		return err
+	}
+	res.Figures["cimstream inbound"] = inbound
+
+	step("broker ceiling: Kafka's ProducerPerformance")
+	ceiling, cmd, err := producerPerformance(factory, brokers, prefix+"ceiling")
+	if err != nil {
+		return err
+	}
+	res.Figures["broker ceiling (ProducerPerformance, acks=all)"] = ceiling
+	res.Commands = append(res.Commands, cmd)
+
+	step("latency at fixed rates")
+	lat := base
+	setTopics(&lat, prefix+"lat.")
+	lat.Outbound.Enabled = false
+	lat.Topics.InboundChannels = []string{prefix + "lat.cim.inbound.web"}
+	lat.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix+"lat.") + `cim\.inbound\..+$`
+	if err := createTopics(factory, lat); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		rate float64
+		d    time.Duration
+	}{{1000, 20 * time.Second}, {5000, 10 * time.Second}} {
+		l, err := latency(factory, lat, r.rate, r.d)
+		if err != nil {
+			return err
+		}
+		res.Latency[fmt.Sprintf("%.0f msg/s", r.rate)] = l
+	}
+
+	step("outbound: fan-out to 2 topics plus a notification per message")
+	out := base
+	setTopics(&out, prefix+"out.")
+	out.Inbound.Enabled = false
+	out.Outbound.Channels = map[string]string{"web": strings.TrimPrefix(prefix+"out.web", "")}
+	out.Outbound.Routes = []config.Route{{Name: "archive", Destinations: []string{prefix + "out.archive"}, Continue: true}}
+	if err := createTopics(factory, out); err != nil {
+		return err
+	}
+	outN := messages / 2
+	if _, err := produce(factory, loadgen.Options{Direction: cim.Outbound, Topics: []string{out.Topics.CCMOutbound}, Customers: 5000, Count: outN, Size: size, Keyed: true, RunID: "out"}); err != nil {
+		return err
+	}
+	outbound, err := runCimstream(out, out.Topics.Notifications, outN)
+	if err != nil {
+		return err
+	}
+	res.Figures["cimstream outbound (fan-out 2 + notification)"] = outbound
+
+	res.Commands = append(res.Commands, "make bench   # scripts/bench.sh: starts Apache Kafka on 127.0.0.1:19392, runs cmd/cimstream-bench")
+	return write(res)
+}
+
+func baseConfig(brokers string) config.Config {
+	cfg := config.Default()
+	cfg.Kafka.Brokers = strings.Split(brokers, ",")
+	cfg.Kafka.Consumer.GroupID = fmt.Sprintf("bench-%x", time.Now().UnixNano())
+	cfg.Topics.Partitions = 6
+	cfg.Inbound.TopicRefreshInterval = time.Second
+	cfg.Log.Level = "warn"
+	return cfg
+}
+
+func setTopics(cfg *config.Config, prefix string) {
+	t := &cfg.Topics
+	t.CCMInbound, t.CCMOutbound, t.Notifications = prefix+"ccm.inbound", prefix+"ccm.outbound", prefix+"cim.notifications"
+	t.DeadLetter, t.Sessions, t.Repartition = prefix+"cimstream.dlq", prefix+"cimstream.sessions", prefix+"cimstream.inbound.repartition"
+	cfg.Kafka.Consumer.GroupID += "-" + strings.Trim(prefix[strings.LastIndex(strings.TrimSuffix(prefix, "."), ".")+1:], ".")
+}
+
+func createTopics(f *kafkaclient.Factory, cfg config.Config, extra ...string) error {
+	specs := topics.Required(cfg)
+	for _, e := range extra {
+		specs = append(specs, topics.Spec{Name: e, Partitions: cfg.Topics.Partitions, ReplicationFactor: 1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := topics.Create(ctx, f.Client(), specs); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // leaders elected
+	return nil
+}
+
+func produce(f *kafkaclient.Factory, opts loadgen.Options) (Figure, error) {
+	p := loadgen.NewProducer(f, opts, false)
+	defer p.Close()
+	s, err := p.Run(context.Background())
+	if err == nil && s.Errors > 0 {
+		err = fmt.Errorf("%d produce errors", s.Errors)
+	}
+	return Figure{Records: int(s.Sent), Seconds: s.Elapsed.Seconds(), PerSecond: s.Rate()}, err
+}
+
+// endOffsets sums the end offsets of a topic's partitions: the number of records written to it.
+func endOffsets(f *kafkaclient.Factory, topic string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lags, err := consumer.GroupLag(ctx, f, "cimstream-bench-counter", []string{topic})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range lags {
+		n += int(l.Lag)
+	}
+	return n, nil
+}
+
+// waitCount polls topic until it holds want records; it returns when the count was reached.
+func waitCount(f *kafkaclient.Factory, topic string, want int, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		n, err := endOffsets(f, topic)
+		if err == nil && n >= want {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s: %d of %d records after %v", topic, n, want, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type identity struct{ to string }
+
+func (h identity) Process(batch []stream.Record) []stream.Output {
+	out := make([]stream.Output, len(batch))
+	for i, r := range batch {
+		out[i] = stream.Output{Topic: h.to, Partition: stream.ByKey, Key: r.Key, Value: r.Value, Headers: r.Headers, Time: r.Time}
+	}
+	return out
+}
+func (identity) Tick(time.Time) []stream.Output { return nil }
+
+// copyAll is the baseline: the same group consumer, readers, writers and commits as cimstream, with no
+// processing, copying the channel topics to one topic.
+func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string) (Figure, error) {
+	r := consumer.New(consumer.Config{
+		Name: "copier", GroupID: cfg.Kafka.Consumer.GroupID + "-copier",
+		Topics:          func(context.Context) ([]string, error) { return from, nil },
+		RefreshInterval: time.Minute,
+		NewHandler:      func(context.Context, string, int) (consumer.Handler, error) { return identity{to}, nil },
+		BatchSize:       cfg.Kafka.Consumer.BatchSize, Linger: cfg.Kafka.Consumer.Linger, CommitInterval: cfg.Kafka.Consumer.CommitInterval,
+	}, f, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	end, err := waitCount(f, to, messages, 10*time.Minute)
+	cancel()
+	<-done
+	_ = r.Close()
+	if err != nil {
+		return Figure{}, err
+	}
+	s := end.Sub(start).Seconds()
+	return Figure{Records: messages, Seconds: s, PerSecond: float64(messages) / s}, nil
+}
+
+// runCimstream starts the binary on cfg and times it until topic holds want records, sampling its memory.
+func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-%d.yaml", time.Now().UnixNano()))
+	text, _ := cfg.YAML()
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		return Figure{}, err
+	}
+	defer os.Remove(path)
+	f := must(kafkaclient.New(cfg.Kafka))
+	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Figure{}, err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	maxRSS := 0.0
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if r := rssMiB(cmd.Process.Pid); r > maxRSS {
+					maxRSS = r
+				}
+			}
+		}
+	}()
+	end, err := waitCount(f, topic, want, 10*time.Minute)
+	close(stop)
+	if err != nil {
+		return Figure{}, err
+	}
+	s := end.Sub(start).Seconds()
+	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS}, nil
+}
+
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration) (loadgen.Latencies, error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-lat-%d.yaml", time.Now().UnixNano()))
+	text, _ := cfg.YAML()
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		return loadgen.Latencies{}, err
+	}
+	defer os.Remove(path)
+	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return loadgen.Latencies{}, err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	time.Sleep(5 * time.Second) // joined and restored
+	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
+		Size: size, Keyed: true, RunID: fmt.Sprintf("lat%.0f", rate)}
+	p := loadgen.NewProducer(f, opts, true)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+	defer cancel()
+	res := make(chan loadgen.Latencies, 1)
+	want := int(rate * d.Seconds() * 0.95)
+	go func() {
+		l, _ := p.Measure(ctx, f, cfg.Topics.CCMInbound, want)
+		res <- l
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if _, err := p.Run(ctx); err != nil {
+		return loadgen.Latencies{}, err
+	}
+	return <-res, nil
+}
+
+var perfLine = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)
+
+func producerPerformance(f *kafkaclient.Factory, brokers, topic string) (Figure, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := topics.Create(ctx, f.Client(), []topics.Spec{{Name: topic, Partitions: 6, ReplicationFactor: 1}}); err != nil {
+		return Figure{}, "", err
+	}
+	args := []string{"tool", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", strconv.Itoa(messages),
+		"--record-size", strconv.Itoa(size), "--throughput", "-1", "--producer-props", "bootstrap.servers=" + brokers, "acks=all",
+		"linger.ms=5", "batch.size=262144"}
+	cmdline := "scripts/kafka.sh " + strings.Join(args, " ")
+	start := time.Now()
+	out, err := exec.Command(filepath.Join(root, "scripts", "kafka.sh"), args...).CombinedOutput()
+	if err != nil {
+		return Figure{}, cmdline, fmt.Errorf("ProducerPerformance: %v\n%s", err, out)
+	}
+	var fig Figure
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if m := perfLine.FindStringSubmatch(sc.Text()); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			r, _ := strconv.ParseFloat(m[2], 64)
+			fig = Figure{Records: n, Seconds: float64(n) / r, PerSecond: r}
+		}
+	}
+	if fig.Records == 0 {
+		return fig, cmdline, fmt.Errorf("no summary in ProducerPerformance output (%v)", time.Since(start))
+	}
+	return fig, cmdline, nil
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+([\d.]+) ns/op(?:\s+[\d.]+ MB/s)?\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
+
+func microBenchmarks() ([]Micro, string, error) {
+	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", "./pkg/cim", "./internal/inbound"}
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		return nil, "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	var ms []Micro
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := benchLine.FindStringSubmatch(line); m != nil {
+			ns, _ := strconv.ParseFloat(m[2], 64)
+			b, _ := strconv.ParseFloat(m[3], 64)
+			a, _ := strconv.ParseFloat(m[4], 64)
+			ms = append(ms, Micro{Name: strings.TrimSuffix(m[1], "-"+strconv.Itoa(runtime.NumCPU())), NsOp: ns, BytesOp: b, AllocsOp: a})
+		}
+	}
+	return ms, "go " + strings.Join(args, " "), nil
+}
+
+func machine() string {
+	model := ""
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores, %s, %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cimstream-bench:", err)
+		os.Exit(1)
+	}
+	return v
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}

@@ -184,7 +184,7 @@ func Default() Config {
 			Consumer: Consumer{
 				GroupID:           "cimstream",
 				MinBytes:          1,
-				MaxBytes:          10 << 20,
+				MaxBytes:          1 << 20,
 				MaxWait:           100 * time.Millisecond,
 				SessionTimeout:    10 * time.Second,
 				RebalanceTimeout:  30 * time.Second,

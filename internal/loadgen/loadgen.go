@@ -66,8 +66,7 @@ func NewGenerator(opts Options) *Generator {
 	if len(opts.ServiceIdentifiers) == 0 {
 		opts.ServiceIdentifiers = []string{"web"}
 	}
-	pad := max(0, opts.Size-520)
-	return &Generator{opts: opts, pad: strings.Repeat("lorem ipsum ", pad/12+1)[:pad]}
+	return &Generator{opts: opts, pad: strings.Repeat("lorem ipsum ", opts.Size/12+1)[:max(0, opts.Size)]}
 }
 
 // ID is the message id of message i.
@@ -85,6 +84,16 @@ func (g *Generator) Message(i int) (topic string, key, value []byte, invalid boo
 	if g.opts.Invalid > 0 && rng.Float64() < g.opts.Invalid {
 		return topic, key, []byte(`{"id":"` + g.ID(i) + `","header":{"sender":{"id":"x"}},"body":{"type":"PLAIN"}}`), true
 	}
+	kind := rng.IntN(20)
+	value = g.build(i, customer, cust, kind, "")
+	if pad := g.opts.Size - len(value); pad > 0 {
+		value = g.build(i, customer, cust, kind, g.pad[:pad])
+	}
+	return topic, key, value, false
+}
+
+// build writes message i; pad is added to the body's text so the message reaches Options.Size.
+func (g *Generator) build(i, customer int, cust string, kind int, pad string) []byte {
 	sid := g.opts.ServiceIdentifiers[customer%len(g.opts.ServiceIdentifiers)]
 	var b strings.Builder
 	b.Grow(g.opts.Size + 64)
@@ -99,20 +108,20 @@ func (g *Generator) Message(i int) (topic string, key, value []byte, invalid boo
 			`"channelSessionId":null,"conversationId":null,"customer":null,"intent":null,"stamps":[],"entities":{},"roomId":null`)
 	}
 	b.WriteString(`,"timestamp":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `},"body":`)
-	switch k := rng.IntN(20); {
+	switch k := kind; {
 	case k < 14:
-		b.WriteString(`{"type":"PLAIN","markdownText":"Hello, I need help with my order. ` + g.pad + `"}`)
+		b.WriteString(`{"type":"PLAIN","markdownText":"Hello, I need help with my order. ` + pad + `"}`)
 	case k < 16:
-		b.WriteString(`{"type":"IMAGE","caption":"` + g.pad + `","attachment":{"mediaUrl":"https://cx.example.com/f/img-` + strconv.Itoa(i) + `.jpg","mimeType":"image/jpeg","size":20480}}`)
+		b.WriteString(`{"type":"IMAGE","caption":"` + pad + `","attachment":{"mediaUrl":"https://cx.example.com/f/img-` + strconv.Itoa(i) + `.jpg","mimeType":"image/jpeg","size":20480}}`)
 	case k < 18 && g.opts.Direction == cim.Outbound:
-		b.WriteString(`{"type":"BUTTON","markdownText":"` + g.pad + `","buttonMessageType":"QUICK_REPLIES","buttons":[{"title":"Yes","type":"postback","payload":"YES"},{"title":"No","type":"postback","payload":"NO"}]}`)
+		b.WriteString(`{"type":"BUTTON","markdownText":"` + pad + `","buttonMessageType":"QUICK_REPLIES","buttons":[{"title":"Yes","type":"postback","payload":"YES"},{"title":"No","type":"postback","payload":"NO"}]}`)
 	case k < 18:
-		b.WriteString(`{"type":"LOCATION","location":{"latitude":47.3769,"longitude":8.5417},"markdownText":"` + g.pad + `"}`)
+		b.WriteString(`{"type":"LOCATION","location":{"latitude":47.3769,"longitude":8.5417},"markdownText":"` + pad + `"}`)
 	default:
-		b.WriteString(`{"type":"CONTACT","contacts":[{"name":{"formattedName":"Ann Lee"},"phones":[{"phone":"+41791234567"}]}],"markdownText":"` + g.pad + `"}`)
+		b.WriteString(`{"type":"CONTACT","contacts":[{"name":{"formattedName":"Ann Lee"},"phones":[{"phone":"+41791234567"}]}],"markdownText":"` + pad + `"}`)
 	}
 	b.WriteString(`}`)
-	return topic, key, []byte(b.String()), false
+	return []byte(b.String())
 }
 
 // Producer sends generated traffic.

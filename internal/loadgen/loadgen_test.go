@@ -1,0 +1,76 @@
+package loadgen
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+func TestGeneratedTrafficIsValidRealisticCIM(t *testing.T) {
+	for _, dir := range []cim.Direction{cim.Inbound, cim.Outbound} {
+		g := NewGenerator(Options{Direction: dir, Topics: []string{"a", "b", "c"}, Customers: 50, Size: 1024, Keyed: true, RunID: "t"})
+		types, topics, customers := map[string]int{}, map[string]bool{}, map[string]bool{}
+		for i := 0; i < 2000; i++ {
+			topic, key, value, invalid := g.Message(i)
+			m, err := cim.Decode(value)
+			if err != nil || invalid {
+				t.Fatalf("%v message %d: %v", dir, i, err)
+			}
+			if vs := cim.Validate(m, dir); len(vs) > 0 {
+				t.Fatalf("%v message %d is invalid: %v\n%s", dir, i, vs, value)
+			}
+			if m.ID() != g.ID(i) || string(key) != m.ChannelCustomerIdentifier() {
+				t.Fatalf("id %q key %q", m.ID(), key)
+			}
+			if len(value) < 900 || len(value) > 1300 {
+				t.Errorf("message %d is %d bytes, want about 1024", i, len(value))
+			}
+			types[m.BodyType()]++
+			topics[topic] = true
+			customers[string(key)] = true
+		}
+		if len(types) < 4 || types["PLAIN"] < 1000 {
+			t.Errorf("%v body mix %v: want mostly PLAIN and at least four types", dir, types)
+		}
+		if len(topics) != 3 || len(customers) != 50 {
+			t.Errorf("%v: %d topics and %d customers used", dir, len(topics), len(customers))
+		}
+		// A customer always goes to the same topic: connectors own their customers.
+		if t1, _, _, _ := g.Message(1); t1 == "" {
+			t.Error("no topic")
+		}
+	}
+}
+
+func TestInvalidShareAndUnkeyed(t *testing.T) {
+	g := NewGenerator(Options{Direction: cim.Inbound, Topics: []string{"a"}, Customers: 10, Invalid: 0.1, RunID: "x"})
+	invalid := 0
+	for i := 0; i < 5000; i++ {
+		_, key, value, bad := g.Message(i)
+		if key != nil {
+			t.Fatal("unkeyed traffic must have no key")
+		}
+		m, err := cim.Decode(value)
+		if bad {
+			invalid++
+			if err == nil && len(cim.Validate(m, cim.Inbound)) == 0 {
+				t.Fatal("a message marked invalid validated")
+			}
+		}
+	}
+	if invalid < 400 || invalid > 600 {
+		t.Errorf("%d invalid of 5000, want about 500", invalid)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	var lat []time.Duration
+	for i := 1; i <= 1000; i++ {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	l := summarize(lat)
+	if l.Matched != 1000 || l.P50 != 501*time.Millisecond || l.P99 != 991*time.Millisecond || l.Max != time.Second {
+		t.Fatalf("%+v", l)
+	}
+}

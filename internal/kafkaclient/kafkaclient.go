@@ -150,7 +150,7 @@ func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*k
 		ReadBackoffMax: time.Second,
 		MaxAttempts:    3,
 		// IsolationLevel: read committed is meaningless without transactions; kafka-go has none.
-		QueueCapacity: 1000,
+		QueueCapacity: c.BatchSize, // bounded prefetch per partition: memory scales with assigned partitions
 	})
 	if err := r.SetOffset(offset); err != nil {
 		_ = r.Close()

@@ -116,6 +116,15 @@ func createTopics(t *testing.T, cfg config.Config) {
 	if _, err := topics.Create(ctx, f.Client(), specs); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		var names []string
+		for _, s := range specs {
+			names = append(names, s.Name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = f.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+	})
 	waitLeaders(t, cfg)
 }
 

@@ -229,19 +229,24 @@ func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
 	}
 	restored := make(chan struct{}, total)
 	finished := make(chan struct{})
+	commits := &committer{gen: gen, log: r.log, pending: map[string]map[int]int64{}}
 	gen.Start(func(genCtx context.Context) {
 		defer close(finished)
+		tickerDone := make(chan struct{})
+		go commits.every(r.cfg.CommitInterval, tickerDone)
 		var wg sync.WaitGroup
 		for topic, assignments := range gen.Assignments {
 			for _, a := range assignments {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r.partition(genCtx, stop, gen, topic, a.ID, a.Offset, restored)
+					r.partition(genCtx, stop, commits, topic, a.ID, a.Offset, restored)
 				}()
 			}
 		}
 		wg.Wait()
+		close(tickerDone)
+		commits.flush() // the last batches of a graceful stop, while the generation is still ours
 	})
 	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID), zap.Int("partitions", total))
 	r.cfg.Observer.Generation(r.cfg.Name, total)
@@ -258,8 +263,70 @@ func (r *Runner) runGeneration(stop context.Context, gen *kafka.Generation) {
 	<-finished
 }
 
+// committer commits the offsets of a generation's partitions in one request per interval, off the
+// partitions' processing path. Workers mark an offset only after everything produced from the records
+// before it was acknowledged; the broker refuses a commit from a generation that has ended, so a
+// partition that moved to another member is never committed here.
+type committer struct {
+	gen     *kafka.Generation
+	log     *zap.Logger
+	sending sync.Mutex // one commit request at a time, so an older one never lands after a newer one
+	mu      sync.Mutex
+	pending map[string]map[int]int64
+}
+
+func (c *committer) mark(topic string, partition int, next int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[topic] == nil {
+		c.pending[topic] = map[int]int64{}
+	}
+	c.pending[topic][partition] = next
+}
+
+// flush commits what is pending; on failure the offsets stay pending unless newer ones arrived.
+func (c *committer) flush() {
+	c.sending.Lock()
+	defer c.sending.Unlock()
+	c.mu.Lock()
+	batch := c.pending
+	c.pending = map[string]map[int]int64{}
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if err := c.gen.CommitOffsets(batch); err != nil {
+		c.log.Warn("commit failed; the records will be processed again unless a later commit succeeds", zap.Error(err))
+		c.mu.Lock()
+		for topic, parts := range batch {
+			for p, off := range parts {
+				if _, newer := c.pending[topic][p]; !newer {
+					if c.pending[topic] == nil {
+						c.pending[topic] = map[int]int64{}
+					}
+					c.pending[topic][p] = off
+				}
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *committer) every(interval time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			c.flush()
+		}
+	}
+}
+
 // partition processes one partition until its generation ends or the stage stops.
-func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, topic string, partition int, offset int64, restored chan<- struct{}) {
+func (r *Runner) partition(genCtx, stop context.Context, commits *committer, topic string, partition int, offset int64, restored chan<- struct{}) {
 	ctx, cancel := context.WithCancel(genCtx)
 	defer cancel()
 	go func() {
@@ -300,21 +367,7 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 		}
 	}()
 
-	committed, next := int64(-1), int64(-1)
-	commit := func() {
-		if next <= committed {
-			return
-		}
-		// The broker rejects a commit from a generation that has ended, so a partition that moved to
-		// another member is never committed here.
-		if err := gen.CommitOffsets(map[string]map[int]int64{topic: {partition: next}}); err != nil {
-			log.Warn("commit failed; the records will be processed again", zap.Int64("offset", next), zap.Error(err))
-			return
-		}
-		committed = next
-	}
-	defer commit()
-	lastTick, lastCommit := time.Now(), time.Now()
+	lastTick := time.Now()
 	batch := make([]stream.Record, 0, r.cfg.BatchSize)
 	times := make([]time.Time, 0, r.cfg.BatchSize)
 	for ctx.Err() == nil {
@@ -342,17 +395,13 @@ func (r *Runner) partition(genCtx, stop context.Context, gen *kafka.Generation, 
 			}
 		}
 		if len(batch) > 0 {
-			next = batch[len(batch)-1].Offset + 1
+			// Everything produced from the batch is acknowledged: its offsets may be committed.
+			commits.mark(topic, partition, batch[len(batch)-1].Offset+1)
 			times = times[:0]
 			for _, rec := range batch {
 				times = append(times, rec.Time)
 			}
 			r.cfg.Observer.Batch(r.cfg.Name, time.Since(began), times)
-		}
-		// Commits are batched: at most one per CommitInterval while records flow, and at once when idle.
-		if len(batch) == 0 || time.Since(lastCommit) >= r.cfg.CommitInterval {
-			commit()
-			lastCommit = time.Now()
 		}
 	}
 }

@@ -210,18 +210,3 @@ func WaitForLeaders(t testing.TB, topic string, partitions int) {
 	}
 	t.Fatalf("topic %s: partitions have no leader after 30 s", topic)
 }
-
-// CreateTopics creates every topic cfg needs, as `cimstream topics create` would.
-func CreateTopics(t testing.TB, cfg config.Config, specs []TopicSpec) {
-	t.Helper()
-	for _, s := range specs {
-		CreateTopic(t, s.Name, s.Partitions, s.Configs...)
-	}
-}
-
-// TopicSpec is a topic to create in a test.
-type TopicSpec struct {
-	Name       string
-	Partitions int
-	Configs    []kafka.ConfigEntry
-}

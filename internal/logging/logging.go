@@ -3,7 +3,6 @@ package logging
 
 import (
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -37,9 +36,4 @@ func New(level, format string) (*zap.Logger, error) {
 		return nil, err
 	}
 	return logger, nil
-}
-
-// Since is a zap field for an elapsed duration in milliseconds.
-func Since(start time.Time) zap.Field {
-	return zap.Float64("elapsed_ms", float64(time.Since(start).Microseconds())/1000)
 }

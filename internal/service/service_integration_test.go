@@ -32,11 +32,9 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestIntegrationRunServesHealthAndStopsCleanly(t *testing.T) {
 	cfg := kafkatest.Config(t)
-	var specs []kafkatest.TopicSpec
 	for _, s := range topics.Required(cfg) {
-		specs = append(specs, kafkatest.TopicSpec{Name: s.Name, Partitions: s.Partitions})
+		kafkatest.CreateTopic(t, s.Name, s.Partitions)
 	}
-	kafkatest.CreateTopics(t, cfg, specs)
 
 	svc, err := service.New(cfg, zaptest.NewLogger(t))
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/kafkatest"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 // scrape returns the samples of /metrics whose series starts with prefix, summed by metric name.
@@ -90,9 +89,7 @@ func TestIntegrationMetricsThroughRealPrometheus(t *testing.T) {
 	channel := kafkatest.InboundTopic(cfg, "web")
 	cfg.Topics.InboundChannels = []string{channel}
 	cfg.Inbound.TopicRefreshInterval = time.Second
-	for _, s := range topics.Required(cfg) {
-		kafkatest.CreateTopic(t, s.Name, s.Partitions)
-	}
+	kafkatest.CreateRequired(t, cfg)
 	var lines []string
 	for i := 0; i < 50; i++ {
 		lines = append(lines, fmt.Sprintf(`c%d	{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c%d"}},"body":{"type":"PLAIN","markdownText":"m%d"}}`, i%7, i%7, i))

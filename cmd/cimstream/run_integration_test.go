@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/kafkatest"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
@@ -42,9 +41,7 @@ func freeAddr(t *testing.T) string {
 // answers /readyz with 200, and exits 0 on SIGTERM.
 func TestIntegrationBinaryRunReadyAndSIGTERM(t *testing.T) {
 	cfg := kafkatest.Config(t)
-	for _, s := range topics.Required(cfg) {
-		kafkatest.CreateTopic(t, s.Name, s.Partitions)
-	}
+	kafkatest.CreateRequired(t, cfg)
 	bin := buildBinary(t)
 	admin := freeAddr(t)
 	var stderr bytes.Buffer

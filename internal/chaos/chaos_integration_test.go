@@ -6,7 +6,6 @@
 package chaos_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,12 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 func TestMain(m *testing.M) {
@@ -91,7 +86,7 @@ func setup(t *testing.T, brokers []string, mutate func(*config.Config)) (config.
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	createTopics(t, cfg)
+	kafkatest.CreateRequired(t, cfg)
 	text, err := cfg.YAML()
 	if err != nil {
 		t.Fatal(err)
@@ -101,63 +96,6 @@ func setup(t *testing.T, brokers []string, mutate func(*config.Config)) (config.
 		t.Fatal(err)
 	}
 	return cfg, path
-}
-
-// createTopics creates every topic of cfg on its brokers and waits until each has leaders.
-func createTopics(t *testing.T, cfg config.Config) {
-	t.Helper()
-	f, err := kafkaclient.New(cfg.Kafka)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	specs := topics.Required(cfg)
-	if _, err := topics.Create(ctx, f.Client(), specs); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		var names []string
-		for _, s := range specs {
-			names = append(names, s.Name)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = f.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
-	})
-	waitLeaders(t, cfg)
-}
-
-// waitLeaders waits until every partition of cfg's topics has a leader (after creation or a restart).
-func waitLeaders(t *testing.T, cfg config.Config) {
-	t.Helper()
-	f, err := kafkaclient.New(cfg.Kafka)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, s := range topics.Required(cfg) {
-		names = append(names, s.Name)
-	}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		md, err := f.Client().Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		cancel()
-		if err != nil || len(md.Topics) != len(names) {
-			continue
-		}
-		ok := true
-		for _, tp := range md.Topics {
-			ok = ok && tp.Error == nil && len(tp.Partitions) > 0
-			for _, p := range tp.Partitions {
-				ok = ok && p.Leader.Host != ""
-			}
-		}
-		if ok {
-			return
-		}
-	}
-	t.Fatal("partitions without leaders after 60 s")
 }
 
 // instance is one cimstream process.
@@ -353,7 +291,7 @@ func TestChaosBrokerStoppedTenSeconds(t *testing.T) {
 	broker.Stop(t)
 	time.Sleep(10 * time.Second)
 	broker.Start(t)
-	waitLeaders(t, cfg)
+	kafkatest.WaitLeaders(t, cfg)
 	f.produce(t, 3*scale())
 	account(t, cfg, f.sent, 0)
 }

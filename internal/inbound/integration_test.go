@@ -10,14 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
@@ -35,25 +33,8 @@ func setup(t *testing.T, partitions int, channels ...string) (config.Config, *ka
 	for _, ch := range channels {
 		cfg.Topics.InboundChannels = append(cfg.Topics.InboundChannels, kafkatest.InboundTopic(cfg, ch))
 	}
+	kafkatest.CreateRequired(t, cfg)
 	f := kafkatest.Factory(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	specs := topics.Required(cfg)
-	if _, err := topics.Create(ctx, f.Client(), specs); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range specs {
-		kafkatest.WaitForLeaders(t, s.Name, s.Partitions)
-	}
-	t.Cleanup(func() {
-		var names []string
-		for _, s := range specs {
-			names = append(names, s.Name)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = f.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
-	})
 	return cfg, f
 }
 

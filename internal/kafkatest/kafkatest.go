@@ -180,33 +180,10 @@ func CreateTopic(t testing.TB, name string, partitions int, configs ...kafka.Con
 		}
 		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 	}
-	WaitForLeaders(t, name, partitions)
+	waitLeaders(t, Factory(t), []string{name}, 30*time.Second)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{name}})
 	})
-}
-
-// WaitForLeaders polls metadata until every partition of topic has a leader (bounded to 30 s).
-func WaitForLeaders(t testing.TB, topic string, partitions int) {
-	t.Helper()
-	client := Factory(t).Client()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-		cancel()
-		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
-			ok := true
-			for _, p := range md.Topics[0].Partitions {
-				ok = ok && p.Leader.ID >= 0 && p.Leader.Host != ""
-			}
-			if ok {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("topic %s: partitions have no leader after 30 s", topic)
 }

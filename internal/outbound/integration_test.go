@@ -31,23 +31,7 @@ func setup(t *testing.T, routes []config.Route, channels map[string]string) (con
 	cfg.Outbound.DeliveryTimeout = 2 * time.Second
 	cfg.Kafka.Producer.MaxAttempts = 2
 	cfg.Kafka.Consumer.CommitInterval = 100 * time.Millisecond
-	f := kafkatest.Factory(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	specs := topics.Required(cfg)
-	if _, err := topics.Create(ctx, f.Client(), specs); err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, s := range specs {
-		kafkatest.WaitForLeaders(t, s.Name, s.Partitions)
-		names = append(names, s.Name)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = f.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
-	})
+	kafkatest.CreateRequired(t, cfg)
 	f, err := kafkaclient.New(cfg.Kafka) // with the test's producer settings
 	if err != nil {
 		t.Fatal(err)

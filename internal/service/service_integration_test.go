@@ -32,9 +32,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestIntegrationRunServesHealthAndStopsCleanly(t *testing.T) {
 	cfg := kafkatest.Config(t)
-	for _, s := range topics.Required(cfg) {
-		kafkatest.CreateTopic(t, s.Name, s.Partitions)
-	}
+	kafkatest.CreateRequired(t, cfg)
 
 	svc, err := service.New(cfg, zaptest.NewLogger(t))
 	if err != nil {

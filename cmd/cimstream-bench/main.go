@@ -155,7 +155,7 @@ func run() error {
 	out := base
 	setTopics(&out, prefix+"out.")
 	out.Inbound.Enabled = false
-	out.Outbound.Channels = map[string]string{"web": strings.TrimPrefix(prefix+"out.web", "")}
+	out.Outbound.Channels = map[string]string{"web": prefix + "out.web"}
 	out.Outbound.Routes = []config.Route{{Name: "archive", Destinations: []string{prefix + "out.archive"}, Continue: true}}
 	if err := createTopics(factory, out); err != nil {
 		return err
@@ -177,7 +177,6 @@ func run() error {
 func baseConfig(brokers string) config.Config {
 	cfg := config.Default()
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
-	cfg.Kafka.Consumer.GroupID = fmt.Sprintf("bench-%x", time.Now().UnixNano())
 	cfg.Topics.Partitions = 6
 	cfg.Inbound.TopicRefreshInterval = time.Second
 	cfg.Log.Level = "warn"
@@ -188,7 +187,7 @@ func setTopics(cfg *config.Config, prefix string) {
 	t := &cfg.Topics
 	t.CCMInbound, t.CCMOutbound, t.Notifications = prefix+"ccm.inbound", prefix+"ccm.outbound", prefix+"cim.notifications"
 	t.DeadLetter, t.Sessions, t.Repartition = prefix+"cimstream.dlq", prefix+"cimstream.sessions", prefix+"cimstream.inbound.repartition"
-	cfg.Kafka.Consumer.GroupID += "-" + strings.Trim(prefix[strings.LastIndex(strings.TrimSuffix(prefix, "."), ".")+1:], ".")
+	cfg.Kafka.Consumer.GroupID = prefix + "group" // a fresh group per scenario: read from the beginning
 }
 
 func createTopics(f *kafkaclient.Factory, cfg config.Config, extra ...string) error {

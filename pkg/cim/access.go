@@ -90,7 +90,7 @@ func (m *Message) TimestampMillis() (ms int64, ok bool) {
 	if n, ok := r.digits(); ok {
 		return n, true
 	}
-	if t, ok := parseRFC3339(r); ok {
+	if t, ok := parseRFC3339(r); ok && t.UnixMilli() >= 0 {
 		return t.UnixMilli(), true
 	}
 	return 0, false

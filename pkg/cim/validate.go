@@ -213,8 +213,13 @@ func (v *validator) timestamp(ts ref, at *loc) {
 		if _, ok := ts.digits(); ok {
 			return
 		}
-		if _, ok := parseRFC3339(ts); !ok {
+		t, ok := parseRFC3339(ts)
+		switch {
+		case !ok:
 			v.add(at, CodeFormat, "must be epoch milliseconds (a number or a digit string) or an RFC 3339 date-time, not "+quote(ts))
+		case t.UnixMilli() < 0:
+			// Epoch milliseconds are never negative in CIM; a date before 1970 would be emitted negative.
+			v.add(at, CodeRange, "must not be before 1970-01-01T00:00:00Z, got "+quote(ts))
 		}
 	default:
 		v.add(at, CodeType, "must be epoch milliseconds or an RFC 3339 string, not "+articled(ts.kind()))

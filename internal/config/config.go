@@ -114,9 +114,35 @@ type Topics struct {
 type Inbound struct {
 	Enabled            bool          `yaml:"enabled"`
 	SessionIdleTimeout time.Duration `yaml:"sessionIdleTimeout"`
-	MaxMessageBytes    int           `yaml:"maxMessageBytes"`
+	// SessionIdleTimeouts override SessionIdleTimeout per channel: the first entry whose
+	// serviceIdentifier equals the message's, else the first whose glob matches it.
+	SessionIdleTimeouts []IdleTimeout `yaml:"sessionIdleTimeouts"`
+	MaxMessageBytes     int           `yaml:"maxMessageBytes"`
 	// TopicRefreshInterval is how often topics matching the pattern are listed again.
 	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
+}
+
+// IdleTimeout is the session idle timeout of the channels whose serviceIdentifier matches (exact, or a
+// glob in path.Match syntax).
+type IdleTimeout struct {
+	ServiceIdentifier string        `yaml:"serviceIdentifier"`
+	Timeout           time.Duration `yaml:"timeout"`
+}
+
+// IdleTimeoutFor returns the idle timeout of serviceIdentifier: an exact entry, else the first
+// matching glob, else the default.
+func (in Inbound) IdleTimeoutFor(serviceIdentifier string) time.Duration {
+	for _, e := range in.SessionIdleTimeouts {
+		if e.ServiceIdentifier == serviceIdentifier {
+			return e.Timeout
+		}
+	}
+	for _, e := range in.SessionIdleTimeouts {
+		if ok, _ := path.Match(e.ServiceIdentifier, serviceIdentifier); ok {
+			return e.Timeout
+		}
+	}
+	return in.SessionIdleTimeout
 }
 
 // Outbound configures the CCM → connector pipeline.
@@ -302,6 +328,15 @@ func (c *Config) Validate() error {
 	add(atLeast("topics.replicationFactor", int64(t.ReplicationFactor), 1))
 
 	add(positive("inbound.sessionIdleTimeout", c.Inbound.SessionIdleTimeout))
+	for i, e := range c.Inbound.SessionIdleTimeouts {
+		key := fmt.Sprintf("inbound.sessionIdleTimeouts[%d]", i)
+		if strings.TrimSpace(e.ServiceIdentifier) == "" {
+			add(fieldErr(key+".serviceIdentifier", "must name a serviceIdentifier or a glob such as \"4144*\""))
+		} else if _, err := path.Match(e.ServiceIdentifier, ""); err != nil {
+			add(fieldErr(key+".serviceIdentifier", "%q is not a valid glob: %v", e.ServiceIdentifier, err))
+		}
+		add(positive(key+".timeout", e.Timeout))
+	}
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
 	add(positive("inbound.topicRefreshInterval", c.Inbound.TopicRefreshInterval))
 	add(atLeast("kafka.consumer.batchSize", int64(cs.BatchSize), 1))

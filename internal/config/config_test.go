@@ -160,3 +160,23 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleTimeoutsPerChannel(t *testing.T) {
+	in := Inbound{SessionIdleTimeout: 30 * time.Minute, SessionIdleTimeouts: []IdleTimeout{
+		{ServiceIdentifier: "4144*", Timeout: time.Hour},
+		{ServiceIdentifier: "41445556677", Timeout: time.Minute},
+	}}
+	for sid, want := range map[string]time.Duration{"41445556677": time.Minute, "4144999": time.Hour, "web": 30 * time.Minute, "": 30 * time.Minute} {
+		if got := in.IdleTimeoutFor(sid); got != want {
+			t.Errorf("%q: %v, want %v", sid, got, want)
+		}
+	}
+	cfg := Default()
+	cfg.Inbound.SessionIdleTimeouts = []IdleTimeout{{ServiceIdentifier: "[", Timeout: time.Minute}, {ServiceIdentifier: "x"}}
+	err := cfg.Validate()
+	for _, key := range []string{"inbound.sessionIdleTimeouts[0].serviceIdentifier", "inbound.sessionIdleTimeouts[1].timeout"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error must name %s: %v", key, err)
+		}
+	}
+}

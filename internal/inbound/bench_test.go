@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -17,7 +18,7 @@ func BenchmarkNormalizeEnrich(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := NewNormalizer(testTopics, 1<<20, nil)
-	e := NewEnricher(testTopics, "sessions", 0, 30*time.Minute, nil)
+	e := NewEnricher(testTopics, "sessions", 0, session.Fixed(30*time.Minute), nil, nil)
 	rec := stream.Record{Topic: "cim.inbound.web", Value: value, Time: time.UnixMilli(1732400000000)}
 	b.SetBytes(int64(len(value)))
 	b.ReportAllocs()

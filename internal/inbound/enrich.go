@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,13 @@ type SessionObserver interface {
 	SessionClosed(reason session.Reason)
 	// SessionsActive adds delta to the count of active sessions this instance holds.
 	SessionsActive(delta int)
+	// UntrustedTime counts a record whose record time was not used as session time.
+	UntrustedTime(reason string)
+	// StateCorrupt counts a changelog record that could not be read on restore.
+	StateCorrupt()
+	// Replayed counts a record applied before; remembered is false when its first decision was
+	// older than the remembered window (it got the current ids).
+	Replayed(remembered bool)
 }
 
 type nopSessions struct{}
@@ -23,6 +31,19 @@ type nopSessions struct{}
 func (nopSessions) SessionOpened()               {}
 func (nopSessions) SessionClosed(session.Reason) {}
 func (nopSessions) SessionsActive(int)           {}
+func (nopSessions) UntrustedTime(string)         {}
+func (nopSessions) StateCorrupt()                {}
+func (nopSessions) Replayed(bool)                {}
+
+// Reasons a record time is not trusted as session time.
+const (
+	UntrustedNotPositive = "not_positive" // no timestamp, 0, or before 1970
+	UntrustedFuture      = "future"       // more than MaxFutureSkew ahead of the processing clock
+)
+
+// MaxFutureSkew is how far ahead of the processing clock a record time may be and still count as
+// session time; one record dated years ahead must not keep its session open for good.
+const MaxFutureSkew = time.Hour
 
 // Enricher is stage 2 for one partition of the repartition topic. Its table is restored from the same
 // partition of the sessions changelog before any record is processed.
@@ -32,19 +53,36 @@ type Enricher struct {
 	partition int
 	table     *session.Table
 	observer  SessionObserver
-	active    int // active sessions last reported to the observer
+	clock     func() time.Time
+	active    int   // active sessions last reported to the observer
+	latest    int64 // the partition's record time: the highest trusted session time applied
 }
 
-// NewEnricher returns stage 2 for one partition; observer may be nil.
-func NewEnricher(topics Topics, changelog string, partition int, idle time.Duration, observer SessionObserver) *Enricher {
+// NewEnricher returns stage 2 for one partition; observer and clock may be nil (no metrics, the wall
+// clock).
+func NewEnricher(topics Topics, changelog string, partition int, idle session.IdleTimeouts, observer SessionObserver, clock func() time.Time) *Enricher {
 	if observer == nil {
 		observer = nopSessions{}
 	}
-	return &Enricher{topics: topics, changelog: changelog, partition: partition, table: session.NewTable(idle), observer: observer}
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Enricher{topics: topics, changelog: changelog, partition: partition, table: session.NewTable(idle),
+		observer: observer, clock: clock}
 }
 
-// Restore applies one changelog record.
-func (e *Enricher) Restore(key, value []byte) error { return e.table.Restore(string(key), value) }
+// Restore applies one changelog record. A record that cannot be read is counted and skipped (its key
+// starts fresh) and the error returned for the caller to log; it never stops the restore.
+func (e *Enricher) Restore(key, value []byte) error {
+	err := e.table.Restore(string(key), value, e.clock().UnixMilli())
+	if err != nil {
+		e.observer.StateCorrupt()
+	}
+	return err
+}
+
+// Restored finishes a restore: the partition's record time resumes from the latest activity held.
+func (e *Enricher) Restored() { e.latest = e.table.LatestActivity() }
 
 // Sessions is the number of keys held (for metrics and tests).
 func (e *Enricher) Sessions() int { return e.table.Len() }
@@ -56,57 +94,119 @@ func (e *Enricher) Process(rec stream.Record) []stream.Output {
 	if err != nil { // stage 1 wrote it; only a foreign producer on the internal topic gets here
 		return []stream.Output{deadletter.New(e.topics.DeadLetter, "inbound", rec, cim.Violations{err.(*cim.DecodeError).Violation})}
 	}
+	now := e.clock()
+	sessionTime := e.sessionTime(rec, now)
 	key := string(rec.Key)
 	if strings.HasPrefix(key, conversationKeyPrefix) || !m.HasChannelData() {
-		return []stream.Output{e.toCCM(rec, rec.Value, m.ConversationID())}
+		return []stream.Output{e.toCCM(rec, rec.Value, m.ConversationID(), sessionTime)}
 	}
 	out := e.table.Apply(key, session.Message{
-		Offset:           rec.Offset,
+		Position:         sourcePosition(rec),
+		Seq:              rec.Offset,
 		ID:               m.ID(),
 		Intent:           m.Intent(),
-		TimeMillis:       rec.Time.UnixMilli(),
+		TimeMillis:       sessionTime,
 		ChannelSessionID: m.ChannelSessionID(),
 		ConversationID:   m.ConversationID(),
-	})
-	value, err := m.Encode(
-		cim.Set(cim.StringValue(out.ChannelSessionID), "header", "channelSessionId"),
-		cim.Set(cim.StringValue(out.ConversationID), "header", "conversationId"),
-	)
-	if err != nil {
-		return []stream.Output{deadletter.New(e.topics.DeadLetter, "inbound", rec,
-			cim.Violations{{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()}})}
+		Passive:          m.BodyType() == "NOTIFICATION",
+	}, now.UnixMilli())
+	value := rec.Value
+	if out.ConversationID != "" { // a NOTIFICATION outside a session passes without ids
+		value, err = m.Encode(
+			cim.Set(cim.StringValue(out.ChannelSessionID), "header", "channelSessionId"),
+			cim.Set(cim.StringValue(out.ConversationID), "header", "conversationId"),
+		)
+		if err != nil {
+			return []stream.Output{deadletter.New(e.topics.DeadLetter, "inbound", rec,
+				cim.Violations{{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()}})}
+		}
 	}
-	outputs := []stream.Output{e.toCCM(rec, value, out.ConversationID)}
+	outputs := []stream.Output{e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), sessionTime)}
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
-			Value: session.Encode(out.State), Time: rec.Time})
+			Value: session.Encode(out.State), Time: time.UnixMilli(sessionTime), Source: rec.Offset})
 	}
-	if !out.Replayed {
-		if out.Closed != "" {
-			e.observer.SessionClosed(out.Closed)
-		}
-		if out.Opened {
-			e.observer.SessionOpened()
-		}
+	if out.Replayed {
+		e.observer.Replayed(!out.Forgotten)
+		return outputs
+	}
+	if out.Closed != "" {
+		e.observer.SessionClosed(out.Closed)
+	}
+	if out.Opened {
+		e.observer.SessionOpened()
 	}
 	return outputs
 }
 
-// Expire returns tombstones for sessions over long enough to forget (see session.Table.Expired), and
-// reports the active sessions.
+// sessionTime is the record time the session decision uses: the connector record's timestamp (carried
+// by stage 1), unless it is not positive or too far ahead of the processing clock; then the partition's
+// record time so far, or the processing clock for a partition that has none yet.
+func (e *Enricher) sessionTime(rec stream.Record, now time.Time) int64 {
+	ms := sourceTime(rec)
+	switch {
+	case ms <= 0:
+		e.observer.UntrustedTime(UntrustedNotPositive)
+	case ms > now.Add(MaxFutureSkew).UnixMilli():
+		e.observer.UntrustedTime(UntrustedFuture)
+	default:
+		e.latest = max(e.latest, ms)
+		return ms
+	}
+	if e.latest > 0 {
+		return e.latest
+	}
+	return now.UnixMilli()
+}
+
+// sourceTime is the connector record's timestamp in epoch ms (0 when it had none), from the header
+// stage 1 sets, else this record's own.
+func sourceTime(rec stream.Record) int64 {
+	if v, ok := rec.Header(stream.HeaderSourceTimestamp); ok {
+		if ms, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return ms
+		}
+	}
+	return stream.Millis(rec.Time)
+}
+
+// sourcePosition names rec by the connector record stage 1 read (its source headers), so a duplicate
+// written by either stage is recognised; a record without them is named by its own coordinates.
+func sourcePosition(rec stream.Record) session.Position {
+	topic, okT := rec.Header(stream.HeaderSourceTopic)
+	part, okP := rec.Header(stream.HeaderSourcePartition)
+	off, okO := rec.Header(stream.HeaderSourceOffset)
+	if okT && okP && okO {
+		if o, err := strconv.ParseInt(string(off), 10, 64); err == nil {
+			return session.Position{Source: string(topic) + "/" + string(part), Offset: o}
+		}
+	}
+	return session.Position{Source: rec.Topic + "/" + strconv.Itoa(rec.Partition), Offset: rec.Offset}
+}
+
+// Expire ends sessions idle past their timeout in both record time and processing time, and forgets
+// ended ones past twice the timeout (see session.Table.Expire); it reports the active sessions.
 func (e *Enricher) Expire(now time.Time) []stream.Output {
-	active := e.table.Active(now.UnixMilli())
+	var outs []stream.Output
+	for _, c := range e.table.Expire(now.UnixMilli()) {
+		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
+		if c.State != nil {
+			o.Value = session.Encode(c.State)
+		}
+		if c.Expired {
+			e.observer.SessionClosed(session.ReasonIdle)
+		}
+		outs = append(outs, o)
+	}
+	active := e.table.Active()
 	e.observer.SessionsActive(active - e.active)
 	e.active = active
-	var outs []stream.Output
-	for _, key := range e.table.Expired(now.UnixMilli()) {
-		outs = append(outs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(key), Time: now})
-	}
 	return outs
 }
 
-func (e *Enricher) toCCM(rec stream.Record, value []byte, conversationID string) stream.Output {
-	return stream.Output{Topic: e.topics.CCM, Partition: stream.ByKey, Key: []byte(conversationID), Value: value, Headers: rec.Headers, Time: rec.Time}
+func (e *Enricher) toCCM(rec stream.Record, value []byte, key string, sessionTime int64) stream.Output {
+	return stream.Output{Topic: e.topics.CCM, Partition: stream.ByKey, Key: []byte(key), Value: value, Headers: rec.Headers,
+		Time: time.UnixMilli(sessionTime), Source: rec.Offset}
 }
 
 // Close withdraws this partition's sessions from the active count (the partition moved or stopped).

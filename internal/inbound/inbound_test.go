@@ -95,7 +95,7 @@ func TestNormalizerRoutes(t *testing.T) {
 
 func TestEnricherSessionsAndChangelog(t *testing.T) {
 	n := NewNormalizer(testTopics, 1<<20, nil)
-	e := NewEnricher(testTopics, "sessions", 4, 30*time.Minute, nil)
+	e := NewEnricher(testTopics, "sessions", 4, session.Fixed(30*time.Minute), nil, fixedClock(time.UnixMilli(1732400000000)))
 	in := n.Process(rec(1, "", `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"hi"}}`))
 	r := stream.Record{Topic: "rep", Partition: 4, Offset: 100, Key: in.Key, Value: in.Value, Headers: in.Headers, Time: in.Time}
 	outs := e.Process(r)
@@ -109,14 +109,17 @@ func TestEnricherSessionsAndChangelog(t *testing.T) {
 		t.Fatalf("output not enriched or not keyed by conversation: %s", outs[0].Value)
 	}
 	// A new owner restores from the changelog and answers a replayed record identically.
-	owner := NewEnricher(testTopics, "sessions", 4, 30*time.Minute, nil)
+	owner := NewEnricher(testTopics, "sessions", 4, session.Fixed(30*time.Minute), nil, fixedClock(time.UnixMilli(1732400000000)))
 	if err := owner.Restore(outs[1].Key, outs[1].Value); err != nil {
 		t.Fatal(err)
 	}
 	if replay := owner.Process(r); !bytes.Equal(replay[0].Value, outs[0].Value) {
 		t.Fatal("replay after restore must be byte-identical")
 	}
+	if ended := e.Expire(time.UnixMilli(1732400000000).Add(31 * time.Minute)); len(ended) != 1 || ended[0].Value == nil {
+		t.Fatalf("an idle session must end with a state record: %+v", ended)
+	}
 	if tomb := e.Expire(time.UnixMilli(1732400000000).Add(2 * time.Hour)); len(tomb) != 1 || tomb[0].Value != nil {
-		t.Fatalf("an expired session must give one tombstone: %+v", tomb)
+		t.Fatalf("an ended session must be forgotten with one tombstone: %+v", tomb)
 	}
 }

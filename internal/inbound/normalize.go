@@ -71,8 +71,8 @@ func (n *Normalizer) Process(rec stream.Record) stream.Output {
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
 		return n.dead(rec, cim.Violations{{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()}})
 	}
-	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+3), rec.Headers...), deadletter.SourceHeaders(rec)...)
-	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time}
+	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+4), rec.Headers...), deadletter.SourceHeaders(rec)...)
+	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time, Source: rec.Offset}
 	switch {
 	case m.BodyType() == "DELIVERYNOTIFICATION":
 		// A connector's receipt is not customer activity: it goes to the notifications topic without
@@ -85,6 +85,10 @@ func (n *Normalizer) Process(rec stream.Record) stream.Output {
 	default: // a reply inside an existing conversation: keyed by it, passes stage 2 unchanged
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(conversationKeyPrefix + m.ConversationID())
+	}
+	if out.Topic == n.topics.Repartition {
+		out.Headers = append(out.Headers, stream.Header{Key: stream.HeaderSourceTimestamp,
+			Value: strconv.AppendInt(nil, stream.Millis(rec.Time), 10)})
 	}
 	return out
 }
@@ -107,7 +111,9 @@ func normalizeEdits(m *cim.Message, rec stream.Record) []cim.Edit {
 	}
 	ts, ok := m.TimestampMillis()
 	if !ok {
-		ts = rec.Time.UnixMilli()
+		// The record's timestamp; a record without one (0, or negative on the wire) gives 0, never a
+		// negative value, and the same value every time the record is read.
+		ts = stream.Millis(rec.Time)
 	}
 	if raw := m.RawValue("header", "timestamp"); string(raw) != strconv.FormatInt(ts, 10) {
 		edits = append(edits, cim.Set(cim.IntValue(ts), "header", "timestamp"))

@@ -119,12 +119,19 @@ func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 
 // restoreSessions builds the stage-2 handler of one partition, replaying its changelog partition first.
 func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (consumer.Handler, error) {
-	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.SessionIdleTimeout, p.obs.Sessions)
+	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil)
 	start := time.Now()
-	n, err := consumer.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, e.Restore)
+	n, err := consumer.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
+		if err := e.Restore(key, value); err != nil {
+			// A state that cannot be read must not stick the partition: its key starts fresh.
+			p.log.Warn("skipping unreadable session state", zap.Int("partition", partition), zap.Error(err))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	e.Restored()
 	p.obs.Restored("inbound-sessions", n, time.Since(start))
 	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
 		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))

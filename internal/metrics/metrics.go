@@ -38,6 +38,9 @@ type Metrics struct {
 	sessionsActive  prometheus.Gauge
 	sessionsOpened  prometheus.Counter
 	sessionsClosed  *prometheus.CounterVec
+	untrustedTimes  *prometheus.CounterVec
+	corruptStates   prometheus.Counter
+	replays         *prometheus.CounterVec
 	writeRetries    *prometheus.CounterVec
 	writeFailures   *prometheus.CounterVec
 	clientCollector *ClientCollector
@@ -78,6 +81,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Channel sessions opened."}),
 		sessionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_sessions_closed_total",
 			Help: "Channel sessions closed, by reason: idle, end_chat, start_chat, adopted."}, []string{"reason"}),
+		untrustedTimes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_time_untrusted_total",
+			Help: "Inbound records whose record time was not used as session time, by reason: not_positive, future."}, []string{"reason"}),
+		corruptStates: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_session_state_corrupt_total",
+			Help: "Changelog records that could not be read on restore (the key started fresh)."}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_replays_total",
+			Help: "Records recognised as applied before (duplicates after a crash or rebalance), by whether their first decision was still remembered."}, []string{"remembered"}),
 		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_retries_total",
 			Help: "Records written again after the broker refused them."}, []string{"stage"}),
 		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_failures_total",
@@ -92,7 +101,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.writeRetries, m.writeFailures, m.clientCollector}
+		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.writeRetries, m.writeFailures, m.clientCollector}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -146,6 +155,17 @@ func (m *Metrics) SessionOpened() { m.sessionsOpened.Inc() }
 // SessionClosed implements inbound.SessionObserver.
 func (m *Metrics) SessionClosed(reason session.Reason) {
 	m.sessionsClosed.WithLabelValues(string(reason)).Inc()
+}
+
+// UntrustedTime implements inbound.SessionObserver.
+func (m *Metrics) UntrustedTime(reason string) { m.untrustedTimes.WithLabelValues(reason).Inc() }
+
+// StateCorrupt implements inbound.SessionObserver.
+func (m *Metrics) StateCorrupt() { m.corruptStates.Inc() }
+
+// Replayed implements inbound.SessionObserver.
+func (m *Metrics) Replayed(remembered bool) {
+	m.replays.WithLabelValues(strconv.FormatBool(remembered)).Inc()
 }
 
 // SessionsActive implements inbound.SessionObserver: delta is added to the gauge.

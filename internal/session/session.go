@@ -2,13 +2,17 @@
 // logic: a Table holds the sessions of one partition, Apply decides for one message and returns the
 // state to persist; the changelog and the broker are someone else's business.
 //
-// Every decision is a function of the previous state and the message (its id, intent, carried ids, time
-// and input offset), never of the wall clock, so reprocessing after a crash gives the same ids.
+// Decisions are functions of the previous state and the message (its id, intent, carried ids, record
+// time), never of the wall clock, with one exception the contract asks for: a session idle past its
+// timeout in both record time and processing time is ended proactively (Expire). That decision is
+// persisted like any other, so a replay decides the same. A record applied before (a duplicate from
+// either inbound stage after a crash or rebalance) is recognised by its source coordinates and answered
+// with the ids it got the first time.
 package session
 
 import (
-	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,10 +38,22 @@ func Key(serviceIdentifier, channelCustomerIdentifier string) string {
 	return strconv.Itoa(len(serviceIdentifier)) + ":" + serviceIdentifier + channelCustomerIdentifier
 }
 
-// recentLimit is how many id changes a state remembers, to answer a replayed record with the ids it got
-// the first time (records processed but not yet committed when an instance died). Each entry covers
-// every offset from its own up to the next entry's, so a few entries span far more than the
-// uncommitted tail of a key.
+// ServiceIdentifier returns the serviceIdentifier a Key was made of ("" for other keys).
+func ServiceIdentifier(key string) string {
+	colon := strings.IndexByte(key, ':')
+	if colon <= 0 {
+		return ""
+	}
+	n, err := strconv.Atoi(key[:colon])
+	if err != nil || n < 0 || colon+1+n > len(key) {
+		return ""
+	}
+	return key[colon+1 : colon+1+n]
+}
+
+// recentLimit is how many decisions (id changes and ends) a state remembers, to answer a replayed
+// record with the ids it got the first time. Each decision governs every record applied after it until
+// the next one, so a few of them span far more than the uncommitted tail of one key.
 const recentLimit = 4
 
 // State is what is stored per key in the changelog.
@@ -45,22 +61,30 @@ type State struct {
 	ChannelSessionID string `json:"s"`
 	ConversationID   string `json:"c"`
 	Open             bool   `json:"open"`
-	// LastActivity is the time (epoch ms) of the latest message, from the record, not the wall clock.
+	// Ended says why the last session ended ("" while open or never ended).
+	Ended Reason `json:"e,omitempty"`
+	// LastActivity is the session time (epoch ms, record time) of the latest activity.
 	LastActivity int64 `json:"t"`
-	// Applied is the highest input offset applied; Recent are the latest id changes: from Offset on
-	// (until the next entry), messages of this key got these ids.
-	Applied int64      `json:"o"`
-	Recent  []Decision `json:"r,omitempty"`
+	// Seq is the repartition offset of the latest record applied: restore keeps the state with the
+	// highest, whatever order the changelog records landed in.
+	Seq int64 `json:"q"`
+	// Sources are the source partitions ("topic/partition") this key's records came from, and Applied
+	// the highest source offset applied from each: a record at or below it was applied before.
+	Sources []string `json:"src,omitempty"`
+	Applied []int64  `json:"a,omitempty"`
+	// Recent are the latest decisions, oldest first.
+	Recent []Decision `json:"r,omitempty"`
 }
 
-// Decision is the ids given to the messages from Offset on.
+// Decision gives the ids of the records applied after it: those whose source offset exceeds After
+// (indexed like State.Sources; a missing entry is -1). Empty ids mean no session.
 type Decision struct {
-	Offset           int64  `json:"o"`
-	ChannelSessionID string `json:"s"`
-	ConversationID   string `json:"c"`
+	After            []int64 `json:"a,omitempty"`
+	ChannelSessionID string  `json:"s"`
+	ConversationID   string  `json:"c"`
 }
 
-// Reason says why a session ended, for metrics.
+// Reason says why a session ended.
 type Reason string
 
 const (
@@ -70,126 +94,63 @@ const (
 	ReasonAdopted   Reason = "adopted" // the message carried other ids
 )
 
+// Position names a record by the connector record it came from.
+type Position struct {
+	Source string // "topic/partition" of the connector record
+	Offset int64
+}
+
 // Message is what a decision needs to know about one inbound message.
 type Message struct {
-	Offset           int64
+	Position         Position
+	Seq              int64 // offset on the repartition partition
 	ID               string
 	Intent           string
-	TimeMillis       int64
+	TimeMillis       int64  // session time (trusted record time), epoch ms
 	ChannelSessionID string // carried by the message, "" when absent
 	ConversationID   string
+	// Passive messages (NOTIFICATION bodies) never open or extend a session: they get the current
+	// ids while one is active and none otherwise.
+	Passive bool
 }
 
 // Outcome is the decision for one message.
 type Outcome struct {
-	ChannelSessionID string
+	ChannelSessionID string // "" for a passive message outside a session
 	ConversationID   string
 	Opened           bool   // a new session began with this message
 	Closed           Reason // a session ended (before this message, or with it for END_CHAT)
 	Replayed         bool   // the message was applied before; state unchanged
-	State            *State // the state to persist (nil when unchanged)
+	// Forgotten marks a replay older than every remembered decision: answered with the current ids.
+	Forgotten bool
+	State     *State // the state to persist (nil when unchanged)
 }
 
-// Table holds the sessions of one input partition.
-type Table struct {
-	idle     time.Duration
-	sessions map[string]*State
-}
-
-// NewTable returns an empty table with the idle timeout.
-func NewTable(idle time.Duration) *Table {
-	return &Table{idle: idle, sessions: map[string]*State{}}
-}
-
-// Len is the number of keys held.
-func (t *Table) Len() int { return len(t.sessions) }
-
-// Restore loads one changelog record; a nil value (tombstone) deletes the key.
-func (t *Table) Restore(key string, value []byte) error {
-	if value == nil {
-		delete(t.sessions, key)
-		return nil
-	}
-	var st State
-	if err := json.Unmarshal(value, &st); err != nil {
-		return err
-	}
-	t.sessions[key] = &st
-	return nil
-}
-
-// Encode serializes a state for the changelog: the same JSON encoding/json would write for State, built
-// by hand because it runs once per inbound message.
-func Encode(st *State) []byte {
-	b := make([]byte, 0, 96+len(st.Recent)*96)
-	b = append(b, `{"s":`...)
-	b = appendString(b, st.ChannelSessionID)
-	b = append(b, `,"c":`...)
-	b = appendString(b, st.ConversationID)
-	b = append(b, `,"open":`...)
-	b = strconv.AppendBool(b, st.Open)
-	b = append(b, `,"t":`...)
-	b = strconv.AppendInt(b, st.LastActivity, 10)
-	b = append(b, `,"o":`...)
-	b = strconv.AppendInt(b, st.Applied, 10)
-	if len(st.Recent) > 0 {
-		b = append(b, `,"r":[`...)
-		for i, d := range st.Recent {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"o":`...)
-			b = strconv.AppendInt(b, d.Offset, 10)
-			b = append(b, `,"s":`...)
-			b = appendString(b, d.ChannelSessionID)
-			b = append(b, `,"c":`...)
-			b = appendString(b, d.ConversationID)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
-	return append(b, '}')
-}
-
-// appendString writes s as a JSON string (ids are usually plain ASCII; anything else is escaped).
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
+// Apply decides the ids of m for key; nowMillis is the processing clock, used only to schedule
+// proactive expiry (see Expire).
+func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
+	e := t.sessions[key]
+	if e != nil {
+		if src := e.source(m.Position.Source); src >= 0 && m.Position.Offset <= e.Applied[src] {
+			return e.replay(src, m.Position.Offset)
 		}
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// Active counts open sessions whose last activity is within the idle timeout of nowMillis.
-func (t *Table) Active(nowMillis int64) int {
-	n := 0
-	for _, st := range t.sessions {
-		if st.Open && nowMillis-st.LastActivity <= t.idle.Milliseconds() {
-			n++
-		}
+	if m.Passive && e == nil {
+		// Nothing to attach and nothing to extend; remembered anyway, so that a replay after a session
+		// opened later still passes without ids.
+		e = t.add(key, &State{Recent: []Decision{{}}})
 	}
-	return n
-}
-
-// Apply decides the ids of m for key.
-func (t *Table) Apply(key string, m Message) Outcome {
-	st := t.sessions[key]
-	if st != nil && m.Offset <= st.Applied {
-		for i := len(st.Recent) - 1; i >= 0; i-- {
-			if d := st.Recent[i]; d.Offset <= m.Offset {
-				return Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
-			}
-		}
-		// Older than anything remembered: answer with the current ids rather than rewrite history.
-		return Outcome{ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, Replayed: true}
+	var st *State
+	if e != nil {
+		st = &e.State
+	}
+	idle := t.idleOf(key).Milliseconds()
+	active := st != nil && st.Open && m.TimeMillis-st.LastActivity <= idle
+	if m.Passive {
+		return t.applyPassive(e, m, active, nowMillis)
 	}
 
 	var out Outcome
-	active := st != nil && st.Open && m.TimeMillis-st.LastActivity <= t.idle.Milliseconds()
 	switch {
 	case m.ChannelSessionID != "" || m.ConversationID != "":
 		// Ids the message carries are kept and become the key's session; a missing one is completed
@@ -222,32 +183,97 @@ func (t *Table) Apply(key string, m Message) Outcome {
 		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
 	}
 
-	next := st
-	if next == nil {
-		next = &State{}
+	if e == nil {
+		e = t.add(key, &State{})
+		st = &e.State
 	}
-	last := next.LastActivity
-	next.ChannelSessionID, next.ConversationID = out.ChannelSessionID, out.ConversationID
-	next.Open = m.Intent != "END_CHAT"
-	next.LastActivity = m.TimeMillis
-	next.Applied = m.Offset
-	if st != nil && !out.Opened && last > next.LastActivity {
-		next.LastActivity = last // out-of-order timestamps never shorten a session
+	if out.Opened || st.ChannelSessionID != out.ChannelSessionID || st.ConversationID != out.ConversationID || len(st.Recent) == 0 {
+		st.remember(out.ChannelSessionID, out.ConversationID) // governs this record and the ones after
 	}
+	last := st.LastActivity
+	st.ChannelSessionID, st.ConversationID = out.ChannelSessionID, out.ConversationID
+	st.Open, st.Ended = true, ""
+	st.LastActivity = m.TimeMillis
+	if !out.Opened && last > st.LastActivity {
+		st.LastActivity = last // out-of-order timestamps never shorten a session
+	}
+	st.applied(m)
 	if m.Intent == "END_CHAT" {
 		out.Closed = ReasonEndChat
+		st.Open, st.Ended = false, ReasonEndChat
+		st.remember("", "") // governs the records after the END_CHAT, not the END_CHAT itself
 	}
-	// Remember an id change (kept in place: the oldest goes when the window is full).
-	if n := len(next.Recent); n == 0 || next.Recent[n-1].ChannelSessionID != out.ChannelSessionID || next.Recent[n-1].ConversationID != out.ConversationID {
-		if n >= recentLimit {
-			copy(next.Recent, next.Recent[1:])
-			next.Recent = next.Recent[:recentLimit-1]
-		}
-		next.Recent = append(next.Recent, Decision{Offset: m.Offset, ChannelSessionID: out.ChannelSessionID, ConversationID: out.ConversationID})
-	}
-	t.sessions[key] = next
-	out.State = next
+	t.touch(e, nowMillis)
+	out.State = st
 	return out
+}
+
+// applyPassive attaches the current ids to a passive message without extending the session. A session
+// found idle past its timeout in record time ends here, as it would at the next message.
+func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis int64) Outcome {
+	st := &e.State
+	var out Outcome
+	switch {
+	case active:
+		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
+	case st.Open:
+		st.Open, st.Ended = false, ReasonIdle
+		st.remember("", "")
+		out.Closed = ReasonIdle
+	}
+	st.applied(m)
+	t.touchPassive(e, nowMillis)
+	out.State = st
+	return out
+}
+
+// replay answers a record applied before with the decision that governed it.
+func (e *entry) replay(src int, offset int64) Outcome {
+	st := &e.State
+	for i := len(st.Recent) - 1; i >= 0; i-- {
+		d := st.Recent[i]
+		after := int64(-1)
+		if src < len(d.After) {
+			after = d.After[src]
+		}
+		if offset > after {
+			return Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
+		}
+	}
+	// Older than anything remembered: answer with the current ids rather than rewrite history.
+	return Outcome{ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, Replayed: true, Forgotten: true}
+}
+
+// source returns the index of src in Sources, or -1.
+func (st *State) source(src string) int {
+	for i, s := range st.Sources {
+		if s == src {
+			return i
+		}
+	}
+	return -1
+}
+
+// applied records m as applied.
+func (st *State) applied(m Message) {
+	i := st.source(m.Position.Source)
+	if i < 0 {
+		st.Sources = append(st.Sources, m.Position.Source)
+		st.Applied = append(st.Applied, m.Position.Offset)
+	} else if m.Position.Offset > st.Applied[i] {
+		st.Applied[i] = m.Position.Offset
+	}
+	st.Seq = max(st.Seq, m.Seq)
+}
+
+// remember adds a decision that governs every record applied from now on (the oldest goes when the
+// window is full).
+func (st *State) remember(sid, cid string) {
+	if n := len(st.Recent); n >= recentLimit {
+		copy(st.Recent, st.Recent[n-recentLimit+1:])
+		st.Recent = st.Recent[:recentLimit-1]
+	}
+	st.Recent = append(st.Recent, Decision{After: append([]int64(nil), st.Applied...), ChannelSessionID: sid, ConversationID: cid})
 }
 
 func pick(active bool, st *State, session bool, msgID string) string {
@@ -263,17 +289,8 @@ func pick(active bool, st *State, session bool, msgID string) string {
 	}
 }
 
-// Expired removes and returns the keys whose sessions ended (idle past the timeout, or closed) more than
-// the idle timeout before nowMillis; the caller writes their tombstones. Keeping closed sessions for one
-// more timeout lets a replayed END_CHAT find the ids it was given.
-func (t *Table) Expired(nowMillis int64) []string {
-	var keys []string
-	limit := 2 * t.idle.Milliseconds()
-	for k, st := range t.sessions {
-		if nowMillis-st.LastActivity > limit {
-			keys = append(keys, k)
-			delete(t.sessions, k)
-		}
-	}
-	return keys
-}
+// IdleTimeouts resolves the idle timeout of a serviceIdentifier.
+type IdleTimeouts func(serviceIdentifier string) time.Duration
+
+// Fixed is one idle timeout for every channel.
+func Fixed(d time.Duration) IdleTimeouts { return func(string) time.Duration { return d } }

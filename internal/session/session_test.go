@@ -2,129 +2,354 @@ package session
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
 
-const min = int64(60 * 1000)
+const minute = int64(60 * 1000)
 
-func apply(t *testing.T, tb *Table, key string, m Message) Outcome {
-	t.Helper()
-	return tb.Apply(key, m)
+// hoursAgo is a record time far behind the processing clock, as in a backlog.
+var hoursAgo = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// at is a message from source "in/0" at offset o with session time ms.
+func at(o int64, id string, ms int64) Message {
+	return Message{Position: Position{Source: "in/0", Offset: o}, Seq: o, ID: id, TimeMillis: ms}
 }
 
+func with(m Message, f func(*Message)) Message { f(&m); return m }
+
 func TestSessionLifecycle(t *testing.T) {
-	tb := NewTable(30 * time.Minute)
+	tb := NewTable(Fixed(30 * time.Minute))
 	k := Key("web", "cust-1")
-	first := apply(t, tb, k, Message{Offset: 1, ID: "m1", TimeMillis: 0})
+	now := int64(0)
+	first := tb.Apply(k, at(1, "m1", 0), now)
 	if !first.Opened || first.ChannelSessionID == "" || first.ConversationID == "" || first.ChannelSessionID == first.ConversationID {
 		t.Fatalf("first message must open a session: %+v", first)
 	}
-	same := apply(t, tb, k, Message{Offset: 2, ID: "m2", TimeMillis: 29 * min})
+	same := tb.Apply(k, at(2, "m2", 29*minute), now)
 	if same.Opened || same.ChannelSessionID != first.ChannelSessionID || same.ConversationID != first.ConversationID {
 		t.Fatalf("within the idle timeout the session continues: %+v", same)
 	}
-	// 29 min after m2 (58 min after m1): still active, since activity extends the session.
-	still := apply(t, tb, k, Message{Offset: 3, ID: "m3", TimeMillis: 58 * min})
-	if still.Opened {
+	if still := tb.Apply(k, at(3, "m3", 58*minute), now); still.Opened {
 		t.Fatal("activity must extend the session")
 	}
-	idle := apply(t, tb, k, Message{Offset: 4, ID: "m4", TimeMillis: 58*min + 31*min})
+	// Exactly the timeout after the last activity: still the same session; one millisecond more: a new one.
+	if edge := tb.Apply(k, at(4, "m4", 88*minute), now); edge.Opened {
+		t.Fatalf("at exactly the idle timeout the session continues: %+v", edge)
+	}
+	idle := tb.Apply(k, at(5, "m5", 118*minute+1), now)
 	if !idle.Opened || idle.Closed != ReasonIdle || idle.ChannelSessionID == first.ChannelSessionID {
 		t.Fatalf("after the idle timeout a new session opens: %+v", idle)
 	}
-	start := apply(t, tb, k, Message{Offset: 5, ID: "m5", Intent: "START_CHAT", TimeMillis: 90 * min})
+	start := tb.Apply(k, with(at(6, "m6", 119*minute), func(m *Message) { m.Intent = "START_CHAT" }), now)
 	if !start.Opened || start.Closed != ReasonStartChat || start.ChannelSessionID == idle.ChannelSessionID {
 		t.Fatalf("START_CHAT always opens a new session: %+v", start)
 	}
-	end := apply(t, tb, k, Message{Offset: 6, ID: "m6", Intent: "END_CHAT", TimeMillis: 91 * min})
+	end := tb.Apply(k, with(at(7, "m7", 120*minute), func(m *Message) { m.Intent = "END_CHAT" }), now)
 	if end.Opened || end.Closed != ReasonEndChat || end.ChannelSessionID != start.ChannelSessionID {
 		t.Fatalf("END_CHAT is forwarded with the current ids, then closes: %+v", end)
 	}
-	after := apply(t, tb, k, Message{Offset: 7, ID: "m7", TimeMillis: 92 * min})
+	after := tb.Apply(k, at(8, "m8", 120*minute+1), now)
 	if !after.Opened || after.ChannelSessionID == start.ChannelSessionID {
-		t.Fatalf("after END_CHAT the next message opens a new session: %+v", after)
+		t.Fatalf("after END_CHAT the next message opens a new session, even a millisecond later: %+v", after)
 	}
-	other := apply(t, tb, Key("web", "cust-2"), Message{Offset: 8, ID: "m8", TimeMillis: 92 * min})
+	other := tb.Apply(Key("web", "cust-2"), at(9, "m9", 121*minute), now)
 	if other.ChannelSessionID == after.ChannelSessionID {
 		t.Fatal("customers do not share sessions")
+	}
+	if tb.Active() != 2 {
+		t.Fatalf("active = %d, want 2", tb.Active())
 	}
 }
 
 func TestCarriedIdsAreAdopted(t *testing.T) {
-	tb := NewTable(30 * time.Minute)
+	tb := NewTable(Fixed(30 * time.Minute))
 	k := Key("wa", "4179")
-	first := apply(t, tb, k, Message{Offset: 1, ID: "a", TimeMillis: 0})
-	carried := apply(t, tb, k, Message{Offset: 2, ID: "b", TimeMillis: 1, ChannelSessionID: "S", ConversationID: "C"})
+	tb.Apply(k, at(1, "a", 0), 0)
+	carried := tb.Apply(k, with(at(2, "b", 1), func(m *Message) { m.ChannelSessionID, m.ConversationID = "S", "C" }), 0)
 	if carried.ChannelSessionID != "S" || carried.ConversationID != "C" || carried.Closed != ReasonAdopted {
 		t.Fatalf("carried ids are kept: %+v", carried)
 	}
-	next := apply(t, tb, k, Message{Offset: 3, ID: "c", TimeMillis: 2})
-	if next.ChannelSessionID != "S" || next.ConversationID != "C" {
+	if next := tb.Apply(k, at(3, "c", 2), 0); next.ChannelSessionID != "S" || next.ConversationID != "C" {
 		t.Fatalf("and adopted as the current session: %+v", next)
 	}
-	half := apply(t, tb, k, Message{Offset: 4, ID: "d", TimeMillis: 3, ConversationID: "C2"})
+	half := tb.Apply(k, with(at(4, "d", 3), func(m *Message) { m.ConversationID = "C2" }), 0)
 	if half.ChannelSessionID != "S" || half.ConversationID != "C2" {
 		t.Fatalf("a missing id is completed from the active session: %+v", half)
 	}
-	_ = first
 }
 
-func TestReplayGivesTheSameIds(t *testing.T) {
-	tb := NewTable(30 * time.Minute)
+// script is a customer's traffic with every kind of boundary, from two source partitions (an unkeyed
+// connector), plus passive notifications.
+func script(base int64) []Message {
+	var ms []Message
+	add := func(src string, o int64, id, intent string, t int64, passive bool) {
+		ms = append(ms, Message{Position: Position{Source: src, Offset: o}, Seq: int64(len(ms)), ID: id, Intent: intent,
+			TimeMillis: base + t, Passive: passive})
+	}
+	add("in/0", 10, "a", "", 0, false)
+	add("in/1", 3, "typing", "", minute, true)
+	add("in/1", 4, "b", "START_CHAT", 2*minute, false)
+	add("in/0", 11, "c", "", 3*minute, false)
+	add("in/0", 12, "d", "END_CHAT", 4*minute, false)
+	add("in/1", 5, "typing2", "", 5*minute, true)
+	add("in/0", 13, "e", "", 6*minute, false)
+	add("in/1", 6, "f", "START_CONVERSATION", 7*minute, false)
+	add("in/0", 14, "g", "", 50*minute, false) // idle in record time
+	add("in/1", 7, "h", "", 51*minute, false)
+	return ms
+}
+
+func TestDuplicatesFromEitherStageGetTheirFirstIds(t *testing.T) {
+	const idle = 30 * time.Minute
 	k := Key("web", "x")
-	var outs []Outcome
-	msgs := []Message{
-		{Offset: 10, ID: "a", TimeMillis: 0},
-		{Offset: 11, ID: "b", Intent: "START_CHAT", TimeMillis: 1},
-		{Offset: 12, ID: "c", Intent: "END_CHAT", TimeMillis: 2},
-		{Offset: 13, ID: "d", TimeMillis: 3},
-	}
-	for _, m := range msgs {
-		outs = append(outs, apply(t, tb, k, m))
-	}
-	// Restore from the persisted state (as after a crash with uncommitted offsets) and replay.
-	restored := NewTable(30 * time.Minute)
-	if err := restored.Restore(k, Encode(outs[len(outs)-1].State)); err != nil {
-		t.Fatal(err)
+	tb := NewTable(Fixed(idle))
+	msgs := script(0)
+	first := make([]Outcome, len(msgs))
+	var last *State
+	// tail is how many records before the latest are replayed (an uncommitted tail after a crash).
+	const tail = 3
+	check := func(name string, tb *Table, upto int, shift int64) {
+		t.Helper()
+		for i := max(0, upto-tail); i <= upto; i++ {
+			m := msgs[i]
+			m.Seq += shift // a stage-1 duplicate sits at a new repartition offset
+			again := tb.Apply(k, m, 0)
+			if !again.Replayed || again.Forgotten || again.ChannelSessionID != first[i].ChannelSessionID || again.ConversationID != first[i].ConversationID {
+				t.Errorf("%s, after %s: replay of %s: got %+v, first time %q/%q", name, msgs[upto].ID, m.ID, again,
+					first[i].ChannelSessionID, first[i].ConversationID)
+			}
+		}
 	}
 	for i, m := range msgs {
-		again := restored.Apply(k, m)
-		if !again.Replayed || again.ChannelSessionID != outs[i].ChannelSessionID || again.ConversationID != outs[i].ConversationID {
-			t.Fatalf("replay of offset %d: %+v, first time %+v", m.Offset, again, outs[i])
+		first[i] = tb.Apply(k, m, 0)
+		if first[i].State != nil {
+			last = first[i].State
 		}
+		check("same table, stage-2 duplicates", tb, i, 0)
+		check("same table, stage-1 duplicates", tb, i, 1000)
+		restored := NewTable(Fixed(idle))
+		if err := restored.Restore(k, Encode(last), 0); err != nil {
+			t.Fatal(err)
+		}
+		check("after restore", restored, i, 1000)
+	}
+	if first[1].ConversationID != first[0].ConversationID || first[5].ChannelSessionID != "" {
+		t.Fatalf("typing carries the ids of an open session and none after END_CHAT: %+v %+v", first[1], first[5])
 	}
 	// A fresh table given the same messages decides the same ids (determinism, not memory).
-	fresh := NewTable(30 * time.Minute)
+	fresh := NewTable(Fixed(idle))
 	for i, m := range msgs {
-		if got := fresh.Apply(k, m); got.ChannelSessionID != outs[i].ChannelSessionID {
-			t.Fatalf("offset %d: not deterministic", m.Offset)
+		if got := fresh.Apply(k, m, 5*minute); got.ChannelSessionID != first[i].ChannelSessionID {
+			t.Fatalf("%s: not deterministic", m.ID)
 		}
 	}
 }
 
-func TestExpiryAndTombstones(t *testing.T) {
-	tb := NewTable(time.Minute)
-	apply(t, tb, "a", Message{Offset: 1, ID: "1", TimeMillis: 0})
-	apply(t, tb, "b", Message{Offset: 2, ID: "2", TimeMillis: 5 * min})
-	if got := tb.Active(5 * min); got != 1 {
-		t.Fatalf("active = %d, want 1", got)
+func TestDuplicateEndChatDoesNotCloseTheNextConversation(t *testing.T) {
+	tb := NewTable(Fixed(30 * time.Minute))
+	k := Key("web", "y")
+	end := with(at(1, "end", 0), func(m *Message) { m.Intent = "END_CHAT" })
+	tb.Apply(k, at(0, "hello", 0), 0)
+	ended := tb.Apply(k, end, 0)
+	next := tb.Apply(k, at(2, "next", minute), 0)
+	dup := tb.Apply(k, with(end, func(m *Message) { m.Seq = 99 }), 0)
+	if !dup.Replayed || dup.ConversationID != ended.ConversationID {
+		t.Fatalf("duplicate END_CHAT: %+v, first %+v", dup, ended)
 	}
-	expired := tb.Expired(3 * min)
-	if len(expired) != 1 || expired[0] != "a" || tb.Len() != 1 {
-		t.Fatalf("expired %v, left %d", expired, tb.Len())
+	if later := tb.Apply(k, at(3, "later", 2*minute), 0); later.Opened || later.ConversationID != next.ConversationID {
+		t.Fatalf("the conversation after END_CHAT must continue: %+v vs %+v", later, next)
 	}
-	if err := tb.Restore("b", nil); err != nil || tb.Len() != 0 {
+}
+
+func TestReplayOlderThanTheWindowIsFlagged(t *testing.T) {
+	tb := NewTable(Fixed(30 * time.Minute))
+	k := Key("web", "z")
+	for i := int64(0); i < 2*recentLimit; i++ {
+		tb.Apply(k, with(at(i, fmt.Sprint(i), i), func(m *Message) { m.Intent = "START_CHAT" }), 0)
+	}
+	if got := tb.Apply(k, at(0, "0", 0), 0); !got.Replayed || !got.Forgotten {
+		t.Fatalf("a replay older than every remembered decision must say so: %+v", got)
+	}
+	if got := tb.Apply(k, at(2*recentLimit-1, "x", 0), 0); !got.Replayed || got.Forgotten {
+		t.Fatalf("a recent replay is remembered: %+v", got)
+	}
+}
+
+// A backlog decides exactly as live traffic: the same messages hours old, with housekeeping running on
+// the wall clock all along, give the same ids.
+func TestBacklogDecidesAsLive(t *testing.T) {
+	const idle = 5 * time.Minute
+	run := func(base int64, wall func(i int) int64) []Outcome {
+		tb := NewTable(Fixed(idle))
+		var outs []Outcome
+		for c := 0; c < 3; c++ {
+			k := Key("web", fmt.Sprint("c", c))
+			for i, m := range script(base) {
+				now := wall(i)
+				tb.Expire(now)
+				outs = append(outs, tb.Apply(k, m, now))
+			}
+		}
+		return outs
+	}
+	// Live: the processing clock follows record time.
+	live := run(hoursAgo, func(i int) int64 { return hoursAgo + script(0)[i].TimeMillis + 100 })
+	// Backlog: records three hours old, processed within a second.
+	backlog := run(hoursAgo, func(i int) int64 { return hoursAgo + 3*60*minute + int64(i) })
+	for i := range live {
+		if live[i].ChannelSessionID != backlog[i].ChannelSessionID || live[i].ConversationID != backlog[i].ConversationID {
+			t.Fatalf("message %d: live %+v, backlog %+v", i, live[i], backlog[i])
+		}
+	}
+}
+
+func TestProactiveExpiryNeedsBothClocks(t *testing.T) {
+	const idle = time.Minute
+	tb := NewTable(Fixed(idle))
+	k := Key("web", "p")
+	// Record time three hours behind; processed now.
+	now := hoursAgo + 3*60*minute
+	first := tb.Apply(k, at(1, "a", hoursAgo), now)
+	if got := tb.Expire(now + minute - 1); len(got) != 0 {
+		t.Fatalf("processing time has not passed the timeout: %+v", got)
+	}
+	if got := tb.Expire(now + minute + 1); len(got) != 1 || !got[0].Expired || got[0].State.Open || got[0].State.Ended != ReasonIdle {
+		t.Fatalf("both clocks past the timeout: the session ends: %+v", got)
+	}
+	if tb.Active() != 0 {
+		t.Fatalf("active = %d after expiry", tb.Active())
+	}
+	// Once ended, never reopened: even a message within the timeout in record time gets a new session.
+	next := tb.Apply(k, at(2, "b", hoursAgo+1), now+minute+2)
+	if !next.Opened || next.ConversationID == first.ConversationID {
+		t.Fatalf("an expired session must not reopen: %+v", next)
+	}
+	// Record time in the future of the processing clock: expiry waits for record time too.
+	tb2 := NewTable(Fixed(idle))
+	tb2.Apply(k, at(1, "a", now+30*minute), now)
+	if got := tb2.Expire(now + 2*minute); len(got) != 0 {
+		t.Fatalf("record time has not passed the timeout: %+v", got)
+	}
+	if got := tb2.Expire(now + 31*minute + 1); len(got) != 1 {
+		t.Fatalf("expected expiry once record time passed: %+v", got)
+	}
+}
+
+func TestExpireForgetsEndedSessionsIncrementally(t *testing.T) {
+	const idle = time.Minute
+	tb := NewTable(Fixed(idle))
+	const n = 10000
+	for i := 0; i < n; i++ {
+		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(i), fmt.Sprint(i), int64(i)), int64(i))
+	}
+	// Half of them are due: only those are touched.
+	got := tb.Expire(minute + n/2)
+	if len(got) != n/2 {
+		t.Fatalf("expired %d, want %d", len(got), n/2)
+	}
+	if tb.Active() != n/2 || tb.Len() != n {
+		t.Fatalf("active %d, held %d", tb.Active(), tb.Len())
+	}
+	// Twice the timeout: every one forgotten, with a tombstone each.
+	got = tb.Expire(2*minute + n + 1)
+	tombstones := 0
+	for _, c := range got {
+		if c.State == nil {
+			tombstones++
+		}
+	}
+	got = append(got, tb.Expire(3*minute+n+1)...)
+	for _, c := range got {
+		if c.State == nil {
+			tombstones++
+		}
+	}
+	if tb.Len() != 0 || tb.Active() != 0 || tombstones < n/2 {
+		t.Fatalf("left %d keys, %d active, %d tombstones", tb.Len(), tb.Active(), tombstones)
+	}
+}
+
+func TestPassiveMessagesNeverOpenOrExtend(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	k := Key("web", "typing")
+	typing := func(o int64, ms int64) Message {
+		return with(at(o, fmt.Sprint("t", o), ms), func(m *Message) { m.Passive = true })
+	}
+	if got := tb.Apply(k, typing(1, 0), 0); got.ChannelSessionID != "" || got.Opened {
+		t.Fatalf("typing without a session opens nothing: %+v", got)
+	}
+	open := tb.Apply(k, at(2, "hi", 0), 0)
+	if got := tb.Apply(k, typing(3, 50_000), 0); got.ChannelSessionID != open.ChannelSessionID {
+		t.Fatalf("typing inside a session carries its ids: %+v", got)
+	}
+	// 70 s after the last message (typing at 50 s did not extend it): a new session.
+	if got := tb.Apply(k, at(4, "again", 70_000), 0); !got.Opened {
+		t.Fatalf("typing must not extend a session: %+v", got)
+	}
+	// Typing after the timeout in record time ends the session; it passes without ids.
+	if got := tb.Apply(k, typing(5, 200_000), 0); got.ChannelSessionID != "" || got.Closed != ReasonIdle {
+		t.Fatalf("typing after the timeout: %+v", got)
+	}
+	// Its processing time does not keep the session open either.
+	tb2 := NewTable(Fixed(time.Minute))
+	tb2.Apply(k, at(1, "hi", 0), 0)
+	tb2.Apply(k, typing(2, 30_000), 50_000)
+	if got := tb2.Expire(minute + 1); len(got) != 1 || !got[0].Expired {
+		t.Fatalf("typing must not delay proactive expiry: %+v", got)
+	}
+}
+
+func TestRestoreKeepsTheHighestPosition(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	k := Key("web", "r")
+	older := Encode(&State{ChannelSessionID: "old", ConversationID: "old", Open: true, Seq: 5})
+	newer := Encode(&State{ChannelSessionID: "new", ConversationID: "new", Open: true, Seq: 9})
+	for _, order := range [][][]byte{{older, newer}, {newer, older}} {
+		tb := NewTable(Fixed(time.Minute))
+		for _, v := range order {
+			if err := tb.Restore(k, v, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := tb.Get(k); got == nil || got.ChannelSessionID != "new" {
+			t.Fatalf("restore kept %+v", got)
+		}
+	}
+	if err := tb.Restore(k, newer, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"{broken", `{"src":["a"],"a":[]}`, `"string"`, `{"r":[{},{},{},{},{}]}`} {
+		err := tb.Restore(k, []byte(bad), 0)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: want ErrCorrupt, got %v", bad, err)
+		}
+		if tb.Get(k) != nil || tb.Active() != 0 {
+			t.Fatalf("%s: a corrupt state must leave the key fresh", bad)
+		}
+	}
+	if err := tb.Restore(k, newer, 0); err != nil || tb.Restore(k, nil, 0) != nil || tb.Len() != 0 || tb.Active() != 0 {
 		t.Fatalf("a tombstone deletes: %v %d", err, tb.Len())
-	}
-	if err := tb.Restore("c", []byte("{broken")); err == nil {
-		t.Fatal("a corrupt state must be reported")
 	}
 }
 
 func TestKeysAndIds(t *testing.T) {
 	if Key("ab", "c") == Key("a", "bc") {
 		t.Fatal("keys must not collide across the boundary")
+	}
+	for _, sid := range []string{"", "web", "https://shop.example.com:8443/x", "12:34"} {
+		if got := ServiceIdentifier(Key(sid, "cust:1")); got != sid {
+			t.Errorf("ServiceIdentifier(Key(%q)) = %q", sid, got)
+		}
+	}
+	for _, k := range []string{"conversation:abc", "5:ab", "x:y", ""} {
+		if got := ServiceIdentifier(k); got != "" {
+			t.Errorf("ServiceIdentifier(%q) = %q, want empty", k, got)
+		}
 	}
 	a, b := DeriveID("x", "y"), DeriveID("x", "y")
 	if a != b || a == DeriveID("xy") {
@@ -134,13 +359,41 @@ func TestKeysAndIds(t *testing.T) {
 
 func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	states := []*State{
-		{ChannelSessionID: "s", ConversationID: "c", Open: true, LastActivity: 5, Applied: 9},
-		{ChannelSessionID: `we"ird\id`, ConversationID: "ü-ñ", Recent: []Decision{{Offset: 1, ChannelSessionID: "a", ConversationID: "b"}, {Offset: 2, ChannelSessionID: "x\ny", ConversationID: "z"}}},
+		{ChannelSessionID: "s", ConversationID: "c", Open: true, LastActivity: 5, Seq: 9},
+		{ChannelSessionID: `we"ird\id<&>`, ConversationID: "ü-ñ", Ended: ReasonEndChat, Sources: []string{"a/0", "b\n/1"}, Applied: []int64{3, -1},
+			Recent: []Decision{{After: []int64{1}, ChannelSessionID: "a", ConversationID: "b"}, {ChannelSessionID: "x\ny", ConversationID: "z"}}},
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 { // states as Apply builds them
+		tb := NewTable(Fixed(time.Minute))
+		var st *State
+		for i := range 20 {
+			m := at(int64(i), fmt.Sprint(r.IntN(5)), r.Int64N(10*minute))
+			m.Position.Source = fmt.Sprint("in/", r.IntN(3))
+			m.Passive = r.IntN(4) == 0
+			m.Intent = []string{"", "", "START_CHAT", "END_CHAT"}[r.IntN(4)]
+			if out := tb.Apply("k", m, 0); out.State != nil {
+				st = out.State
+			}
+		}
+		states = append(states, st)
 	}
 	for _, st := range states {
 		want, _ := json.Marshal(st)
 		if got := Encode(st); string(got) != string(want) {
-			t.Errorf("Encode = %s, encoding/json = %s", got, want)
+			t.Fatalf("Encode = %s, encoding/json = %s", got, want)
+		}
+		var back State
+		if err := json.Unmarshal(Encode(st), &back); err != nil || !reflect.DeepEqual(normalize(back), normalize(*st)) {
+			t.Fatalf("round trip: %v\n%+v\n%+v", err, back, *st)
 		}
 	}
+}
+
+// normalize treats nil and empty slices alike for comparison.
+func normalize(st State) State {
+	b, _ := json.Marshal(st)
+	var out State
+	_ = json.Unmarshal(b, &out)
+	return out
 }

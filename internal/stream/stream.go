@@ -53,4 +53,15 @@ const (
 	HeaderSourceTopic     = "cimstream.source.topic"
 	HeaderSourcePartition = "cimstream.source.partition"
 	HeaderSourceOffset    = "cimstream.source.offset"
+	// HeaderSourceTimestamp is the connector record's timestamp in epoch ms (0 when it had none), which
+	// the sessions stage decides by; the repartition record's own timestamp cannot say "none".
+	HeaderSourceTimestamp = "cimstream.source.timestamp"
 )
+
+// Millis is t in epoch ms, 0 for the zero time (kafka-go's "no timestamp") or anything before 1970.
+func Millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, t.UnixMilli())
+}

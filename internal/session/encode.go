@@ -1,0 +1,85 @@
+package session
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Encode serializes a state for the changelog: the same JSON encoding/json would write for State, built
+// by hand because it runs once per inbound message.
+func Encode(st *State) []byte {
+	b := make([]byte, 0, 128+len(st.Recent)*96+len(st.Sources)*48)
+	b = append(b, `{"s":`...)
+	b = appendString(b, st.ChannelSessionID)
+	b = append(b, `,"c":`...)
+	b = appendString(b, st.ConversationID)
+	b = append(b, `,"open":`...)
+	b = strconv.AppendBool(b, st.Open)
+	if st.Ended != "" {
+		b = append(b, `,"e":`...)
+		b = appendString(b, string(st.Ended))
+	}
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, st.LastActivity, 10)
+	b = append(b, `,"q":`...)
+	b = strconv.AppendInt(b, st.Seq, 10)
+	if len(st.Sources) > 0 {
+		b = append(b, `,"src":[`...)
+		for i, s := range st.Sources {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		b = append(b, ']')
+	}
+	if len(st.Applied) > 0 {
+		b = append(b, `,"a":`...)
+		b = appendInts(b, st.Applied)
+	}
+	if len(st.Recent) > 0 {
+		b = append(b, `,"r":[`...)
+		for i, d := range st.Recent {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			if len(d.After) > 0 {
+				b = append(b, `"a":`...)
+				b = appendInts(b, d.After)
+				b = append(b, ',')
+			}
+			b = append(b, `"s":`...)
+			b = appendString(b, d.ChannelSessionID)
+			b = append(b, `,"c":`...)
+			b = appendString(b, d.ConversationID)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func appendInts(b []byte, v []int64) []byte {
+	b = append(b, '[')
+	for i, n := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, n, 10)
+	}
+	return append(b, ']')
+}
+
+// appendString writes s as a JSON string (ids are usually plain ASCII; anything else is escaped).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

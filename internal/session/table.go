@@ -1,0 +1,213 @@
+package session
+
+import (
+	"container/heap"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Table holds the sessions of one input partition, with a time-ordered index of the moment each key
+// next needs attention (proactive expiry of an open session, forgetting an ended one), so housekeeping
+// costs O(log n) per key it touches, not a scan of the table.
+type Table struct {
+	idle     IdleTimeouts
+	sessions map[string]*entry
+	due      deadlines
+	open     int // sessions open in the table
+}
+
+// entry is a key's state plus what only this process knows: when it last processed a record of the
+// key (wall clock), which is never persisted.
+type entry struct {
+	State
+	key      string
+	seen     int64 // processing time of the latest activity (or of the restore)
+	touched  int64 // processing time of the latest record of any kind
+	deadline int64 // processing time at which Expire next looks at the key
+	index    int   // in the deadlines heap
+	counted  bool  // counted in Table.open
+}
+
+// NewTable returns an empty table with the idle timeouts.
+func NewTable(idle IdleTimeouts) *Table {
+	return &Table{idle: idle, sessions: map[string]*entry{}}
+}
+
+// Len is the number of keys held.
+func (t *Table) Len() int { return len(t.sessions) }
+
+// Active is the number of sessions open (not ended by END_CHAT, START_CHAT or inactivity).
+func (t *Table) Active() int { return t.open }
+
+// Get returns the state of key (nil when none); the caller must not change it.
+func (t *Table) Get(key string) *State {
+	if e := t.sessions[key]; e != nil {
+		return &e.State
+	}
+	return nil
+}
+
+func (t *Table) add(key string, st *State) *entry {
+	e := &entry{State: *st, key: key, index: -1}
+	t.sessions[key] = e
+	return e
+}
+
+// touch records activity on e at nowMillis and reschedules it.
+func (t *Table) touch(e *entry, nowMillis int64) {
+	e.seen, e.touched = nowMillis, nowMillis
+	t.schedule(e)
+}
+
+// touchPassive records a passive record: it keeps the key remembered longer, but does not extend the
+// session in processing time either.
+func (t *Table) touchPassive(e *entry, nowMillis int64) {
+	e.touched = nowMillis
+	t.schedule(e)
+}
+
+// schedule recomputes e's deadline: an open session expires once more than its idle timeout passed in
+// both record time and processing time since its last activity; an ended one is forgotten after twice
+// the timeout, so that a replayed record still finds the ids it was given.
+func (t *Table) schedule(e *entry) {
+	idle := t.idleOf(e.key).Milliseconds()
+	if e.Open {
+		e.deadline = max(e.LastActivity, e.seen) + idle
+	} else {
+		e.deadline = max(e.LastActivity, e.touched) + 2*idle
+	}
+	if e.index < 0 {
+		heap.Push(&t.due, e)
+	} else {
+		heap.Fix(&t.due, e.index)
+	}
+	switch {
+	case e.Open && !e.counted:
+		t.open++
+	case !e.Open && e.counted:
+		t.open--
+	}
+	e.counted = e.Open
+}
+
+// Change is a state Expire changed: an ended session to persist, or a key to forget (State nil).
+type Change struct {
+	Key   string
+	State *State
+	// Expired is set when an open session ended by inactivity (as opposed to being forgotten).
+	Expired bool
+}
+
+// Expire ends the open sessions whose idle timeout passed in both record time and processing time
+// (nowMillis), and forgets the ended ones past twice the timeout; the caller persists the changes.
+func (t *Table) Expire(nowMillis int64) []Change {
+	var changes []Change
+	for len(t.due) > 0 && t.due[0].deadline < nowMillis {
+		e := t.due[0]
+		if e.Open {
+			e.Open, e.Ended = false, ReasonIdle
+			e.remember("", "")
+			t.schedule(e)
+			changes = append(changes, Change{Key: e.key, State: &e.State, Expired: true})
+			continue
+		}
+		heap.Pop(&t.due)
+		delete(t.sessions, e.key)
+		changes = append(changes, Change{Key: e.key})
+	}
+	return changes
+}
+
+// ErrCorrupt marks a changelog value that cannot be read; the key starts fresh.
+var ErrCorrupt = errors.New("corrupt session state")
+
+// Restore loads one changelog record at processing time nowMillis; a nil value (tombstone) deletes the
+// key. Of two states of a key the one with the higher Seq wins, whatever order they were read in. A
+// value that cannot be read drops the key and returns an error wrapping ErrCorrupt.
+func (t *Table) Restore(key string, value []byte, nowMillis int64) error {
+	if value == nil {
+		t.forget(key)
+		return nil
+	}
+	var st State
+	if err := json.Unmarshal(value, &st); err != nil || !st.valid() {
+		t.forget(key)
+		if err == nil {
+			err = errors.New("inconsistent fields")
+		}
+		return fmt.Errorf("%w: key %q: %v", ErrCorrupt, key, err)
+	}
+	e := t.sessions[key]
+	if e != nil && st.Seq < e.Seq {
+		return nil
+	}
+	if e == nil {
+		e = t.add(key, &st)
+	} else {
+		e.State = st
+	}
+	e.seen, e.touched = nowMillis, nowMillis
+	t.schedule(e)
+	return nil
+}
+
+func (st *State) valid() bool {
+	if len(st.Sources) != len(st.Applied) || len(st.Recent) > recentLimit {
+		return false
+	}
+	for _, d := range st.Recent {
+		if len(d.After) > len(st.Sources) {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Table) forget(key string) {
+	e := t.sessions[key]
+	if e == nil {
+		return
+	}
+	if e.counted {
+		t.open--
+	}
+	heap.Remove(&t.due, e.index)
+	delete(t.sessions, key)
+}
+
+// LatestActivity is the highest LastActivity held (the partition's record time after a restore).
+func (t *Table) LatestActivity() int64 {
+	var latest int64
+	for _, e := range t.sessions {
+		latest = max(latest, e.LastActivity)
+	}
+	return latest
+}
+
+// deadlines is a min-heap of entries by deadline.
+type deadlines []*entry
+
+func (d deadlines) Len() int           { return len(d) }
+func (d deadlines) Less(i, j int) bool { return d[i].deadline < d[j].deadline }
+func (d deadlines) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].index, d[j].index = i, j
+}
+func (d *deadlines) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*d)
+	*d = append(*d, e)
+}
+func (d *deadlines) Pop() any {
+	old := *d
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*d = old[:len(old)-1]
+	return e
+}
+
+// idleOf is the idle timeout of key.
+func (t *Table) idleOf(key string) time.Duration { return t.idle(ServiceIdentifier(key)) }

@@ -175,7 +175,8 @@ func (p *Processor) Settle(failed map[int64]error) []stream.Output {
 }
 
 // notification builds the DELIVERYNOTIFICATION for a message. Its id is derived from the message id and
-// status, and its time is the input record's, so a redelivered notification is byte-identical.
+// outcome (status and reason code), its time is the input record's and its text never carries error
+// details, so a notification sent again after a crash is byte-identical.
 func (p *Processor) notification(pd pending) stream.Output {
 	messageID := ""
 	var n note
@@ -189,9 +190,11 @@ func (p *Processor) notification(pd pending) stream.Output {
 	if strings.TrimSpace(messageID) == "" { // an invalid message may have none: name it by its coordinates
 		messageID = session.DeriveID("message", pd.rec.Topic, strconv.Itoa(pd.rec.Partition), strconv.FormatInt(pd.rec.Offset, 10))
 	}
-	n.ID = session.DeriveID("notification", messageID, pd.status)
+	// The reason code is part of the outcome: FAILED/404 and FAILED/500 of one message (a route added
+	// between a crash and its replay) are different notifications, not duplicates.
+	n.ID = session.DeriveID("notification", messageID, pd.status, strconv.Itoa(pd.reason))
 	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
-	n.Header.Timestamp = pd.rec.Time.UnixMilli()
+	n.Header.Timestamp = recordMillis(pd.rec.Time)
 	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: pd.status,
 		ReasonCode: pd.reason, MarkdownText: pd.text}
 	value, _ := json.Marshal(n) // strings, numbers and validated raw JSON only
@@ -201,6 +204,15 @@ func (p *Processor) notification(pd pending) stream.Output {
 	}
 	return stream.Output{Topic: p.opts.Notifications, Partition: stream.ByKey, Key: []byte(key), Value: value,
 		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time, Source: pd.rec.Offset}
+}
+
+// recordMillis is the input record's time in epoch milliseconds, never negative: a record without a
+// timestamp (zero time) would otherwise give year-1 milliseconds, which no CIM consumer accepts.
+func recordMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, t.UnixMilli())
 }
 
 type note struct {

@@ -27,6 +27,9 @@ Usage:
   cimstream topics create  [common flags]   create every topic the service needs (safe to run twice)
   cimstream config print   [common flags]   print the effective configuration, secrets masked
   cimstream config keys                     list every configuration key and its environment variable
+  cimstream routes test [common flags] FILE|-...
+                                            show where each outbound message would go and why
+                                            (exit 0 all accepted, 1 some would fail, 2 error)
   cimstream validate [--direction inbound|outbound] [--format json|text] [FILE|-]...
                                             validate CIM messages (exit 0 valid, 1 invalid, 2 error)
   cimstream loadgen [--direction inbound|outbound] [--topics LIST] [--rate R] [--count N|--duration D]
@@ -102,6 +105,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		_, _ = stdout.Write(out)
 		return 0
+	case "routes":
+		return routesCommand(args[1:], stdin, stdout, stderr)
 	case "validate":
 		return validateCommand(args[1:], stdin, stdout, stderr)
 	case "dev":
@@ -130,6 +135,16 @@ func usageOrFail(err error, fail func(error) int) int {
 
 // loadConfig parses the common flags and loads the configuration they point at.
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+	cfg, rest, err := loadConfigArgs(name, args, stderr)
+	if err == nil && len(rest) > 0 {
+		fmt.Fprintf(stderr, "cimstream %s: unexpected argument %q\n", name, rest[0])
+		return config.Config{}, errUsage
+	}
+	return cfg, err
+}
+
+// loadConfigArgs is loadConfig for commands that take arguments after the flags; it returns them.
+func loadConfigArgs(name string, args []string, stderr io.Writer) (config.Config, []string, error) {
 	fs := flag.NewFlagSet("cimstream "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML configuration file")
@@ -139,11 +154,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 	var sets multiFlag
 	fs.Var(&sets, "set", "KEY=VALUE for any configuration key (repeatable)")
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "cimstream %s: unexpected argument %q\n", name, fs.Arg(0))
-		return config.Config{}, errUsage
+		return config.Config{}, nil, errUsage
 	}
 	settings := []string(sets)
 	for key, v := range map[string]string{"kafka.brokers": *brokers, "log.level": *level, "log.format": *format} {
@@ -151,7 +162,8 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 			settings = append(settings, key+"="+v)
 		}
 	}
-	return config.Load(*path, os.Environ(), settings)
+	cfg, err := config.Load(*path, os.Environ(), settings)
+	return cfg, fs.Args(), err
 }
 
 type multiFlag []string

@@ -155,8 +155,8 @@ type Outbound struct {
 	// DeliveryTimeout is how long writes to a destination are retried before the message is reported
 	// FAILED/500 and dead-lettered.
 	DeliveryTimeout time.Duration `yaml:"deliveryTimeout"`
-	// Routes are tried in order; the first that matches decides, unless it says continue. A message no
-	// route matches goes to the default route: cim.outbound.<channel> from Channels.
+	// Routes are evaluated in order; a matching route is final unless it says continue, and when no final
+	// route matched the default route (cim.outbound.<channel> from Channels) is reached too.
 	Routes []Route `yaml:"routes"`
 }
 
@@ -168,7 +168,7 @@ type Route struct {
 	SenderType        string   `yaml:"senderType"` // compared case-insensitively
 	BodyType          string   `yaml:"bodyType"`
 	Destinations      []string `yaml:"destinations"`
-	// Continue lets later routes add destinations too.
+	// Continue lets later routes, and the default route, add destinations too.
 	Continue bool `yaml:"continue"`
 }
 

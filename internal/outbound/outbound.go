@@ -90,27 +90,54 @@ func (p *Processor) Process(batch []stream.Record) []stream.Output {
 	return outs
 }
 
-func (p *Processor) process(rec stream.Record) []stream.Output {
-	m, err := cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: p.opts.MaxBytes})
-	var vs cim.Violations
+// Verdict is what the pipeline decides about a message before writing anything: its violations, or
+// where routing sends it. `cimstream routes test` prints it, so the command and the service agree.
+type Verdict struct {
+	Message    *cim.Message // nil when undecodable
+	Violations cim.Violations
+	Route      route.Explanation // evaluated only for a valid message
+}
+
+// Decide decodes and validates value as an outbound message and routes it.
+func Decide(r *route.Router, value []byte, maxBytes int) Verdict {
+	m, err := cim.DecodeLimits(value, cim.Limits{MaxBytes: maxBytes})
 	if err != nil {
-		vs = cim.Violations{err.(*cim.DecodeError).Violation}
-		m = nil
-	} else {
-		vs = cim.Validate(m, cim.Outbound)
+		return Verdict{Violations: cim.Violations{err.(*cim.DecodeError).Violation}}
 	}
-	if len(vs) > 0 {
+	v := Verdict{Message: m, Violations: cim.Validate(m, cim.Outbound)}
+	if len(v.Violations) == 0 {
+		v.Route = r.Explain(route.Message{ServiceIdentifier: m.ServiceIdentifier(), SenderType: m.SenderType(), BodyType: m.BodyType()})
+	}
+	return v
+}
+
+// Status is the notification the verdict leads to, before any write: ACCEPTED/202, FAILED/400 (invalid)
+// or FAILED/404 (no destination).
+func (v Verdict) Status() (status string, reasonCode int) {
+	switch {
+	case len(v.Violations) > 0:
+		return StatusFailed, ReasonInvalid
+	case len(v.Route.Destinations) == 0:
+		return StatusFailed, ReasonNoRoute
+	}
+	return StatusAccepted, ReasonAccepted
+}
+
+func (p *Processor) process(rec stream.Record) []stream.Output {
+	v := Decide(p.router, rec.Value, p.opts.MaxBytes)
+	m, vs := v.Message, v.Violations
+	switch _, reason := v.Status(); reason {
+	case ReasonInvalid:
 		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonInvalid,
 			text: "Invalid message: " + strings.Join(vs.Codes(), ", "), deadLetter: true})
 		return []stream.Output{p.dead(rec, vs)}
-	}
-	dests := p.router.Destinations(route.Message{ServiceIdentifier: m.ServiceIdentifier(), SenderType: m.SenderType(), BodyType: m.BodyType()})
-	if len(dests) == 0 {
+	case ReasonNoRoute:
 		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonNoRoute,
 			text: "No route: channel undefined for serviceIdentifier " + strconv.Quote(m.ServiceIdentifier()), deadLetter: true})
 		return []stream.Output{p.dead(rec, cim.Violations{{Path: "header.channelData.serviceIdentifier", Code: CodeNoRoute,
 			Message: "no route matches and no channel is configured for " + strconv.Quote(m.ServiceIdentifier())}})}
 	}
+	dests := v.Route.Destinations
 	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+3), rec.Headers...), deadletter.SourceHeaders(rec)...)
 	outs := make([]stream.Output, len(dests))
 	for i, d := range dests {
@@ -148,7 +175,8 @@ func (p *Processor) Settle(failed map[int64]error) []stream.Output {
 }
 
 // notification builds the DELIVERYNOTIFICATION for a message. Its id is derived from the message id and
-// status, and its time is the input record's, so a redelivered notification is byte-identical.
+// outcome (status and reason code), its time is the input record's and its text never carries error
+// details, so a notification sent again after a crash is byte-identical.
 func (p *Processor) notification(pd pending) stream.Output {
 	messageID := ""
 	var n note
@@ -162,9 +190,11 @@ func (p *Processor) notification(pd pending) stream.Output {
 	if strings.TrimSpace(messageID) == "" { // an invalid message may have none: name it by its coordinates
 		messageID = session.DeriveID("message", pd.rec.Topic, strconv.Itoa(pd.rec.Partition), strconv.FormatInt(pd.rec.Offset, 10))
 	}
-	n.ID = session.DeriveID("notification", messageID, pd.status)
+	// The reason code is part of the outcome: FAILED/404 and FAILED/500 of one message (a route added
+	// between a crash and its replay) are different notifications, not duplicates.
+	n.ID = session.DeriveID("notification", messageID, pd.status, strconv.Itoa(pd.reason))
 	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
-	n.Header.Timestamp = pd.rec.Time.UnixMilli()
+	n.Header.Timestamp = recordMillis(pd.rec.Time)
 	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: pd.status,
 		ReasonCode: pd.reason, MarkdownText: pd.text}
 	value, _ := json.Marshal(n) // strings, numbers and validated raw JSON only
@@ -174,6 +204,15 @@ func (p *Processor) notification(pd pending) stream.Output {
 	}
 	return stream.Output{Topic: p.opts.Notifications, Partition: stream.ByKey, Key: []byte(key), Value: value,
 		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time, Source: pd.rec.Offset}
+}
+
+// recordMillis is the input record's time in epoch milliseconds, never negative: a record without a
+// timestamp (zero time) would otherwise give year-1 milliseconds, which no CIM consumer accepts.
+func recordMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, t.UnixMilli())
 }
 
 type note struct {

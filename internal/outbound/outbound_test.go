@@ -125,3 +125,62 @@ func TestFailures(t *testing.T) {
 		}
 	}
 }
+
+// TestNotificationsAreByteIdenticalOnReplay processes each record twice through fresh processors, as a
+// restart after a crash does, and compares the notification bytes, for every status. The second run's
+// write error has a different text: it must not reach the notification.
+func TestNotificationsAreByteIdenticalOnReplay(t *testing.T) {
+	cases := []struct {
+		name, value, want string
+		failed            bool
+		zeroTime          bool
+	}{
+		{"accepted", fmt.Sprintf(valid, "fan"), "ACCEPTED/202", false, false},
+		{"invalid", `{"id":"m-bad","header":{},"body":{"type":"PLAIN"}}`, "FAILED/400", false, false},
+		{"undecodable, no id", "garbage", "FAILED/400", false, false},
+		{"no route", fmt.Sprintf(valid, "nowhere"), "FAILED/404", false, false},
+		{"write failed", fmt.Sprintf(valid, "wa"), "FAILED/500", true, false},
+		{"record without a timestamp", fmt.Sprintf(valid, "wa"), "ACCEPTED/202", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var runs [2][]byte
+			for i := range runs {
+				rec := record(7, c.value)
+				if c.zeroTime {
+					rec.Time = time.Time{}
+				}
+				p := newProcessor(true)
+				p.Process([]stream.Record{rec})
+				var failed map[int64]error
+				if c.failed {
+					failed = map[int64]error{7: fmt.Errorf("attempt %d: unknown topic", i)}
+				}
+				var notes []stream.Output
+				for _, o := range p.Settle(failed) {
+					if o.Topic == "notes" {
+						notes = append(notes, o)
+					}
+				}
+				if len(notes) != 1 {
+					t.Fatalf("want one notification, got %d", len(notes))
+				}
+				n := parse(t, notes[0])
+				if got := n.Body.Status + "/" + strconv.Itoa(n.Body.ReasonCode); got != c.want {
+					t.Fatalf("status %s, want %s", got, c.want)
+				}
+				runs[i] = notes[0].Value
+			}
+			if string(runs[0]) != string(runs[1]) {
+				t.Fatalf("replayed notification differs:\n%s\n%s", runs[0], runs[1])
+			}
+			var ts struct {
+				Header struct{ Timestamp int64 } `json:"header"`
+			}
+			_ = json.Unmarshal(runs[0], &ts)
+			if want := map[bool]int64{false: 1732400000000, true: 0}[c.zeroTime]; ts.Header.Timestamp != want {
+				t.Errorf("timestamp %d, want %d (the input record's, never negative)", ts.Header.Timestamp, want)
+			}
+		})
+	}
+}

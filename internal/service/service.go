@@ -118,6 +118,12 @@ func (s *Service) Preflight(ctx context.Context) error {
 		s.ready.Set(ReadyTopics, err)
 		return err
 	}
+	if s.cfg.Inbound.Enabled {
+		if err := topics.CheckState(ctx, s.kafka.Client(), s.cfg.Topics.Sessions, s.cfg.Topics.Repartition); err != nil {
+			s.ready.Set(ReadyTopics, err)
+			return err
+		}
+	}
 	s.ready.Set(ReadyTopics, nil)
 	return nil
 }

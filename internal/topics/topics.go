@@ -189,3 +189,54 @@ func Create(ctx context.Context, admin Admin, specs []Spec) ([]Result, error) {
 	}
 	return results, errors.Join(errs...)
 }
+
+// StateAdmin is what CheckState asks of the cluster.
+type StateAdmin interface {
+	Metadata(ctx context.Context, req *kafka.MetadataRequest) (*kafka.MetadataResponse, error)
+	DescribeConfigs(ctx context.Context, req *kafka.DescribeConfigsRequest) (*kafka.DescribeConfigsResponse, error)
+}
+
+// ErrStateTopics is returned by CheckState when the session changelog cannot hold the state correctly.
+var ErrStateTopics = errors.New("session state topics unusable")
+
+// CheckState refuses a sessions changelog whose partition count differs from the repartition topic's
+// (state would be written into another partition than its input's and restored by the wrong owner) or
+// that is not compacted (restores would grow without bound and tombstones would not forget).
+func CheckState(ctx context.Context, admin StateAdmin, changelog, repartition string) error {
+	md, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{changelog, repartition}})
+	if err != nil {
+		return fmt.Errorf("describe %s and %s: %w", changelog, repartition, err)
+	}
+	counts := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error == nil {
+			counts[t.Name] = len(t.Partitions)
+		}
+	}
+	var problems []string
+	if counts[changelog] != counts[repartition] {
+		problems = append(problems, fmt.Sprintf("%s has %d partitions but %s has %d; they must be equal",
+			changelog, counts[changelog], repartition, counts[repartition]))
+	}
+	resp, err := admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{
+		{ResourceType: kafka.ResourceTypeTopic, ResourceName: changelog, ConfigNames: []string{"cleanup.policy"}},
+	}})
+	if err != nil {
+		return fmt.Errorf("describe configs of %s: %w", changelog, err)
+	}
+	policy := ""
+	for _, r := range resp.Resources {
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "cleanup.policy" {
+				policy = e.ConfigValue
+			}
+		}
+	}
+	if !strings.Contains(policy, "compact") {
+		problems = append(problems, fmt.Sprintf("%s has cleanup.policy=%q; it must include compact", changelog, policy))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrStateTopics, strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -35,7 +35,10 @@ func New(topic, pipeline string, rec stream.Record, violations cim.Violations) s
 		stream.Header{Key: HeaderPipeline, Value: []byte(pipeline)},
 	)
 	headers = append(headers, SourceHeaders(rec)...)
-	return stream.Output{Topic: topic, Partition: stream.ByKey, Key: rec.Key, Value: rec.Value, Headers: headers, Time: rec.Time}
+	// Source names the input, so a write of the dead letter that fails is reported against its own
+	// message, never against whichever message sits at offset 0.
+	return stream.Output{Topic: topic, Partition: stream.ByKey, Key: rec.Key, Value: rec.Value, Headers: headers, Time: rec.Time,
+		Source: rec.Offset}
 }
 
 // SourceHeaders name rec's topic, partition and offset.

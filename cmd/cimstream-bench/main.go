@@ -20,9 +20,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/consumer"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/loadgen"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/internal/topics"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -218,7 +219,7 @@ func produce(f *kafkaclient.Factory, opts loadgen.Options) (Figure, error) {
 func endOffsets(f *kafkaclient.Factory, topic string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lags, err := consumer.GroupLag(ctx, f, "cimstream-bench-counter", []string{topic})
+	lags, err := kafkaedge.GroupLag(ctx, f, "cimstream-bench-counter", []string{topic})
 	if err != nil {
 		return 0, err
 	}
@@ -246,25 +247,24 @@ func waitCount(f *kafkaclient.Factory, topic string, want int, limit time.Durati
 
 type identity struct{ to string }
 
-func (h identity) Process(batch []stream.Record) []stream.Output {
-	out := make([]stream.Output, len(batch))
+func (h identity) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
 	for i, r := range batch {
-		out[i] = stream.Output{Topic: h.to, Partition: stream.ByKey, Key: r.Key, Value: r.Value, Headers: r.Headers, Time: r.Time}
+		out[i] = stream.Emit(stream.Output{Topic: h.to, Partition: stream.ByKey, Key: r.Key, Value: r.Value, Headers: r.Headers, Time: r.Time})
 	}
 	return out
 }
-func (identity) Tick(time.Time) []stream.Output { return nil }
 
 // copyAll is the baseline: the same group consumer, readers, writers and commits as cimstream, with no
 // processing, copying the channel topics to one topic.
 func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string) (Figure, error) {
-	r := consumer.New(consumer.Config{
+	r := stage.New(stage.Config{
 		Name: "copier", GroupID: cfg.Kafka.Consumer.GroupID + "-copier",
 		Topics:          func(context.Context) ([]string, error) { return from, nil },
 		RefreshInterval: time.Minute,
-		NewHandler:      func(context.Context, string, int) (consumer.Handler, error) { return identity{to}, nil },
+		NewHandler:      func(context.Context, string, int) (stage.Handler, error) { return identity{to}, nil },
 		BatchSize:       cfg.Kafka.Consumer.BatchSize, Linger: cfg.Kafka.Consumer.Linger, CommitInterval: cfg.Kafka.Consumer.CommitInterval,
-	}, f, log)
+	}, kafkaedge.NewBroker(f, nil), kafkaedge.NewSink(f, "copier", nil), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	start := time.Now()
 	done := make(chan error, 1)
@@ -272,7 +272,6 @@ func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string
 	end, err := waitCount(f, to, messages, 10*time.Minute)
 	cancel()
 	<-done
-	_ = r.Close()
 	if err != nil {
 		return Figure{}, err
 	}

@@ -4,9 +4,7 @@ import (
 	"errors"
 
 	"github.com/cimstream/cimstream/internal/inbound"
-	"github.com/cimstream/cimstream/internal/metrics"
 	"github.com/cimstream/cimstream/internal/outbound"
-	"github.com/cimstream/cimstream/internal/stream"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
@@ -22,7 +20,7 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 		ready.Set(inbound.ReadySessions, errors.New("not started"))
 		m := svc.Metrics()
 		p, err := inbound.NewPipeline(cfg, svc.Kafka(), log, inbound.Observers{
-			Records: loggedDeadLetters{m, log}, Sessions: m, Runner: m, Restored: m.Restored, Ready: ready.Set,
+			Records: m, Sessions: m, Runner: m, Stats: svc.Stats(), Budget: svc.Budget(), Restored: m.Restored, Ready: ready.Set,
 		})
 		if err != nil {
 			return err
@@ -32,7 +30,8 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 	if cfg.Outbound.Enabled {
 		svc.Readiness().Set(outbound.ReadyCondition, errors.New("not started"))
 		m := svc.Metrics()
-		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, outbound.Observers{Notifications: loggedDeadLetters{m, log}, Runner: m, Ready: svc.Readiness().Set}))
+		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, outbound.Observers{Notifications: m, Runner: m,
+			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
 	}
 	return nil
 }
@@ -48,16 +47,3 @@ func logStartup(log *zap.Logger, cfg config.Config) {
 }
 
 func errField(err error) zap.Field { return zap.Error(err) }
-
-// loggedDeadLetters counts dead letters and logs each with where it came from and why; never its content.
-// The logger samples, so a flood of bad input stays a trickle in the log.
-type loggedDeadLetters struct {
-	*metrics.Metrics
-	log *zap.Logger
-}
-
-func (l loggedDeadLetters) DeadLettered(pipeline string, rec stream.Record, codes []string) {
-	l.Metrics.DeadLettered(pipeline, rec, codes)
-	l.log.Warn("dead-lettered", zap.String("pipeline", pipeline), zap.String("topic", rec.Topic),
-		zap.Int("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Strings("codes", codes))
-}

@@ -24,7 +24,29 @@ type Config struct {
 	Admin    Admin    `yaml:"admin"`
 	Log      Log      `yaml:"log"`
 	Shutdown Shutdown `yaml:"shutdown"`
+	// DeadLetters shapes the records written to topics.deadLetter.
+	DeadLetters DeadLetters `yaml:"deadLetters"`
+	Memory      Memory      `yaml:"memory"`
 }
+
+// DeadLetters shapes dead-letter records.
+type DeadLetters struct {
+	// MaxValueBytes caps the original value a dead letter keeps; a longer one is cut (headers say the
+	// original size), so a record too large for its own topic still fits the dead-letter topic.
+	MaxValueBytes int `yaml:"maxValueBytes"`
+}
+
+// Memory bounds what an instance holds.
+type Memory struct {
+	// BudgetBytes bounds the bytes of fetched and in-flight records across all stages and partitions;
+	// fetching pauses while it is spent. 0 disables the bound.
+	BudgetBytes int64 `yaml:"budgetBytes"`
+}
+
+// EnrichmentHeadroom is what an inbound message may grow by on its way through cimstream (id,
+// customer, session ids, source headers): kafka.producer.batchBytes must exceed
+// inbound.maxMessageBytes by at least this much, or valid messages could never be written.
+const EnrichmentHeadroom = 64 << 10
 
 // Kafka holds the connection and client settings shared by every producer and consumer.
 type Kafka struct {
@@ -81,6 +103,9 @@ type Consumer struct {
 	SessionTimeout    time.Duration `yaml:"sessionTimeout"`
 	RebalanceTimeout  time.Duration `yaml:"rebalanceTimeout"`
 	HeartbeatInterval time.Duration `yaml:"heartbeatInterval"`
+	// RevokeWait is how long a partition that was revoked waits for its writes in flight before the
+	// rebalance goes on, so no write of the old owner lands after the new owner started.
+	RevokeWait time.Duration `yaml:"revokeWait"`
 	// CommitInterval is how often processed offsets are committed (batched, never per message).
 	CommitInterval time.Duration `yaml:"commitInterval"`
 	// BatchSize bounds the records a partition worker holds at once (backpressure); Linger is how long
@@ -202,7 +227,7 @@ func Default() Config {
 			Producer: Producer{
 				BatchTimeout: 100 * time.Microsecond,
 				BatchSize:    1000,
-				BatchBytes:   1 << 20,
+				BatchBytes:   1<<20 + EnrichmentHeadroom,
 				Compression:  "none",
 				MaxAttempts:  10,
 				WriteTimeout: 10 * time.Second,
@@ -216,6 +241,7 @@ func Default() Config {
 				RebalanceTimeout:  30 * time.Second,
 				HeartbeatInterval: 3 * time.Second,
 				CommitInterval:    200 * time.Millisecond,
+				RevokeWait:        5 * time.Second,
 				BatchSize:         500,
 				Linger:            500 * time.Microsecond,
 			},
@@ -238,10 +264,12 @@ func Default() Config {
 			MaxMessageBytes:      1 << 20,
 			TopicRefreshInterval: 10 * time.Second,
 		},
-		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
-		Admin:    Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
-		Log:      Log{Level: "info", Format: "json"},
-		Shutdown: Shutdown{Timeout: 30 * time.Second},
+		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
+		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
+		Log:         Log{Level: "info", Format: "json"},
+		Shutdown:    Shutdown{Timeout: 30 * time.Second},
+		DeadLetters: DeadLetters{MaxValueBytes: 512 << 10},
+		Memory:      Memory{BudgetBytes: 128 << 20},
 	}
 }
 
@@ -301,6 +329,10 @@ func (c *Config) Validate() error {
 	add(positive("kafka.consumer.rebalanceTimeout", cs.RebalanceTimeout))
 	add(positive("kafka.consumer.heartbeatInterval", cs.HeartbeatInterval))
 	add(positive("kafka.consumer.commitInterval", cs.CommitInterval))
+	add(positive("kafka.consumer.revokeWait", cs.RevokeWait))
+	if cs.RevokeWait >= cs.RebalanceTimeout {
+		add(fieldErr("kafka.consumer.revokeWait", "must be shorter than kafka.consumer.rebalanceTimeout"))
+	}
 	if cs.HeartbeatInterval >= cs.SessionTimeout {
 		add(fieldErr("kafka.consumer.heartbeatInterval", "must be shorter than kafka.consumer.sessionTimeout"))
 	}
@@ -338,6 +370,16 @@ func (c *Config) Validate() error {
 		add(positive(key+".timeout", e.Timeout))
 	}
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
+	if p.BatchBytes < int64(c.Inbound.MaxMessageBytes)+EnrichmentHeadroom {
+		add(fieldErr("kafka.producer.batchBytes", "%d leaves no room for enrichment: it must be at least inbound.maxMessageBytes (%d) + %d",
+			p.BatchBytes, c.Inbound.MaxMessageBytes, EnrichmentHeadroom))
+	}
+	add(atLeast("deadLetters.maxValueBytes", int64(c.DeadLetters.MaxValueBytes), 0))
+	if int64(c.DeadLetters.MaxValueBytes) > p.BatchBytes-EnrichmentHeadroom {
+		add(fieldErr("deadLetters.maxValueBytes", "%d must stay under kafka.producer.batchBytes (%d) - %d, room for the dead letter's headers",
+			c.DeadLetters.MaxValueBytes, p.BatchBytes, EnrichmentHeadroom))
+	}
+	add(atLeast("memory.budgetBytes", c.Memory.BudgetBytes, 0))
 	add(positive("inbound.topicRefreshInterval", c.Inbound.TopicRefreshInterval))
 	add(atLeast("kafka.consumer.batchSize", int64(cs.BatchSize), 1))
 	add(positive("kafka.consumer.linger", cs.Linger))

@@ -57,6 +57,13 @@ log:
 	}
 }
 
+// TestBatchBytesAtTheHeadroomIsValid: exactly maxMessageBytes + the headroom is accepted.
+func TestBatchBytesAtTheHeadroomIsValid(t *testing.T) {
+	if _, err := Load("", nil, []string{"kafka.producer.batchBytes=1114112"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestErrorsNameTheKey(t *testing.T) {
 	cases := []struct {
 		name, file string
@@ -79,6 +86,13 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "missing file", file: "-", want: "config file"},
 		{name: "unknown route field", file: "outbound:\n  routes:\n    - destinaton: [x]\n", want: "field destinaton is not a known key"},
 		{name: "route without destinations", file: "outbound:\n  routes:\n    - name: r\n", want: "outbound.routes[0].destinations"},
+		// The client's record limit must leave room for what enrichment adds to the largest valid message.
+		{name: "batchBytes equal to maxMessageBytes", settings: []string{"kafka.producer.batchBytes=1048576"},
+			want: "kafka.producer.batchBytes: 1048576 leaves no room for enrichment: it must be at least inbound.maxMessageBytes (1048576) + 65536"},
+		{name: "batchBytes one short", settings: []string{"kafka.producer.batchBytes=1114111"}, want: "kafka.producer.batchBytes"},
+		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
+		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},
+		{name: "revokeWait beyond the rebalance timeout", settings: []string{"kafka.consumer.revokeWait=1m"}, want: "kafka.consumer.revokeWait"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

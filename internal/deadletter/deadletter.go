@@ -1,5 +1,7 @@
-// Package deadletter builds dead-letter records: the original key, value and headers unchanged, plus
-// headers saying what was wrong and where the record came from.
+// Package deadletter builds dead-letter records: the original key, value and headers, plus headers
+// saying what was wrong and where the record came from. A value larger than the configured cap is
+// truncated (with a header for its original size), and a dead letter the broker still refuses is
+// shrunk further (Shrink), so a bad record never blocks its partition.
 package deadletter
 
 import (
@@ -15,30 +17,103 @@ const (
 	HeaderCodes    = "cimstream.error.codes"  // distinct violation codes, comma-separated
 	HeaderDetail   = "cimstream.error.detail" // every violation as "path: code: sentence", "; "-separated
 	HeaderPipeline = "cimstream.pipeline"     // inbound or outbound
+	// HeaderOriginalSize is the original value's length in bytes, set when the value was cut.
+	HeaderOriginalSize = "cimstream.original.size"
+	// HeaderTruncated says what was cut: "value" (to the configured cap), "value,headers" (the value
+	// dropped and only cimstream's headers kept, because the broker refused the dead letter).
+	HeaderTruncated = "cimstream.truncated"
 )
 
 // maxDetail bounds the detail header: a message with thousands of violations must not make a record the
 // broker refuses.
 const maxDetail = 8 << 10
 
-// New returns the dead letter of rec for topic.
-func New(topic, pipeline string, rec stream.Record, violations cim.Violations) stream.Output {
+// shortDetail is the detail kept by the last shrink step.
+const shortDetail = 256
+
+// DefaultMaxValueBytes is the default cap on a dead letter's value: well under the 1 MiB
+// max.message.bytes a dead-letter topic has by default, leaving room for the headers.
+const DefaultMaxValueBytes = 512 << 10
+
+// Builder builds dead letters for one topic.
+type Builder struct {
+	Topic    string
+	Pipeline string
+	// MaxValueBytes caps the value kept (0: DefaultMaxValueBytes).
+	MaxValueBytes int
+}
+
+// Build returns the dead letter of rec for violations.
+func (b Builder) Build(rec stream.Record, violations cim.Violations) stream.Output {
 	detail := violations.Error()
 	if len(detail) > maxDetail {
 		detail = detail[:maxDetail-3] + "..."
 	}
-	headers := make([]stream.Header, 0, len(rec.Headers)+6)
+	limit := b.MaxValueBytes
+	if limit <= 0 {
+		limit = DefaultMaxValueBytes
+	}
+	value := rec.Value
+	headers := make([]stream.Header, 0, len(rec.Headers)+8)
 	headers = append(headers, rec.Headers...)
 	headers = append(headers,
 		stream.Header{Key: HeaderCodes, Value: []byte(strings.Join(violations.Codes(), ","))},
 		stream.Header{Key: HeaderDetail, Value: []byte(detail)},
-		stream.Header{Key: HeaderPipeline, Value: []byte(pipeline)},
+		stream.Header{Key: HeaderPipeline, Value: []byte(b.Pipeline)},
 	)
 	headers = append(headers, SourceHeaders(rec)...)
-	// Source names the input, so a write of the dead letter that fails is reported against its own
-	// message, never against whichever message sits at offset 0.
-	return stream.Output{Topic: topic, Partition: stream.ByKey, Key: rec.Key, Value: rec.Value, Headers: headers, Time: rec.Time,
-		Source: rec.Offset}
+	if len(value) > limit {
+		value = value[:limit]
+		headers = append(headers,
+			stream.Header{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
+			stream.Header{Key: HeaderTruncated, Value: []byte("value")})
+	}
+	return stream.Output{Topic: b.Topic, Partition: stream.ByKey, Key: rec.Key, Value: value, Headers: headers, Time: rec.Time}
+}
+
+// Shrink returns a smaller form of a dead letter the broker refused as too large, and false when it is
+// already as small as it gets: first the value is dropped and only cimstream's own headers are kept;
+// then the detail is cut short and the key dropped.
+func Shrink(dl stream.Output, original stream.Record) (stream.Output, bool) {
+	own := make([]stream.Header, 0, 8)
+	for _, h := range dl.Headers {
+		if ownHeaders[h.Key] {
+			own = append(own, h)
+		}
+	}
+	size := []stream.Header{
+		{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(original.Value)))},
+		{Key: HeaderTruncated, Value: []byte("value,headers")},
+	}
+	switch {
+	case len(dl.Value) > 0 || len(own) < len(dl.Headers)-2:
+		dl.Value = []byte{}
+		dl.Headers = append(own, size...)
+		return dl, true
+	case len(dl.Key) > 0 || detailLen(dl.Headers) > shortDetail:
+		for i, h := range own {
+			if h.Key == HeaderDetail && len(h.Value) > shortDetail {
+				own[i].Value = append(h.Value[:shortDetail-3:shortDetail-3], "..."...)
+			}
+		}
+		dl.Key = nil
+		dl.Headers = append(own, size...)
+		return dl, true
+	}
+	return dl, false
+}
+
+// ownHeaders are the headers a shrunk dead letter keeps.
+var ownHeaders = map[string]bool{HeaderCodes: true, HeaderDetail: true, HeaderPipeline: true,
+	stream.HeaderSourceTopic: true, stream.HeaderSourcePartition: true, stream.HeaderSourceOffset: true}
+
+func detailLen(hs []stream.Header) int {
+	for _, h := range hs {
+		if h.Key == HeaderDetail {
+			return len(h.Value)
+		}
+	}
+	return 0
 }
 
 // SourceHeaders name rec's topic, partition and offset.

@@ -26,7 +26,7 @@ func BenchmarkNormalizeEnrich(b *testing.B) {
 	for b.Loop() {
 		i++
 		rec.Offset = i
-		out := n.Process(rec)
+		out := n.Process(rec).Outputs[0]
 		e.Process(stream.Record{Topic: "rep", Offset: i, Key: out.Key, Value: out.Value, Headers: out.Headers, Time: out.Time})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -89,16 +88,16 @@ func (e *Enricher) Sessions() int { return e.table.Len() }
 
 // Process enriches one repartitioned record: the output for the CCM and, for session messages, the new
 // state for the changelog (written to this partition, so the state follows its input).
-func (e *Enricher) Process(rec stream.Record) []stream.Output {
+func (e *Enricher) Process(rec stream.Record) stream.Result {
 	m, err := cim.Decode(rec.Value)
 	if err != nil { // stage 1 wrote it; only a foreign producer on the internal topic gets here
-		return []stream.Output{deadletter.New(e.topics.DeadLetter, "inbound", rec, cim.Violations{err.(*cim.DecodeError).Violation})}
+		return stream.Reject(err.(*cim.DecodeError).Violation)
 	}
 	now := e.clock()
 	sessionTime := e.sessionTime(rec, now)
 	key := string(rec.Key)
 	if strings.HasPrefix(key, conversationKeyPrefix) || !m.HasChannelData() {
-		return []stream.Output{e.toCCM(rec, rec.Value, m.ConversationID(), sessionTime)}
+		return stream.Emit(e.toCCM(rec, rec.Value, m.ConversationID(), sessionTime))
 	}
 	out := e.table.Apply(key, session.Message{
 		Position:         sourcePosition(rec),
@@ -117,18 +116,17 @@ func (e *Enricher) Process(rec stream.Record) []stream.Output {
 			cim.Set(cim.StringValue(out.ConversationID), "header", "conversationId"),
 		)
 		if err != nil {
-			return []stream.Output{deadletter.New(e.topics.DeadLetter, "inbound", rec,
-				cim.Violations{{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()}})}
+			return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()})
 		}
 	}
 	outputs := []stream.Output{e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), sessionTime)}
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
-			Value: session.Encode(out.State), Time: time.UnixMilli(sessionTime), Source: rec.Offset})
+			Value: session.Encode(out.State), Time: time.UnixMilli(sessionTime)})
 	}
 	if out.Replayed {
 		e.observer.Replayed(!out.Forgotten)
-		return outputs
+		return stream.Emit(outputs...)
 	}
 	if out.Closed != "" {
 		e.observer.SessionClosed(out.Closed)
@@ -136,7 +134,7 @@ func (e *Enricher) Process(rec stream.Record) []stream.Output {
 	if out.Opened {
 		e.observer.SessionOpened()
 	}
-	return outputs
+	return stream.Emit(outputs...)
 }
 
 // sessionTime is the record time the session decision uses: the connector record's timestamp (carried
@@ -206,7 +204,7 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 
 func (e *Enricher) toCCM(rec stream.Record, value []byte, key string, sessionTime int64) stream.Output {
 	return stream.Output{Topic: e.topics.CCM, Partition: stream.ByKey, Key: []byte(key), Value: value, Headers: rec.Headers,
-		Time: time.UnixMilli(sessionTime), Source: rec.Offset}
+		Time: time.UnixMilli(sessionTime)}
 }
 
 // Close withdraws this partition's sessions from the active count (the partition moved or stopped).

@@ -7,28 +7,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-var testTopics = Topics{Repartition: "rep", CCM: "ccm", Notifications: "notes", DeadLetter: "dlq"}
+var testTopics = Topics{Repartition: "rep", CCM: "ccm", Notifications: "notes"}
 
 func rec(offset int64, key, value string) stream.Record {
 	return stream.Record{Topic: "cim.inbound.web", Partition: 2, Offset: offset, Key: []byte(key), Value: []byte(value),
 		Headers: []stream.Header{{Key: "trace", Value: []byte("t-1")}}, Time: time.UnixMilli(1732400000000)}
 }
 
-type counting struct{ dead, unknown int }
+type counting struct{ unknown int }
 
-func (c *counting) DeadLettered(string, stream.Record, []string) { c.dead++ }
-func (c *counting) UnknownIntent(string)                         { c.unknown++ }
+func (c *counting) UnknownIntent(string) { c.unknown++ }
+
+// only is the single output of an accepted record.
+func only(t testing.TB, r stream.Result) stream.Output {
+	t.Helper()
+	if len(r.Reject) > 0 || len(r.Outputs) != 1 {
+		t.Fatalf("want exactly one output, got %d (rejected: %v)", len(r.Outputs), r.Reject)
+	}
+	return r.Outputs[0]
+}
 
 func TestNormalizerFillsAndRekeys(t *testing.T) {
 	obs := &counting{}
 	n := NewNormalizer(testTopics, 1<<20, obs)
 	in := `{"header":{"sender":{"id":"w","type":"connector","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c1","customerFirstName":" Ann ","customerLastName":"Lee"},"intent":"WAVE","x":1},"body":{"type":"PLAIN","markdownText":"hi"}}`
-	out := n.Process(rec(7, "anything", in))
+	out := only(t, n.Process(rec(7, "anything", in)))
 	if out.Topic != "rep" || string(out.Key) != session.Key("web", "c1") {
 		t.Fatalf("want the repartition topic keyed by customer, got %s %q", out.Topic, out.Key)
 	}
@@ -50,7 +57,7 @@ func TestNormalizerFillsAndRekeys(t *testing.T) {
 	if h["x"].(float64) != 1 || obs.unknown != 1 {
 		t.Errorf("unknown field lost or unknown intent not counted (%d)", obs.unknown)
 	}
-	again := n.Process(rec(7, "anything", in))
+	again := only(t, n.Process(rec(7, "anything", in)))
 	if !bytes.Equal(again.Value, out.Value) {
 		t.Error("reprocessing the same record must give the same bytes")
 	}
@@ -62,7 +69,7 @@ func TestNormalizerFillsAndRekeys(t *testing.T) {
 func TestNormalizerKeepsWhatIsThere(t *testing.T) {
 	n := NewNormalizer(testTopics, 1<<20, nil)
 	in := `{"id":"given","header":{"sender":{"id":"w","type":"BOT","senderName":"W"},"timestamp":"2026-01-02T03:04:05Z","customer":{"_id":"x"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"hi"}}`
-	out := n.Process(rec(1, "", in))
+	out := only(t, n.Process(rec(1, "", in)))
 	want := strings.Replace(in, `"2026-01-02T03:04:05Z"`, "1767323045000", 1)
 	if string(out.Value) != want {
 		t.Fatalf("only the timestamp should change:\n got %s\nwant %s", out.Value, want)
@@ -72,23 +79,19 @@ func TestNormalizerKeepsWhatIsThere(t *testing.T) {
 func TestNormalizerRoutes(t *testing.T) {
 	n := NewNormalizer(testTopics, 400, nil)
 	receipt := `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"},"conversationId":"conv"},"body":{"type":"DELIVERYNOTIFICATION","messageId":"m","status":"READ","reasonCode":"200"}}`
-	if out := n.Process(rec(1, "", receipt)); out.Topic != "notes" || string(out.Key) != "conv" {
+	if out := only(t, n.Process(rec(1, "", receipt))); out.Topic != "notes" || string(out.Key) != "conv" {
 		t.Errorf("receipt went to %s keyed %q", out.Topic, out.Key)
 	}
 	reply := `{"header":{"sender":{"id":"b","type":"BOT","senderName":"B"},"conversationId":"conv"},"body":{"type":"PLAIN","markdownText":"x"}}`
-	if out := n.Process(rec(2, "", reply)); out.Topic != "rep" || string(out.Key) != conversationKeyPrefix+"conv" {
+	if out := only(t, n.Process(rec(2, "", reply))); out.Topic != "rep" || string(out.Key) != conversationKeyPrefix+"conv" {
 		t.Errorf("reply went to %s keyed %q", out.Topic, out.Key)
 	}
 	for name, value := range map[string]string{
 		"garbage": "\x00\xff", "invalid": `{"header":{},"body":{}}`, "too large": `{"a":"` + strings.Repeat("x", 500) + `"}`,
 	} {
-		out := n.Process(rec(3, "k", value))
-		codes, _ := (stream.Record{Headers: out.Headers}).Header(deadletter.HeaderCodes)
-		if out.Topic != "dlq" || string(out.Value) != value || string(out.Key) != "k" || len(codes) == 0 {
-			t.Errorf("%s: want a dead letter with the original bytes and codes, got %s %q %q", name, out.Topic, out.Value, codes)
-		}
-		if trace, _ := (stream.Record{Headers: out.Headers}).Header("trace"); string(trace) != "t-1" {
-			t.Errorf("%s: original headers must be kept", name)
+		res := n.Process(rec(3, "k", value))
+		if len(res.Reject) == 0 || len(res.Reject.Codes()) == 0 || len(res.Outputs) != 0 {
+			t.Errorf("%s: want a rejection with codes and no output, got %+v", name, res)
 		}
 	}
 }
@@ -96,9 +99,9 @@ func TestNormalizerRoutes(t *testing.T) {
 func TestEnricherSessionsAndChangelog(t *testing.T) {
 	n := NewNormalizer(testTopics, 1<<20, nil)
 	e := NewEnricher(testTopics, "sessions", 4, session.Fixed(30*time.Minute), nil, fixedClock(time.UnixMilli(1732400000000)))
-	in := n.Process(rec(1, "", `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"hi"}}`))
+	in := only(t, n.Process(rec(1, "", `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"hi"}}`)))
 	r := stream.Record{Topic: "rep", Partition: 4, Offset: 100, Key: in.Key, Value: in.Value, Headers: in.Headers, Time: in.Time}
-	outs := e.Process(r)
+	outs := e.Process(r).Outputs
 	if len(outs) != 2 || outs[0].Topic != "ccm" || outs[1].Topic != "sessions" || outs[1].Partition != 4 {
 		t.Fatalf("want a CCM record and a changelog record on partition 4: %+v", outs)
 	}
@@ -113,7 +116,7 @@ func TestEnricherSessionsAndChangelog(t *testing.T) {
 	if err := owner.Restore(outs[1].Key, outs[1].Value); err != nil {
 		t.Fatal(err)
 	}
-	if replay := owner.Process(r); !bytes.Equal(replay[0].Value, outs[0].Value) {
+	if replay := owner.Process(r).Outputs; !bytes.Equal(replay[0].Value, outs[0].Value) {
 		t.Fatal("replay after restore must be byte-identical")
 	}
 	if ended := e.Expire(time.UnixMilli(1732400000000).Add(31 * time.Minute)); len(ended) != 1 || ended[0].Value == nil {

@@ -25,19 +25,17 @@ type Topics struct {
 	Repartition   string
 	CCM           string
 	Notifications string
-	DeadLetter    string
 }
 
-// Observer is told what happened to each record (metrics); every method must be cheap.
+// Observer is told what happened to each record (metrics); every method must be cheap. Dead letters
+// are counted by the stage runtime, which writes them.
 type Observer interface {
-	DeadLettered(pipeline string, rec stream.Record, codes []string)
 	UnknownIntent(pipeline string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) DeadLettered(string, stream.Record, []string) {}
-func (nopObserver) UnknownIntent(string)                         {}
+func (nopObserver) UnknownIntent(string) {}
 
 // Normalizer is stage 1.
 type Normalizer struct {
@@ -54,25 +52,25 @@ func NewNormalizer(topics Topics, maxBytes int, observer Observer) *Normalizer {
 	return &Normalizer{topics: topics, limits: cim.Limits{MaxBytes: maxBytes}, observer: observer}
 }
 
-// Process handles one connector record and returns exactly one output: a dead letter, a notification,
-// or a record for the repartition topic.
-func (n *Normalizer) Process(rec stream.Record) stream.Output {
+// Process handles one connector record: a rejection (the runtime dead-letters it), or exactly one
+// output, a notification or a record for the repartition topic.
+func (n *Normalizer) Process(rec stream.Record) stream.Result {
 	m, err := cim.DecodeLimits(rec.Value, n.limits)
 	if err != nil {
-		return n.dead(rec, cim.Violations{err.(*cim.DecodeError).Violation})
+		return stream.Reject(err.(*cim.DecodeError).Violation)
 	}
 	if vs := cim.Validate(m, cim.Inbound); len(vs) > 0 {
-		return n.dead(rec, vs)
+		return stream.Result{Reject: vs}
 	}
 	if cim.UnknownIntent(m) {
 		n.observer.UnknownIntent("inbound")
 	}
 	value, err := m.Encode(normalizeEdits(m, rec)...)
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
-		return n.dead(rec, cim.Violations{{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()}})
+		return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()})
 	}
 	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+4), rec.Headers...), deadletter.SourceHeaders(rec)...)
-	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time, Source: rec.Offset}
+	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time}
 	switch {
 	case m.BodyType() == "DELIVERYNOTIFICATION":
 		// A connector's receipt is not customer activity: it goes to the notifications topic without
@@ -90,17 +88,12 @@ func (n *Normalizer) Process(rec stream.Record) stream.Output {
 		out.Headers = append(out.Headers, stream.Header{Key: stream.HeaderSourceTimestamp,
 			Value: strconv.AppendInt(nil, stream.Millis(rec.Time), 10)})
 	}
-	return out
+	return stream.Emit(out)
 }
 
 // conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with
 // a digit (their length prefix), so the two never collide.
 const conversationKeyPrefix = "conversation:"
-
-func (n *Normalizer) dead(rec stream.Record, vs cim.Violations) stream.Output {
-	n.observer.DeadLettered("inbound", rec, vs.Codes())
-	return deadletter.New(n.topics.DeadLetter, "inbound", rec, vs)
-}
 
 // normalizeEdits are the stateless fills of contract section 3.
 func normalizeEdits(m *cim.Message, rec stream.Record) []cim.Edit {

@@ -10,8 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/consumer"
+	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -25,7 +27,11 @@ const (
 type Observers struct {
 	Records  Observer
 	Sessions SessionObserver
-	Runner   consumer.Observer
+	Runner   stage.Observer
+	// Stats receives the Kafka clients' statistics (nil: not exported).
+	Stats *kafkaedge.Stats
+	// Budget bounds the bytes held, shared with the other pipelines (nil: unbounded).
+	Budget *stage.Budget
 	// Restored is told how long restoring a partition's sessions took and how many records it replayed.
 	Restored func(stage string, records int, took time.Duration)
 	Ready    func(condition string, err error)
@@ -64,46 +70,56 @@ func (p *Pipeline) Name() string { return "inbound" }
 
 func (p *Pipeline) topics() Topics {
 	t := p.cfg.Topics
-	return Topics{Repartition: t.Repartition, CCM: t.CCMInbound, Notifications: t.Notifications, DeadLetter: t.DeadLetter}
+	return Topics{Repartition: t.Repartition, CCM: t.CCMInbound, Notifications: t.Notifications}
+}
+
+// stageConfig is what both inbound stages share.
+func (p *Pipeline) stageConfig(name, group string) stage.Config {
+	c := p.cfg
+	return stage.Config{
+		Name: name, Pipeline: "inbound", GroupID: group,
+		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
+		RevokeWait:  c.Kafka.Consumer.RevokeWait,
+		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
+		Budget:      p.obs.Budget,
+		Observer:    p.obs.Runner,
+		Lag: func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
+			return kafkaedge.GroupLag(ctx, p.kafka, group, topics)
+		},
+	}
 }
 
 // Run runs both stages until ctx ends; each drains and commits before returning.
 func (p *Pipeline) Run(ctx context.Context) error {
 	c := p.cfg
-	ingest := consumer.New(consumer.Config{
-		Name:            "inbound-ingest",
-		GroupID:         c.Kafka.Consumer.GroupID,
-		Topics:          p.connectorTopics,
-		RefreshInterval: c.Inbound.TopicRefreshInterval,
-		NewHandler: func(context.Context, string, int) (consumer.Handler, error) {
-			return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
-		},
-		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
-		Observer: p.obs.Runner,
-		Ready:    func(err error) { p.obs.Ready(ReadyIngest, err) },
-	}, p.kafka, p.log)
-	sessions := consumer.New(consumer.Config{
-		Name:            "inbound-sessions",
-		GroupID:         c.Kafka.Consumer.GroupID + ".sessions",
-		Topics:          func(context.Context) ([]string, error) { return []string{c.Topics.Repartition}, nil },
-		RefreshInterval: time.Minute,
-		NewHandler:      p.restoreSessions,
-		BatchSize:       c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
-		Observer: p.obs.Runner,
-		Ready:    func(err error) { p.obs.Ready(ReadySessions, err) },
-	}, p.kafka, p.log)
+	broker := kafkaedge.NewBroker(p.kafka, p.obs.Stats)
+	ingestCfg := p.stageConfig("inbound-ingest", c.Kafka.Consumer.GroupID)
+	ingestCfg.Topics = p.connectorTopics
+	ingestCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
+	ingestCfg.NewHandler = func(context.Context, string, int) (stage.Handler, error) {
+		return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
+	}
+	ingestCfg.Ready = func(err error) { p.obs.Ready(ReadyIngest, err) }
+	ingest := stage.New(ingestCfg, broker, kafkaedge.NewSink(p.kafka, ingestCfg.Name, p.obs.Stats), p.log)
+
+	sessionsCfg := p.stageConfig("inbound-sessions", c.Kafka.Consumer.GroupID+".sessions")
+	sessionsCfg.Topics = func(context.Context) ([]string, error) { return []string{c.Topics.Repartition}, nil }
+	sessionsCfg.RefreshInterval = time.Minute
+	sessionsCfg.NewHandler = p.restoreSessions
+	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
+	sessions := stage.New(sessionsCfg, broker, kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)
+
 	errc := make(chan error, 2)
 	go func() { errc <- ingest.Run(ctx) }()
 	go func() { errc <- sessions.Run(ctx) }()
-	err := errors.Join(<-errc, <-errc)
-	return errors.Join(err, ingest.Close(), sessions.Close())
+	return errors.Join(<-errc, <-errc)
 }
 
 // connectorTopics lists the topics named in the configuration or matching the pattern, sorted.
 func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Kafka.RequestTimeout)
 	defer cancel()
-	names, err := consumer.TopicNames(ctx, p.kafka)
+	names, err := kafkaedge.TopicNames(ctx, p.kafka)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +134,10 @@ func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 }
 
 // restoreSessions builds the stage-2 handler of one partition, replaying its changelog partition first.
-func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (consumer.Handler, error) {
+func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
 	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil)
 	start := time.Now()
-	n, err := consumer.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
+	n, err := kafkaedge.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
 		if err := e.Restore(key, value); err != nil {
 			// A state that cannot be read must not stick the partition: its key starts fresh.
 			p.log.Warn("skipping unreadable session state", zap.Int("partition", partition), zap.Error(err))
@@ -140,22 +156,20 @@ func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int)
 
 type ingestHandler struct{ n *Normalizer }
 
-func (h ingestHandler) Process(batch []stream.Record) []stream.Output {
-	out := make([]stream.Output, len(batch))
+func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
 	for i, rec := range batch {
 		out[i] = h.n.Process(rec)
 	}
 	return out
 }
 
-func (ingestHandler) Tick(time.Time) []stream.Output { return nil }
-
 type sessionsHandler struct{ e *Enricher }
 
-func (h sessionsHandler) Process(batch []stream.Record) []stream.Output {
-	out := make([]stream.Output, 0, 2*len(batch))
-	for _, rec := range batch {
-		out = append(out, h.e.Process(rec)...)
+func (h sessionsHandler) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
+	for i, rec := range batch {
+		out[i] = h.e.Process(rec)
 	}
 	return out
 }

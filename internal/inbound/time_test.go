@@ -55,7 +55,7 @@ func newPipe(t *testing.T, idle time.Duration, obs SessionObserver) *pipe {
 
 func (p *pipe) repartition(r stream.Record) stream.Record {
 	p.t.Helper()
-	out := p.n.Process(r)
+	out := only(p.t, p.n.Process(r))
 	if out.Topic != testTopics.Repartition {
 		p.t.Fatalf("stage 1 sent %s to %s", out.Value, out.Topic)
 	}
@@ -70,7 +70,7 @@ func (p *pipe) repartition(r stream.Record) stream.Record {
 // ccm runs stage 2 and returns the CCM output.
 func (p *pipe) ccm(r stream.Record) stream.Output {
 	p.t.Helper()
-	for _, o := range p.e.Process(r) {
+	for _, o := range p.e.Process(r).Outputs {
 		if o.Topic == testTopics.CCM {
 			return o
 		}
@@ -193,7 +193,7 @@ func TestNotificationsAreNotActivity(t *testing.T) {
 	p := newPipe(t, time.Minute, nil)
 	typing := `{"header":{"sender":{"id":"w","type":"CUSTOMER","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"n"}},"body":{"type":"NOTIFICATION","notificationType":"TYPING_STARTED"}}`
 	t0 := p.clk.now
-	out := p.e.Process(p.repartition(connectorRecord(1, typing, t0)))
+	out := p.e.Process(p.repartition(connectorRecord(1, typing, t0))).Outputs
 	if got := decodeOut(t, out[0].Value).Header; got.ConversationID != "" || got.ChannelSessionID != "" {
 		t.Fatalf("TYPING_STARTED outside a session must pass without ids: %s", out[0].Value)
 	}
@@ -229,7 +229,7 @@ func TestCorruptChangelogRecordIsSkipped(t *testing.T) {
 func TestSourceTimestampHeader(t *testing.T) {
 	n := NewNormalizer(testTopics, 1<<20, nil)
 	for _, ts := range []time.Time{{}, time.UnixMilli(1), time.UnixMilli(1732400000000)} {
-		out := n.Process(connectorRecord(1, plain("x", ""), ts))
+		out := only(t, n.Process(connectorRecord(1, plain("x", ""), ts)))
 		v, ok := (stream.Record{Headers: out.Headers}).Header(stream.HeaderSourceTimestamp)
 		if !ok || string(v) != strconv.FormatInt(stream.Millis(ts), 10) {
 			t.Errorf("%v: header %q", ts, v)

@@ -47,6 +47,12 @@ func New(cfg config.Kafka) (*Factory, error) {
 	return f, nil
 }
 
+// Producer returns the write settings.
+func (f *Factory) Producer() config.Producer { return f.cfg.Producer }
+
+// MetadataTTL is how long topic metadata may be cached.
+func (f *Factory) MetadataTTL() time.Duration { return f.cfg.MetadataTTL }
+
 // Brokers returns the bootstrap addresses.
 func (f *Factory) Brokers() []string { return f.cfg.Brokers }
 
@@ -106,7 +112,7 @@ func (f *Factory) Writer(topic string) *kafka.Writer {
 		WriteTimeout:           p.WriteTimeout,
 		RequiredAcks:           kafka.RequireAll,
 		Async:                  false,
-		Compression:            compressionCodec(p.Compression),
+		Compression:            Compression(p.Compression),
 		AllowAutoTopicCreation: false,
 		Transport:              f.Transport(),
 	}
@@ -150,7 +156,10 @@ func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*k
 		ReadBackoffMax: time.Second,
 		MaxAttempts:    3,
 		// IsolationLevel: read committed is meaningless without transactions; kafka-go has none.
-		QueueCapacity: c.BatchSize, // bounded prefetch per partition: memory scales with assigned partitions
+		// A queue of one record: what a partition holds beyond it is counted in the memory budget
+		// (internal/stage.Budget), which a deeper prefetch would escape (500 queued 100 KiB records on
+		// 30 partitions are 1.5 GiB).
+		QueueCapacity: 1,
 	})
 	if err := r.SetOffset(offset); err != nil {
 		_ = r.Close()
@@ -191,7 +200,8 @@ func Explain(err error) error {
 	return err
 }
 
-func compressionCodec(name string) kafka.Compression {
+// Compression is the codec named in kafka.producer.compression.
+func Compression(name string) kafka.Compression {
 	switch name {
 	case "gzip":
 		return kafka.Gzip

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stream"
@@ -22,28 +21,28 @@ var LatencyBuckets = []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2
 
 // Metrics holds the collectors.
 type Metrics struct {
-	consumed        *prometheus.CounterVec
-	produced        *prometheus.CounterVec
-	deadLetters     *prometheus.CounterVec
-	validation      *prometheus.CounterVec
-	notifications   *prometheus.CounterVec
-	unknownIntents  *prometheus.CounterVec
-	batchDuration   *prometheus.HistogramVec
-	latency         *prometheus.HistogramVec
-	lag             *prometheus.GaugeVec
-	partitions      *prometheus.GaugeVec
-	rebalances      *prometheus.CounterVec
-	restoreSeconds  *prometheus.HistogramVec
-	restoreRecords  *prometheus.CounterVec
-	sessionsActive  prometheus.Gauge
-	sessionsOpened  prometheus.Counter
-	sessionsClosed  *prometheus.CounterVec
-	untrustedTimes  *prometheus.CounterVec
-	corruptStates   prometheus.Counter
-	replays         *prometheus.CounterVec
-	writeRetries    *prometheus.CounterVec
-	writeFailures   *prometheus.CounterVec
-	clientCollector *ClientCollector
+	consumed       *prometheus.CounterVec
+	produced       *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	validation     *prometheus.CounterVec
+	notifications  *prometheus.CounterVec
+	unknownIntents *prometheus.CounterVec
+	batchDuration  *prometheus.HistogramVec
+	latency        *prometheus.HistogramVec
+	lag            *prometheus.GaugeVec
+	partitions     *prometheus.GaugeVec
+	rebalances     *prometheus.CounterVec
+	restoreSeconds *prometheus.HistogramVec
+	restoreRecords *prometheus.CounterVec
+	sessionsActive prometheus.Gauge
+	sessionsOpened prometheus.Counter
+	sessionsClosed *prometheus.CounterVec
+	untrustedTimes *prometheus.CounterVec
+	corruptStates  prometheus.Counter
+	replays        *prometheus.CounterVec
+	writeRetries   *prometheus.CounterVec
+	writeFailures  *prometheus.CounterVec
+	fetchFailures  *prometheus.CounterVec
 }
 
 // New registers every metric on reg.
@@ -91,7 +90,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Records written again after the broker refused them."}, []string{"stage"}),
 		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_failures_total",
 			Help: "Records given up on after the delivery timeout (outbound FAILED/500)."}, []string{"stage"}),
-		clientCollector: NewClientCollector(),
+		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_fetch_failures_total",
+			Help: "Fetches that failed with an error other than waiting for records (the reader retries them)."}, []string{"stage"}),
 	}
 	reg.MustRegister(m.Collectors()...)
 	return m
@@ -101,7 +101,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.writeRetries, m.writeFailures, m.clientCollector}
+		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.writeRetries, m.writeFailures, m.fetchFailures}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -125,9 +125,6 @@ func Names(collectors ...prometheus.Collector) []string {
 	sort.Strings(names)
 	return names
 }
-
-// Clients is where kafka-go client statistics are accumulated.
-func (m *Metrics) Clients() *ClientCollector { return m.clientCollector }
 
 // DeadLettered implements the pipelines' observers.
 func (m *Metrics) DeadLettered(pipeline string, _ stream.Record, codes []string) {
@@ -171,17 +168,17 @@ func (m *Metrics) Replayed(remembered bool) {
 // SessionsActive implements inbound.SessionObserver: delta is added to the gauge.
 func (m *Metrics) SessionsActive(delta int) { m.sessionsActive.Add(float64(delta)) }
 
-// Consumed implements consumer.Observer.
+// Consumed implements stage.Observer.
 func (m *Metrics) Consumed(stage, topic string, n int) {
 	m.consumed.WithLabelValues(stage, topic).Add(float64(n))
 }
 
-// Produced implements consumer.Observer.
+// Produced implements stage.Observer.
 func (m *Metrics) Produced(stage, topic string, n int) {
 	m.produced.WithLabelValues(stage, topic).Add(float64(n))
 }
 
-// Batch implements consumer.Observer: one batch done, with the record timestamps of its inputs.
+// Batch implements stage.Observer: one batch done, with the record timestamps of its inputs.
 func (m *Metrics) Batch(stage string, took time.Duration, recordTimes []time.Time) {
 	m.batchDuration.WithLabelValues(stage).Observe(took.Seconds())
 	now := time.Now()
@@ -193,19 +190,19 @@ func (m *Metrics) Batch(stage string, took time.Duration, recordTimes []time.Tim
 	}
 }
 
-// Retried implements consumer.Observer.
+// Retried implements stage.Observer.
 func (m *Metrics) Retried(stage string, n int) { m.writeRetries.WithLabelValues(stage).Add(float64(n)) }
 
-// GaveUp implements consumer.Observer.
+// GaveUp implements stage.Observer.
 func (m *Metrics) GaveUp(stage string, n int) { m.writeFailures.WithLabelValues(stage).Add(float64(n)) }
 
-// Generation implements consumer.Observer.
+// Generation implements stage.Observer.
 func (m *Metrics) Generation(stage string, partitions int) {
 	m.rebalances.WithLabelValues(stage).Inc()
 	m.partitions.WithLabelValues(stage).Set(float64(partitions))
 }
 
-// Restored implements consumer.Observer.
+// Restored implements stage.Observer.
 func (m *Metrics) Restored(stage string, records int, took time.Duration) {
 	m.restoreSeconds.WithLabelValues(stage).Observe(took.Seconds())
 	m.restoreRecords.WithLabelValues(stage).Add(float64(records))
@@ -221,12 +218,5 @@ func (m *Metrics) ForgetLag(group string) {
 	m.lag.DeletePartialMatch(prometheus.Labels{"group": group})
 }
 
-// ReaderStats implements consumer.Observer.
-func (m *Metrics) ReaderStats(stage string, s kafka.ReaderStats) {
-	m.clientCollector.AddReaderStats(stage, s)
-}
-
-// WatchWriter implements consumer.Observer.
-func (m *Metrics) WatchWriter(stage, name string, w *kafka.Writer) {
-	m.clientCollector.AddWriter(stage, name, w)
-}
+// FetchFailed implements stage.Observer.
+func (m *Metrics) FetchFailed(stage string) { m.fetchFailures.WithLabelValues(stage).Inc() }

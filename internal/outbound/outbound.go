@@ -4,6 +4,7 @@ package outbound
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/route"
 	"github.com/cimstream/cimstream/internal/session"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -29,24 +31,21 @@ const (
 // Dead-letter codes beyond the validation codes.
 const (
 	CodeNoRoute        = "no_route"
-	CodeDeliveryFailed = "delivery_failed"
+	CodeDeliveryFailed = stage.CodeDeliveryFailed
 )
 
-// Observer is told about each notification (metrics).
+// Observer is told about each notification (metrics). Dead letters are counted by the stage runtime.
 type Observer interface {
 	Notified(status string, reasonCode int)
-	DeadLettered(pipeline string, rec stream.Record, codes []string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Notified(string, int)                         {}
-func (nopObserver) DeadLettered(string, stream.Record, []string) {}
+func (nopObserver) Notified(string, int) {}
 
 // Options configure a Processor.
 type Options struct {
 	Notifications string
-	DeadLetter    string
 	// Accepted emits ACCEPTED/202 for delivered messages; off for consumers that know only the
 	// documented statuses.
 	Accepted bool
@@ -55,7 +54,8 @@ type Options struct {
 }
 
 // Processor handles the records of one partition of the CCM's outbound topic. Process returns the
-// destination writes; Settle, once those were acknowledged or given up on, the notifications.
+// destination writes (or the rejection of an invalid or unroutable message); Settle, once those were
+// acknowledged or given up on, the notifications and the dead letters of failed deliveries.
 type Processor struct {
 	router  *route.Router
 	opts    Options
@@ -70,7 +70,6 @@ type pending struct {
 	reason       int
 	text         string
 	destinations int
-	deadLetter   bool // the message was dead-lettered in Process already
 }
 
 // NewProcessor returns a processor.
@@ -82,12 +81,13 @@ func NewProcessor(router *route.Router, opts Options) *Processor {
 }
 
 // Process routes a batch; every record gets a pending notification.
-func (p *Processor) Process(batch []stream.Record) []stream.Output {
-	var outs []stream.Output
-	for _, rec := range batch {
-		outs = append(outs, p.process(rec)...)
+func (p *Processor) Process(batch []stream.Record) []stream.Result {
+	p.pending = p.pending[:0]
+	out := make([]stream.Result, len(batch))
+	for i, rec := range batch {
+		out[i] = p.process(rec)
 	}
-	return outs
+	return out
 }
 
 // Verdict is what the pipeline decides about a message before writing anything: its violations, or
@@ -123,55 +123,55 @@ func (v Verdict) Status() (status string, reasonCode int) {
 	return StatusAccepted, ReasonAccepted
 }
 
-func (p *Processor) process(rec stream.Record) []stream.Output {
+func (p *Processor) process(rec stream.Record) stream.Result {
 	v := Decide(p.router, rec.Value, p.opts.MaxBytes)
 	m, vs := v.Message, v.Violations
 	switch _, reason := v.Status(); reason {
 	case ReasonInvalid:
 		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonInvalid,
-			text: "Invalid message: " + strings.Join(vs.Codes(), ", "), deadLetter: true})
-		return []stream.Output{p.dead(rec, vs)}
+			text: "Invalid message: " + strings.Join(vs.Codes(), ", ")})
+		return stream.Result{Reject: vs}
 	case ReasonNoRoute:
 		p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusFailed, reason: ReasonNoRoute,
-			text: "No route: channel undefined for serviceIdentifier " + strconv.Quote(m.ServiceIdentifier()), deadLetter: true})
-		return []stream.Output{p.dead(rec, cim.Violations{{Path: "header.channelData.serviceIdentifier", Code: CodeNoRoute,
-			Message: "no route matches and no channel is configured for " + strconv.Quote(m.ServiceIdentifier())}})}
+			text: "No route: channel undefined for serviceIdentifier " + strconv.Quote(m.ServiceIdentifier())})
+		return stream.Reject(cim.Violation{Path: "header.channelData.serviceIdentifier", Code: CodeNoRoute,
+			Message: "no route matches and no channel is configured for " + strconv.Quote(m.ServiceIdentifier())})
 	}
 	dests := v.Route.Destinations
 	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+3), rec.Headers...), deadletter.SourceHeaders(rec)...)
 	outs := make([]stream.Output, len(dests))
 	for i, d := range dests {
 		outs[i] = stream.Output{Topic: d, Partition: stream.ByKey, Key: []byte(m.ChannelCustomerIdentifier()), Value: rec.Value,
-			Headers: headers, Time: rec.Time, Source: rec.Offset}
+			Headers: headers, Time: rec.Time}
 	}
 	p.pending = append(p.pending, pending{rec: rec, msg: m, status: StatusAccepted, reason: ReasonAccepted,
 		text: fmt.Sprintf("Accepted for delivery to %d topic(s)", len(dests)), destinations: len(dests)})
-	return outs
+	return stream.Emit(outs...)
 }
 
-func (p *Processor) dead(rec stream.Record, vs cim.Violations) stream.Output {
-	p.opts.Observer.DeadLettered("outbound", rec, vs.Codes())
-	return deadletter.New(p.opts.DeadLetter, "outbound", rec, vs)
-}
-
-// Settle returns the notification of every message of the batch (FAILED/500 and a dead letter for those
-// whose destination writes were given up on) and forgets the batch.
-func (p *Processor) Settle(failed map[int64]error) []stream.Output {
-	var outs []stream.Output
-	for _, pd := range p.pending {
-		if err, ok := failed[pd.rec.Offset]; ok && pd.status == StatusAccepted {
+// Settle returns, for every message of the last batch, its notification, plus a dead letter for those
+// whose destination writes were given up on or refused (FAILED/500).
+func (p *Processor) Settle(outcomes []stage.Outcome) []stream.Result {
+	out := make([]stream.Result, len(outcomes))
+	for i, o := range outcomes {
+		pd := p.pending[i]
+		if o.Err != nil && pd.status == StatusAccepted {
 			pd.status, pd.reason = StatusFailed, ReasonWrite
 			pd.text = "Delivery failed: a destination topic did not acknowledge the message"
-			outs = append(outs, p.dead(pd.rec, cim.Violations{{Code: CodeDeliveryFailed, Message: err.Error()}}))
+			code := CodeDeliveryFailed
+			if errors.Is(o.Err, stage.ErrTooLarge) {
+				code = cim.CodeTooLarge
+			}
+			out[i].Reject = cim.Violations{{Code: code, Message: o.Err.Error()}}
 		}
 		if pd.status == StatusAccepted && !p.opts.Accepted {
 			continue
 		}
 		p.opts.Observer.Notified(pd.status, pd.reason)
-		outs = append(outs, p.notification(pd))
+		out[i].Outputs = []stream.Output{p.notification(pd)}
 	}
 	p.pending = p.pending[:0]
-	return outs
+	return out
 }
 
 // notification builds the DELIVERYNOTIFICATION for a message. Its id is derived from the message id and
@@ -203,7 +203,7 @@ func (p *Processor) notification(pd pending) stream.Output {
 		key = messageID
 	}
 	return stream.Output{Topic: p.opts.Notifications, Partition: stream.ByKey, Key: []byte(key), Value: value,
-		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time, Source: pd.rec.Offset}
+		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time}
 }
 
 // recordMillis is the input record's time in epoch milliseconds, never negative: a record without a
@@ -235,6 +235,3 @@ func rawObject(raw []byte) json.RawMessage {
 	}
 	return raw
 }
-
-// Tick has no housekeeping to do: the processor keeps no state between batches.
-func (p *Processor) Tick(time.Time) []stream.Output { return nil }

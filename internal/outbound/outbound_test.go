@@ -10,6 +10,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -24,7 +25,7 @@ func record(offset int64, value string) stream.Record {
 func newProcessor(accepted bool) *Processor {
 	r := route.New([]config.Route{{Name: "fan", ServiceIdentifier: "fan", Destinations: []string{"a", "b", "c"}}},
 		map[string]string{"wa": "whatsapp"})
-	return NewProcessor(r, Options{Notifications: "notes", DeadLetter: "dlq", Accepted: accepted, MaxBytes: 1 << 20})
+	return NewProcessor(r, Options{Notifications: "notes", Accepted: accepted, MaxBytes: 1 << 20})
 }
 
 type noteBody struct {
@@ -50,18 +51,44 @@ func parse(t *testing.T, o stream.Output) noteBody {
 	return n
 }
 
+// settle reports every message of batch written, except those in failed (index → error).
+func settle(p *Processor, batch []stream.Record, failed map[int]error) []stream.Result {
+	outcomes := make([]stage.Outcome, len(batch))
+	for i, rec := range batch {
+		outcomes[i] = stage.Outcome{Record: rec, Err: failed[i]}
+	}
+	return p.Settle(outcomes)
+}
+
+// flat lists the outputs of results in order, a rejection as a stand-in output on topic "dlq".
+func flat(results []stream.Result) []stream.Output {
+	var outs []stream.Output
+	for _, r := range results {
+		if len(r.Reject) > 0 {
+			outs = append(outs, stream.Output{Topic: "dlq"})
+		}
+		outs = append(outs, r.Outputs...)
+	}
+	return outs
+}
+
 func TestRoutesAndAccepts(t *testing.T) {
 	p := newProcessor(true)
-	outs := p.Process([]stream.Record{record(5, fmt.Sprintf(valid, "wa")), record(6, fmt.Sprintf(valid, "fan"))})
+	batch := []stream.Record{record(5, fmt.Sprintf(valid, "wa")), record(6, fmt.Sprintf(valid, "fan"))}
+	results := p.Process(batch)
+	outs := flat(results)
+	if len(results[1].Outputs) != 3 {
+		t.Fatalf("the fan-out message's result must hold its 3 writes: %+v", results[1])
+	}
 	if len(outs) != 4 || outs[0].Topic != "cim.outbound.whatsapp" || string(outs[0].Key) != "cust-9" {
 		t.Fatalf("want 1 default-route and 3 fan-out writes keyed by customer: %+v", outs)
 	}
 	for i, want := range []string{"a", "b", "c"} {
-		if outs[i+1].Topic != want || outs[i+1].Source != 6 || string(outs[i+1].Value) != fmt.Sprintf(valid, "fan") {
+		if outs[i+1].Topic != want || string(outs[i+1].Value) != fmt.Sprintf(valid, "fan") {
 			t.Errorf("fan-out %d: %s", i, outs[i+1].Topic)
 		}
 	}
-	notes := p.Settle(nil)
+	notes := flat(settle(p, batch, nil))
 	if len(notes) != 2 {
 		t.Fatalf("one notification per message, got %d", len(notes))
 	}
@@ -75,24 +102,22 @@ func TestRoutesAndAccepts(t *testing.T) {
 	}
 	// Redelivery gives byte-identical notifications.
 	p.Process([]stream.Record{record(5, fmt.Sprintf(valid, "wa"))})
-	again := p.Settle(nil)
+	again := flat(settle(p, []stream.Record{record(5, fmt.Sprintf(valid, "wa"))}, nil))
 	if string(again[0].Value) != string(notes[0].Value) {
 		t.Fatal("a redelivered notification must be byte-identical")
-	}
-	if len(p.Settle(nil)) != 0 {
-		t.Fatal("Settle must forget the batch")
 	}
 }
 
 func TestFailures(t *testing.T) {
 	p := newProcessor(false)
-	outs := p.Process([]stream.Record{
+	batch := []stream.Record{
 		record(1, `{"header":{},"body":{"type":"PLAIN"}}`), // invalid
 		record(2, "garbage"),                     // undecodable
 		record(3, fmt.Sprintf(valid, "nowhere")), // no route
 		record(4, fmt.Sprintf(valid, "wa")),      // write will fail
 		record(5, fmt.Sprintf(valid, "fan")),     // fine, but ACCEPTED is off
-	})
+	}
+	outs := flat(p.Process(batch))
 	dead := 0
 	for _, o := range outs {
 		if o.Topic == "dlq" {
@@ -102,7 +127,7 @@ func TestFailures(t *testing.T) {
 	if dead != 3 {
 		t.Fatalf("want 3 dead letters from Process, got %d", dead)
 	}
-	notes := p.Settle(map[int64]error{4: errors.New("unknown topic")})
+	notes := flat(settle(p, batch, map[int]error{3: errors.New("unknown topic")}))
 	var got []string
 	for _, o := range notes {
 		if o.Topic == "dlq" {
@@ -152,12 +177,12 @@ func TestNotificationsAreByteIdenticalOnReplay(t *testing.T) {
 				}
 				p := newProcessor(true)
 				p.Process([]stream.Record{rec})
-				var failed map[int64]error
+				var failed map[int]error
 				if c.failed {
-					failed = map[int64]error{7: fmt.Errorf("attempt %d: unknown topic", i)}
+					failed = map[int]error{0: fmt.Errorf("attempt %d: unknown topic", i)}
 				}
 				var notes []stream.Output
-				for _, o := range p.Settle(failed) {
+				for _, o := range flat(settle(p, []stream.Record{rec}, failed)) {
 					if o.Topic == "notes" {
 						notes = append(notes, o)
 					}

@@ -7,9 +7,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/consumer"
+	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/internal/stage"
 )
 
 // ReadyCondition is the outbound pipeline's readiness condition.
@@ -27,7 +29,9 @@ type Pipeline struct {
 // Observers gathers what the pipeline reports to; any may be nil.
 type Observers struct {
 	Notifications Observer
-	Runner        consumer.Observer
+	Runner        stage.Observer
+	Stats         *kafkaedge.Stats
+	Budget        *stage.Budget
 	Ready         func(condition string, err error)
 }
 
@@ -46,23 +50,25 @@ func (p *Pipeline) Name() string { return "outbound" }
 // Run consumes the CCM's outbound topic until ctx ends.
 func (p *Pipeline) Run(ctx context.Context) error {
 	c := p.cfg
-	runner := consumer.New(consumer.Config{
-		Name:            "outbound",
-		GroupID:         c.Kafka.Consumer.GroupID + ".outbound",
+	cfg := stage.Config{
+		Name: "outbound", Pipeline: "outbound", GroupID: c.Kafka.Consumer.GroupID + ".outbound",
 		Topics:          func(context.Context) ([]string, error) { return []string{c.Topics.CCMOutbound}, nil },
 		RefreshInterval: time.Minute,
-		NewHandler: func(context.Context, string, int) (consumer.Handler, error) {
-			return NewProcessor(p.router, Options{Notifications: c.Topics.Notifications, DeadLetter: c.Topics.DeadLetter,
+		NewHandler: func(context.Context, string, int) (stage.Handler, error) {
+			return NewProcessor(p.router, Options{Notifications: c.Topics.Notifications,
 				Accepted: c.Outbound.AcceptedNotifications, MaxBytes: c.Inbound.MaxMessageBytes, Observer: p.obs.Notifications}), nil
 		},
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		GiveUpAfter: c.Outbound.DeliveryTimeout,
+		RevokeWait:  c.Kafka.Consumer.RevokeWait,
+		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
+		Budget:      p.obs.Budget,
 		Observer:    p.obs.Runner,
-		Ready:       func(err error) { p.obs.Ready(ReadyCondition, err) },
-	}, p.kafka, p.log)
-	err := runner.Run(ctx)
-	if cerr := runner.Close(); err == nil {
-		err = cerr
+		Lag: func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
+			return kafkaedge.GroupLag(ctx, p.kafka, group, topics)
+		},
+		Ready: func(err error) { p.obs.Ready(ReadyCondition, err) },
 	}
-	return err
+	runner := stage.New(cfg, kafkaedge.NewBroker(p.kafka, p.obs.Stats), kafkaedge.NewSink(p.kafka, cfg.Name, p.obs.Stats), p.log)
+	return runner.Run(ctx)
 }

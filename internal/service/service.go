@@ -15,7 +15,9 @@ import (
 	"github.com/cimstream/cimstream/internal/admin"
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/metrics"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/topics"
 )
 
@@ -42,6 +44,8 @@ type Service struct {
 	kafka    *kafkaclient.Factory
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
+	stats    *kafkaedge.Stats
+	budget   *stage.Budget
 	// collectors is everything registered, to list the metric names.
 	collectors []prometheus.Collector
 	ready      *admin.Readiness
@@ -75,10 +79,21 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 			return 0
 		}),
 	}
+	budget := stage.NewBudget(cfg.Memory.BudgetBytes)
+	base = append(base,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cimstream_memory_budget_used_bytes", Help: "Bytes of fetched and in-flight records held now (memory.budgetBytes bounds it).",
+		}, func() float64 { return float64(budget.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cimstream_memory_budget_bytes", Help: "The configured memory budget (memory.budgetBytes; 0 is unbounded).",
+		}, func() float64 { return float64(budget.Total()) }),
+	)
 	reg.MustRegister(base...)
 	m := metrics.New(reg)
+	stats := kafkaedge.NewStats(reg)
+	collectors := append(append(base, m.Collectors()...), stats.Collectors()...)
 	return &Service{
-		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: m, collectors: append(base, m.Collectors()...),
+		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: m, stats: stats, budget: budget, collectors: collectors,
 		ready:     ready,
 		adminAddr: make(chan string, 1),
 	}, nil
@@ -95,6 +110,12 @@ func (s *Service) MetricNames() []string { return metrics.Names(s.collectors...)
 
 // Metrics is what pipelines report to.
 func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
+
+// Stats is where the Kafka clients report.
+func (s *Service) Stats() *kafkaedge.Stats { return s.stats }
+
+// Budget bounds the bytes all pipelines hold.
+func (s *Service) Budget() *stage.Budget { return s.budget }
 
 // Readiness lets pipelines add their own conditions (group joined, state restored).
 func (s *Service) Readiness() *admin.Readiness { return s.ready }

@@ -1,8 +1,12 @@
 // Package stream holds cimstream's own record types, so pipeline logic is written and tested without
-// a broker; only internal/consumer translates them to and from kafka-go.
+// a broker; only internal/kafkaedge translates them to and from kafka-go.
 package stream
 
-import "time"
+import (
+	"time"
+
+	"github.com/cimstream/cimstream/pkg/cim"
+)
 
 // Header is a record header.
 type Header struct {
@@ -30,10 +34,39 @@ type Output struct {
 	Value     []byte // nil is a tombstone
 	Headers   []Header
 	Time      time.Time
-	// Source is the offset of the input record this output comes from, so a write that fails for good
-	// can be reported against the right message.
-	Source int64
 }
+
+// Size is the bytes the output holds in memory and on the wire, roughly (key, value and headers).
+func (o Output) Size() int {
+	n := len(o.Key) + len(o.Value)
+	for _, h := range o.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// Size is the bytes the record holds in memory, roughly (key, value and headers).
+func (r Record) Size() int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// Result is what a stage makes of one input record: the records to write, or the reasons the input is
+// dead-lettered instead (then Outputs are ignored). The runner settles the input once every record of
+// its Result was acknowledged.
+type Result struct {
+	Outputs []Output
+	Reject  cim.Violations
+}
+
+// Reject is the Result of an input that goes to the dead-letter topic for vs.
+func Reject(vs ...cim.Violation) Result { return Result{Reject: vs} }
+
+// Emit is the Result of an input that produced outs.
+func Emit(outs ...Output) Result { return Result{Outputs: outs} }
 
 // ByKey is the Partition value that lets the key decide.
 const ByKey = -1

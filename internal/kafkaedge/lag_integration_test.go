@@ -1,4 +1,4 @@
-package consumer_test
+package kafkaedge_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/cimstream/cimstream/internal/consumer"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 )
 
@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
 
 func total(t *testing.T, f *kafkaclient.Factory, group, topic string) int64 {
 	t.Helper()
-	lags, err := consumer.GroupLag(context.Background(), f, group, []string{topic})
+	lags, err := kafkaedge.GroupLag(context.Background(), f, group, []string{topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestIntegrationGroupLagRisesAndFalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lags, err := consumer.GroupLag(ctx, f, group, []string{topic})
+	lags, err := kafkaedge.GroupLag(ctx, f, group, []string{topic})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,120 @@
+package kafkaedge
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/stage"
+)
+
+// TopicNames lists the cluster's topics.
+func TopicNames(ctx context.Context, factory *kafkaclient.Factory) ([]string, error) {
+	md, err := factory.Client().Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	names := make([]string, 0, len(md.Topics))
+	for _, t := range md.Topics {
+		if t.Error == nil && !t.Internal {
+			names = append(names, t.Name)
+		}
+	}
+	return names, nil
+}
+
+// GroupLag returns the lag of group on every partition of topics. A partition without a committed
+// offset counts from its first offset (where the group will start). kafka-go does not report group
+// lag, so it is asked of the broker.
+func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]stage.PartitionLag, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	client := factory.Client()
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	parts := map[string][]int{}
+	offsetReq := map[string][]kafka.OffsetRequest{}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			parts[t.Name] = append(parts[t.Name], p.ID)
+			offsetReq[t.Name] = append(offsetReq[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+	if err != nil {
+		return nil, err
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: offsetReq})
+	if err != nil {
+		return nil, err
+	}
+	var out []stage.PartitionLag
+	for topic, ps := range ends.Topics {
+		done := map[int]int64{}
+		for _, c := range committed.Topics[topic] {
+			done[c.Partition] = c.CommittedOffset
+		}
+		for _, p := range ps {
+			if p.Error != nil {
+				continue
+			}
+			at, ok := done[p.Partition]
+			if !ok || at < 0 {
+				at = p.FirstOffset
+			}
+			out = append(out, stage.PartitionLag{Topic: topic, Partition: p.Partition, Lag: max(0, p.LastOffset-at)})
+		}
+	}
+	return out, nil
+}
+
+// ReadAll reads a partition from its first offset up to the end it has when called, for restoring
+// state; fn sees each record's key and value (nil for a tombstone).
+func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, fn func(key, value []byte) error) (int, error) {
+	client := factory.Client()
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	var first, end int64
+	for _, p := range resp.Topics[topic] {
+		if p.Partition == partition {
+			if p.Error != nil {
+				return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
+			}
+			first, end = p.FirstOffset, p.LastOffset
+		}
+	}
+	if end <= first {
+		return 0, nil
+	}
+	reader, err := factory.PartitionReader(topic, partition, first)
+	if err != nil {
+		return 0, err
+	}
+	defer reader.Close()
+	n := 0
+	for {
+		m, err := reader.FetchMessage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("read %s/%d: %w", topic, partition, err)
+		}
+		if err := fn(m.Key, m.Value); err != nil {
+			return n, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
+		}
+		n++
+		if m.Offset+1 >= end {
+			return n, nil
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package kafkaedge
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+)
+
+// Stats exports what the Kafka clients do: produce requests of the sinks (records, bytes, errors,
+// latency) and kafka-go readers' statistics. kafka-go's Reader.Stats returns counts since the previous
+// call, so readers hand them over themselves and they are accumulated here into monotonic counters.
+type Stats struct {
+	writes, messages, bytes, errors *prometheus.CounterVec
+	produceSeconds                  *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	readers map[[2]string]float64 // metric, stage → total
+	descs   map[string]*prometheus.Desc
+}
+
+var readerMetrics = []struct{ name, help string }{
+	{"cimstream_kafka_reader_fetches_total", "Fetch requests sent by kafka-go readers."},
+	{"cimstream_kafka_reader_messages_total", "Records received by kafka-go readers."},
+	{"cimstream_kafka_reader_bytes_total", "Bytes received by kafka-go readers."},
+	{"cimstream_kafka_reader_errors_total", "Fetch errors seen by kafka-go readers."},
+	{"cimstream_kafka_reader_timeouts_total", "Fetch timeouts seen by kafka-go readers."},
+}
+
+// NewStats registers the client statistics on reg.
+func NewStats(reg prometheus.Registerer) *Stats {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"stage", "client"})
+	}
+	s := &Stats{
+		writes:   counter("cimstream_kafka_writer_writes_total", "Produce requests sent (one per partition and chunk)."),
+		messages: counter("cimstream_kafka_writer_messages_total", "Records sent in produce requests."),
+		bytes:    counter("cimstream_kafka_writer_bytes_total", "Bytes sent in produce requests (records as framed, before compression)."),
+		errors:   counter("cimstream_kafka_writer_errors_total", "Produce requests that failed."),
+		produceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_kafka_produce_seconds",
+			Help:    "Produce request round trips with acks=all.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5}}, []string{"stage"}),
+		readers: map[[2]string]float64{}, descs: map[string]*prometheus.Desc{},
+	}
+	for _, m := range readerMetrics {
+		s.descs[m.name] = prometheus.NewDesc(m.name, m.help, []string{"stage", "client"}, nil)
+	}
+	reg.MustRegister(s.writes, s.messages, s.bytes, s.errors, s.produceSeconds, s)
+	return s
+}
+
+func (s *Stats) addWrite(stage string, records, bytes int, took time.Duration, err error) {
+	if s == nil {
+		return
+	}
+	s.writes.WithLabelValues(stage, "sink").Inc()
+	if err != nil {
+		s.errors.WithLabelValues(stage, "sink").Inc()
+		return
+	}
+	s.messages.WithLabelValues(stage, "sink").Add(float64(records))
+	s.bytes.WithLabelValues(stage, "sink").Add(float64(bytes))
+	s.produceSeconds.WithLabelValues(stage).Observe(took.Seconds())
+}
+
+func (s *Stats) addReader(stage string, r kafka.ReaderStats) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readers[[2]string{"cimstream_kafka_reader_fetches_total", stage}] += float64(r.Fetches)
+	s.readers[[2]string{"cimstream_kafka_reader_messages_total", stage}] += float64(r.Messages)
+	s.readers[[2]string{"cimstream_kafka_reader_bytes_total", stage}] += float64(r.Bytes)
+	s.readers[[2]string{"cimstream_kafka_reader_errors_total", stage}] += float64(r.Errors)
+	s.readers[[2]string{"cimstream_kafka_reader_timeouts_total", stage}] += float64(r.Timeouts)
+}
+
+// Describe implements prometheus.Collector (the reader counters).
+func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range s.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (s *Stats) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, v := range s.readers {
+		ch <- prometheus.MustNewConstMetric(s.descs[key[0]], prometheus.CounterValue, v, key[1], "reader")
+	}
+}
+
+// Collectors lists what NewStats registered, for listing metric names.
+func (s *Stats) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.writes, s.messages, s.bytes, s.errors, s.produceSeconds, s}
+}

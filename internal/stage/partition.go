@@ -1,0 +1,218 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// partition processes one partition until its generation ends or the stage stops.
+func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a Assignment, restored chan<- struct{}) {
+	ctx, cancel := context.WithCancel(genCtx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	log := r.log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
+	handler, reader, ok := r.start(ctx, log, a)
+	if !ok {
+		return
+	}
+	restored <- struct{}{}
+	defer func() {
+		_ = reader.Close()
+		if c, ok := handler.(Closer); ok {
+			c.Close()
+		}
+	}()
+
+	// Writes outlive a revocation by up to RevokeWait: a write already sent finishes (or is abandoned)
+	// before the rebalance can hand the partition to its next owner.
+	writeCtx, stopWrites := revocable(genCtx, r.cfg.RevokeWait)
+	defer stopWrites()
+
+	ticker, _ := handler.(Ticker)
+	offsets := NewOffsets()
+	fetchLog := newRateLimited(log, 10*time.Second)
+	lastTick := time.Now()
+	batch := make([]stream.Record, 0, r.cfg.BatchSize)
+	times := make([]time.Time, 0, r.cfg.BatchSize)
+	for ctx.Err() == nil {
+		var held int64
+		batch, held = r.fetch(ctx, reader, batch[:0], fetchLog)
+		began := time.Now()
+		var results []stream.Result
+		if len(batch) > 0 {
+			r.cfg.Observer.Consumed(r.cfg.Name, a.Topic, len(batch))
+			results = handler.Process(batch)
+			if len(results) != len(batch) {
+				panic(fmt.Sprintf("stage %s: handler returned %d results for %d records", r.cfg.Name, len(results), len(batch)))
+			}
+			for _, rec := range batch {
+				offsets.Track(rec.Offset)
+			}
+			for _, res := range results {
+				for _, o := range res.Outputs {
+					held += int64(o.Size())
+				}
+			}
+		}
+		var ticks []stream.Output
+		if now := time.Now(); ticker != nil && now.Sub(lastTick) >= r.cfg.CommitInterval {
+			ticks = ticker.Tick(now)
+			lastTick = now
+		}
+		r.cfg.Budget.Take(held - r.fetchedBytes(batch))
+		// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
+		// partition (genCtx) abandons it, since its records are then someone else's.
+		done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
+		r.cfg.Budget.Give(held)
+		if !done {
+			return // the partition moved while writes failed: nothing past the last commit is committed
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		for _, rec := range batch {
+			offsets.Settle(rec.Offset)
+		}
+		if next, ok := offsets.Committable(); ok {
+			commits.mark(a.Topic, a.Partition, next)
+		}
+		times = times[:0]
+		for _, rec := range batch {
+			times = append(times, rec.Time)
+		}
+		r.cfg.Observer.Batch(r.cfg.Name, time.Since(began), times)
+	}
+}
+
+// start restores the partition's handler and opens its reader. Both can fail while the broker is
+// unavailable: retry until the partition is revoked, rather than leave it assigned and unread.
+func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Handler, Reader, bool) {
+	var handler Handler
+	backoff := Rejoins
+	for {
+		var err error
+		if handler == nil {
+			handler, err = r.cfg.NewHandler(ctx, a.Topic, a.Partition)
+		}
+		if err == nil {
+			var reader Reader
+			if reader, err = r.broker.Reader(r.cfg.Name, a.Topic, a.Partition, a.Offset); err == nil {
+				return handler, reader, true
+			}
+		}
+		r.cfg.Ready(fmt.Errorf("start %s/%d: %w", a.Topic, a.Partition, err))
+		log.Warn("cannot start partition; retrying", zap.Error(err))
+		if !backoff.Wait(ctx) {
+			if c, ok := handler.(Closer); ok {
+				c.Close()
+			}
+			return nil, nil, false
+		}
+	}
+}
+
+// fetch returns up to BatchSize records: it waits up to CommitInterval for the first, then up to Linger
+// for more, and stops early while the memory budget is spent. held is the bytes taken from the budget.
+func (r *Runner) fetch(ctx context.Context, reader Reader, batch []stream.Record, fetchLog *rateLimited) ([]stream.Record, int64) {
+	if !r.cfg.Budget.Wait(ctx) {
+		return batch, 0
+	}
+	first, cancelFirst := context.WithTimeout(ctx, r.cfg.CommitInterval)
+	defer cancelFirst()
+	var held int64
+	rec, err := reader.Fetch(first)
+	if err != nil {
+		r.fetchFailed(ctx, first, err, fetchLog)
+		return batch, 0
+	}
+	batch = append(batch, rec)
+	held += int64(rec.Size())
+	r.cfg.Budget.Take(int64(rec.Size()))
+	more, cancelMore := context.WithTimeout(ctx, r.cfg.Linger)
+	defer cancelMore()
+	for len(batch) < r.cfg.BatchSize && !r.cfg.Budget.Full() {
+		rec, err := reader.Fetch(more)
+		if err != nil {
+			r.fetchFailed(ctx, more, err, fetchLog)
+			break
+		}
+		batch = append(batch, rec)
+		held += int64(rec.Size())
+		r.cfg.Budget.Take(int64(rec.Size()))
+	}
+	return batch, held
+}
+
+// fetchedBytes is what fetch already took from the budget for batch.
+func (r *Runner) fetchedBytes(batch []stream.Record) int64 {
+	var n int64
+	for _, rec := range batch {
+		n += int64(rec.Size())
+	}
+	return n
+}
+
+// fetchFailed logs (rate-limited) and counts a fetch error that is not a wait running out.
+func (r *Runner) fetchFailed(ctx, wait context.Context, err error, log *rateLimited) {
+	if ctx.Err() != nil || (wait.Err() != nil && errors.Is(err, wait.Err())) {
+		return
+	}
+	r.cfg.Observer.FetchFailed(r.cfg.Name)
+	log.Warn("fetch failed", zap.Error(err))
+}
+
+// revocable returns a context for writes that ends wait after parent ends (or when stop is called).
+func revocable(parent context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	go func() {
+		select {
+		case <-parent.Done():
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// rateLimited logs at most one line per interval, with the number of lines it held back.
+type rateLimited struct {
+	log      *zap.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	last     time.Time
+	skipped  int
+}
+
+func newRateLimited(log *zap.Logger, interval time.Duration) *rateLimited {
+	return &rateLimited{log: log, interval: interval}
+}
+
+func (l *rateLimited) Warn(msg string, fields ...zap.Field) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.last) < l.interval {
+		l.skipped++
+		return
+	}
+	l.log.Warn(msg, append(fields, zap.Int("suppressed", l.skipped))...)
+	l.last, l.skipped = time.Now(), 0
+}

@@ -1,0 +1,262 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// Observer is told what a stage does (metrics). Every method must be cheap and safe for concurrent use.
+type Observer interface {
+	Consumed(stage, topic string, n int)
+	Produced(stage, topic string, n int)
+	Batch(stage string, took time.Duration, recordTimes []time.Time)
+	Retried(stage string, n int)
+	GaveUp(stage string, n int)
+	Generation(stage string, partitions int)
+	Lag(group, topic string, partition int, lag int64)
+	ForgetLag(group string)
+	FetchFailed(stage string)
+	DeadLettered(pipeline string, rec stream.Record, codes []string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Consumed(string, string, int)                 {}
+func (nopObserver) Produced(string, string, int)                 {}
+func (nopObserver) Batch(string, time.Duration, []time.Time)     {}
+func (nopObserver) Retried(string, int)                          {}
+func (nopObserver) GaveUp(string, int)                           {}
+func (nopObserver) Generation(string, int)                       {}
+func (nopObserver) Lag(string, string, int, int64)               {}
+func (nopObserver) ForgetLag(string)                             {}
+func (nopObserver) FetchFailed(string)                           {}
+func (nopObserver) DeadLettered(string, stream.Record, []string) {}
+
+// PartitionLag is the lag of one partition for a group.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	Lag       int64
+}
+
+// Config describes one stage.
+type Config struct {
+	Name     string // for logs and metrics: "inbound-ingest", "inbound-sessions", "outbound"
+	Pipeline string // "inbound" or "outbound", on dead letters and their metrics
+	GroupID  string
+	// Topics returns the topics to consume; it is called again every RefreshInterval and a change makes
+	// the stage rejoin the group with the new list.
+	Topics          func(ctx context.Context) ([]string, error)
+	RefreshInterval time.Duration
+	// NewHandler makes the handler of a newly assigned partition (restoring its state first).
+	NewHandler     func(ctx context.Context, topic string, partition int) (Handler, error)
+	BatchSize      int           // records per batch at most
+	Linger         time.Duration // how long a batch waits to fill after its first record
+	CommitInterval time.Duration
+	// GiveUpAfter bounds the retries of a Settler's Process outputs; zero retries until the write
+	// succeeds or the partition is lost. Dead letters and Settle outputs are never given up on.
+	GiveUpAfter time.Duration
+	// RevokeWait is how long a partition that was revoked waits for a write in flight to finish before
+	// it lets the rebalance go on (default 5 s).
+	RevokeWait  time.Duration
+	DeadLetters deadletter.Builder
+	// Budget bounds the bytes held by all stages of the instance (nil: unbounded).
+	Budget   *Budget
+	Observer Observer // nil: nobody
+	// Lag computes the group's lag every LagInterval for the Observer (nil: not computed).
+	Lag         func(ctx context.Context, group string, topics []string) ([]PartitionLag, error)
+	LagInterval time.Duration
+	// Ready is told when the stage has joined and every assigned partition is restored (nil), or why not.
+	Ready func(error)
+}
+
+// Runner runs one stage.
+type Runner struct {
+	cfg    Config
+	broker Broker
+	sink   Sink
+	log    *zap.Logger
+}
+
+// New returns a runner.
+func New(cfg Config, broker Broker, sink Sink, log *zap.Logger) *Runner {
+	if cfg.Ready == nil {
+		cfg.Ready = func(error) {}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = 10 * time.Second
+	}
+	if cfg.RevokeWait <= 0 {
+		cfg.RevokeWait = 5 * time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1
+	}
+	cfg.DeadLetters.Pipeline = cfg.Pipeline
+	return &Runner{cfg: cfg, broker: broker, sink: sink, log: log.With(zap.String("stage", cfg.Name))}
+}
+
+// Run consumes until ctx is cancelled, then drains the batch in hand, commits and returns nil.
+func (r *Runner) Run(ctx context.Context) error {
+	r.cfg.Ready(errors.New("joining the consumer group"))
+	backoff := Rejoins
+	waiting := false
+	for ctx.Err() == nil {
+		topics, err := r.cfg.Topics(ctx)
+		if err != nil {
+			r.cfg.Ready(err)
+			r.log.Warn("cannot list topics", zap.Error(err))
+			backoff.Wait(ctx)
+			continue
+		}
+		backoff.Reset()
+		if len(topics) == 0 {
+			// Nothing to consume is a healthy state (no channel topic exists yet): ready, and look again.
+			r.cfg.Ready(nil)
+			if !waiting {
+				r.log.Info("no topics to consume yet; waiting for one to appear")
+				waiting = true
+			}
+			sleep(ctx, r.cfg.RefreshInterval)
+			continue
+		}
+		waiting = false
+		if err := r.runGroup(ctx, topics); err != nil && ctx.Err() == nil {
+			r.cfg.Ready(err)
+			r.log.Warn("consumer group stopped; rejoining", zap.Error(err))
+			backoff.Wait(ctx)
+		}
+	}
+	return nil
+}
+
+// runGroup consumes topics until ctx ends or the topic list changes.
+func (r *Runner) runGroup(ctx context.Context, topics []string) error {
+	group, err := r.broker.Group(r.cfg.GroupID, topics)
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", r.cfg.GroupID, err)
+	}
+	defer group.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.watchTopics(runCtx, cancel, topics)
+	if r.cfg.Lag != nil {
+		go r.reportLag(runCtx, topics)
+	}
+	r.log.Info("joining consumer group", zap.String("group", r.cfg.GroupID), zap.Strings("topics", topics))
+	for runCtx.Err() == nil {
+		gen, err := group.Next(runCtx)
+		if err != nil {
+			if runCtx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		r.runGeneration(runCtx, gen)
+	}
+	return nil
+}
+
+// watchTopics cancels the group when the topics to consume change (a new channel topic appeared).
+func (r *Runner) watchTopics(ctx context.Context, changed context.CancelFunc, current []string) {
+	t := time.NewTicker(r.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			topics, err := r.cfg.Topics(ctx)
+			if err == nil && !slices.Equal(topics, current) {
+				r.log.Info("topics changed; rejoining", zap.Strings("topics", topics))
+				changed()
+				return
+			}
+		}
+	}
+}
+
+// reportLag reports the group's lag every LagInterval.
+func (r *Runner) reportLag(ctx context.Context, topics []string) {
+	t := time.NewTicker(r.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		if lags, err := r.cfg.Lag(ctx, r.cfg.GroupID, topics); err == nil {
+			r.cfg.Observer.ForgetLag(r.cfg.GroupID)
+			for _, l := range lags {
+				r.cfg.Observer.Lag(r.cfg.GroupID, l.Topic, l.Partition, l.Lag)
+			}
+		} else if ctx.Err() == nil {
+			r.log.Debug("lag not computed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runGeneration starts one worker per assigned partition and waits for all to end (rebalance or stop).
+//
+// kafka-go ends a generation as soon as any function given to Generation.Start returns, which would cut
+// short the other partitions' final batch and commit on a graceful stop. So the generation gets a single
+// function that runs every partition worker and returns only when all of them have finished.
+func (r *Runner) runGeneration(stop context.Context, gen Generation) {
+	assignments := gen.Assignments()
+	restored := make(chan struct{}, len(assignments))
+	finished := make(chan struct{})
+	commits := newCommitter(gen, r.log)
+	gen.Start(func(genCtx context.Context) {
+		defer close(finished)
+		tickerDone := make(chan struct{})
+		go func() {
+			t := time.NewTicker(r.cfg.CommitInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-tickerDone:
+					return
+				case <-t.C:
+					commits.flush()
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		for _, a := range assignments {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.partition(genCtx, stop, commits, a, restored)
+			}()
+		}
+		wg.Wait()
+		close(tickerDone)
+		commits.flush() // the last batches of a graceful stop, while the generation is still ours
+	})
+	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID()), zap.Int("partitions", len(assignments)))
+	r.cfg.Observer.Generation(r.cfg.Name, len(assignments))
+	go func() {
+		for range assignments {
+			select {
+			case <-restored:
+			case <-finished:
+				return
+			}
+		}
+		r.cfg.Ready(nil)
+	}()
+	<-finished
+}

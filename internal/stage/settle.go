@@ -1,0 +1,180 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// entry is one record to write and the input it belongs to.
+type entry struct {
+	out    stream.Output
+	input  int  // index in the batch; -1 for housekeeping outputs (Tick)
+	dead   bool // a dead letter: never given up on, shrunk when refused as too large
+	giveUp bool // may be given up on after Config.GiveUpAfter (a Settler's deliveries)
+}
+
+// batchWrite settles one batch: it writes the records the handler made, dead letters for rejected
+// inputs and for inputs whose output can never be written, then (for a Settler) the outcome records.
+type batchWrite struct {
+	r        *Runner
+	log      *zap.Logger
+	batch    []stream.Record
+	outcomes []Outcome
+	dropped  map[int]bool // inputs whose remaining outputs are no longer written
+}
+
+// settle writes everything made of batch; it returns false when the partition was lost (ctx ended)
+// before every input was settled.
+func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handler, batch []stream.Record, results []stream.Result, ticks []stream.Output) bool {
+	settler, _ := h.(Settler)
+	w := &batchWrite{r: r, log: log, batch: batch, outcomes: make([]Outcome, len(batch)), dropped: map[int]bool{}}
+	var work []entry
+	for i, rec := range batch {
+		w.outcomes[i].Record = rec
+		if len(results[i].Reject) > 0 {
+			w.outcomes[i].Rejected = true
+			work = append(work, w.deadLetter(i, results[i].Reject))
+			continue
+		}
+		for _, o := range results[i].Outputs {
+			work = append(work, entry{out: o, input: i, giveUp: settler != nil && r.cfg.GiveUpAfter > 0})
+		}
+	}
+	for _, o := range ticks {
+		work = append(work, entry{out: o, input: -1})
+	}
+	if !w.write(ctx, writeCtx, work, settler != nil) {
+		return false
+	}
+	if settler == nil || len(batch) == 0 {
+		return true
+	}
+	work = work[:0]
+	for i, res := range settler.Settle(w.outcomes) {
+		if len(res.Reject) > 0 {
+			work = append(work, w.deadLetter(i, res.Reject))
+		}
+		for _, o := range res.Outputs {
+			work = append(work, entry{out: o, input: i})
+		}
+	}
+	w.dropped = map[int]bool{}
+	return w.write(ctx, writeCtx, work, false)
+}
+
+// deadLetter is the dead-letter middleware: every stage's dead letters are built, counted and logged
+// here, once each.
+func (w *batchWrite) deadLetter(input int, vs cim.Violations) entry {
+	rec := w.batch[input]
+	w.r.cfg.Observer.DeadLettered(w.r.cfg.Pipeline, rec, vs.Codes())
+	w.log.Warn("dead-lettered", zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition),
+		zap.Int64("offset", rec.Offset), zap.Strings("codes", vs.Codes()))
+	return entry{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true}
+}
+
+// write writes work until every entry is acknowledged, dropped (given up on, or replaced by a dead
+// letter) or ctx ends (false). settled says whether failed inputs are reported to a Settler (true) or
+// dead-lettered here (false).
+//
+// Retries keep per-partition order: the sink never acknowledges a record of a partition after an
+// earlier one of the same call failed, and work keeps its order from one attempt to the next.
+func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled bool) bool {
+	start := time.Now()
+	backoff := Retries
+	outs := make([]stream.Output, 0, len(work))
+	for len(work) > 0 {
+		outs = outs[:0]
+		for _, e := range work {
+			outs = append(outs, e.out)
+		}
+		errs := w.r.sink.Write(writeCtx, outs)
+		var retry []entry
+		var last error
+		for j, e := range work {
+			err := errs[j]
+			switch {
+			case err == nil:
+				w.r.cfg.Observer.Produced(w.r.cfg.Name, e.out.Topic, 1)
+			case errors.Is(err, ErrTooLarge) && e.dead:
+				smaller, ok := deadletter.Shrink(e.out, w.batch[e.input])
+				if !ok {
+					// Not even cimstream's headers fit: the dead-letter topic's limit is misconfigured. Keep
+					// trying (nothing is lost; the partition waits for the operator).
+					w.log.Error("the dead-letter topic refuses even a headers-only dead letter; raise its max.message.bytes",
+						zap.String("topic", e.out.Topic), zap.Error(err))
+					last = err
+				}
+				e.out = smaller
+				retry = append(retry, e)
+			case errors.Is(err, ErrTooLarge) && e.input < 0:
+				w.log.Error("housekeeping record too large; dropped", zap.String("topic", e.out.Topic), zap.Error(err))
+			case errors.Is(err, ErrTooLarge):
+				retry = w.fail(e, fmt.Errorf("write %d bytes to %s: %w", e.out.Size(), e.out.Topic, err), settled, retry)
+			case e.giveUp && time.Since(start) >= w.r.cfg.GiveUpAfter:
+				w.r.cfg.Observer.GaveUp(w.r.cfg.Name, 1)
+				retry = w.fail(e, fmt.Errorf("write to %s: %w", e.out.Topic, err), settled, retry)
+			default:
+				last = err
+				retry = append(retry, e)
+			}
+		}
+		work = w.undropped(retry)
+		if len(work) == 0 {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false // the partition moved: its new owner writes these again
+		}
+		if last != nil {
+			w.r.cfg.Observer.Retried(w.r.cfg.Name, len(work))
+			w.log.Warn("write failed; retrying", zap.Int("records", len(work)), zap.Error(last))
+			if !backoff.Wait(ctx) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// fail gives up on input e.input's remaining outputs: a Settler learns of it in its Outcome, any other
+// stage dead-letters the input (code too_large or delivery_failed) in their place.
+func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []entry {
+	if w.dropped[e.input] {
+		return retry
+	}
+	w.dropped[e.input] = true
+	w.outcomes[e.input].Err = err
+	if settled {
+		return retry
+	}
+	code := CodeDeliveryFailed
+	if errors.Is(err, ErrTooLarge) {
+		code = cim.CodeTooLarge
+	}
+	return append(retry, w.deadLetter(e.input, cim.Violations{{Code: code, Message: err.Error()}}))
+}
+
+// undropped removes the outputs of dropped inputs (their dead letters stay).
+func (w *batchWrite) undropped(work []entry) []entry {
+	if len(w.dropped) == 0 {
+		return work
+	}
+	kept := work[:0]
+	for _, e := range work {
+		if e.dead || e.input < 0 || !w.dropped[e.input] {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// CodeDeliveryFailed is the dead-letter code of an input whose output was given up on.
+const CodeDeliveryFailed = "delivery_failed"

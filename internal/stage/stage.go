@@ -1,0 +1,100 @@
+// Package stage runs a pipeline stage: it joins a consumer group, gives each assigned partition its own
+// handler, writes what the handler makes of every input record, and commits an input offset only when
+// the input and everything before it is settled (every record it produced acknowledged, or its dead
+// letter acknowledged).
+//
+// An outcome travels with each input record (benthos' ack function is the model): handlers return one
+// stream.Result per input, never offsets. The broker is reached only through the small interfaces below,
+// which internal/kafkaedge implements with kafka-go; everything here is tested with fakes.
+package stage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// Handler processes the records of one partition, in order.
+type Handler interface {
+	// Process returns one Result per input record, in the order of batch.
+	Process(batch []stream.Record) []stream.Result
+}
+
+// Ticker is a Handler with housekeeping: Tick is called about once per commit interval with the wall
+// clock, and its outputs (tombstones of expired state) are written like any other.
+type Ticker interface {
+	Tick(now time.Time) []stream.Output
+}
+
+// Settler is a Handler whose outcomes are reported in a second step: once the outputs of a batch were
+// acknowledged or given up on (after Config.GiveUpAfter), Settle gets one Outcome per input of the batch
+// and returns one Result per input (delivery notifications, dead letters); those are never given up on.
+type Settler interface {
+	Settle(outcomes []Outcome) []stream.Result
+}
+
+// Closer is a Handler that wants to know when its partition is given up (revoked or stopping).
+type Closer interface {
+	Close()
+}
+
+// Outcome is what became of one input's outputs.
+type Outcome struct {
+	Record stream.Record
+	// Rejected: Process dead-lettered the input (its dead letter is acknowledged).
+	Rejected bool
+	// Err says why some outputs were not written: given up on after the give-up time, or refused for
+	// good (errors.Is(Err, ErrTooLarge)). Nil when every output was acknowledged.
+	Err error
+}
+
+// ErrTooLarge marks a record the broker or the client refuses for its size: retrying cannot help.
+var ErrTooLarge = errors.New("record too large")
+
+// Assignment is one partition given to this member, with the offset to read from.
+type Assignment struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Group is a consumer-group membership.
+type Group interface {
+	// Next waits for the next generation (the first one, or the one after a rebalance).
+	Next(ctx context.Context) (Generation, error)
+	Close() error
+}
+
+// Generation is one period of stable membership.
+type Generation interface {
+	ID() int32
+	Assignments() []Assignment
+	// Start runs fn; fn's ctx ends when the generation ends (a rebalance or Close), and the generation
+	// is over for this member only when fn returned.
+	Start(fn func(ctx context.Context))
+	// Commit commits offsets (the next offset to read) by topic and partition.
+	Commit(offsets map[string]map[int]int64) error
+}
+
+// Reader reads one partition.
+type Reader interface {
+	// Fetch returns the next record, waiting until ctx ends.
+	Fetch(ctx context.Context) (stream.Record, error)
+	Close() error
+}
+
+// Sink writes records with acks=all.
+type Sink interface {
+	// Write returns one error per output, nil for each acknowledged one. Errors wrapping ErrTooLarge are
+	// final; any other error may succeed on a retry. Within a partition, a record is never acknowledged
+	// after a later one of the same call failed or was not attempted.
+	Write(ctx context.Context, outputs []stream.Output) []error
+}
+
+// Broker is what a stage needs of Kafka.
+type Broker interface {
+	Group(groupID string, topics []string) (Group, error)
+	Reader(stage, topic string, partition int, offset int64) (Reader, error)
+}

@@ -22,10 +22,10 @@ import (
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
-	"github.com/cimstream/cimstream/internal/topics"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 

@@ -14,9 +14,9 @@ import (
 	"syscall"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/logging"
 	"github.com/cimstream/cimstream/internal/service"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 const usage = `cimstream carries CIM messages between channel connectors and the CCM over Kafka.

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/kafkatest"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 // Outcomes of an outbound message as its notification states them (contract section 4).

@@ -83,9 +83,7 @@ func (p *Pipeline) stageConfig(name, group string) stage.Config {
 		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
 		Budget:      p.obs.Budget,
 		Observer:    p.obs.Runner,
-		Lag: func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
-			return kafkaedge.GroupLag(ctx, p.kafka, group, topics)
-		},
+		Lag:         kafkaedge.Lag(p.kafka),
 	}
 }
 

@@ -76,6 +76,13 @@ func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, t
 	return out, nil
 }
 
+// Lag is GroupLag on factory, in the shape stage.Config.Lag takes.
+func Lag(factory *kafkaclient.Factory) func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
+	return func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
+		return GroupLag(ctx, factory, group, topics)
+	}
+}
+
 // ReadAll reads a partition from its first offset up to the end it has when called, for restoring
 // state; fn sees each record's key and value (nil for a tombstone).
 func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, fn func(key, value []byte) error) (int, error) {

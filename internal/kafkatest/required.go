@@ -9,7 +9,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
-	"github.com/cimstream/cimstream/internal/topics"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 )
 
 // CreateRequired creates every topic cfg needs on cfg's brokers, with the settings `cimstream topics

@@ -15,9 +15,9 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/outbound"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }

@@ -64,10 +64,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
 		Budget:      p.obs.Budget,
 		Observer:    p.obs.Runner,
-		Lag: func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
-			return kafkaedge.GroupLag(ctx, p.kafka, group, topics)
-		},
-		Ready: func(err error) { p.obs.Ready(ReadyCondition, err) },
+		Lag:         kafkaedge.Lag(p.kafka),
+		Ready:       func(err error) { p.obs.Ready(ReadyCondition, err) },
 	}
 	runner := stage.New(cfg, kafkaedge.NewBroker(p.kafka, p.obs.Stats), kafkaedge.NewSink(p.kafka, cfg.Name, p.obs.Stats), p.log)
 	return runner.Run(ctx)

@@ -16,9 +16,9 @@ import (
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/metrics"
 	"github.com/cimstream/cimstream/internal/stage"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 // Version is set at build time with -ldflags "-X github.com/cimstream/cimstream/internal/service.Version=...".

@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/service"
-	"github.com/cimstream/cimstream/internal/topics"
 )
 
 func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }

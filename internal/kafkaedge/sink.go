@@ -90,12 +90,22 @@ func (s *Sink) Write(ctx context.Context, outputs []stream.Output) []error {
 	}
 	groups := map[tp][]int{}
 	var order []tp
+	type lookup struct {
+		n   int
+		err error
+	}
+	counts := map[string]lookup{} // one lookup per topic and call: a later record never gets a partition an earlier one failed to get
 	for i, o := range outputs {
 		if size := RecordSize(o) + batchOverhead; size > s.batchBytes {
 			errs[i] = fmt.Errorf("%d bytes exceed kafka.producer.batchBytes (%d): %w", size, s.batchBytes, stage.ErrTooLarge)
 			continue
 		}
-		n, err := s.partitions(ctx, o.Topic)
+		l, ok := counts[o.Topic]
+		if !ok {
+			l.n, l.err = s.partitions(ctx, o.Topic)
+			counts[o.Topic] = l
+		}
+		n, err := l.n, l.err
 		if err != nil {
 			errs[i] = err
 			continue
@@ -136,19 +146,19 @@ func (s *Sink) writePartition(ctx context.Context, topic string, partition int, 
 		case err == nil:
 			idx = idx[n:]
 			continue
-		case errors.Is(err, stage.ErrTooLarge) && len(chunk) > 1:
+		case stage.Final(err) && len(chunk) > 1:
 			// The broker measures the whole batch against max.message.bytes: send these one by one, so
 			// only a record that does not fit on its own fails.
 			for j, i := range chunk {
 				err := s.produce(ctx, topic, partition, outputs, chunk[j:j+1], RecordSize(outputs[i])+batchOverhead)
-				if err != nil && !errors.Is(err, stage.ErrTooLarge) {
+				if err != nil && !stage.Final(err) {
 					s.failFrom(chunk[j:], idx[n:], err, errs)
 					return
 				}
 				errs[i] = err
 			}
 			idx = idx[n:]
-		case errors.Is(err, stage.ErrTooLarge):
+		case stage.Final(err):
 			errs[chunk[0]] = err
 			idx = idx[n:]
 		default:
@@ -211,6 +221,10 @@ func (s *Sink) produce(ctx context.Context, topic string, partition int, outputs
 		switch kerr {
 		case kafka.MessageSizeTooLarge, kafka.RecordListTooLarge:
 			return fmt.Errorf("produce to %s/%d: %w: %w", topic, partition, kerr, stage.ErrTooLarge)
+		case kafka.InvalidTimestamp, kafka.InvalidRecord, kafka.PolicyViolation:
+			// The broker refuses the record itself (a timestamp outside the topic's window, a record a
+			// compacted topic cannot take): retrying cannot help.
+			return fmt.Errorf("produce to %s/%d: %w: %w", topic, partition, kerr, stage.ErrRefused)
 		case kafka.UnknownTopicOrPartition, kafka.NotLeaderForPartition, kafka.LeaderNotAvailable:
 			s.forget(topic)
 		}

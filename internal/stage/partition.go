@@ -74,7 +74,11 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		}
 		r.cfg.Budget.Take(held - r.fetchedBytes(batch))
 		// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
-		// partition (genCtx) abandons it, since its records are then someone else's.
+		// partition (genCtx) abandons it, since its records are then someone else's: no write starts then.
+		if genCtx.Err() != nil {
+			r.cfg.Budget.Give(held)
+			return
+		}
 		done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
 		r.cfg.Budget.Give(held)
 		if !done {
@@ -143,7 +147,10 @@ func (r *Runner) fetch(ctx context.Context, reader Reader, batch []stream.Record
 	r.cfg.Budget.Take(int64(rec.Size()))
 	more, cancelMore := context.WithTimeout(ctx, r.cfg.Linger)
 	defer cancelMore()
-	for len(batch) < r.cfg.BatchSize && !r.cfg.Budget.Full() {
+	// One partition takes at most a quarter of the budget per batch, so a partition whose writes keep
+	// failing cannot hold the whole budget and stall the others.
+	share := r.cfg.Budget.Total() / 4
+	for len(batch) < r.cfg.BatchSize && !r.cfg.Budget.Full() && (share <= 0 || held < share) {
 		rec, err := reader.Fetch(more)
 		if err != nil {
 			r.fetchFailed(ctx, more, err, fetchLog)

@@ -58,7 +58,11 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 		return true
 	}
 	work = work[:0]
-	for i, res := range settler.Settle(w.outcomes) {
+	settledResults := settler.Settle(w.outcomes)
+	if len(settledResults) != len(batch) {
+		panic(fmt.Sprintf("stage %s: Settle returned %d results for %d records", r.cfg.Name, len(settledResults), len(batch)))
+	}
+	for i, res := range settledResults {
 		if len(res.Reject) > 0 {
 			work = append(work, w.deadLetter(i, res.Reject))
 		}
@@ -103,8 +107,17 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 			switch {
 			case err == nil:
 				w.r.cfg.Observer.Produced(w.r.cfg.Name, e.out.Topic, 1)
-			case errors.Is(err, ErrTooLarge) && e.dead:
+			case Final(err) && e.dead:
 				smaller, ok := deadletter.Shrink(e.out, w.batch[e.input])
+				if errors.Is(err, ErrRefused) {
+					// Refused for its timestamp or shape: a dead letter of now, with a key, is what any
+					// dead-letter topic takes.
+					smaller, ok = e.out, true
+					smaller.Time = time.Now()
+					if smaller.Key == nil {
+						smaller.Key = []byte{}
+					}
+				}
 				if !ok {
 					// Not even cimstream's headers fit: the dead-letter topic's limit is misconfigured. Keep
 					// trying (nothing is lost; the partition waits for the operator).
@@ -114,9 +127,9 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 				}
 				e.out = smaller
 				retry = append(retry, e)
-			case errors.Is(err, ErrTooLarge) && e.input < 0:
+			case Final(err) && e.input < 0:
 				w.log.Error("housekeeping record too large; dropped", zap.String("topic", e.out.Topic), zap.Error(err))
-			case errors.Is(err, ErrTooLarge):
+			case Final(err):
 				retry = w.fail(e, fmt.Errorf("write %d bytes to %s: %w", e.out.Size(), e.out.Topic, err), settled, retry)
 			case e.giveUp && time.Since(start) >= w.r.cfg.GiveUpAfter:
 				w.r.cfg.Observer.GaveUp(w.r.cfg.Name, 1)
@@ -144,20 +157,26 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 	return true
 }
 
-// fail gives up on input e.input's remaining outputs: a Settler learns of it in its Outcome, any other
-// stage dead-letters the input (code too_large or delivery_failed) in their place.
+// fail handles an output of input e.input that cannot be written. A Settler's input gives up its
+// remaining outputs and learns why in its Outcome. Any other stage dead-letters the input (code too_large,
+// refused or delivery_failed) and still writes its other outputs: the sessions stage's changelog record
+// must land even when its CCM record cannot, or the state restored later would differ from the one
+// that decided.
 func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []entry {
-	if w.dropped[e.input] {
+	if w.outcomes[e.input].Err != nil {
 		return retry
 	}
-	w.dropped[e.input] = true
 	w.outcomes[e.input].Err = err
 	if settled {
+		w.dropped[e.input] = true
 		return retry
 	}
 	code := CodeDeliveryFailed
-	if errors.Is(err, ErrTooLarge) {
+	switch {
+	case errors.Is(err, ErrTooLarge):
 		code = cim.CodeTooLarge
+	case errors.Is(err, ErrRefused):
+		code = CodeRefused
 	}
 	return append(retry, w.deadLetter(e.input, cim.Violations{{Code: code, Message: err.Error()}}))
 }
@@ -176,5 +195,8 @@ func (w *batchWrite) undropped(work []entry) []entry {
 	return kept
 }
 
-// CodeDeliveryFailed is the dead-letter code of an input whose output was given up on.
-const CodeDeliveryFailed = "delivery_failed"
+// Dead-letter codes of inputs whose output could not be written.
+const (
+	CodeDeliveryFailed = "delivery_failed" // given up on after the give-up time
+	CodeRefused        = "refused"         // refused by the broker for good (not for its size)
+)

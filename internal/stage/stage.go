@@ -53,6 +53,13 @@ type Outcome struct {
 // ErrTooLarge marks a record the broker or the client refuses for its size: retrying cannot help.
 var ErrTooLarge = errors.New("record too large")
 
+// ErrRefused marks a record the broker refuses for good for another reason (an invalid timestamp for the
+// topic's window, an invalid record, a policy violation): retrying cannot help either.
+var ErrRefused = errors.New("record refused by the broker")
+
+// Final reports whether err is final for its record (too large or refused): it is never retried.
+func Final(err error) bool { return errors.Is(err, ErrTooLarge) || errors.Is(err, ErrRefused) }
+
 // Assignment is one partition given to this member, with the offset to read from.
 type Assignment struct {
 	Topic     string
@@ -87,8 +94,8 @@ type Reader interface {
 
 // Sink writes records with acks=all.
 type Sink interface {
-	// Write returns one error per output, nil for each acknowledged one. Errors wrapping ErrTooLarge are
-	// final; any other error may succeed on a retry. Within a partition, a record is never acknowledged
+	// Write returns one error per output, nil for each acknowledged one. Errors wrapping ErrTooLarge or
+	// ErrRefused are final (Final); any other error may succeed on a retry. Within a partition, a record is never acknowledged
 	// after a later one of the same call failed or was not attempted.
 	Write(ctx context.Context, outputs []stream.Output) []error
 }

@@ -377,3 +377,100 @@ func TestBackoffGrowsToItsMaximum(t *testing.T) {
 		t.Fatalf("after Reset: %v", d)
 	}
 }
+
+// twoOutputs writes every record to "ccm" and a state record to "changelog", as the sessions stage does.
+var twoOutputs = handlerFunc(func(batch []stream.Record) []stream.Result {
+	res := make([]stream.Result, len(batch))
+	for i, r := range batch {
+		res[i] = stream.Emit(stream.Output{Topic: "ccm", Partition: stream.ByKey, Key: r.Key, Value: r.Value},
+			stream.Output{Topic: "changelog", Partition: 0, Key: r.Key, Value: []byte("state of " + string(r.Value))})
+	}
+	return res
+})
+
+// TestStateIsWrittenWhenItsOutputIsDeadLettered: when an input's CCM record is refused as too large, its
+// changelog record is still written (the session table applied it), beside the too_large dead letter.
+func TestStateIsWrittenWhenItsOutputIsDeadLettered(t *testing.T) {
+	sink := &fakeSink{fail: func(_ int, o stream.Output) error {
+		if o.Topic == "ccm" && strings.Contains(string(o.Value), "big") {
+			return ErrTooLarge
+		}
+		return nil
+	}}
+	r := start(t, twoOutputs, sink, records("a:1", "a:big", "a:3"), nil)
+	if !eventually(func() bool { return r.gen.committed("in", 0) == 3 }) {
+		t.Fatalf("committed %d, want 3", r.gen.committed("in", 0))
+	}
+	got := sink.topics()
+	if v := strings.Join(values(got["changelog"]), ","); v != "state of a:1,state of a:big,state of a:3" {
+		t.Fatalf("changelog = %s", v)
+	}
+	if v := strings.Join(values(got["ccm"]), ","); v != "a:1,a:3" || len(got["dlq"]) != 1 {
+		t.Fatalf("ccm = %s, %d dead letters", v, len(got["dlq"]))
+	}
+}
+
+// TestRefusedRecordIsDeadLetteredAndItsDeadLetterRestamped: a record the broker refuses for good (an
+// invalid timestamp for the topic) becomes a dead letter with code refused; a dead letter refused the
+// same way is written again stamped now, rather than retried forever.
+func TestRefusedRecordIsDeadLetteredAndItsDeadLetterRestamped(t *testing.T) {
+	old := time.UnixMilli(1000)
+	sink := &fakeSink{fail: func(_ int, o stream.Output) error {
+		if o.Time.Equal(old) {
+			return fmt.Errorf("[32] Invalid Timestamp: %w", ErrRefused)
+		}
+		return nil
+	}}
+	recs := records("a:1", "a:2")
+	recs[0].Time = old
+	oldEcho := handlerFunc(func(batch []stream.Record) []stream.Result {
+		res := echo.Process(batch)
+		for i := range res {
+			for j := range res[i].Outputs {
+				res[i].Outputs[j].Time = batch[i].Time
+			}
+		}
+		return res
+	})
+	r := start(t, oldEcho, sink, recs, nil)
+	if !eventually(func() bool { return r.gen.committed("in", 0) == 2 }) {
+		t.Fatalf("committed %d, want 2", r.gen.committed("in", 0))
+	}
+	got := sink.topics()
+	if v := values(got["out"]); strings.Join(v, ",") != "a:2" {
+		t.Fatalf("out = %v", v)
+	}
+	if len(got["dlq"]) != 1 {
+		t.Fatalf("want one dead letter, got %d", len(got["dlq"]))
+	}
+	if codes, _ := (stream.Record{Headers: got["dlq"][0].Headers}).Header(deadletter.HeaderCodes); string(codes) != CodeRefused {
+		t.Fatalf("codes %q", codes)
+	}
+}
+
+// TestOnePartitionTakesAQuarterOfTheBudget: batches stop at a quarter of the budget, so one partition
+// whose writes keep failing cannot hold all of it.
+func TestOnePartitionTakesAQuarterOfTheBudget(t *testing.T) {
+	var largest atomic.Int64
+	h := handlerFunc(func(batch []stream.Record) []stream.Result {
+		var n int64
+		for _, r := range batch {
+			n += int64(r.Size())
+		}
+		if n > largest.Load() {
+			largest.Store(n)
+		}
+		return echo.Process(batch)
+	})
+	var vals []string
+	for i := range 20 {
+		vals = append(vals, fmt.Sprintf("k:%03d%s", i, strings.Repeat("x", 95)))
+	}
+	r := start(t, h, &fakeSink{}, records(vals...), func(c *Config) { c.Budget = NewBudget(1000); c.BatchSize = 20 })
+	if !eventually(func() bool { return r.gen.committed("in", 0) == 20 }) {
+		t.Fatalf("committed %d, want 20", r.gen.committed("in", 0))
+	}
+	if l := largest.Load(); l > 250+101 {
+		t.Fatalf("largest batch %d bytes, want at most a quarter of the 1000-byte budget plus one record", l)
+	}
+}

@@ -474,3 +474,50 @@ func TestOnePartitionTakesAQuarterOfTheBudget(t *testing.T) {
 		t.Fatalf("largest batch %d bytes, want at most a quarter of the 1000-byte budget plus one record", l)
 	}
 }
+
+// failingReader fails every fetch with a broker error (not a wait running out).
+type failingReader struct{ calls atomic.Int64 }
+
+func (r *failingReader) Fetch(ctx context.Context) (stream.Record, error) {
+	r.calls.Add(1)
+	select {
+	case <-ctx.Done():
+		return stream.Record{}, ctx.Err()
+	case <-time.After(5 * time.Millisecond):
+	}
+	return stream.Record{}, errors.New("[6] Not Leader For Partition")
+}
+func (r *failingReader) Close() error { return nil }
+
+type fetchCounter struct {
+	nopObserver
+	failed atomic.Int64
+}
+
+func (c *fetchCounter) FetchFailed(string) { c.failed.Add(1) }
+
+type failingBroker struct {
+	fakeBroker
+	reader *failingReader
+}
+
+func (b *failingBroker) Reader(string, string, int, int64) (Reader, error) { return b.reader, nil }
+func (b *failingBroker) Group(string, []string) (Group, error)             { return b, nil }
+
+// TestFetchErrorsAreCounted: fetch errors other than an empty wait are counted (and logged, rate-limited),
+// never swallowed; waits that run out are not counted.
+func TestFetchErrorsAreCounted(t *testing.T) {
+	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
+	broker := &failingBroker{fakeBroker: fakeBroker{gen: gen}, reader: &failingReader{}}
+	obs := &fetchCounter{}
+	cfg := Config{Name: "test", GroupID: "g", Topics: func(context.Context) ([]string, error) { return []string{"in"}, nil },
+		RefreshInterval: time.Hour, NewHandler: func(context.Context, string, int) (Handler, error) { return echo, nil },
+		BatchSize: 1, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond, Observer: obs}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = New(cfg, broker, &fakeSink{}, zap.NewNop()).Run(ctx) }()
+	defer func() { cancel(); gen.revoke(); <-done }()
+	if !eventually(func() bool { return obs.failed.Load() >= 3 }) {
+		t.Fatalf("%d fetch failures counted after %d fetches", obs.failed.Load(), broker.reader.calls.Load())
+	}
+}

@@ -91,8 +91,8 @@ func (s *Sink) Write(ctx context.Context, outputs []stream.Output) []error {
 	groups := map[tp][]int{}
 	var order []tp
 	type lookup struct {
-		parts []int // 0..n-1, as the balancer takes them
-		err   error
+		n   int
+		err error
 	}
 	counts := map[string]lookup{} // one lookup per topic and call: a later record never gets a partition an earlier one failed to get
 	for i, o := range outputs {
@@ -102,20 +102,15 @@ func (s *Sink) Write(ctx context.Context, outputs []stream.Output) []error {
 		}
 		l, ok := counts[o.Topic]
 		if !ok {
-			var n int
-			if n, l.err = s.partitions(ctx, o.Topic); l.err == nil {
-				l.parts = make([]int, n)
-				for p := range l.parts {
-					l.parts[p] = p
-				}
-			}
+			l.n, l.err = s.partitions(ctx, o.Topic)
 			counts[o.Topic] = l
 		}
-		if l.err != nil {
-			errs[i] = l.err
+		n, err := l.n, l.err
+		if err != nil {
+			errs[i] = err
 			continue
 		}
-		k := tp{o.Topic, s.partitionOf(o, l.parts)}
+		k := tp{o.Topic, s.partitionOf(o, n)}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -239,13 +234,16 @@ func (s *Sink) produce(ctx context.Context, topic string, partition int, outputs
 
 // partitionOf is the explicit partition of o, or the one its key hashes to (Murmur2, as the Java
 // client); records without a key are spread round-robin.
-func (s *Sink) partitionOf(o stream.Output, parts []int) int {
-	n := len(parts)
+func (s *Sink) partitionOf(o stream.Output, n int) int {
 	if o.Partition >= 0 {
 		return o.Partition % n // the topic shrank: never happens with managed topics
 	}
 	if o.Key == nil {
 		return int(s.roundRobin.Add(1) % uint32(n))
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
 	}
 	return s.murmur.Balance(kafka.Message{Key: o.Key}, parts...)
 }

@@ -61,20 +61,18 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 			for _, rec := range batch {
 				offsets.Track(rec.Offset)
 			}
-			var made int64
 			for _, res := range results {
 				for _, o := range res.Outputs {
-					made += int64(o.Size())
+					held += int64(o.Size())
 				}
 			}
-			r.cfg.Budget.Take(made) // fetch already took the records themselves
-			held += made
 		}
 		var ticks []stream.Output
 		if now := time.Now(); ticker != nil && now.Sub(lastTick) >= r.cfg.CommitInterval {
 			ticks = ticker.Tick(now)
 			lastTick = now
 		}
+		r.cfg.Budget.Take(held - r.fetchedBytes(batch))
 		// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
 		// partition (genCtx) abandons it, since its records are then someone else's: no write starts then.
 		if genCtx.Err() != nil {
@@ -163,6 +161,15 @@ func (r *Runner) fetch(ctx context.Context, reader Reader, batch []stream.Record
 		r.cfg.Budget.Take(int64(rec.Size()))
 	}
 	return batch, held
+}
+
+// fetchedBytes is what fetch already took from the budget for batch.
+func (r *Runner) fetchedBytes(batch []stream.Record) int64 {
+	var n int64
+	for _, rec := range batch {
+		n += int64(rec.Size())
+	}
+	return n
 }
 
 // fetchFailed logs (rate-limited) and counts a fetch error that is not a wait running out.

@@ -145,6 +145,9 @@ type Inbound struct {
 	MaxMessageBytes     int           `yaml:"maxMessageBytes"`
 	// TopicRefreshInterval is how often topics matching the pattern are listed again.
 	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
+	// ReplayWindow is how long (time the sessions stage ran) a duplicate still gets its first copy's
+	// ids: it must outlast moving a crashed member's partitions.
+	ReplayWindow time.Duration `yaml:"replayWindow"`
 }
 
 // IdleTimeout is the session idle timeout of the channels whose serviceIdentifier matches (exact, or a
@@ -263,6 +266,7 @@ func Default() Config {
 			SessionIdleTimeout:   30 * time.Minute,
 			MaxMessageBytes:      1 << 20,
 			TopicRefreshInterval: 10 * time.Second,
+			ReplayWindow:         10 * time.Minute,
 		},
 		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
@@ -368,6 +372,10 @@ func (c *Config) Validate() error {
 			add(fieldErr(key+".serviceIdentifier", "%q is not a valid glob: %v", e.ServiceIdentifier, err))
 		}
 		add(positive(key+".timeout", e.Timeout))
+	}
+	if w := c.Inbound.ReplayWindow; w < 3*cs.SessionTimeout {
+		add(fieldErr("inbound.replayWindow", "%v is too short: it must be at least 3 × kafka.consumer.sessionTimeout (%v), the time a crashed member holds its partitions",
+			w, 3*cs.SessionTimeout))
 	}
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
 	if p.BatchBytes < int64(c.Inbound.MaxMessageBytes)+EnrichmentHeadroom {

@@ -23,6 +23,8 @@ type SessionObserver interface {
 	// Replayed counts a record applied before; remembered is false when its first decision was
 	// older than the remembered window (it got the current ids).
 	Replayed(remembered bool)
+	// DecisionsEvicted counts decisions dropped inside the replay window for room.
+	DecisionsEvicted(n int)
 }
 
 type nopSessions struct{}
@@ -33,6 +35,7 @@ func (nopSessions) SessionsActive(int)           {}
 func (nopSessions) UntrustedTime(string)         {}
 func (nopSessions) StateCorrupt()                {}
 func (nopSessions) Replayed(bool)                {}
+func (nopSessions) DecisionsEvicted(int)         {}
 
 // Reasons a record time is not trusted as session time.
 const (
@@ -68,6 +71,12 @@ func NewEnricher(topics Topics, changelog string, partition int, idle session.Id
 	}
 	return &Enricher{topics: topics, changelog: changelog, partition: partition, table: session.NewTable(idle),
 		observer: observer, clock: clock}
+}
+
+// WithReplayWindow sets how long (running time) a duplicate still gets its first copy's ids.
+func (e *Enricher) WithReplayWindow(d time.Duration) *Enricher {
+	e.table.WithReplayWindow(d)
+	return e
 }
 
 // Restore applies one changelog record. A record that cannot be read is counted and skipped (its key
@@ -123,6 +132,9 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
 			Value: session.Encode(out.State), Time: time.UnixMilli(sessionTime)})
+	}
+	if out.Evicted > 0 {
+		e.observer.DecisionsEvicted(out.Evicted)
 	}
 	if out.Replayed {
 		e.observer.Replayed(!out.Forgotten)
@@ -193,6 +205,9 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 		}
 		if c.Expired {
 			e.observer.SessionClosed(session.ReasonIdle)
+		}
+		if c.Evicted > 0 {
+			e.observer.DecisionsEvicted(c.Evicted)
 		}
 		outs = append(outs, o)
 	}

@@ -133,7 +133,8 @@ func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 
 // restoreSessions builds the stage-2 handler of one partition, replaying its changelog partition first.
 func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
-	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil)
+	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
+		WithReplayWindow(p.cfg.Inbound.ReplayWindow)
 	start := time.Now()
 	n, err := kafkaedge.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
 		if err := e.Restore(key, value); err != nil {

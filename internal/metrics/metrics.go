@@ -40,6 +40,7 @@ type Metrics struct {
 	untrustedTimes *prometheus.CounterVec
 	corruptStates  prometheus.Counter
 	replays        *prometheus.CounterVec
+	evictions      prometheus.Counter
 	writeRetries   *prometheus.CounterVec
 	writeFailures  *prometheus.CounterVec
 	fetchFailures  *prometheus.CounterVec
@@ -86,6 +87,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Changelog records that could not be read on restore (the key started fresh)."}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_replays_total",
 			Help: "Records recognised as applied before (duplicates after a crash or rebalance), by whether their first decision was still remembered."}, []string{"remembered"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_session_decisions_evicted_total",
+			Help: "Session decisions dropped inside the replay window because a key made more than the remembered maximum (a replay of what they governed gets later ids)."}),
 		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_retries_total",
 			Help: "Records written again after the broker refused them."}, []string{"stage"}),
 		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_failures_total",
@@ -101,7 +104,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.writeRetries, m.writeFailures, m.fetchFailures}
+		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -164,6 +167,9 @@ func (m *Metrics) StateCorrupt() { m.corruptStates.Inc() }
 func (m *Metrics) Replayed(remembered bool) {
 	m.replays.WithLabelValues(strconv.FormatBool(remembered)).Inc()
 }
+
+// DecisionsEvicted implements inbound.SessionObserver.
+func (m *Metrics) DecisionsEvicted(n int) { m.evictions.Add(float64(n)) }
 
 // SessionsActive implements inbound.SessionObserver: delta is added to the gauge.
 func (m *Metrics) SessionsActive(delta int) { m.sessionsActive.Add(float64(delta)) }

@@ -23,6 +23,10 @@ func Encode(st *State) []byte {
 	b = strconv.AppendInt(b, st.LastActivity, 10)
 	b = append(b, `,"q":`...)
 	b = strconv.AppendInt(b, st.Seq, 10)
+	if st.Running != 0 {
+		b = append(b, `,"p":`...)
+		b = strconv.AppendInt(b, st.Running, 10)
+	}
 	if len(st.Sources) > 0 {
 		b = append(b, `,"src":[`...)
 		for i, s := range st.Sources {
@@ -53,6 +57,10 @@ func Encode(st *State) []byte {
 			b = appendString(b, d.ChannelSessionID)
 			b = append(b, `,"c":`...)
 			b = appendString(b, d.ConversationID)
+			if d.At != 0 {
+				b = append(b, `,"p":`...)
+				b = strconv.AppendInt(b, d.At, 10)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')

@@ -51,10 +51,17 @@ func ServiceIdentifier(key string) string {
 	return key[colon+1 : colon+1+n]
 }
 
-// recentLimit is how many decisions (id changes and ends) a state remembers, to answer a replayed
-// record with the ids it got the first time. Each decision governs every record applied after it until
-// the next one, so a few of them span far more than the uncommitted tail of one key.
-const recentLimit = 4
+// A state remembers its recent decisions (id changes and ends), to answer a replayed record with the
+// ids it got the first time. A decision governs every record applied after it until the next one, so it
+// is needed until every record it governed can no longer come back: it is dropped once the next decision
+// is older than the replay window, measured on the partition's running clock (Table.running), which
+// stands still while the partition is not processed, so an outage does not age the decisions a restart
+// replays. recentLimit bounds memory and changelog values for a key that makes many decisions within
+// one window (a backlog of short conversations); dropping one inside its window is reported (Evicted).
+const recentLimit = 64
+
+// DefaultReplayWindow is how long, in running time, a decision stays answerable after the next one.
+const DefaultReplayWindow = 10 * time.Minute
 
 // State is what is stored per key in the changelog.
 type State struct {
@@ -68,6 +75,9 @@ type State struct {
 	// Seq is the repartition offset of the latest record applied: restore keeps the state with the
 	// highest, whatever order the changelog records landed in.
 	Seq int64 `json:"q"`
+	// Running is the partition's running clock (ms) at the latest change; a restore resumes the clock
+	// from the highest of them.
+	Running int64 `json:"p,omitempty"`
 	// Sources are the source partitions ("topic/partition") this key's records came from, and Applied
 	// the highest source offset applied from each: a record at or below it was applied before.
 	Sources []string `json:"src,omitempty"`
@@ -82,6 +92,8 @@ type Decision struct {
 	After            []int64 `json:"a,omitempty"`
 	ChannelSessionID string  `json:"s"`
 	ConversationID   string  `json:"c"`
+	// At is the partition's running clock (ms) when the decision was made.
+	At int64 `json:"p,omitempty"`
 }
 
 // Reason says why a session ended.
@@ -123,6 +135,9 @@ type Outcome struct {
 	Replayed         bool   // the message was applied before; state unchanged
 	// Forgotten marks a replay older than every remembered decision: answered with the current ids.
 	Forgotten bool
+	// Evicted counts decisions dropped inside the replay window because the key made more than
+	// recentLimit of them: a replay of what they governed would be answered with later ids.
+	Evicted int
 	State     *State // the state to persist (nil when unchanged)
 }
 
@@ -135,10 +150,14 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			return e.replay(src, m.Position.Offset)
 		}
 	}
+	run := t.running(nowMillis)
 	if m.Passive && e == nil {
 		// Nothing to attach and nothing to extend; remembered anyway, so that a replay after a session
 		// opened later still passes without ids.
-		e = t.add(key, &State{Recent: []Decision{{}}})
+		e = t.add(key, &State{Recent: []Decision{{At: run}}, Running: run})
+	}
+	if e != nil {
+		e.prune(run, t.window)
 	}
 	var st *State
 	if e != nil {
@@ -147,7 +166,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	idle := t.idleOf(key).Milliseconds()
 	active := st != nil && st.Open && m.TimeMillis-st.LastActivity <= idle
 	if m.Passive {
-		return t.applyPassive(e, m, active, nowMillis)
+		return t.applyPassive(e, m, active, nowMillis, run)
 	}
 
 	var out Outcome
@@ -188,7 +207,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		st = &e.State
 	}
 	if out.Opened || st.ChannelSessionID != out.ChannelSessionID || st.ConversationID != out.ConversationID || len(st.Recent) == 0 {
-		st.remember(out.ChannelSessionID, out.ConversationID) // governs this record and the ones after
+		out.Evicted += st.remember(out.ChannelSessionID, out.ConversationID, run, t.window) // governs this record and the ones after
 	}
 	last := st.LastActivity
 	st.ChannelSessionID, st.ConversationID = out.ChannelSessionID, out.ConversationID
@@ -197,11 +216,11 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	if !out.Opened && last > st.LastActivity {
 		st.LastActivity = last // out-of-order timestamps never shorten a session
 	}
-	st.applied(m)
+	st.applied(m, run)
 	if m.Intent == "END_CHAT" {
 		out.Closed = ReasonEndChat
 		st.Open, st.Ended = false, ReasonEndChat
-		st.remember("", "") // governs the records after the END_CHAT, not the END_CHAT itself
+		out.Evicted += st.remember("", "", run, t.window) // governs the records after the END_CHAT, not the END_CHAT itself
 	}
 	t.touch(e, nowMillis)
 	out.State = st
@@ -210,7 +229,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 
 // applyPassive attaches the current ids to a passive message without extending the session. A session
 // found idle past its timeout in record time ends here, as it would at the next message.
-func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis int64) Outcome {
+func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run int64) Outcome {
 	st := &e.State
 	var out Outcome
 	switch {
@@ -218,10 +237,10 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis int64) 
 		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
 	case st.Open:
 		st.Open, st.Ended = false, ReasonIdle
-		st.remember("", "")
+		out.Evicted += st.remember("", "", run, t.window)
 		out.Closed = ReasonIdle
 	}
-	st.applied(m)
+	st.applied(m, run)
 	t.touchPassive(e, nowMillis)
 	out.State = st
 	return out
@@ -254,8 +273,9 @@ func (st *State) source(src string) int {
 	return -1
 }
 
-// applied records m as applied.
-func (st *State) applied(m Message) {
+// applied records m as applied at running time run.
+func (st *State) applied(m Message, run int64) {
+	st.Running = max(st.Running, run)
 	i := st.source(m.Position.Source)
 	if i < 0 {
 		st.Sources = append(st.Sources, m.Position.Source)
@@ -266,14 +286,35 @@ func (st *State) applied(m Message) {
 	st.Seq = max(st.Seq, m.Seq)
 }
 
-// remember adds a decision that governs every record applied from now on (the oldest goes when the
-// window is full).
-func (st *State) remember(sid, cid string) {
+// remember adds a decision that governs every record applied from now on, at running time run. When the
+// key holds recentLimit decisions the oldest go; it returns how many of those were still inside the
+// window.
+func (st *State) remember(sid, cid string, run, window int64) (evicted int) {
+	st.prune(run, window)
 	if n := len(st.Recent); n >= recentLimit {
-		copy(st.Recent, st.Recent[n-recentLimit+1:])
-		st.Recent = st.Recent[:recentLimit-1]
+		drop := n - recentLimit + 1
+		for i := 0; i < drop; i++ {
+			if st.Recent[i+1].At+window >= run {
+				evicted++
+			}
+		}
+		st.Recent = append(st.Recent[:0], st.Recent[drop:]...)
 	}
-	st.Recent = append(st.Recent, Decision{After: append([]int64(nil), st.Applied...), ChannelSessionID: sid, ConversationID: cid})
+	st.Recent = append(st.Recent, Decision{After: append([]int64(nil), st.Applied...), ChannelSessionID: sid, ConversationID: cid, At: run})
+	st.Running = max(st.Running, run)
+	return evicted
+}
+
+// prune drops the decisions no replay can need any more: those whose successor was made more than the
+// window ago (running time), so every record they governed is older than that.
+func (st *State) prune(run, window int64) {
+	i := 0
+	for i+1 < len(st.Recent) && st.Recent[i+1].At+window < run {
+		i++
+	}
+	if i > 0 {
+		st.Recent = append(st.Recent[:0], st.Recent[i:]...)
+	}
 }
 
 func pick(active bool, st *State, session bool, msgID string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -323,7 +324,8 @@ func TestRestoreKeepsTheHighestPosition(t *testing.T) {
 	if err := tb.Restore(k, newer, 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"{broken", `{"src":["a"],"a":[]}`, `"string"`, `{"r":[{},{},{},{},{}]}`} {
+	tooMany := `{"r":[{}` + strings.Repeat(`,{}`, recentLimit) + `]}`
+	for _, bad := range []string{"{broken", `{"src":["a"],"a":[]}`, `"string"`, tooMany} {
 		err := tb.Restore(k, []byte(bad), 0)
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%s: want ErrCorrupt, got %v", bad, err)

@@ -15,7 +15,35 @@ type Table struct {
 	idle     IdleTimeouts
 	sessions map[string]*entry
 	due      deadlines
-	open     int // sessions open in the table
+	open     int   // sessions open in the table
+	window   int64 // replay window, ms of running time
+	clock    runningClock
+}
+
+// runningClock is the partition's running time: it resumes from the highest value a restored state
+// carries and advances with the processing clock only while the table is in use, so time a partition
+// spent unprocessed (an outage, a crash and its restart) does not count.
+type runningClock struct {
+	restored int64 // highest State.Running restored
+	started  bool
+	base     int64 // processing time at which the clock (re)started
+	last     int64
+}
+
+// running returns the running clock at processing time nowMillis; it never goes back.
+func (t *Table) running(nowMillis int64) int64 {
+	c := &t.clock
+	if !c.started {
+		c.started, c.base, c.last = true, nowMillis, c.restored
+	}
+	c.last = max(c.last, c.restored+nowMillis-c.base)
+	return c.last
+}
+
+// WithReplayWindow sets how long (running time) a decision stays answerable after the next one.
+func (t *Table) WithReplayWindow(d time.Duration) *Table {
+	t.window = d.Milliseconds()
+	return t
 }
 
 // entry is a key's state plus what only this process knows: when it last processed a record of the
@@ -32,7 +60,7 @@ type entry struct {
 
 // NewTable returns an empty table with the idle timeouts.
 func NewTable(idle IdleTimeouts) *Table {
-	return &Table{idle: idle, sessions: map[string]*entry{}}
+	return &Table{idle: idle, sessions: map[string]*entry{}, window: DefaultReplayWindow.Milliseconds()}
 }
 
 // Len is the number of keys held.
@@ -98,19 +126,22 @@ type Change struct {
 	State *State
 	// Expired is set when an open session ended by inactivity (as opposed to being forgotten).
 	Expired bool
+	// Evicted: decisions dropped inside the replay window to make room (see Outcome.Evicted).
+	Evicted int
 }
 
 // Expire ends the open sessions whose idle timeout passed in both record time and processing time
 // (nowMillis), and forgets the ended ones past twice the timeout; the caller persists the changes.
 func (t *Table) Expire(nowMillis int64) []Change {
 	var changes []Change
+	run := t.running(nowMillis)
 	for len(t.due) > 0 && t.due[0].deadline < nowMillis {
 		e := t.due[0]
 		if e.Open {
 			e.Open, e.Ended = false, ReasonIdle
-			e.remember("", "")
+			evicted := e.remember("", "", run, t.window)
 			t.schedule(e)
-			changes = append(changes, Change{Key: e.key, State: &e.State, Expired: true})
+			changes = append(changes, Change{Key: e.key, State: &e.State, Expired: true, Evicted: evicted})
 			continue
 		}
 		heap.Pop(&t.due)
@@ -139,6 +170,7 @@ func (t *Table) Restore(key string, value []byte, nowMillis int64) error {
 		}
 		return fmt.Errorf("%w: key %q: %v", ErrCorrupt, key, err)
 	}
+	t.clock.restored = max(t.clock.restored, st.Running)
 	e := t.sessions[key]
 	if e != nil && st.Seq < e.Seq {
 		return nil

@@ -138,7 +138,7 @@ type Outcome struct {
 	// Evicted counts decisions dropped inside the replay window because the key made more than
 	// recentLimit of them: a replay of what they governed would be answered with later ids.
 	Evicted int
-	State     *State // the state to persist (nil when unchanged)
+	State   *State // the state to persist (nil when unchanged)
 }
 
 // Apply decides the ids of m for key; nowMillis is the processing clock, used only to schedule

@@ -1,5 +1,3 @@
-//go:build sessionchaos
-
 package chaos_test
 
 import (

@@ -103,10 +103,10 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 		return stream.Reject(err.(*cim.DecodeError).Violation)
 	}
 	now := e.clock()
-	sessionTime := e.sessionTime(rec, now)
+	sessionTime, outputTime := e.sessionTime(rec, now)
 	key := string(rec.Key)
 	if strings.HasPrefix(key, conversationKeyPrefix) || !m.HasChannelData() {
-		return stream.Emit(e.toCCM(rec, rec.Value, m.ConversationID(), sessionTime))
+		return stream.Emit(e.toCCM(rec, rec.Value, m.ConversationID(), outputTime))
 	}
 	out := e.table.Apply(key, session.Message{
 		Position:         sourcePosition(rec),
@@ -128,10 +128,10 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 			return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()})
 		}
 	}
-	outputs := []stream.Output{e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), sessionTime)}
+	outputs := []stream.Output{e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), outputTime)}
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
-			Value: session.Encode(out.State), Time: time.UnixMilli(sessionTime)})
+			Value: session.Encode(out.State), Time: time.UnixMilli(outputTime)})
 	}
 	if out.Evicted > 0 {
 		e.observer.DecisionsEvicted(out.Evicted)
@@ -151,9 +151,10 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 
 // sessionTime is the record time the session decision uses: the connector record's timestamp (carried
 // by stage 1), unless it is not positive or too far ahead of the processing clock; then the partition's
-// record time so far, or the processing clock for a partition that has none yet.
-func (e *Enricher) sessionTime(rec stream.Record, now time.Time) int64 {
-	ms := sourceTime(rec)
+// record time so far, or 0 (unknown: the decision does without) on a partition that has none yet.
+// output is the output records' timestamp: the session time, or the processing clock when it is unknown.
+func (e *Enricher) sessionTime(rec stream.Record, now time.Time) (ms, output int64) {
+	ms = sourceTime(rec)
 	switch {
 	case ms <= 0:
 		e.observer.UntrustedTime(UntrustedNotPositive)
@@ -161,12 +162,12 @@ func (e *Enricher) sessionTime(rec stream.Record, now time.Time) int64 {
 		e.observer.UntrustedTime(UntrustedFuture)
 	default:
 		e.latest = max(e.latest, ms)
-		return ms
+		return ms, ms
 	}
 	if e.latest > 0 {
-		return e.latest
+		return e.latest, e.latest
 	}
-	return now.UnixMilli()
+	return 0, now.UnixMilli()
 }
 
 // sourceTime is the connector record's timestamp in epoch ms (0 when it had none), from the header

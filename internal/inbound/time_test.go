@@ -236,3 +236,20 @@ func TestSourceTimestampHeader(t *testing.T) {
 		}
 	}
 }
+
+// The first record of an empty partition has no timestamp; the customer's next records are hours old
+// and an idle timeout apart. The untimed record must not lend the wall clock to the session: the
+// hours-old records are decided by their own times (two sessions), as they would be without it.
+func TestUntimedFirstRecordDoesNotPinTheSession(t *testing.T) {
+	p := newPipe(t, time.Minute, nil)
+	old := p.clk.now.Add(-5 * time.Hour)
+	untimed := decodeOut(t, p.ccm(p.repartition(connectorRecord(1, plain("u", ""), time.Time{}))).Value).Header
+	a := decodeOut(t, p.ccm(p.repartition(connectorRecord(2, plain("u", ""), old))).Value).Header
+	b := decodeOut(t, p.ccm(p.repartition(connectorRecord(3, plain("u", ""), old.Add(2*time.Minute)))).Value).Header
+	if a.ConversationID != untimed.ConversationID {
+		t.Errorf("the first timed record continues the session the untimed one opened: %s vs %s", a.ConversationID, untimed.ConversationID)
+	}
+	if b.ConversationID == a.ConversationID {
+		t.Error("two hours-old records 2 min apart with a 1 min idle timeout must be two sessions")
+	}
+}

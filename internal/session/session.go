@@ -114,11 +114,14 @@ type Position struct {
 
 // Message is what a decision needs to know about one inbound message.
 type Message struct {
-	Position         Position
-	Seq              int64 // offset on the repartition partition
-	ID               string
-	Intent           string
-	TimeMillis       int64  // session time (trusted record time), epoch ms
+	Position Position
+	Seq      int64 // offset on the repartition partition
+	ID       string
+	Intent   string
+	// TimeMillis is the session time (trusted record time), epoch ms; 0 when unknown (an untrusted time
+	// on a partition without record time yet): such a message continues an open session, never ends
+	// one by inactivity, and leaves its last activity as it was.
+	TimeMillis       int64
 	ChannelSessionID string // carried by the message, "" when absent
 	ConversationID   string
 	// Passive messages (NOTIFICATION bodies) never open or extend a session: they get the current
@@ -164,7 +167,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		st = &e.State
 	}
 	idle := t.idleOf(key).Milliseconds()
-	active := st != nil && st.Open && m.TimeMillis-st.LastActivity <= idle
+	active := st != nil && st.Open && (m.TimeMillis == 0 || st.LastActivity == 0 || m.TimeMillis-st.LastActivity <= idle)
 	if m.Passive {
 		return t.applyPassive(e, m, active, nowMillis, run)
 	}
@@ -214,7 +217,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	st.Open, st.Ended = true, ""
 	st.LastActivity = m.TimeMillis
 	if !out.Opened && last > st.LastActivity {
-		st.LastActivity = last // out-of-order timestamps never shorten a session
+		st.LastActivity = last // out-of-order timestamps (and unknown ones) never shorten a session
 	}
 	st.applied(m, run)
 	if m.Intent == "END_CHAT" {

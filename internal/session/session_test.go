@@ -279,17 +279,17 @@ func TestPassiveMessagesNeverOpenOrExtend(t *testing.T) {
 	tb := NewTable(Fixed(time.Minute))
 	k := Key("web", "typing")
 	typing := func(o int64, ms int64) Message {
-		return with(at(o, fmt.Sprint("t", o), ms), func(m *Message) { m.Passive = true })
+		return with(at(o, fmt.Sprint("t", o), hoursAgo+ms), func(m *Message) { m.Passive = true })
 	}
 	if got := tb.Apply(k, typing(1, 0), 0); got.ChannelSessionID != "" || got.Opened {
 		t.Fatalf("typing without a session opens nothing: %+v", got)
 	}
-	open := tb.Apply(k, at(2, "hi", 0), 0)
+	open := tb.Apply(k, at(2, "hi", hoursAgo), 0)
 	if got := tb.Apply(k, typing(3, 50_000), 0); got.ChannelSessionID != open.ChannelSessionID {
 		t.Fatalf("typing inside a session carries its ids: %+v", got)
 	}
 	// 70 s after the last message (typing at 50 s did not extend it): a new session.
-	if got := tb.Apply(k, at(4, "again", 70_000), 0); !got.Opened {
+	if got := tb.Apply(k, at(4, "again", hoursAgo+70_000), 0); !got.Opened {
 		t.Fatalf("typing must not extend a session: %+v", got)
 	}
 	// Typing after the timeout in record time ends the session; it passes without ids.
@@ -298,10 +298,36 @@ func TestPassiveMessagesNeverOpenOrExtend(t *testing.T) {
 	}
 	// Its processing time does not keep the session open either.
 	tb2 := NewTable(Fixed(time.Minute))
-	tb2.Apply(k, at(1, "hi", 0), 0)
-	tb2.Apply(k, typing(2, 30_000), 50_000)
-	if got := tb2.Expire(minute + 1); len(got) != 1 || !got[0].Expired {
+	tb2.Apply(k, at(1, "hi", hoursAgo), hoursAgo)
+	tb2.Apply(k, typing(2, 30_000), hoursAgo+50_000)
+	if got := tb2.Expire(hoursAgo + minute + 1); len(got) != 1 || !got[0].Expired {
 		t.Fatalf("typing must not delay proactive expiry: %+v", got)
+	}
+}
+
+// A message whose time is unknown (0) continues an open session whatever its last activity, never ends
+// one by inactivity, and leaves the last activity alone; the next timed message is decided by its time.
+func TestUnknownTimeNeitherEndsNorExtends(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	k := Key("web", "unknown")
+	first := tb.Apply(k, at(1, "a", hoursAgo), 0)
+	if got := tb.Apply(k, at(2, "b", 0), 0); got.Opened || got.ConversationID != first.ConversationID {
+		t.Fatalf("an untimed message continues the open session: %+v", got)
+	}
+	if got := tb.Get(k).LastActivity; got != hoursAgo {
+		t.Fatalf("last activity moved to %d", got)
+	}
+	if got := tb.Apply(k, at(3, "c", hoursAgo+minute+1), 0); !got.Opened || got.Closed != ReasonIdle {
+		t.Fatalf("the next timed message past the timeout opens a new session: %+v", got)
+	}
+	// Opened untimed, the session takes the time of its first timed message.
+	tb2 := NewTable(Fixed(time.Minute))
+	open := tb2.Apply(k, at(1, "x", 0), 0)
+	if got := tb2.Apply(k, at(2, "y", hoursAgo), 0); got.Opened || got.ConversationID != open.ConversationID {
+		t.Fatalf("the first timed message continues a session opened untimed: %+v", got)
+	}
+	if got := tb2.Apply(k, at(3, "z", hoursAgo+minute+1), 0); !got.Opened {
+		t.Fatalf("then its time counts: %+v", got)
 	}
 }
 

@@ -58,6 +58,9 @@ type Enricher struct {
 	clock     func() time.Time
 	active    int   // active sessions last reported to the observer
 	latest    int64 // the partition's record time: the highest trusted session time applied
+	// upstream is the time before which every connector record is known to be applied on this
+	// partition (epoch ms, see Watermarks).
+	upstream func() int64
 }
 
 // NewEnricher returns stage 2 for one partition; observer and clock may be nil (no metrics, the wall
@@ -71,6 +74,13 @@ func NewEnricher(topics Topics, changelog string, partition int, idle session.Id
 	}
 	return &Enricher{topics: topics, changelog: changelog, partition: partition, table: session.NewTable(idle),
 		observer: observer, clock: clock}
+}
+
+// WithUpstream sets how far the partition's input is known to have come (epoch ms); without it the
+// processing clock stands in, as if nothing were ever held upstream.
+func (e *Enricher) WithUpstream(upstream func() int64) *Enricher {
+	e.upstream = upstream
+	return e
 }
 
 // WithReplayWindow sets how long (running time) a duplicate still gets its first copy's ids.
@@ -196,10 +206,18 @@ func sourcePosition(rec stream.Record) session.Position {
 }
 
 // Expire ends sessions idle past their timeout in both record time and processing time, and forgets
-// ended ones past twice the timeout (see session.Table.Expire); it reports the active sessions.
+// ended ones past twice the timeout (see session.Table.Expire); it reports the active sessions. Record
+// time is the partition's own (never ahead of the processing clock: one connector's skewed clock must not
+// age everyone's sessions), or the upstream watermark when that is further: a quiet partition's sessions
+// expire live, but not while the records that might continue them are held upstream.
 func (e *Enricher) Expire(now time.Time) []stream.Output {
 	var outs []stream.Output
-	for _, c := range e.table.Expire(now.UnixMilli()) {
+	upstream := now.UnixMilli()
+	if e.upstream != nil {
+		upstream = e.upstream()
+	}
+	record := max(min(e.latest, now.UnixMilli()), upstream)
+	for _, c := range e.table.Expire(now.UnixMilli(), record) {
 		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
 		if c.State != nil {
 			o.Value = session.Encode(c.State)

@@ -192,7 +192,7 @@ func TestBacklogDecidesAsLive(t *testing.T) {
 			k := Key("web", fmt.Sprint("c", c))
 			for i, m := range script(base) {
 				now := wall(i)
-				tb.Expire(now)
+				tb.expireAt(now)
 				outs = append(outs, tb.Apply(k, m, now))
 			}
 		}
@@ -216,10 +216,10 @@ func TestProactiveExpiryNeedsBothClocks(t *testing.T) {
 	// Record time three hours behind; processed now.
 	now := hoursAgo + 3*60*minute
 	first := tb.Apply(k, at(1, "a", hoursAgo), now)
-	if got := tb.Expire(now + minute - 1); len(got) != 0 {
+	if got := tb.expireAt(now + minute - 1); len(got) != 0 {
 		t.Fatalf("processing time has not passed the timeout: %+v", got)
 	}
-	if got := tb.Expire(now + minute + 1); len(got) != 1 || !got[0].Expired || got[0].State.Open || got[0].State.Ended != ReasonIdle {
+	if got := tb.expireAt(now + minute + 1); len(got) != 1 || !got[0].Expired || got[0].State.Open || got[0].State.Ended != ReasonIdle {
 		t.Fatalf("both clocks past the timeout: the session ends: %+v", got)
 	}
 	if tb.Active() != 0 {
@@ -233,10 +233,10 @@ func TestProactiveExpiryNeedsBothClocks(t *testing.T) {
 	// Record time in the future of the processing clock: expiry waits for record time too.
 	tb2 := NewTable(Fixed(idle))
 	tb2.Apply(k, at(1, "a", now+30*minute), now)
-	if got := tb2.Expire(now + 2*minute); len(got) != 0 {
+	if got := tb2.expireAt(now + 2*minute); len(got) != 0 {
 		t.Fatalf("record time has not passed the timeout: %+v", got)
 	}
-	if got := tb2.Expire(now + 31*minute + 1); len(got) != 1 {
+	if got := tb2.expireAt(now + 31*minute + 1); len(got) != 1 {
 		t.Fatalf("expected expiry once record time passed: %+v", got)
 	}
 }
@@ -249,7 +249,7 @@ func TestExpireForgetsEndedSessionsIncrementally(t *testing.T) {
 		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(i), fmt.Sprint(i), int64(i)), int64(i))
 	}
 	// Half of them are due: only those are touched.
-	got := tb.Expire(minute + n/2)
+	got := tb.expireAt(minute + n/2)
 	if len(got) != n/2 {
 		t.Fatalf("expired %d, want %d", len(got), n/2)
 	}
@@ -257,14 +257,14 @@ func TestExpireForgetsEndedSessionsIncrementally(t *testing.T) {
 		t.Fatalf("active %d, held %d", tb.Active(), tb.Len())
 	}
 	// Twice the timeout: every one forgotten, with a tombstone each.
-	got = tb.Expire(2*minute + n + 1)
+	got = tb.expireAt(2*minute + n + 1)
 	tombstones := 0
 	for _, c := range got {
 		if c.State == nil {
 			tombstones++
 		}
 	}
-	got = append(got, tb.Expire(3*minute+n+1)...)
+	got = append(got, tb.expireAt(3*minute+n+1)...)
 	for _, c := range got {
 		if c.State == nil {
 			tombstones++
@@ -300,7 +300,7 @@ func TestPassiveMessagesNeverOpenOrExtend(t *testing.T) {
 	tb2 := NewTable(Fixed(time.Minute))
 	tb2.Apply(k, at(1, "hi", hoursAgo), hoursAgo)
 	tb2.Apply(k, typing(2, 30_000), hoursAgo+50_000)
-	if got := tb2.Expire(hoursAgo + minute + 1); len(got) != 1 || !got[0].Expired {
+	if got := tb2.expireAt(hoursAgo + minute + 1); len(got) != 1 || !got[0].Expired {
 		t.Fatalf("typing must not delay proactive expiry: %+v", got)
 	}
 }
@@ -424,4 +424,73 @@ func normalize(st State) State {
 	var out State
 	_ = json.Unmarshal(b, &out)
 	return out
+}
+
+// expireAt is Expire with record time caught up with the processing clock (live, nothing held upstream).
+func (t *Table) expireAt(now int64) []Change { return t.Expire(now, now) }
+
+// Records held upstream (a broker outage, a stalled ingest stage, a connector flushing late): the wall
+// clock runs on, record time does not. The session must not expire until record time passes too, and a
+// late record within the timeout in record time continues it.
+func TestExpiryWaitsForRecordTime(t *testing.T) {
+	const idle = time.Minute
+	tb := NewTable(Fixed(idle))
+	k := Key("web", "held")
+	wall := hoursAgo + 10*minute
+	first := tb.Apply(k, at(1, "a", hoursAgo), wall)
+	// Hours of processing time pass; record time is stuck at the last message.
+	for i := int64(1); i <= 5; i++ {
+		if got := tb.Expire(wall+i*60*minute, hoursAgo); len(got) != 0 {
+			t.Fatalf("expired while record time stood still: %+v", got)
+		}
+	}
+	// At exactly the timeout in record time: still open.
+	if got := tb.Expire(wall+6*60*minute, hoursAgo+minute); len(got) != 0 {
+		t.Fatalf("at exactly the timeout in record time the session is open: %+v", got)
+	}
+	// The held message arrives, 50 s after the previous one in record time: same conversation.
+	late := tb.Apply(k, at(2, "b", hoursAgo+50_000), wall+6*60*minute)
+	if late.Opened || late.ConversationID != first.ConversationID {
+		t.Fatalf("a held message within the timeout continues the session: %+v", late)
+	}
+	if tb.Active() != 1 || tb.Len() != 1 {
+		t.Fatalf("active %d, held %d", tb.Active(), tb.Len())
+	}
+	// Now both clocks pass the timeout after it: it ends, and later it is forgotten.
+	now := wall + 6*60*minute
+	if got := tb.Expire(now+minute+1, hoursAgo+50_000+minute+1); len(got) != 1 || !got[0].Expired {
+		t.Fatalf("both clocks past the timeout: %+v", got)
+	}
+	if got := tb.Expire(now+3*minute, hoursAgo+50_000+minute+2); len(got) != 0 || tb.Len() != 1 {
+		t.Fatalf("an ended session is forgotten only when record time passed twice the timeout too: %+v", got)
+	}
+	if got := tb.Expire(now+3*minute, hoursAgo+50_000+2*minute+1); len(got) != 1 || got[0].State != nil || tb.Len() != 0 || tb.Active() != 0 {
+		t.Fatalf("forgotten once both clocks passed twice the timeout: %+v (held %d, active %d)", got, tb.Len(), tb.Active())
+	}
+}
+
+// Many keys parked and then touched, restored or forgotten: the heaps stay consistent.
+func TestParkedKeysStayConsistent(t *testing.T) {
+	const idle = time.Minute
+	tb := NewTable(Fixed(idle))
+	const n = 500
+	for i := 0; i < n; i++ {
+		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(i), fmt.Sprint(i), hoursAgo+int64(i)), 0)
+	}
+	if got := tb.Expire(10*minute, 0); len(got) != 0 {
+		t.Fatalf("record time 0: nothing may expire, got %d", len(got))
+	}
+	for i := 0; i < n; i += 2 { // touch half of them while parked
+		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(n+i), fmt.Sprint("again", i), hoursAgo+int64(i)+1000), 10*minute)
+	}
+	if err := tb.Restore(Key("web", "1"), nil, 10*minute); err != nil { // a tombstone for a parked key
+		t.Fatal(err)
+	}
+	got := tb.Expire(10*minute+1, hoursAgo+minute+n+1)
+	if len(got) != n/2-1 || tb.Active() != n/2 {
+		t.Fatalf("expired %d (want %d), active %d (want %d)", len(got), n/2-1, tb.Active(), n/2)
+	}
+	if got := tb.Expire(20*minute, hoursAgo+10*minute); tb.Len() != 0 || tb.Active() != 0 {
+		t.Fatalf("after both clocks passed everything: %d changes, held %d, active %d", len(got), tb.Len(), tb.Active())
+	}
 }

@@ -14,7 +14,10 @@ import (
 type Table struct {
 	idle     IdleTimeouts
 	sessions map[string]*entry
+	// due orders keys by when processing time passes their timeout; parked holds the ones past it in
+	// processing time, ordered by when record time will be.
 	due      deadlines
+	parked   deadlines
 	open     int   // sessions open in the table
 	window   int64 // replay window, ms of running time
 	clock    runningClock
@@ -53,8 +56,9 @@ type entry struct {
 	key      string
 	seen     int64 // processing time of the latest activity (or of the restore)
 	touched  int64 // processing time of the latest record of any kind
-	deadline int64 // processing time at which Expire next looks at the key
-	index    int   // in the deadlines heap
+	deadline int64 // when Expire next looks at the key: processing time in due, record time in parked
+	index    int   // in its heap
+	parked   bool  // in parked rather than due
 	counted  bool  // counted in Table.open
 }
 
@@ -98,19 +102,15 @@ func (t *Table) touchPassive(e *entry, nowMillis int64) {
 
 // schedule recomputes e's deadline: an open session expires once more than its idle timeout passed in
 // both record time and processing time since its last activity; an ended one is forgotten after twice
-// the timeout, so that a replayed record still finds the ids it was given.
+// the timeout (in both), so that a replayed record still finds the ids it was given.
 func (t *Table) schedule(e *entry) {
-	idle := t.idleOf(e.key).Milliseconds()
+	t.unqueue(e)
 	if e.Open {
-		e.deadline = max(e.LastActivity, e.seen) + idle
+		e.deadline = e.seen + t.span(e)
 	} else {
-		e.deadline = max(e.LastActivity, e.touched) + 2*idle
+		e.deadline = e.touched + t.span(e)
 	}
-	if e.index < 0 {
-		heap.Push(&t.due, e)
-	} else {
-		heap.Fix(&t.due, e.index)
-	}
+	heap.Push(&t.due, e)
 	switch {
 	case e.Open && !e.counted:
 		t.open++
@@ -118,6 +118,27 @@ func (t *Table) schedule(e *entry) {
 		t.open--
 	}
 	e.counted = e.Open
+}
+
+// span is how long e may stay idle: its timeout while open, twice that once ended.
+func (t *Table) span(e *entry) int64 {
+	idle := t.idleOf(e.key).Milliseconds()
+	if e.Open {
+		return idle
+	}
+	return 2 * idle
+}
+
+// unqueue takes e out of whichever heap holds it.
+func (t *Table) unqueue(e *entry) {
+	switch {
+	case e.index < 0:
+	case e.parked:
+		heap.Remove(&t.parked, e.index)
+	default:
+		heap.Remove(&t.due, e.index)
+	}
+	e.parked = false
 }
 
 // Change is a state Expire changed: an ended session to persist, or a key to forget (State nil).
@@ -130,25 +151,40 @@ type Change struct {
 	Evicted int
 }
 
-// Expire ends the open sessions whose idle timeout passed in both record time and processing time
-// (nowMillis), and forgets the ended ones past twice the timeout; the caller persists the changes.
-func (t *Table) Expire(nowMillis int64) []Change {
+// Expire ends the open sessions whose idle timeout passed in both processing time (nowMillis) and
+// record time (recordMillis: how far the partition's input is known to have come), and forgets the
+// ended ones past twice the timeout; the caller persists the changes. A key past its timeout in
+// processing time only waits, parked, for record time.
+func (t *Table) Expire(nowMillis, recordMillis int64) []Change {
 	var changes []Change
 	run := t.running(nowMillis)
 	for len(t.due) > 0 && t.due[0].deadline < nowMillis {
-		e := t.due[0]
-		if e.Open {
-			e.Open, e.Ended = false, ReasonIdle
-			evicted := e.remember("", "", run, t.window)
-			t.schedule(e)
-			changes = append(changes, Change{Key: e.key, State: &e.State, Expired: true, Evicted: evicted})
+		e := heap.Pop(&t.due).(*entry)
+		if rd := e.LastActivity + t.span(e); rd >= recordMillis {
+			e.deadline, e.parked = rd, true
+			heap.Push(&t.parked, e)
 			continue
 		}
-		heap.Pop(&t.due)
-		delete(t.sessions, e.key)
-		changes = append(changes, Change{Key: e.key})
+		changes = t.lapse(e, run, changes)
+	}
+	for len(t.parked) > 0 && t.parked[0].deadline < recordMillis {
+		e := heap.Pop(&t.parked).(*entry)
+		e.parked = false
+		changes = t.lapse(e, run, changes)
 	}
 	return changes
+}
+
+// lapse ends e's open session by inactivity, or forgets e once ended; e is in no heap.
+func (t *Table) lapse(e *entry, run int64, changes []Change) []Change {
+	if e.Open {
+		e.Open, e.Ended = false, ReasonIdle
+		evicted := e.remember("", "", run, t.window)
+		t.schedule(e)
+		return append(changes, Change{Key: e.key, State: &e.State, Expired: true, Evicted: evicted})
+	}
+	delete(t.sessions, e.key)
+	return append(changes, Change{Key: e.key})
 }
 
 // ErrCorrupt marks a changelog value that cannot be read; the key starts fresh.
@@ -205,7 +241,7 @@ func (t *Table) forget(key string) {
 	if e.counted {
 		t.open--
 	}
-	heap.Remove(&t.due, e.index)
+	t.unqueue(e)
 	delete(t.sessions, key)
 }
 

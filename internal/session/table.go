@@ -16,11 +16,11 @@ type Table struct {
 	sessions map[string]*entry
 	// due orders keys by when processing time passes their timeout; parked holds the ones past it in
 	// processing time, ordered by when record time will be.
-	due      deadlines
-	parked   deadlines
-	open     int   // sessions open in the table
-	window   int64 // replay window, ms of running time
-	clock    runningClock
+	due    deadlines
+	parked deadlines
+	open   int   // sessions open in the table
+	window int64 // replay window, ms of running time
+	clock  runningClock
 }
 
 // runningClock is the partition's running time: it resumes from the highest value a restored state

@@ -44,11 +44,12 @@ type Pipeline struct {
 	log     *zap.Logger
 	obs     Observers
 	pattern *regexp.Regexp
+	marks   *Watermarks // how far each repartition partition's input is known to have come
 }
 
 // NewPipeline builds the inbound pipeline from the configuration.
 func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logger, obs Observers) (*Pipeline, error) {
-	p := &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "inbound")), obs: obs}
+	p := &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "inbound")), obs: obs, marks: NewWatermarks()}
 	if cfg.Topics.InboundPattern != "" {
 		re, err := regexp.Compile(cfg.Topics.InboundPattern)
 		if err != nil {
@@ -107,6 +108,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
 	sessions := stage.New(sessionsCfg, broker, kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)
 
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go p.watchUpstream(watchCtx, ingestCfg.GroupID, sessionsCfg.GroupID)
+
 	errc := make(chan error, 2)
 	go func() { errc <- ingest.Run(ctx) }()
 	go func() { errc <- sessions.Run(ctx) }()
@@ -131,10 +136,48 @@ func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// watchUpstream reads both inbound groups' offsets once per commit interval into p.marks, the upstream
+// half of record time for proactive expiry. A reading that fails is skipped: the watermarks stand still,
+// which only delays expiry.
+func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup string) {
+	t := time.NewTicker(p.cfg.Kafka.Consumer.CommitInterval)
+	defer t.Stop()
+	var topics []string
+	var listed time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		at := time.Now()
+		if topics == nil || at.Sub(listed) >= p.cfg.Inbound.TopicRefreshInterval {
+			found, err := p.connectorTopics(ctx)
+			if err != nil {
+				p.log.Debug("upstream watermark: topics not listed", zap.Error(err))
+				continue
+			}
+			topics, listed = found, at
+		}
+		ingest, err := kafkaedge.GroupOffsets(ctx, p.kafka, ingestGroup, topics)
+		if err != nil {
+			p.log.Debug("upstream watermark: ingest offsets not read", zap.Error(err))
+			continue
+		}
+		sessions, err := kafkaedge.GroupOffsets(ctx, p.kafka, sessionsGroup, []string{p.cfg.Topics.Repartition})
+		if err != nil {
+			p.log.Debug("upstream watermark: sessions offsets not read", zap.Error(err))
+			continue
+		}
+		p.marks.Observe(at.UnixMilli(), ingest, sessions)
+	}
+}
+
 // restoreSessions builds the stage-2 handler of one partition, replaying its changelog partition first.
 func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
 	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
-		WithReplayWindow(p.cfg.Inbound.ReplayWindow)
+		WithReplayWindow(p.cfg.Inbound.ReplayWindow).
+		WithUpstream(func() int64 { return p.marks.Of(partition) })
 	start := time.Now()
 	n, err := kafkaedge.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
 		if err := e.Restore(key, value); err != nil {

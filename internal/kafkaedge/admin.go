@@ -26,12 +26,25 @@ func TopicNames(ctx context.Context, factory *kafkaclient.Factory) ([]string, er
 	return names, nil
 }
 
-// GroupLag returns the lag of group on every partition of topics. A partition without a committed
-// offset counts from its first offset (where the group will start). kafka-go does not report group
-// lag, so it is asked of the broker.
-func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]stage.PartitionLag, error) {
+// PartitionOffsets is a group's committed offset on one partition and the partition's end offset.
+type PartitionOffsets struct {
+	Topic     string
+	Partition int
+	// Committed is where the group resumes: its committed offset, or the partition's first offset when
+	// it has none.
+	Committed int64
+	End       int64
+}
+
+// GroupOffsets returns group's committed offsets on every partition of topics, and then (read after
+// them) the partitions' end offsets. kafka-go does not report group offsets, so they are asked of the
+// broker.
+func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]PartitionOffsets, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if len(topics) == 0 {
+		return nil, nil
+	}
 	client := factory.Client()
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
@@ -56,11 +69,13 @@ func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, t
 	if err != nil {
 		return nil, err
 	}
-	var out []stage.PartitionLag
+	var out []PartitionOffsets
 	for topic, ps := range ends.Topics {
 		done := map[int]int64{}
 		for _, c := range committed.Topics[topic] {
-			done[c.Partition] = c.CommittedOffset
+			if c.Error == nil {
+				done[c.Partition] = c.CommittedOffset
+			}
 		}
 		for _, p := range ps {
 			if p.Error != nil {
@@ -70,8 +85,22 @@ func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, t
 			if !ok || at < 0 {
 				at = p.FirstOffset
 			}
-			out = append(out, stage.PartitionLag{Topic: topic, Partition: p.Partition, Lag: max(0, p.LastOffset-at)})
+			out = append(out, PartitionOffsets{Topic: topic, Partition: p.Partition, Committed: at, End: p.LastOffset})
 		}
+	}
+	return out, nil
+}
+
+// GroupLag returns the lag of group on every partition of topics. A partition without a committed
+// offset counts from its first offset (where the group will start).
+func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]stage.PartitionLag, error) {
+	offsets, err := GroupOffsets(ctx, factory, group, topics)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stage.PartitionLag, 0, len(offsets))
+	for _, o := range offsets {
+		out = append(out, stage.PartitionLag{Topic: o.Topic, Partition: o.Partition, Lag: max(0, o.End-o.Committed)})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package kafkatest
 import (
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,16 @@ func KcatProduceTo(t testing.TB, brokers []string, topic string, keyed bool, lin
 	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, b)
+	}
+}
+
+// KcatProducePartition writes unkeyed lines with kcat to one partition of topic, with acks=all.
+func KcatProducePartition(t testing.TB, topic string, partition int, lines ...string) {
+	t.Helper()
+	cmd := exec.Command("kcat", "-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-p", strconv.Itoa(partition), "-X", "acks=all")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce to %s/%d: %v\n%s", topic, partition, err, b)
 	}
 }
 

@@ -373,9 +373,9 @@ func (c *Config) Validate() error {
 		}
 		add(positive(key+".timeout", e.Timeout))
 	}
-	if w := c.Inbound.ReplayWindow; w < 3*cs.SessionTimeout {
-		add(fieldErr("inbound.replayWindow", "%v is too short: it must be at least 3 × kafka.consumer.sessionTimeout (%v), the time a crashed member holds its partitions",
-			w, 3*cs.SessionTimeout))
+	if w, least := c.Inbound.ReplayWindow, 2*(cs.SessionTimeout+cs.RebalanceTimeout); w < least {
+		add(fieldErr("inbound.replayWindow", "%v is too short: it must be at least 2 × (kafka.consumer.sessionTimeout + kafka.consumer.rebalanceTimeout) = %v, twice the time a crashed member's partitions take to move",
+			w, least))
 	}
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
 	if p.BatchBytes < int64(c.Inbound.MaxMessageBytes)+EnrichmentHeadroom {

@@ -57,9 +57,9 @@ log:
 	}
 }
 
-// TestReplayWindowAtItsMinimumIsValid: exactly 3 × the consumer session timeout is accepted.
+// TestReplayWindowAtItsMinimumIsValid: exactly 2 × (session + rebalance timeout) is accepted.
 func TestReplayWindowAtItsMinimumIsValid(t *testing.T) {
-	if _, err := Load("", nil, []string{"inbound.replayWindow=30s"}); err != nil {
+	if _, err := Load("", nil, []string{"inbound.replayWindow=80s"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -96,8 +96,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		// The client's record limit must leave room for what enrichment adds to the largest valid message.
 		{name: "batchBytes equal to maxMessageBytes", settings: []string{"kafka.producer.batchBytes=1048576"},
 			want: "kafka.producer.batchBytes: 1048576 leaves no room for enrichment: it must be at least inbound.maxMessageBytes (1048576) + 65536"},
-		{name: "replay window shorter than three session timeouts", settings: []string{"inbound.replayWindow=29s"},
-			want: "inbound.replayWindow: 29s is too short: it must be at least 3 × kafka.consumer.sessionTimeout (30s)"},
+		{name: "replay window one second short", settings: []string{"inbound.replayWindow=79s"},
+			want: "inbound.replayWindow: 1m19s is too short: it must be at least 2 × (kafka.consumer.sessionTimeout + kafka.consumer.rebalanceTimeout) = 1m20s"},
 		{name: "batchBytes one short", settings: []string{"kafka.producer.batchBytes=1114111"}, want: "kafka.producer.batchBytes"},
 		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
 		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},

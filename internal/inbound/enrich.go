@@ -58,8 +58,8 @@ type Enricher struct {
 	clock     func() time.Time
 	active    int   // active sessions last reported to the observer
 	latest    int64 // the partition's record time: the highest trusted session time applied
-	// upstream is the time before which every connector record is known to be applied on this
-	// partition (epoch ms, see Watermarks).
+	// upstream is the processing time before which every connector record is known to be applied on
+	// this partition (epoch ms, see Watermarks); nil: the processing clock.
 	upstream func() int64
 }
 
@@ -205,19 +205,16 @@ func sourcePosition(rec stream.Record) session.Position {
 	return session.Position{Source: rec.Topic + "/" + strconv.Itoa(rec.Partition), Offset: rec.Offset}
 }
 
-// Expire ends sessions idle past their timeout in both record time and processing time, and forgets
-// ended ones past twice the timeout (see session.Table.Expire); it reports the active sessions. Record
-// time is the partition's own (never ahead of the processing clock: one connector's skewed clock must not
-// age everyone's sessions), or the upstream watermark when that is further: a quiet partition's sessions
-// expire live, but not while the records that might continue them are held upstream.
+// Expire ends sessions idle past their timeout and forgets ended ones (see session.Table.Expire); it
+// reports the active sessions. Time is measured up to the upstream watermark, so nothing expires while
+// a customer's next record may still be held upstream.
 func (e *Enricher) Expire(now time.Time) []stream.Output {
 	var outs []stream.Output
 	upstream := now.UnixMilli()
 	if e.upstream != nil {
 		upstream = e.upstream()
 	}
-	record := max(min(e.latest, now.UnixMilli()), upstream)
-	for _, c := range e.table.Expire(now.UnixMilli(), record) {
+	for _, c := range e.table.Expire(now.UnixMilli(), upstream) {
 		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
 		if c.State != nil {
 			o.Value = session.Encode(c.State)

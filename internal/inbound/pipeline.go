@@ -136,11 +136,15 @@ func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// watchUpstream reads both inbound groups' offsets once per commit interval into p.marks, the upstream
-// half of record time for proactive expiry. A reading that fails is skipped: the watermarks stand still,
-// which only delays expiry.
+// watchInterval is how often the upstream watermarks are read: each reading costs a few requests per
+// partition, and expiry needs seconds, not milliseconds.
+const watchInterval = time.Second
+
+// watchUpstream reads both inbound groups' offsets every watchInterval (or commit interval, if longer)
+// into p.marks, the horizon of proactive expiry. A reading that fails is skipped: the watermarks stand
+// still, which only delays expiry.
 func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup string) {
-	t := time.NewTicker(p.cfg.Kafka.Consumer.CommitInterval)
+	t := time.NewTicker(max(watchInterval, p.cfg.Kafka.Consumer.CommitInterval))
 	defer t.Stop()
 	var topics []string
 	var listed time.Time

@@ -2,6 +2,7 @@ package inbound_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // A customer's next message is held upstream: a stalled member of the ingest group (it holds a partition
 // and never processes it) sits on it while the wall clock runs three
 // idle timeouts past the customer's last message. The session must not expire proactively: record time
-// did not pass. Once the member leaves, the held message (one second after the first in record time)
+// did not pass, however much other customers' live traffic flows meanwhile. Once the member leaves, the held message (one second after the first in record time)
 // continues the conversation, and, caught up, the session then expires live.
 func TestIntegrationHeldRecordsDoNotExpireTheirSession(t *testing.T) {
 	cfg, f := setup(t, 2, "web")
@@ -28,14 +29,23 @@ func TestIntegrationHeldRecordsDoNotExpireTheirSession(t *testing.T) {
 	kafkatest.KcatProducePartition(t, topic, 1-held.Partitions[0], msg("pat", "first"))
 	kafkatest.KcatProducePartition(t, topic, held.Partitions[0], msg("pat", "held"))
 	byText(t, kcatConsume(t, cfg.Topics.CCMInbound, 1))
-	time.Sleep(3 * idle)
+	// Other customers stay live on the partition that is not held, on every repartition partition.
+	sent := 1
+	for end := time.Now().Add(3 * idle); time.Now().Before(end); sent += 6 {
+		var lines []string
+		for c := range 6 {
+			lines = append(lines, msg(fmt.Sprint("other-", c), fmt.Sprint("live-", sent+c)))
+		}
+		kafkatest.KcatProducePartition(t, topic, 1-held.Partitions[0], lines...)
+		time.Sleep(500 * time.Millisecond)
+	}
 	key := session.Key("web", "pat")
 	if st := latestState(t, cfg.Topics.Sessions, key); st == nil || !st.Open {
 		t.Fatalf("the session ended (or was forgotten: nil) while its next message was held upstream: %+v", st)
 	}
 
 	held.Leave()
-	ccm := byText(t, kcatConsume(t, cfg.Topics.CCMInbound, 2))
+	ccm := byText(t, kcatConsume(t, cfg.Topics.CCMInbound, sent+1))
 	if a, b := ccm["first"].header("conversationId"), ccm["held"].header("conversationId"); a == "" || a != b {
 		t.Fatalf("the held message must continue the conversation: %q vs %q", a, b)
 	}

@@ -83,19 +83,30 @@ type partitionKey struct {
 }
 
 // passed reports whether the ingest group's offsets now reached every end of a snapshot. A partition
-// the snapshot did not know (a connector topic found since) must be caught up to its current end; one no
-// longer reported (its topic deleted) holds nothing back.
+// the snapshot did not know (a connector topic found since) must be caught up to its current end. A
+// topic no longer in the reading (deleted, or no longer matched) holds nothing back; a partition of a
+// topic still read must be in the reading (GroupOffsets readings are whole).
 func passed(snapshot, now []kafkaedge.PartitionOffsets) bool {
-	ends := make(map[partitionKey]int64, len(snapshot))
-	for _, e := range snapshot {
-		ends[partitionKey{e.Topic, e.Partition}] = e.End
-	}
+	current := make(map[partitionKey]kafkaedge.PartitionOffsets, len(now))
+	topics := map[string]bool{}
 	for _, o := range now {
-		end, ok := ends[partitionKey{o.Topic, o.Partition}]
-		if !ok {
-			end = o.End
+		current[partitionKey{o.Topic, o.Partition}] = o
+		topics[o.Topic] = true
+	}
+	known := make(map[partitionKey]bool, len(snapshot))
+	for _, e := range snapshot {
+		k := partitionKey{e.Topic, e.Partition}
+		known[k] = true
+		o, ok := current[k]
+		switch {
+		case !ok && topics[e.Topic]:
+			return false
+		case ok && o.Committed < e.End:
+			return false
 		}
-		if o.Committed < end {
+	}
+	for k, o := range current {
+		if !known[k] && o.Committed < o.End {
 			return false
 		}
 	}

@@ -87,3 +87,22 @@ func TestWatermarkIsBoundedAndMonotonic(t *testing.T) {
 		t.Fatalf("caught up, the watermark follows the readings: %d", prev)
 	}
 }
+
+// A reading missing one partition of a stalled topic must not release the watermark.
+func TestWatermarkHeldWhenAPartitionIsMissing(t *testing.T) {
+	w := NewWatermarks()
+	for at := int64(1000); at <= 10_000; at += 1000 {
+		w.Observe(at, offsets("in", 3, 4, 9, 9), offsets("rep", 50, 50))
+	}
+	w.Observe(11_000, offsets("in", 3, 4, 9, 9)[1:], offsets("rep", 50, 50))
+	w.Observe(12_000, offsets("in", 3, 4, 9, 9), offsets("rep", 50, 50))
+	if got := w.Of(0); got != 0 {
+		t.Fatalf("a stalled partition missing from one reading released the watermark to %d", got)
+	}
+	// A topic gone from the readings (deleted) holds nothing back.
+	w.Observe(13_000, offsets("other", 1, 1), offsets("rep", 50, 50))
+	w.Observe(14_000, offsets("other", 1, 1), offsets("rep", 50, 50))
+	if got := w.Of(0); got == 0 {
+		t.Fatal("a deleted topic must not hold the watermark for good")
+	}
+}

@@ -37,8 +37,9 @@ type PartitionOffsets struct {
 }
 
 // GroupOffsets returns group's committed offsets on every partition of topics, and then (read after
-// them) the partitions' end offsets. kafka-go does not report group offsets, so they are asked of the
-// broker.
+// them) the partitions' end offsets. A reading is whole or an error: a topic or partition the broker
+// could not answer for fails it, so a caller never mistakes a missing partition for a caught-up one.
+// kafka-go does not report group offsets, so they are asked of the broker.
 func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]PartitionOffsets, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -54,7 +55,7 @@ func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group strin
 	offsetReq := map[string][]kafka.OffsetRequest{}
 	for _, t := range md.Topics {
 		if t.Error != nil {
-			continue
+			return nil, fmt.Errorf("metadata of %s: %w", t.Name, t.Error)
 		}
 		for _, p := range t.Partitions {
 			parts[t.Name] = append(parts[t.Name], p.ID)
@@ -73,16 +74,19 @@ func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group strin
 	for topic, ps := range ends.Topics {
 		done := map[int]int64{}
 		for _, c := range committed.Topics[topic] {
-			if c.Error == nil {
-				done[c.Partition] = c.CommittedOffset
+			if c.Error != nil {
+				return nil, fmt.Errorf("committed offset of %s/%d: %w", topic, c.Partition, c.Error)
 			}
+			done[c.Partition] = c.CommittedOffset
 		}
 		for _, p := range ps {
 			if p.Error != nil {
-				continue
+				return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
 			}
+			// No commit, or one below the log start (retention removed what it pointed at): the group
+			// resumes at the first offset.
 			at, ok := done[p.Partition]
-			if !ok || at < 0 {
+			if !ok || at < p.FirstOffset {
 				at = p.FirstOffset
 			}
 			out = append(out, PartitionOffsets{Topic: topic, Partition: p.Partition, Committed: at, End: p.LastOffset})

@@ -230,20 +230,21 @@ func TestProactiveExpiryNeedsBothClocks(t *testing.T) {
 	if !next.Opened || next.ConversationID == first.ConversationID {
 		t.Fatalf("an expired session must not reopen: %+v", next)
 	}
-	// Record time in the future of the processing clock: expiry waits for record time too.
+	// A connector clock half an hour ahead: its next message would be stamped ahead too, so idle time is
+	// counted on this instance's clock, not against the future stamp.
 	tb2 := NewTable(Fixed(idle))
 	tb2.Apply(k, at(1, "a", now+30*minute), now)
-	if got := tb2.expireAt(now + 2*minute); len(got) != 0 {
-		t.Fatalf("record time has not passed the timeout: %+v", got)
+	if got := tb2.expireAt(now + minute - 1); len(got) != 0 {
+		t.Fatalf("not idle for a timeout yet: %+v", got)
 	}
-	if got := tb2.expireAt(now + 31*minute + 1); len(got) != 1 {
-		t.Fatalf("expected expiry once record time passed: %+v", got)
+	if got := tb2.expireAt(now + minute + 1); len(got) != 1 {
+		t.Fatalf("idle for a timeout after a future-stamped message: %+v", got)
 	}
 }
 
 func TestExpireForgetsEndedSessionsIncrementally(t *testing.T) {
 	const idle = time.Minute
-	tb := NewTable(Fixed(idle))
+	tb := NewTable(Fixed(idle)).WithReplayWindow(idle)
 	const n = 10000
 	for i := 0; i < n; i++ {
 		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(i), fmt.Sprint(i), int64(i)), int64(i))
@@ -429,68 +430,96 @@ func normalize(st State) State {
 // expireAt is Expire with record time caught up with the processing clock (live, nothing held upstream).
 func (t *Table) expireAt(now int64) []Change { return t.Expire(now, now) }
 
-// Records held upstream (a broker outage, a stalled ingest stage, a connector flushing late): the wall
-// clock runs on, record time does not. The session must not expire until record time passes too, and a
-// late record within the timeout in record time continues it.
-func TestExpiryWaitsForRecordTime(t *testing.T) {
+// Records held upstream (a broker outage, a stalled ingest member, a backlog): the wall clock runs on,
+// the upstream watermark does not. The session must not expire until the watermark passes its timeout,
+// and a late record within the timeout in record time continues it.
+func TestExpiryWaitsForTheUpstreamWatermark(t *testing.T) {
 	const idle = time.Minute
 	tb := NewTable(Fixed(idle))
 	k := Key("web", "held")
 	wall := hoursAgo + 10*minute
 	first := tb.Apply(k, at(1, "a", hoursAgo), wall)
-	// Hours of processing time pass; record time is stuck at the last message.
-	for i := int64(1); i <= 5; i++ {
-		if got := tb.Expire(wall+i*60*minute, hoursAgo); len(got) != 0 {
-			t.Fatalf("expired while record time stood still: %+v", got)
+	for i := int64(1); i <= 5; i++ { // hours pass; the watermark is stuck before the last activity
+		if got := tb.Expire(wall+i*60*minute, wall-1); len(got) != 0 {
+			t.Fatalf("expired while the watermark stood still: %+v", got)
 		}
 	}
-	// At exactly the timeout in record time: still open.
-	if got := tb.Expire(wall+6*60*minute, hoursAgo+minute); len(got) != 0 {
-		t.Fatalf("at exactly the timeout in record time the session is open: %+v", got)
+	// At exactly the timeout after the last activity was processed: still open.
+	if got := tb.Expire(wall+6*60*minute, wall+minute); len(got) != 0 {
+		t.Fatalf("at exactly the timeout the session is open: %+v", got)
 	}
 	// The held message arrives, 50 s after the previous one in record time: same conversation.
-	late := tb.Apply(k, at(2, "b", hoursAgo+50_000), wall+6*60*minute)
+	now := wall + 6*60*minute
+	late := tb.Apply(k, at(2, "b", hoursAgo+50_000), now)
 	if late.Opened || late.ConversationID != first.ConversationID {
 		t.Fatalf("a held message within the timeout continues the session: %+v", late)
 	}
-	if tb.Active() != 1 || tb.Len() != 1 {
-		t.Fatalf("active %d, held %d", tb.Active(), tb.Len())
+	if got := tb.Expire(now+minute+1, now+minute); len(got) != 0 {
+		t.Fatalf("the watermark has not passed the new timeout: %+v", got)
 	}
-	// Now both clocks pass the timeout after it: it ends, and later it is forgotten.
-	now := wall + 6*60*minute
-	if got := tb.Expire(now+minute+1, hoursAgo+50_000+minute+1); len(got) != 1 || !got[0].Expired {
-		t.Fatalf("both clocks past the timeout: %+v", got)
+	if got := tb.Expire(now+minute+1, now+minute+1); len(got) != 1 || !got[0].Expired {
+		t.Fatalf("watermark and clock past the timeout: %+v", got)
 	}
-	if got := tb.Expire(now+3*minute, hoursAgo+50_000+minute+2); len(got) != 0 || tb.Len() != 1 {
-		t.Fatalf("an ended session is forgotten only when record time passed twice the timeout too: %+v", got)
+	// Forgotten after twice the timeout and the replay window, both on the watermark too.
+	forget := now + max(2*minute, DefaultReplayWindow.Milliseconds())
+	if got := tb.Expire(forget+1, forget); len(got) != 0 || tb.Len() != 1 {
+		t.Fatalf("forgotten before the watermark passed: %+v", got)
 	}
-	if got := tb.Expire(now+3*minute, hoursAgo+50_000+2*minute+1); len(got) != 1 || got[0].State != nil || tb.Len() != 0 || tb.Active() != 0 {
-		t.Fatalf("forgotten once both clocks passed twice the timeout: %+v (held %d, active %d)", got, tb.Len(), tb.Active())
+	if got := tb.Expire(forget+1, forget+1); len(got) != 1 || got[0].State != nil || tb.Len() != 0 || tb.Active() != 0 {
+		t.Fatalf("forgotten once both passed: %+v (held %d, active %d)", got, tb.Len(), tb.Active())
 	}
 }
 
-// Many keys parked and then touched, restored or forgotten: the heaps stay consistent.
-func TestParkedKeysStayConsistent(t *testing.T) {
+// Other customers' live traffic on the same partition does not end a session whose next message is held
+// upstream: only the watermark counts.
+func TestOtherTrafficDoesNotExpireAHeldSession(t *testing.T) {
 	const idle = time.Minute
 	tb := NewTable(Fixed(idle))
-	const n = 500
-	for i := 0; i < n; i++ {
-		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(i), fmt.Sprint(i), hoursAgo+int64(i)), 0)
+	wall := hoursAgo
+	pat := tb.Apply(Key("web", "pat"), at(1, "p1", wall), wall)
+	for i := int64(1); i <= 20; i++ { // another customer, live, every 10 s; the watermark is stuck
+		now := wall + i*10_000
+		tb.Apply(Key("web", "other"), at(1+i, fmt.Sprint("o", i), now), now)
+		if got := tb.Expire(now, wall+1); len(got) != 0 {
+			t.Fatalf("expired with the watermark held: %+v", got)
+		}
 	}
-	if got := tb.Expire(10*minute, 0); len(got) != 0 {
-		t.Fatalf("record time 0: nothing may expire, got %d", len(got))
+	held := tb.Apply(Key("web", "pat"), at(99, "p2", wall+1000), wall+200_000)
+	if held.Opened || held.ConversationID != pat.ConversationID {
+		t.Fatalf("the held message must continue pat's conversation: %+v", held)
 	}
-	for i := 0; i < n; i += 2 { // touch half of them while parked
-		tb.Apply(Key("web", fmt.Sprint(i)), at(int64(n+i), fmt.Sprint("again", i), hoursAgo+int64(i)+1000), 10*minute)
+}
+
+// A session opened by an untimed message waits for the watermark like any other.
+func TestUntimedSessionWaitsForTheWatermark(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	k := Key("web", "untimed")
+	first := tb.Apply(k, at(1, "a", 0), hoursAgo)
+	if got := tb.Expire(hoursAgo+10*minute, hoursAgo); len(got) != 0 {
+		t.Fatalf("an untimed session expired with the watermark held: %+v", got)
 	}
-	if err := tb.Restore(Key("web", "1"), nil, 10*minute); err != nil { // a tombstone for a parked key
-		t.Fatal(err)
+	if got := tb.Apply(k, at(2, "b", 0), hoursAgo+10*minute); got.Opened || got.ConversationID != first.ConversationID {
+		t.Fatalf("the held untimed message continues the session: %+v", got)
 	}
-	got := tb.Expire(10*minute+1, hoursAgo+minute+n+1)
-	if len(got) != n/2-1 || tb.Active() != n/2 {
-		t.Fatalf("expired %d (want %d), active %d (want %d)", len(got), n/2-1, tb.Active(), n/2)
+}
+
+// A duplicate arriving after the key's session ended, later than twice a short idle timeout but within
+// the replay window, still finds its first ids: the key is not forgotten before the window passed.
+func TestEndedKeyKeptForTheReplayWindow(t *testing.T) {
+	tb := NewTable(Fixed(5 * time.Second))
+	k := Key("web", "short")
+	now := hoursAgo
+	tb.Apply(k, at(1, "a", now), now)
+	b := tb.Apply(k, at(2, "b", now+1000), now+1000)
+	tb.Apply(k, with(at(3, "end", now+2000), func(m *Message) { m.Intent = "END_CHAT" }), now+2000)
+	for ms := int64(0); ms <= 60_000; ms += 200 {
+		tb.expireAt(now + 2000 + ms)
 	}
-	if got := tb.Expire(20*minute, hoursAgo+10*minute); tb.Len() != 0 || tb.Active() != 0 {
-		t.Fatalf("after both clocks passed everything: %d changes, held %d, active %d", len(got), tb.Len(), tb.Active())
+	dup := tb.Apply(k, with(at(2, "b", now+1000), func(m *Message) { m.Seq = 99 }), now+62_000)
+	if !dup.Replayed || dup.ConversationID != b.ConversationID {
+		t.Fatalf("duplicate of b a minute later: %+v (first %+v)", dup, b)
+	}
+	if got := tb.expireAt(now + 2000 + DefaultReplayWindow.Milliseconds() + 1); len(got) != 1 || tb.Len() != 0 {
+		t.Fatalf("forgotten once the window passed: %+v", got)
 	}
 }

@@ -14,13 +14,10 @@ import (
 type Table struct {
 	idle     IdleTimeouts
 	sessions map[string]*entry
-	// due orders keys by when processing time passes their timeout; parked holds the ones past it in
-	// processing time, ordered by when record time will be.
-	due    deadlines
-	parked deadlines
-	open   int   // sessions open in the table
-	window int64 // replay window, ms of running time
-	clock  runningClock
+	due      deadlines // keys by when Expire next looks at them
+	open     int       // sessions open in the table
+	window   int64     // replay window, ms of running time
+	clock    runningClock
 }
 
 // runningClock is the partition's running time: it resumes from the highest value a restored state
@@ -56,9 +53,8 @@ type entry struct {
 	key      string
 	seen     int64 // processing time of the latest activity (or of the restore)
 	touched  int64 // processing time of the latest record of any kind
-	deadline int64 // when Expire next looks at the key: processing time in due, record time in parked
-	index    int   // in its heap
-	parked   bool  // in parked rather than due
+	deadline int64 // processing time at which Expire next looks at the key
+	index    int   // in the deadlines heap
 	counted  bool  // counted in Table.open
 }
 
@@ -100,17 +96,21 @@ func (t *Table) touchPassive(e *entry, nowMillis int64) {
 	t.schedule(e)
 }
 
-// schedule recomputes e's deadline: an open session expires once more than its idle timeout passed in
-// both record time and processing time since its last activity; an ended one is forgotten after twice
-// the timeout (in both), so that a replayed record still finds the ids it was given.
+// schedule recomputes e's deadline: an open session expires once its idle timeout passed after its
+// last activity was processed; an ended one is forgotten after twice the timeout, and not before the
+// replay window passed, so that a replayed record still finds the ids it was given.
 func (t *Table) schedule(e *entry) {
-	t.unqueue(e)
+	idle := t.idleOf(e.key).Milliseconds()
 	if e.Open {
-		e.deadline = e.seen + t.span(e)
+		e.deadline = e.seen + idle
 	} else {
-		e.deadline = e.touched + t.span(e)
+		e.deadline = e.touched + max(2*idle, t.window)
 	}
-	heap.Push(&t.due, e)
+	if e.index < 0 {
+		heap.Push(&t.due, e)
+	} else {
+		heap.Fix(&t.due, e.index)
+	}
 	switch {
 	case e.Open && !e.counted:
 		t.open++
@@ -118,27 +118,6 @@ func (t *Table) schedule(e *entry) {
 		t.open--
 	}
 	e.counted = e.Open
-}
-
-// span is how long e may stay idle: its timeout while open, twice that once ended.
-func (t *Table) span(e *entry) int64 {
-	idle := t.idleOf(e.key).Milliseconds()
-	if e.Open {
-		return idle
-	}
-	return 2 * idle
-}
-
-// unqueue takes e out of whichever heap holds it.
-func (t *Table) unqueue(e *entry) {
-	switch {
-	case e.index < 0:
-	case e.parked:
-		heap.Remove(&t.parked, e.index)
-	default:
-		heap.Remove(&t.due, e.index)
-	}
-	e.parked = false
 }
 
 // Change is a state Expire changed: an ended session to persist, or a key to forget (State nil).
@@ -151,26 +130,19 @@ type Change struct {
 	Evicted int
 }
 
-// Expire ends the open sessions whose idle timeout passed in both processing time (nowMillis) and
-// record time (recordMillis: how far the partition's input is known to have come), and forgets the
-// ended ones past twice the timeout; the caller persists the changes. A key past its timeout in
-// processing time only waits, parked, for record time.
-func (t *Table) Expire(nowMillis, recordMillis int64) []Change {
+// Expire ends the open sessions idle past their timeout, and forgets the ended ones past twice the
+// timeout and the replay window; the caller persists the changes. Time is measured up to the horizon:
+// the earlier of the processing clock (nowMillis) and the upstream watermark (upstreamMillis, the
+// processing time before which every connector record is known to be applied). A session is idle in
+// record time when no record of its customer came within the timeout after its last activity was
+// processed, and the watermark proves none is still on its way; measuring both on this instance's
+// clock makes the rule immune to connector clocks and to other customers' traffic.
+func (t *Table) Expire(nowMillis, upstreamMillis int64) []Change {
 	var changes []Change
 	run := t.running(nowMillis)
-	for len(t.due) > 0 && t.due[0].deadline < nowMillis {
-		e := heap.Pop(&t.due).(*entry)
-		if rd := e.LastActivity + t.span(e); rd >= recordMillis {
-			e.deadline, e.parked = rd, true
-			heap.Push(&t.parked, e)
-			continue
-		}
-		changes = t.lapse(e, run, changes)
-	}
-	for len(t.parked) > 0 && t.parked[0].deadline < recordMillis {
-		e := heap.Pop(&t.parked).(*entry)
-		e.parked = false
-		changes = t.lapse(e, run, changes)
+	horizon := min(nowMillis, upstreamMillis)
+	for len(t.due) > 0 && t.due[0].deadline < horizon {
+		changes = t.lapse(heap.Pop(&t.due).(*entry), run, changes)
 	}
 	return changes
 }
@@ -241,7 +213,9 @@ func (t *Table) forget(key string) {
 	if e.counted {
 		t.open--
 	}
-	t.unqueue(e)
+	if e.index >= 0 {
+		heap.Remove(&t.due, e.index)
+	}
 	delete(t.sessions, key)
 }
 

@@ -500,28 +500,6 @@ func groupLag(ctx context.Context, client *kafka.Client, group string, topics []
 	return lag, nil
 }
 
-// scriptFromTexts turns the feeder's texts ("c<customer>-r<round>", keyed by customer, no intents)
-// into a script of one conversation per customer, for the account of the older fault tests.
-func scriptFromTexts(sent []string) *script {
-	s := &script{}
-	byName := map[string]*scriptCustomer{}
-	for _, tx := range sent {
-		var c, r int
-		name := "?"
-		if _, err := fmt.Sscanf(tx, "c%d-r%d", &c, &r); err == nil {
-			name = fmt.Sprintf("cust-%d", c)
-		}
-		cu := byName[name]
-		if cu == nil {
-			cu = &scriptCustomer{name: name, keyed: true}
-			byName[name] = cu
-			s.customers = append(s.customers, cu)
-		}
-		cu.msgs = append(cu.msgs, &scriptMsg{customer: cu, seq: len(cu.msgs), text: tx})
-	}
-	return s
-}
-
 func factoryClient(t *testing.T, cfg config.Config) *kafka.Client {
 	t.Helper()
 	f, err := kafkaclient.New(cfg.Kafka)

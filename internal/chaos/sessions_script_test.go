@@ -139,16 +139,6 @@ func (s *script) count() int {
 	return n
 }
 
-func (s *script) conversations() int {
-	n := 0
-	for _, c := range s.customers {
-		if len(c.msgs) > 0 {
-			n += c.msgs[len(c.msgs)-1].conv + 1
-		}
-	}
-	return n
-}
-
 // rounds returns the messages in send order: round r holds message r of every customer that has one.
 func (s *script) rounds() [][]*scriptMsg {
 	var out [][]*scriptMsg

@@ -615,8 +615,6 @@ func crdSchemas(t *testing.T, crdDir, out string) {
 	}
 }
 
-var kubeconformSummary = regexp.MustCompile(`(\d+) resources found in \d+ files? - Valid: (\d+), Invalid: (\d+), Errors: (\d+), Skipped: (\d+)`)
-
 // TestChartSchemas validates the rendered manifests against the Kubernetes schemas of the oldest and the
 // newest Kubernetes version checked, and the ServiceMonitor and PrometheusRule against the operator's
 // CRDs; nothing may be skipped. A broken manifest must be caught (the validator really validates).
@@ -643,32 +641,44 @@ func TestChartSchemas(t *testing.T) {
 	}
 	for _, vdir := range versions {
 		version := strings.TrimPrefix(strings.TrimSuffix(filepath.Base(vdir), "-local-strict"), "v")
-		run := func(file string) (out string, valid, invalid int) {
-			cmd := exec.Command(kubeconform, "-strict", "-summary", "-kubernetes-version", version,
-				"-schema-location", schemas+"/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}{{ .KindSuffix }}.json",
-				"-schema-location", crds+"/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
-				filepath.Join(dir, file))
-			b, _ := cmd.CombinedOutput()
-			m := kubeconformSummary.FindStringSubmatch(string(b))
-			if m == nil {
-				t.Fatalf("kubeconform %s: no summary\n%s", file, b)
+		args := []string{"-strict", "-verbose", "-output", "json", "-kubernetes-version", version,
+			"-schema-location", schemas + "/{{ .NormalizedKubernetesVersion }}-local-strict/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+			"-schema-location", crds + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"}
+		for name := range inputs {
+			args = append(args, filepath.Join(dir, name))
+		}
+		out, _ := exec.Command(kubeconform, args...).Output() // exits 1 for the broken files
+		var res struct {
+			Resources []struct {
+				Filename, Kind, Name, Status, Msg string
+			} `json:"resources"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("kubeconform on Kubernetes %s: %v\n%s", version, err, out)
+		}
+		valid, invalid := map[string]int{}, map[string]int{}
+		for _, r := range res.Resources {
+			file := filepath.Base(r.Filename)
+			switch r.Status {
+			case "statusValid":
+				valid[file]++
+			case "statusInvalid":
+				invalid[file]++
+				if !strings.HasPrefix(file, "broken") {
+					t.Errorf("Kubernetes %s: %s %s in %s is invalid: %s", version, r.Kind, r.Name, file, r.Msg)
+				}
+			default: // an error (no schema) or skipped: every kind must be validated
+				t.Errorf("Kubernetes %s: %s %s in %s: %s %s", version, r.Kind, r.Name, file, r.Status, r.Msg)
 			}
-			if m[4] != "0" || m[5] != "0" {
-				t.Errorf("kubeconform %s on Kubernetes %s: errors %s, skipped %s (every kind needs a schema)\n%s", file, version, m[4], m[5], b)
-			}
-			fmt.Sscan(m[2], &valid)
-			fmt.Sscan(m[3], &invalid)
-			return string(b), valid, invalid
 		}
 		for file, r := range map[string]rendered{"default.yaml": def, "full.yaml": full} {
-			out, valid, invalid := run(file)
-			if invalid != 0 || valid != len(r.objs) {
-				t.Errorf("kubeconform %s on Kubernetes %s: %d valid, %d invalid of %d\n%s", file, version, valid, invalid, len(r.objs), out)
+			if valid[file] != len(r.objs) {
+				t.Errorf("Kubernetes %s: %d of the %d objects of %s valid", version, valid[file], len(r.objs), file)
 			}
 		}
 		for _, file := range []string{"broken.yaml", "broken-monitor.yaml"} {
-			if out, _, invalid := run(file); invalid != 1 {
-				t.Errorf("kubeconform %s on Kubernetes %s: the broken object was not caught\n%s", file, version, out)
+			if invalid[file] != 1 {
+				t.Errorf("Kubernetes %s: the broken object in %s was not caught (%d invalid)", version, file, invalid[file])
 			}
 		}
 	}

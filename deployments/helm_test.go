@@ -184,6 +184,8 @@ func TestHelmLint(t *testing.T) {
 		"kafka.sasl.mechanism=plain":             "kafka.sasl.passwordSecret.name is required",
 		"resources.limits.memory=lots":           "resources.limits.memory",
 		"shutdownTimeout=soon":                   "shutdownTimeout",
+		"replicas=3":                             "replicas", // a misspelt value fails (values.schema.json)
+		"kafka.sasl.mechanism=scram":             "mechanism",
 		"image.tag=1.0,image.digest=sha256:abcd": "", // digest wins, checked in TestChartImage
 	} {
 		_, err := helm(t, "template", "cimstream", chartDir, "--set", set)
@@ -224,6 +226,23 @@ func TestChartImage(t *testing.T) {
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	if got := image(render(t, "--set", "image.digest="+digest)); got != "ghcr.io/cimstream/cimstream@"+digest {
 		t.Errorf("image with a digest: %s", got)
+	}
+}
+
+// TestChartGoMemLimit: GOMEMLIMIT follows the memory limit in every unit Kubernetes takes, and is left
+// out without a limit.
+func TestChartGoMemLimit(t *testing.T) {
+	for limit, want := range map[string]string{"512Mi": "409MiB", "1.5Gi": "1228MiB", "1G": "762MiB", "300000000": "228MiB", "": ""} {
+		r := render(t, "--set", "resources.limits.memory="+limit)
+		got := ""
+		for _, e := range list(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0], "env") {
+			if str(e, "name") == "GOMEMLIMIT" {
+				got = str(e, "value")
+			}
+		}
+		if got != want {
+			t.Errorf("memory limit %q: GOMEMLIMIT %q, want %q (80%%)", limit, got, want)
+		}
 	}
 }
 

@@ -170,10 +170,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("base image %s is not pinned by digest", f[1])
 		}
 	}
-	for _, label := range []string{"title", "description", "source", "version", "revision", "licenses"} {
-		if label == "licenses" {
-			continue // no licence is declared for the project yet
-		}
+	for _, label := range []string{"title", "description", "source", "version", "revision"} {
 		if !strings.Contains(text, "org.opencontainers.image."+label+"=") {
 			t.Errorf("no OCI label org.opencontainers.image.%s", label)
 		}

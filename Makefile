@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X github.com/cimstream/cimstream/internal/service.Version=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TOOLS       := $(CURDIR)/.cache/bin
 
-.PHONY: build run run-kafka test chaos lint fuzz bench kafka-up kafka-down deps clean
+.PHONY: build run run-kafka test chaos lint fuzz bench kafka-up kafka-down deps manifests clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cimstream
@@ -46,6 +46,10 @@ kafka-down:
 
 deps:
 	@scripts/deps.sh
+
+# Renders deployments/kubernetes/cimstream.yaml from the Helm chart (a test fails when they differ).
+manifests: deps
+	$(GO) test ./deployments -run '^TestPlainManifestsAreRendered$$' -update
 
 clean:
 	rm -rf bin .cache/bin

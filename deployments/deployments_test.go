@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -86,42 +87,126 @@ func TestDashboardUsesOnlyExportedMetrics(t *testing.T) {
 	}
 }
 
-func TestAlertRules(t *testing.T) {
-	names := append(exported(t), "up")
-	data, err := os.ReadFile("prometheus/alerts.yml")
+const rulesPath = "helm/cimstream/files/alerts.yml"
+
+type rule struct {
+	Alert       string            `yaml:"alert"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+type ruleFile struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []rule `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+// rulesFile reads the alert rules, the one copy the chart renders and promtool tests.
+func rulesFile(t *testing.T) ruleFile {
+	t.Helper()
+	data, err := os.ReadFile(rulesPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert       string            `yaml:"alert"`
-				Expr        string            `yaml:"expr"`
-				Annotations map[string]string `yaml:"annotations"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
+	var rules ruleFile
 	if err := yaml.Unmarshal(data, &rules); err != nil {
 		t.Fatal(err)
 	}
+	return rules
+}
+
+// TestAlertRules: every rule names only exported metrics, selects by the label the chart sets (not by
+// job), carries a summary, a description and an absolute runbook link to its section of
+// docs/operations.md, passes promtool, and has a promtool test where it fires and one where it is silent.
+func TestAlertRules(t *testing.T) {
+	names := append(exported(t), "up")
 	ops, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := 0
-	for _, g := range rules.Groups {
+	var alerts []string
+	for _, g := range rulesFile(t).Groups {
 		for _, r := range g.Rules {
-			count++
+			alerts = append(alerts, r.Alert)
 			checkExpr(t, "alert "+r.Alert, r.Expr, names)
-			if !strings.Contains(string(ops), "### "+r.Alert) {
+			if !strings.Contains(string(ops), "\n### "+r.Alert+"\n") {
 				t.Errorf("alert %s has no runbook section in docs/operations.md", r.Alert)
+			}
+			if want := defaultRunbooks + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+				t.Errorf("alert %s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+			}
+			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" || r.Labels["severity"] == "" {
+				t.Errorf("alert %s needs a summary, a description and a severity", r.Alert)
+			}
+			if strings.Contains(r.Expr, "job=") || strings.Contains(r.Expr, "label_replace") {
+				t.Errorf("alert %s: select by app_kubernetes_io_name, not job, and without label_replace: %s", r.Alert, r.Expr)
+			}
+			if strings.Contains(r.Expr, "up{") && !strings.Contains(r.Expr, `up{app_kubernetes_io_name="cimstream"}`) {
+				t.Errorf("alert %s: up must be selected by app_kubernetes_io_name", r.Alert)
 			}
 		}
 	}
-	if count < 6 {
-		t.Fatalf("only %d alerts", count)
+	if len(alerts) < 10 {
+		t.Fatalf("only %d alerts", len(alerts))
 	}
-	for _, args := range [][]string{{"check", "rules", "prometheus/alerts.yml"}, {"test", "rules", "prometheus/alerts_test.yml"}} {
+	for _, must := range []string{"absent(", "cimstream_end_to_end_latency_seconds_bucket"} {
+		found := false
+		for _, g := range rulesFile(t).Groups {
+			for _, r := range g.Rules {
+				found = found || strings.Contains(r.Expr, must)
+			}
+		}
+		if !found {
+			t.Errorf("no rule uses %s", must)
+		}
+	}
+
+	// Each rule fires in one test and stays silent in another (not merely before its for: elapsed).
+	data, err := os.ReadFile("prometheus/alerts_test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests struct {
+		RuleFiles []string `yaml:"rule_files"`
+		Tests     []struct {
+			Name  string `yaml:"name"`
+			Cases []struct {
+				Alert     string `yaml:"alertname"`
+				ExpAlerts []any  `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(data, &tests); err != nil {
+		t.Fatal(err)
+	}
+	if len(tests.RuleFiles) != 1 || filepath.Join("prometheus", tests.RuleFiles[0]) != filepath.Clean(rulesPath) {
+		t.Errorf("alerts_test.yml must test %s, tests %v", rulesPath, tests.RuleFiles)
+	}
+	fires, silent := map[string]int{}, map[string]int{}
+	for _, tc := range tests.Tests {
+		firesHere := map[string]bool{}
+		for _, c := range tc.Cases {
+			if len(c.ExpAlerts) > 0 {
+				firesHere[c.Alert] = true
+			}
+		}
+		for _, c := range tc.Cases {
+			if len(c.ExpAlerts) > 0 {
+				fires[c.Alert]++
+			} else if !firesHere[c.Alert] {
+				silent[c.Alert]++
+			}
+		}
+	}
+	for _, a := range alerts {
+		if fires[a] == 0 || silent[a] == 0 {
+			t.Errorf("alert %s: %d promtool tests where it fires, %d where it stays silent; want at least one each", a, fires[a], silent[a])
+		}
+	}
+	for _, args := range [][]string{{"check", "rules", rulesPath}, {"test", "rules", "prometheus/alerts_test.yml"}} {
 		out, err := exec.Command("promtool", args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)

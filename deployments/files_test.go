@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,18 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
+	// The broker is the Kafka version the tests run against (scripts/kafka/pom.xml).
+	pom, err := os.ReadFile(filepath.Join(root, "scripts", "kafka", "pom.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`<kafka.version>([^<]+)</kafka.version>`).FindSubmatch(pom)
+	if m == nil {
+		t.Fatal("no kafka.version in scripts/kafka/pom.xml")
+	}
+	if img := project.Services["kafka"].Image; img != "apache/kafka:"+string(m[1]) {
+		t.Errorf("compose runs %s, the tests Apache Kafka %s", img, m[1])
+	}
 	cs := project.Services["cimstream"]
 	if b := cs.Environment["CIMSTREAM_KAFKA_BROKERS"]; b == nil || *b != "kafka:29092" {
 		t.Errorf("cimstream must reach the broker on its Docker listener, got %v", b)
@@ -57,7 +70,10 @@ func TestComposeFile(t *testing.T) {
 }
 
 type k8sObject struct {
-	Kind string `yaml:"kind"`
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Annotations map[string]string `yaml:"annotations"`
+	} `yaml:"metadata"`
 	Data map[string]string
 	Spec struct {
 		Template struct {
@@ -83,22 +99,28 @@ type probe struct {
 	} `yaml:"httpGet"`
 }
 
-// TestKubernetesManifests parses the manifests and checks what operators rely on: probes on the health
-// endpoints, resources, a grace period longer than the shutdown budget, a disruption budget, and a
-// configuration that cimstream itself accepts.
+// TestKubernetesManifests parses the rendered manifests and checks what operators rely on: probes on the
+// health endpoints, resources, a grace period longer than the shutdown budget, a disruption budget, and a
+// configuration that cimstream itself accepts. (TestChartDefaults checks the same and more on the chart;
+// this one runs without helm.)
 func TestKubernetesManifests(t *testing.T) {
-	files, _ := filepath.Glob("kubernetes/*.yaml")
+	data, err := os.ReadFile(plainManifests)
+	if err != nil {
+		t.Fatal(err)
+	}
 	objs := map[string]k8sObject{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	for {
 		var o k8sObject
-		if err := yaml.Unmarshal(data, &o); err != nil {
-			t.Fatalf("%s: %v", f, err)
+		if err := dec.Decode(&o); err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("%s: %v", plainManifests, err)
 		}
-		objs[o.Kind] = o
+		if _, seen := objs[o.Kind]; !seen && o.Metadata.Annotations["helm.sh/hook"] == "" {
+			objs[o.Kind] = o
+		}
 	}
 	for _, kind := range []string{"Deployment", "Service", "ConfigMap", "PodDisruptionBudget"} {
 		if _, ok := objs[kind]; !ok {
@@ -129,5 +151,32 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if objs["PodDisruptionBudget"].Spec.MaxUnavailable == nil {
 		t.Error("the disruption budget must bound unavailability")
+	}
+}
+
+// TestDockerfile: every base image pinned by digest, OCI labels, a numeric non-root user.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	from := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(text, -1)
+	if len(from) < 2 {
+		t.Fatalf("want a build and a runtime stage, got %v", from)
+	}
+	for _, f := range from {
+		if !regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(f[1]) {
+			t.Errorf("base image %s is not pinned by digest", f[1])
+		}
+	}
+	for _, label := range []string{"title", "description", "source", "version", "revision"} {
+		if !strings.Contains(text, "org.opencontainers.image."+label+"=") {
+			t.Errorf("no OCI label org.opencontainers.image.%s", label)
+		}
+	}
+	users := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(text, -1)
+	if len(users) == 0 || !regexp.MustCompile(`^[1-9][0-9]*(:[1-9][0-9]*)?$`).MatchString(users[len(users)-1][1]) {
+		t.Errorf("the image must end with a numeric non-root USER (runAsNonRoot checks it), got %v", users)
 	}
 }

@@ -30,7 +30,7 @@ type Topics struct {
 // Observer is told what happened to each record (metrics); every method must be cheap. Dead letters
 // are counted by the stage runtime, which writes them.
 type Observer interface {
-	UnknownIntent(pipeline string)
+	UnknownIntent(stage string)
 }
 
 type nopObserver struct{}
@@ -63,7 +63,7 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 		return stream.Result{Reject: vs}
 	}
 	if cim.UnknownIntent(m) {
-		n.observer.UnknownIntent("inbound")
+		n.observer.UnknownIntent("inbound-ingest")
 	}
 	value, err := m.Encode(normalizeEdits(m, rec)...)
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input

@@ -1,6 +1,6 @@
 // Package metrics defines every Prometheus metric cimstream exports, on a registry the service owns.
 // The pipelines report through the small observer interfaces they declare; Metrics implements them all.
-// Label values are bounded: pipeline and stage names, configured topics, codes, statuses, reasons,
+// Label values are bounded: stage names, configured topics, codes, statuses, reasons,
 // partitions. Never ids or customer data.
 package metrics
 
@@ -54,13 +54,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_records_produced_total",
 			Help: "Records written and acknowledged (acks=all), by pipeline stage and destination topic."}, []string{"stage", "topic"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_dead_letters_total",
-			Help: "Records sent to the dead-letter topic, by pipeline and first error code."}, []string{"pipeline", "code"}),
+			Help: "Records sent to the dead-letter topic, by the stage that refused them and their first error code."}, []string{"stage", "code"}),
 		validation: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_validation_failures_total",
-			Help: "Violations found in records, by pipeline and code (a record may count under several codes)."}, []string{"pipeline", "code"}),
+			Help: "Violations found in records, by stage and code (a record may count under several codes)."}, []string{"stage", "code"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_notifications_total",
 			Help: "Delivery notifications emitted for outbound messages, by status and reason code."}, []string{"status", "reason_code"}),
 		unknownIntents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_unknown_intents_total",
-			Help: "Messages accepted with a header.intent outside the documented values."}, []string{"pipeline"}),
+			Help: "Messages accepted with a header.intent outside the documented values, by stage."}, []string{"stage"}),
 		batchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_batch_duration_seconds",
 			Help: "Time to process a batch and have its outputs acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_end_to_end_latency_seconds",
@@ -97,7 +97,24 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Fetches that failed with an error other than waiting for records (the reader retries them)."}, []string{"stage"}),
 	}
 	reg.MustRegister(m.Collectors()...)
+	m.initSeries()
 	return m
+}
+
+// Stages are the pipeline stages, the values of every stage label.
+var Stages = []string{"inbound-ingest", "inbound-sessions", "outbound"}
+
+// initSeries creates at zero the series that alert rules compare over time. A labelled series otherwise
+// appears only with its first value, and rate() or increase() cannot see that first value as an increase:
+// the first write failure or the restores at start-up would never alert.
+func (m *Metrics) initSeries() {
+	for _, st := range Stages {
+		m.writeRetries.WithLabelValues(st)
+		m.writeFailures.WithLabelValues(st)
+		m.fetchFailures.WithLabelValues(st)
+	}
+	m.restoreSeconds.WithLabelValues("inbound-sessions")
+	m.notifications.WithLabelValues("FAILED", "500")
 }
 
 // Collectors lists every collector, for registration and for listing metric names.
@@ -130,19 +147,19 @@ func Names(collectors ...prometheus.Collector) []string {
 }
 
 // DeadLettered implements the pipelines' observers.
-func (m *Metrics) DeadLettered(pipeline string, _ stream.Record, codes []string) {
+func (m *Metrics) DeadLettered(stage string, _ stream.Record, codes []string) {
 	first := "unknown"
 	if len(codes) > 0 {
 		first = codes[0]
 	}
-	m.deadLetters.WithLabelValues(pipeline, first).Inc()
+	m.deadLetters.WithLabelValues(stage, first).Inc()
 	for _, c := range codes {
-		m.validation.WithLabelValues(pipeline, c).Inc()
+		m.validation.WithLabelValues(stage, c).Inc()
 	}
 }
 
 // UnknownIntent implements inbound.Observer.
-func (m *Metrics) UnknownIntent(pipeline string) { m.unknownIntents.WithLabelValues(pipeline).Inc() }
+func (m *Metrics) UnknownIntent(stage string) { m.unknownIntents.WithLabelValues(stage).Inc() }
 
 // Notified implements outbound.Observer.
 func (m *Metrics) Notified(status string, reasonCode int) {

@@ -25,7 +25,7 @@ type Observer interface {
 	Lag(group, topic string, partition int, lag int64)
 	ForgetLag(group string)
 	FetchFailed(stage string)
-	DeadLettered(pipeline string, rec stream.Record, codes []string)
+	DeadLettered(stage string, rec stream.Record, codes []string)
 }
 
 type nopObserver struct{}
@@ -51,7 +51,7 @@ type PartitionLag struct {
 // Config describes one stage.
 type Config struct {
 	Name     string // for logs and metrics: "inbound-ingest", "inbound-sessions", "outbound"
-	Pipeline string // "inbound" or "outbound", on dead letters and their metrics
+	Pipeline string // "inbound" or "outbound", on dead letters
 	GroupID  string
 	// Topics returns the topics to consume; it is called again every RefreshInterval and a change makes
 	// the stage rejoin the group with the new list.

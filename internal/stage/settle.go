@@ -78,7 +78,7 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 // here, once each.
 func (w *batchWrite) deadLetter(input int, vs cim.Violations) entry {
 	rec := w.batch[input]
-	w.r.cfg.Observer.DeadLettered(w.r.cfg.Pipeline, rec, vs.Codes())
+	w.r.cfg.Observer.DeadLettered(w.r.cfg.Name, rec, vs.Codes())
 	w.log.Warn("dead-lettered", zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition),
 		zap.Int64("offset", rec.Offset), zap.Strings("codes", vs.Codes()))
 	return entry{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true}

@@ -116,6 +116,14 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
+// noArgs refuses arguments as a usage error (cobra.NoArgs's error would not say it is one).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s: unexpected argument %q (filters are flags, e.g. --code required)", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
 // newDLQCommand is `cimstream dlq` with its subcommands inspect and replay. loadConfig reads the
 // configuration the root command's --config, --set and other persistent flags name.
 func newDLQCommand(loadConfig func(cmd *cobra.Command) (config.Config, error)) *cobra.Command {
@@ -140,6 +148,8 @@ work against a cluster with TLS and SASL.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Subcommands inherit it: a mistyped flag is a usage error (exit 2) under any root.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.AddCommand(newDLQInspectCommand(loadConfig), newDLQReplayCommand(loadConfig))
 	return cmd
 }
@@ -164,7 +174,7 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
   cimstream dlq inspect --code required,type --source-topic cim.inbound.web --since 24h
   cimstream dlq inspect --id 9f0c1e7a-0000-4000-8000-000000000001 --list
   cimstream dlq inspect --list --since 2026-05-01T00:00:00Z --until 2026-05-02T00:00:00Z | jq -r .detail`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)
@@ -256,7 +266,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
   cimstream dlq replay --source-topic cim.inbound.web --code required
   cimstream dlq replay --code no_route --pipeline outbound --config cimstream.yaml
   cimstream dlq replay --id 9f0c1e7a-0000-4000-8000-000000000001 --to cim.inbound.web --format json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)

@@ -256,9 +256,10 @@ read, whatever their filters, and an interrupted run is completed by the next on
 (run one replay at a time). The run reads up to the topic's end at its start.
 
 Output: with --dry-run or --list, one JSON line per selected dead letter (outcome, target, reason or
-violations, the dead letter); then the account: read = replayed + still invalid + guarded + already
-replayed + unreplayable + filtered (+ unfinished when a write failed). A progress line is shown on a
-terminal.
+violations, the dead letter) on standard output. Then the account: read = replayed + still invalid +
+guarded + already replayed + unreplayable + filtered (+ unfinished when a write failed), as text (on
+standard error when JSON lines were printed) or, with --format json, as a last JSON line
+{"dryRun":...,"account":{...}}. A progress line is shown when standard error is a terminal.
 
 Exit status: 0 the run completed (still invalid, guarded or unreplayable dead letters are reported,
 not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 2 usage error.`,
@@ -308,6 +309,8 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 					Account dlq.Account `json:"account"`
 					Error   string      `json:"error,omitempty"`
 				}{dryRun, acct, errText(err)})
+			} else if dryRun || list {
+				fmt.Fprintf(errOut, "%s: %s\n", verb, acct) // stdout stays JSON lines
 			} else {
 				fmt.Fprintf(out, "%s: %s\n", verb, acct)
 			}

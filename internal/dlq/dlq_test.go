@@ -128,8 +128,8 @@ func TestFilterMatch(t *testing.T) {
 
 // fixture is a dead-letter topic with one dead letter of each kind, all from partition 0.
 type fixture struct {
-	b                                                   *memBroker
-	fixed, stillBad, truncated, guarded, other, noRoute stream.Record
+	b                                          *memBroker
+	fixed, stillBad, truncated, guarded, other stream.Record
 }
 
 func newFixture() fixture {

@@ -249,7 +249,8 @@ than the original had) and cimstream.replay.of (the dead letter's topic/partitio
 Each is first re-validated with the rules of the pipeline that will read it (and, for the outbound
 input, the configured routes); what is still invalid stays in the dead-letter topic. A record already
 replayed --max-replays times is refused (loop guard). Truncated dead letters (the value was cut to
-deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unreplayable.
+deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unreplayable, as are those
+whose target topic does not exist.
 
 Each dead letter is replayed once: the replay writes markers to the dead-letter topic that later runs
 read, whatever their filters, and an interrupted run is completed by the next one without duplicates

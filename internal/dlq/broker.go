@@ -11,9 +11,13 @@ import (
 // Range is a partition's first and end offsets.
 type Range = kafkaedge.PartitionRange
 
+// ErrNoTopic is returned (wrapped) by Broker.Ranges for a topic the cluster does not have.
+var ErrNoTopic = kafkaedge.ErrNoTopic
+
 // Broker is what the tools need of Kafka.
 type Broker interface {
-	// Ranges lists topic's partitions with their first and end offsets, sorted by partition.
+	// Ranges lists topic's partitions with their first and end offsets, sorted by partition; an error
+	// wrapping ErrNoTopic when there is no such topic.
 	Ranges(ctx context.Context, topic string) ([]Range, error)
 	// Read calls fn for each record of a partition in [from, end), in order.
 	Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error

@@ -428,3 +428,26 @@ func TestValidatorUsesThePipelinesRules(t *testing.T) {
 		t.Errorf("an outbound message is valid inbound too: %v", vs)
 	}
 }
+
+func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source("cim.inbound.gone", 0, "k", valid("k", "gone"), t0), "inbound", "delivery_failed"),
+		dead(source(web, 0, "k", valid("k", "here"), t0), "inbound", "delivery_failed"))
+	var reasons []string
+	r := testReplay(Filter{})
+	r.OnDecision = func(d Decision) {
+		if d.Outcome == Unreplayable {
+			reasons = append(reasons, d.Reason)
+		}
+	}
+	acct, err := r.Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Unreplayable != 1 || acct.Replayed != 1 || len(b.all(web)) != 1 {
+		t.Errorf("account %+v, %d in %s", acct, len(b.all(web)), web)
+	}
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "cim.inbound.gone does not exist") {
+		t.Errorf("reasons %q", reasons)
+	}
+}

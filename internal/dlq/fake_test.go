@@ -32,7 +32,7 @@ func (b *memBroker) Ranges(_ context.Context, topic string) ([]Range, error) {
 	defer b.mu.Unlock()
 	ps, ok := b.topics[topic]
 	if !ok {
-		return nil, fmt.Errorf("metadata of %s: unknown topic", topic)
+		return nil, fmt.Errorf("metadata of %s: %w", topic, ErrNoTopic)
 	}
 	out := make([]Range, len(ps))
 	for i, p := range ps {

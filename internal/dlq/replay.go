@@ -128,6 +128,24 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if err != nil {
 		return acct, err
 	}
+	// The end offsets of each target topic, taken when the run first meets it. Every intent of the run
+	// records these: ends only grow, so a recovery reading from them finds whatever a batch wrote.
+	targets := map[string]map[int]int64{}
+	targetEnds := func(topic string) (map[int]int64, error) {
+		if ends, ok := targets[topic]; ok {
+			return ends, nil
+		}
+		rs, err := b.Ranges(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		ends := map[int]int64{}
+		for _, rg := range rs {
+			ends[rg.Partition] = rg.End
+		}
+		targets[topic] = ends
+		return ends, nil
+	}
 	var total, done int64
 	for _, p := range ranges {
 		total += p.End - p.First
@@ -173,6 +191,13 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			}
 			acct.Read++
 			d := r.decide(l, books)
+			if d.Outcome == WouldReplay {
+				if _, err := targetEnds(d.Target); errors.Is(err, ErrNoTopic) {
+					d.Outcome, d.Reason = Unreplayable, "target topic "+d.Target+" does not exist: create it, or name another with --to"
+				} else if err != nil {
+					return fmt.Errorf("target %s: %w", d.Target, err)
+				}
+			}
 			if d.Outcome != WouldReplay {
 				acct.count(d.Outcome)
 				if d.Outcome != Filtered && r.OnDecision != nil {
@@ -184,14 +209,14 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			batch = append(batch, pending{letter: l, target: d.Target, out: out})
 			bytes += out.Size()
 			if len(batch) >= r.BatchSize || bytes >= 4<<20 {
-				err := r.flush(ctx, b, p.Partition, batch, &acct)
+				err := r.flush(ctx, b, p.Partition, batch, targets, &acct)
 				batch, bytes = batch[:0], 0
 				return err
 			}
 			return nil
 		})
 		if err == nil && len(batch) > 0 {
-			err = r.flush(ctx, b, p.Partition, batch, &acct)
+			err = r.flush(ctx, b, p.Partition, batch, targets, &acct)
 		}
 		if err != nil {
 			return acct, err
@@ -262,8 +287,8 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 }
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
-func (r Replay) flush(ctx context.Context, b Broker, partition int, batch []pending, acct *Account) error {
-	if err := r.write(ctx, b, partition, batch); err != nil {
+func (r Replay) flush(ctx context.Context, b Broker, partition int, batch []pending, targets map[string]map[int]int64, acct *Account) error {
+	if err := r.write(ctx, b, partition, batch, targets); err != nil {
 		acct.Unfinished += len(batch)
 		return err
 	}
@@ -280,23 +305,12 @@ func (r Replay) flush(ctx context.Context, b Broker, partition int, batch []pend
 	return nil
 }
 
-func (r Replay) write(ctx context.Context, b Broker, partition int, batch []pending) error {
+func (r Replay) write(ctx context.Context, b Broker, partition int, batch []pending, targets map[string]map[int]int64) error {
 	if !r.DryRun {
 		in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
 		for _, p := range batch {
 			in.Offsets = append(in.Offsets, p.letter.Record.Offset)
-			if _, ok := in.Targets[p.target]; ok {
-				continue
-			}
-			ranges, err := b.Ranges(ctx, p.target)
-			if err != nil {
-				return fmt.Errorf("%w: target %s: %w", ErrPartial, p.target, err)
-			}
-			ends := map[int]int64{}
-			for _, rg := range ranges {
-				ends[rg.Partition] = rg.End
-			}
-			in.Targets[p.target] = ends
+			in.Targets[p.target] = targets[p.target]
 		}
 		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
 			return fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)

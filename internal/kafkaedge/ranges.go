@@ -2,6 +2,7 @@ package kafkaedge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -19,6 +20,9 @@ type PartitionRange struct {
 	End       int64
 }
 
+// ErrNoTopic is returned (wrapped) by Ranges for a topic the cluster does not have.
+var ErrNoTopic = errors.New("no such topic")
+
 // Ranges returns every partition of topic with its first and end offsets, sorted by partition.
 func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]PartitionRange, error) {
 	client := factory.Client()
@@ -31,6 +35,9 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 		if t.Name != topic {
 			continue
 		}
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("metadata of %s: %w: %w", topic, ErrNoTopic, t.Error)
+		}
 		if t.Error != nil {
 			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
 		}
@@ -39,7 +46,7 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 		}
 	}
 	if len(req) == 0 {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, kafka.UnknownTopicOrPartition)
+		return nil, fmt.Errorf("metadata of %s: %w", topic, ErrNoTopic)
 	}
 	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
 	if err != nil {

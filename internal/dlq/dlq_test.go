@@ -451,3 +451,19 @@ func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {
 		t.Errorf("reasons %q", reasons)
 	}
 }
+
+func TestLetterJSONKeepsBytesThatAreNotText(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1})
+	rec := source(web, 3, "", "", t0, stream.Header{Key: "bin", Value: []byte{0xff, 0x00}})
+	rec.Key, rec.Value = nil, []byte{0xfe, 'x'}
+	b.add(dead(rec, "inbound", "malformed"))
+	l, _ := Parse(b.all(dlqTopic)[0])
+	replayed := true
+	j := l.JSON(&replayed)
+	if j.Key != nil || j.Value != nil || j.ValueBase64 != "/ng=" || len(j.Headers) != 1 || j.Headers[0].ValueBase64 != "/wA=" {
+		t.Errorf("json %+v", j)
+	}
+	if j.Source.Topic != web || j.Source.Offset != 3 || *j.Replayed != true || j.Timestamp != "2026-05-01T12:00:00Z" || j.Codes[0] != "malformed" {
+		t.Errorf("json %+v", j)
+	}
+}

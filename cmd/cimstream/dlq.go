@@ -291,6 +291,9 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			defer stop()
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
+			if to != "" && to == firstNonBlank(f.topic, cfg.Topics.DeadLetter) {
+				return usagef("--to %s is the dead-letter topic itself", to)
+			}
 			r := dlq.Replay{Topic: firstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
 				DryRun: dryRun, Validate: dlq.Validator(cfg)}
 			if dryRun || list {

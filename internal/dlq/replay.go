@@ -115,6 +115,9 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if r.Validate == nil {
 		return acct, errors.New("dlq: Replay.Validate is required")
 	}
+	if r.To == r.Topic {
+		return acct, fmt.Errorf("cannot replay %s into itself", r.Topic)
+	}
 	if r.MaxReplays <= 0 {
 		r.MaxReplays = DefaultMaxReplays
 	}

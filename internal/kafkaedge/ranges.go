@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -63,6 +64,9 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 	return out, nil
 }
 
+// readIdle bounds the wait for the next record of a range read.
+const readIdle = 15 * time.Second
+
 // ReadRange reads the records of one partition from offset from up to (not including) end, in order;
 // from must not be below the partition's first offset. fn returning an error stops the read with it.
 func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
@@ -75,7 +79,17 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	}
 	defer reader.Close()
 	for {
-		m, err := reader.FetchMessage(ctx)
+		fctx, cancel := context.WithTimeout(ctx, readIdle)
+		m, err := reader.FetchMessage(fctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Nothing more arrives although end is not reached: the offsets left are not records (the
+			// commit markers of a transactional producer, or compacted away).
+			if reader.Offset() >= end {
+				return nil
+			}
+			return fmt.Errorf("read %s/%d: no record from offset %d to %d within %v", topic, partition, reader.Offset(), end, readIdle)
+		}
 		if err != nil {
 			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
 		}

@@ -184,7 +184,11 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 			if err != nil {
 				return err
 			}
-			cfg, factory, err := dlqSetup(cmd, loadConfig)
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			factory, err := dlqConnect(cmd, cfg)
 			if err != nil {
 				return err
 			}
@@ -283,7 +287,14 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			if err != nil {
 				return err
 			}
-			cfg, factory, err := dlqSetup(cmd, loadConfig)
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if to != "" && to == firstNonBlank(f.topic, cfg.Topics.DeadLetter) {
+				return usagef("--to %s is the dead-letter topic itself", to)
+			}
+			factory, err := dlqConnect(cmd, cfg)
 			if err != nil {
 				return err
 			}
@@ -291,9 +302,6 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			defer stop()
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
-			if to != "" && to == firstNonBlank(f.topic, cfg.Topics.DeadLetter) {
-				return usagef("--to %s is the dead-letter topic itself", to)
-			}
 			r := dlq.Replay{Topic: firstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
 				DryRun: dryRun, Validate: dlq.Validator(cfg)}
 			if dryRun || list {
@@ -338,22 +346,18 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// dlqSetup loads the configuration and connects.
-func dlqSetup(cmd *cobra.Command, loadConfig func(cmd *cobra.Command) (config.Config, error)) (config.Config, *kafkaclient.Factory, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return cfg, nil, err
-	}
+// dlqConnect builds the client factory (TLS and SASL from the configuration) and checks the cluster answers.
+func dlqConnect(cmd *cobra.Command, cfg config.Config) (*kafkaclient.Factory, error) {
 	factory, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {
-		return cfg, nil, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(commandContext(cmd), cfg.Kafka.RequestTimeout)
 	defer cancel()
 	if _, err := factory.Ping(ctx); err != nil {
-		return cfg, nil, err
+		return nil, err
 	}
-	return cfg, factory, nil
+	return factory, nil
 }
 
 func commandContext(cmd *cobra.Command) context.Context {

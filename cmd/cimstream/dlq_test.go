@@ -62,6 +62,10 @@ func TestDLQUsageErrorsNameTheFlag(t *testing.T) {
 	if loaded {
 		t.Error("the configuration was loaded although the command line was wrong")
 	}
+	def := func(*cobra.Command) (config.Config, error) { return config.Default(), nil }
+	if _, _, err := execDLQ(t, def, "replay", "--to", "cimstream.dlq"); dlqExitCode(err) != 2 || !strings.Contains(err.Error(), "--to") {
+		t.Errorf("--to the dead-letter topic: %v", err)
+	}
 	// A configuration error is not a usage error.
 	_, _, err := execDLQ(t, load, "inspect")
 	if code := dlqExitCode(err); code != 1 || !loaded {

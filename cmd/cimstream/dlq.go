@@ -251,7 +251,9 @@ value, headers and timestamp, without the dead letter's own headers, plus cimstr
 than the original had) and cimstream.replay.of (the dead letter's topic/partition/offset).
 
 Each is first re-validated with the rules of the pipeline that will read it (and, for the outbound
-input, the configured routes); what is still invalid stays in the dead-letter topic. A record already
+input, the configured routes); what is still invalid stays in the dead-letter topic. So replay repairs
+dead letters whose bytes were fine (delivery_failed, refused, no_route once routed, too_large once the
+limit is raised); for validation codes (malformed, required, ...) the connector must send again. A record already
 replayed --max-replays times is refused (loop guard). Truncated dead letters (the value was cut to
 deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unreplayable, as are those
 whose target topic does not exist.
@@ -268,8 +270,8 @@ standard error when JSON lines were printed) or, with --format json, as a last J
 
 Exit status: 0 the run completed (still invalid, guarded or unreplayable dead letters are reported,
 not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 2 usage error.`,
-		Example: `  cimstream dlq replay --source-topic cim.inbound.web --code required --dry-run
-  cimstream dlq replay --source-topic cim.inbound.web --code required
+		Example: `  cimstream dlq replay --source-topic cim.inbound.web --code too_large --dry-run
+  cimstream dlq replay --source-topic cim.inbound.web --code too_large --since 2h
   cimstream dlq replay --code no_route --pipeline outbound --config cimstream.yaml
   cimstream dlq replay --id 9f0c1e7a-0000-4000-8000-000000000001 --to cim.inbound.web --format json`,
 		Args: noArgs,

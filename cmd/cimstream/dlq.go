@@ -259,8 +259,9 @@ deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unr
 whose target topic does not exist.
 
 Each dead letter is replayed once: the replay writes markers to the dead-letter topic that later runs
-read, whatever their filters, and an interrupted run is completed by the next one without duplicates
-(run one replay at a time). The run reads up to the topic's end at its start.
+read, whatever their filters, and an interrupted run is completed by the next one without duplicates.
+A run refuses to start, or stops before producing, when another replay may be writing (exit 1; the
+message says when to run again). The run reads up to the topic's end at its start.
 
 Output: with --dry-run or --list, one JSON line per selected dead letter (outcome, target, reason or
 violations, the dead letter) on standard output. Then the account: read = replayed + still invalid +
@@ -305,7 +306,9 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
 			r := dlq.Replay{Topic: firstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
-				DryRun: dryRun, Validate: dlq.Validator(cfg)}
+				DryRun: dryRun, Validate: dlq.Validator(cfg),
+				// A live run finishes a batch within three produce timeouts (intent, records, done).
+				ActiveWindow: 3*cfg.Kafka.Producer.WriteTimeout + 30*time.Second}
 			if dryRun || list {
 				r.OnDecision = func(d dlq.Decision) { _ = enc.Encode(d.JSON()) }
 			}

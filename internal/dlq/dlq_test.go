@@ -348,7 +348,16 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 		t.Fatalf("the interrupted run wrote %d and %d", len(f.b.all(web)), len(f.b.all(sms)))
 	}
 	f.b.fail = nil
-	acct, err = testReplay(Filter{}).Run(context.Background(), f.b)
+	// Right after, the unfinished batch may belong to a run still writing: refused.
+	if _, err := testReplay(Filter{}).Run(context.Background(), f.b); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a run right after the interrupted one: %v, want ErrBusy", err)
+	}
+	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+		t.Fatal("a refused run wrote records")
+	}
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
+	acct, err = later.Run(context.Background(), f.b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +391,9 @@ func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 		t.Fatalf("%d written before the failure, want 2", n)
 	}
 	b.fail = nil
-	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(2 * time.Minute) }
+	acct, err := later.Run(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,5 +476,24 @@ func TestLetterJSONKeepsBytesThatAreNotText(t *testing.T) {
 	}
 	if j.Source.Topic != web || j.Source.Offset != 3 || *j.Replayed != true || j.Timestamp != "2026-05-01T12:00:00Z" || j.Codes[0] != "malformed" {
 		t.Errorf("json %+v", j)
+	}
+}
+
+func TestReplayStopsWhenAnotherRunWritesToThePartition(t *testing.T) {
+	f := newFixture()
+	// Another run writes its intent right after this run's, before this run produces.
+	f.b.inject = func(o stream.Output) []stream.Output {
+		if kind, _ := header(o.Headers, HeaderMarker); kind == "intent" {
+			f.b.inject = nil
+			return []stream.Output{markerOutput(dlqTopic, 0, "intent", intentMarker{ID: "other", Offsets: []int64{0}}, t0)}
+		}
+		return nil
+	}
+	_, err := testReplay(Filter{}).Run(context.Background(), f.b)
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("err %v, want ErrBusy", err)
+	}
+	if n := len(f.b.all(web)) + len(f.b.all(sms)); n != 0 {
+		t.Errorf("%d records replayed although another run was writing", n)
 	}
 }

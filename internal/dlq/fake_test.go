@@ -17,6 +17,9 @@ type memBroker struct {
 	// fail, when set, is asked before each record is appended; an error fails that record and every
 	// later one of the same Write (as the sink reports "not attempted").
 	fail func(o stream.Output) error
+	// inject, when set, is told of each record written and returns records written right after it
+	// (another client's writes).
+	inject func(o stream.Output) []stream.Output
 }
 
 func newMem(topics map[string]int) *memBroker {
@@ -69,21 +72,30 @@ func (b *memBroker) Write(_ context.Context, outs []stream.Output) []error {
 			errs[i] = failed
 			continue
 		}
-		ps, ok := b.topics[o.Topic]
-		if !ok {
-			errs[i] = errors.New("unknown topic " + o.Topic)
-			continue
+		errs[i] = b.appendLocked(o)
+		if errs[i] == nil && b.inject != nil {
+			for _, extra := range b.inject(o) {
+				_ = b.appendLocked(extra)
+			}
 		}
-		p := o.Partition
-		if p < 0 {
-			h := fnv.New32a()
-			h.Write(o.Key)
-			p = int(h.Sum32() % uint32(len(ps)))
-		}
-		b.topics[o.Topic][p] = append(ps[p], stream.Record{Topic: o.Topic, Partition: p, Offset: int64(len(ps[p])),
-			Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time})
 	}
 	return errs
+}
+
+func (b *memBroker) appendLocked(o stream.Output) error {
+	ps, ok := b.topics[o.Topic]
+	if !ok {
+		return errors.New("unknown topic " + o.Topic)
+	}
+	p := o.Partition
+	if p < 0 {
+		h := fnv.New32a()
+		h.Write(o.Key)
+		p = int(h.Sum32() % uint32(len(ps)))
+	}
+	b.topics[o.Topic][p] = append(ps[p], stream.Record{Topic: o.Topic, Partition: p, Offset: int64(len(ps[p])),
+		Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time})
+	return nil
 }
 
 // all returns every record of a topic, partition by partition.

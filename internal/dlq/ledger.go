@@ -22,6 +22,12 @@ import (
 // offset, finds the records whose HeaderReplayOf names a dead letter of the intent (those were
 // written), and writes a done marker for exactly those. The others were not written and are replayed
 // normally. So a dead letter is neither lost nor replayed twice, provided one replay runs at a time.
+//
+// Two guards keep runs apart. An open intent younger than Replay.ActiveWindow may belong to a run still
+// writing its batch, so a run that finds one refuses to start (ErrBusy) rather than recover it. And
+// after writing its own intent, before producing, a run reads what reached the partition since it
+// started: a marker of another run means two replays overlap, and it stops (ErrBusy) before producing.
+// Of two runs that start together, at least the later writer sees the other's intent.
 
 type intentMarker struct {
 	ID      string                   `json:"id"`
@@ -38,7 +44,13 @@ type doneMarker struct {
 // ledger is what the markers of one partition say.
 type ledger struct {
 	replayed map[int64]bool
-	open     []intentMarker
+	open     []openIntent
+}
+
+// openIntent is an intent without its done marker, and when it was written.
+type openIntent struct {
+	intentMarker
+	at time.Time
 }
 
 // readLedger reads the markers of one dead-letter partition in [first, end).
@@ -53,7 +65,7 @@ func readLedger(ctx context.Context, b Broker, topic string, r Range) (ledger, e
 		case "intent":
 			var m intentMarker
 			if json.Unmarshal(rec.Value, &m) == nil && m.ID != "" {
-				l.open = append(l.open, m)
+				l.open = append(l.open, openIntent{m, rec.Time})
 			}
 		case "done":
 			var m doneMarker
@@ -61,7 +73,7 @@ func readLedger(ctx context.Context, b Broker, topic string, r Range) (ledger, e
 				for _, o := range m.Offsets {
 					l.replayed[o] = true
 				}
-				l.open = slices.DeleteFunc(l.open, func(i intentMarker) bool { return i.ID == m.Intent })
+				l.open = slices.DeleteFunc(l.open, func(i openIntent) bool { return i.ID == m.Intent })
 			}
 		}
 		return nil

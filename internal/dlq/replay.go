@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -47,7 +48,20 @@ type Replay struct {
 	// OnProgress, when set, is called after every record read.
 	OnProgress func(Progress)
 	Now        func() time.Time
+	// ActiveWindow is how long an unfinished batch may belong to a run still writing it (longer than an
+	// intent, a batch and a done marker take to write): a younger one makes the run refuse to start with
+	// ErrBusy; an older one is recovered (0: DefaultActiveWindow).
+	ActiveWindow time.Duration
+
+	own map[string]bool // the intents this run wrote
 }
+
+// DefaultActiveWindow is Replay.ActiveWindow's default: three produce timeouts of the default
+// configuration and a margin.
+const DefaultActiveWindow = time.Minute
+
+// ErrBusy is returned (wrapped) when another replay of the same dead-letter topic may be running.
+var ErrBusy = errors.New("another replay of this dead-letter topic may be running")
 
 // Decision is what a replay did (or, in a dry run, would do) with one selected dead letter.
 type Decision struct {
@@ -127,6 +141,10 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	if r.ActiveWindow <= 0 {
+		r.ActiveWindow = DefaultActiveWindow
+	}
+	r.own = map[string]bool{}
 	ranges, err := b.Ranges(ctx, r.Topic)
 	if err != nil {
 		return acct, err
@@ -168,7 +186,11 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			return acct, err
 		}
 		for _, in := range books.open {
-			found, err := recoverIntent(ctx, b, r.Topic, p.Partition, in)
+			if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
+				return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
+					ErrBusy, r.Topic, p.Partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
+			}
+			found, err := recoverIntent(ctx, b, r.Topic, p.Partition, in.intentMarker)
 			if err != nil {
 				return acct, err
 			}
@@ -177,6 +199,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			}
 			acct.Recovered += len(found)
 			if !r.DryRun {
+				r.own[in.ID] = true // its done marker is this run's
 				m := markerOutput(r.Topic, p.Partition, "done", doneMarker{Intent: in.ID, Offsets: found, Recovered: true}, r.Now())
 				if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
 					return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, p.Partition, err)
@@ -212,14 +235,14 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			batch = append(batch, pending{letter: l, target: d.Target, out: out})
 			bytes += out.Size()
 			if len(batch) >= r.BatchSize || bytes >= 4<<20 {
-				err := r.flush(ctx, b, p.Partition, batch, targets, &acct)
+				err := r.flush(ctx, b, p, batch, targets, &acct)
 				batch, bytes = batch[:0], 0
 				return err
 			}
 			return nil
 		})
 		if err == nil && len(batch) > 0 {
-			err = r.flush(ctx, b, p.Partition, batch, targets, &acct)
+			err = r.flush(ctx, b, p, batch, targets, &acct)
 		}
 		if err != nil {
 			return acct, err
@@ -290,8 +313,8 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 }
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
-func (r Replay) flush(ctx context.Context, b Broker, partition int, batch []pending, targets map[string]map[int]int64, acct *Account) error {
-	if err := r.write(ctx, b, partition, batch, targets); err != nil {
+func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
+	if err := r.write(ctx, b, p, batch, targets); err != nil {
 		acct.Unfinished += len(batch)
 		return err
 	}
@@ -308,15 +331,21 @@ func (r Replay) flush(ctx context.Context, b Broker, partition int, batch []pend
 	return nil
 }
 
-func (r Replay) write(ctx context.Context, b Broker, partition int, batch []pending, targets map[string]map[int]int64) error {
+// write writes one batch between its markers; p is the dead-letter partition as the run found it.
+func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) error {
+	partition := p.Partition
 	if !r.DryRun {
 		in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
 		for _, p := range batch {
 			in.Offsets = append(in.Offsets, p.letter.Record.Offset)
 			in.Targets[p.target] = targets[p.target]
 		}
+		r.own[in.ID] = true
 		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
 			return fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
+		}
+		if err := r.alone(ctx, b, p); err != nil {
+			return err
 		}
 		outs := make([]stream.Output, len(batch))
 		for i, p := range batch {
@@ -337,6 +366,36 @@ func firstError(errs []error) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// alone checks that no other replay wrote a marker to the partition since this run started.
+func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
+	ranges, err := b.Ranges(ctx, r.Topic)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPartial, err)
+	}
+	for _, now := range ranges {
+		if now.Partition != p.Partition {
+			continue
+		}
+		return b.Read(ctx, r.Topic, p.Partition, p.End, now.End, func(rec stream.Record) error {
+			kind, ok := rec.Header(HeaderMarker)
+			if !ok {
+				return nil
+			}
+			var m struct {
+				ID     string `json:"id"`
+				Intent string `json:"intent"`
+			}
+			_ = json.Unmarshal(rec.Value, &m)
+			if (string(kind) == "intent" && !r.own[m.ID]) || (string(kind) == "done" && !r.own[m.Intent]) {
+				return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; nothing of this batch was written, run again later",
+					ErrPartial, ErrBusy, kind, r.Topic, p.Partition, rec.Offset)
+			}
+			return nil
+		})
 	}
 	return nil
 }

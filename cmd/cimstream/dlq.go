@@ -20,16 +20,16 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 )
 
-// usageError is a mistake in the command line: exit status 2.
-type usageError struct{ error }
+// dlqUsageError is a mistake in the command line: exit status 2.
+type dlqUsageError struct{ error }
 
-func (e usageError) Unwrap() error { return e.error }
+func (e dlqUsageError) Unwrap() error { return e.error }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func dlqUsagef(format string, args ...any) error { return dlqUsageError{fmt.Errorf(format, args...)} }
 
 // dlqExitCode maps a dlq command's error to its exit status: 0 done, 2 usage, 1 anything else.
 func dlqExitCode(err error) int {
-	var u usageError
+	var u dlqUsageError
 	switch {
 	case err == nil:
 		return 0
@@ -69,31 +69,31 @@ func (f *dlqFilters) filter(now time.Time) (dlq.Filter, error) {
 	}{{"--code", f.codes}, {"--source-topic", f.sourceTopics}, {"--id", f.ids}} {
 		for _, v := range flag.values {
 			if strings.TrimSpace(v) == "" {
-				return out, usagef("%s: empty value", flag.name)
+				return out, dlqUsagef("%s: empty value", flag.name)
 			}
 		}
 	}
 	for _, p := range f.pipelines {
 		if p != "inbound" && p != "outbound" {
-			return out, usagef("--pipeline must be inbound or outbound, not %q", p)
+			return out, dlqUsagef("--pipeline must be inbound or outbound, not %q", p)
 		}
 		out.Pipelines = append(out.Pipelines, p)
 	}
 	var err error
-	if out.Since, err = parseWhen("--since", f.since, now); err != nil {
+	if out.Since, err = parseDLQWhen("--since", f.since, now); err != nil {
 		return out, err
 	}
-	if out.Until, err = parseWhen("--until", f.until, now); err != nil {
+	if out.Until, err = parseDLQWhen("--until", f.until, now); err != nil {
 		return out, err
 	}
 	if !out.Since.IsZero() && !out.Until.IsZero() && !out.Since.Before(out.Until) {
-		return out, usagef("--since (%s) must be before --until (%s)", out.Since.Format(time.RFC3339), out.Until.Format(time.RFC3339))
+		return out, dlqUsagef("--since (%s) must be before --until (%s)", out.Since.Format(time.RFC3339), out.Until.Format(time.RFC3339))
 	}
 	return out, nil
 }
 
-// parseWhen reads an RFC 3339 time or an age before now (a Go duration, or whole days as "7d").
-func parseWhen(flag, s string, now time.Time) (time.Time, error) {
+// parseDLQWhen reads an RFC 3339 time or an age before now (a Go duration, or whole days as "7d").
+func parseDLQWhen(flag, s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, nil
@@ -111,15 +111,15 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 		d, err = time.ParseDuration(s)
 	}
 	if err != nil || d < 0 {
-		return time.Time{}, usagef("%s: %q is neither an RFC 3339 time (2026-05-01T12:00:00Z) nor an age (90m, 2h, 7d)", flag, s)
+		return time.Time{}, dlqUsagef("%s: %q is neither an RFC 3339 time (2026-05-01T12:00:00Z) nor an age (90m, 2h, 7d)", flag, s)
 	}
 	return now.Add(-d), nil
 }
 
-// noArgs refuses arguments as a usage error (cobra.NoArgs's error would not say it is one).
-func noArgs(cmd *cobra.Command, args []string) error {
+// dlqNoArgs refuses arguments as a usage error (cobra.NoArgs's error would not say it is one).
+func dlqNoArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s: unexpected argument %q (filters are flags, e.g. --code required)", cmd.CommandPath(), args[0])
+		return dlqUsagef("%s: unexpected argument %q (filters are flags, e.g. --code required)", cmd.CommandPath(), args[0])
 	}
 	return nil
 }
@@ -141,15 +141,15 @@ work against a cluster with TLS and SASL.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown dlq command %q: use inspect or replay", args[0])
+				return dlqUsagef("unknown dlq command %q: use inspect or replay", args[0])
 			}
-			return usagef("missing dlq command: use inspect or replay")
+			return dlqUsagef("missing dlq command: use inspect or replay")
 		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	// Subcommands inherit it: a mistyped flag is a usage error (exit 2) under any root.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return dlqUsageError{err} })
 	cmd.AddCommand(newDLQInspectCommand(loadConfig), newDLQReplayCommand(loadConfig))
 	return cmd
 }
@@ -174,10 +174,10 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
   cimstream dlq inspect --code required,type --source-topic cim.inbound.web --since 24h
   cimstream dlq inspect --id 9f0c1e7a-0000-4000-8000-000000000001 --list
   cimstream dlq inspect --list --since 2026-05-01T00:00:00Z --until 2026-05-02T00:00:00Z | jq -r .detail`,
-		Args: noArgs,
+		Args: dlqNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				return usagef("--format must be text or json, not %q", format)
+				return dlqUsagef("--format must be text or json, not %q", format)
 			}
 			now := time.Now()
 			filter, err := f.filter(now)
@@ -196,7 +196,7 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 			defer stop()
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
-			in := dlq.Inspect{Topic: firstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, Now: now}
+			in := dlq.Inspect{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, Now: now}
 			if list {
 				in.OnLetter = func(l dlq.Letter, replayed bool) error { return enc.Encode(l.JSON(&replayed)) }
 			}
@@ -210,7 +210,7 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 			case format == "json":
 				return enc.Encode(s)
 			default:
-				printSummary(out, s)
+				printDLQSummary(out, s)
 			}
 			return nil
 		},
@@ -221,7 +221,7 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 	return cmd
 }
 
-func printSummary(w io.Writer, s dlq.Summary) {
+func printDLQSummary(w io.Writer, s dlq.Summary) {
 	fmt.Fprintf(w, "%s: %d dead letters, %d selected, %d of them already replayed\n", s.Topic, s.Letters, s.Selected, s.Replayed)
 	section := func(title string, counts []dlq.AgeCount) {
 		fmt.Fprintf(w, "\nby %s:\n", title)
@@ -275,16 +275,16 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
   cimstream dlq replay --source-topic cim.inbound.web --code too_large --since 2h
   cimstream dlq replay --code no_route --pipeline outbound --config cimstream.yaml
   cimstream dlq replay --id 9f0c1e7a-0000-4000-8000-000000000001 --to cim.inbound.web --format json`,
-		Args: noArgs,
+		Args: dlqNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				return usagef("--format must be text or json, not %q", format)
+				return dlqUsagef("--format must be text or json, not %q", format)
 			}
 			if maxReplays < 1 {
-				return usagef("--max-replays must be at least 1, not %d", maxReplays)
+				return dlqUsagef("--max-replays must be at least 1, not %d", maxReplays)
 			}
 			if cmd.Flags().Changed("to") && strings.TrimSpace(to) == "" {
-				return usagef("--to: empty topic name")
+				return dlqUsagef("--to: empty topic name")
 			}
 			filter, err := f.filter(time.Now())
 			if err != nil {
@@ -294,8 +294,8 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			if err != nil {
 				return err
 			}
-			if to != "" && to == firstNonBlank(f.topic, cfg.Topics.DeadLetter) {
-				return usagef("--to %s is the dead-letter topic itself", to)
+			if to != "" && to == dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter) {
+				return dlqUsagef("--to %s is the dead-letter topic itself", to)
 			}
 			factory, err := dlqConnect(cmd, cfg)
 			if err != nil {
@@ -305,14 +305,14 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			defer stop()
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
-			r := dlq.Replay{Topic: firstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
+			r := dlq.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
 				DryRun: dryRun, Validate: dlq.Validator(cfg),
 				// A live run finishes a batch within three produce timeouts (intent, records, done).
 				ActiveWindow: 3*cfg.Kafka.Producer.WriteTimeout + 30*time.Second}
 			if dryRun || list {
 				r.OnDecision = func(d dlq.Decision) { _ = enc.Encode(d.JSON()) }
 			}
-			progress := newProgressLine(errOut)
+			progress := newDLQProgressLine(errOut)
 			r.OnProgress = progress.show
 			acct, err := r.Run(ctx, dlq.KafkaBroker(factory))
 			progress.clear()
@@ -325,7 +325,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 					DryRun  bool        `json:"dryRun"`
 					Account dlq.Account `json:"account"`
 					Error   string      `json:"error,omitempty"`
-				}{dryRun, acct, errText(err)})
+				}{dryRun, acct, dlqErrText(err)})
 			} else if dryRun || list {
 				fmt.Fprintf(errOut, "%s: %s\n", verb, acct) // stdout stays JSON lines
 			} else {
@@ -344,7 +344,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 	return cmd
 }
 
-func errText(err error) string {
+func dlqErrText(err error) string {
 	if err == nil {
 		return ""
 	}
@@ -357,7 +357,7 @@ func dlqConnect(cmd *cobra.Command, cfg config.Config) (*kafkaclient.Factory, er
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(commandContext(cmd), cfg.Kafka.RequestTimeout)
+	ctx, cancel := context.WithTimeout(dlqCommandContext(cmd), cfg.Kafka.RequestTimeout)
 	defer cancel()
 	if _, err := factory.Ping(ctx); err != nil {
 		return nil, err
@@ -365,7 +365,7 @@ func dlqConnect(cmd *cobra.Command, cfg config.Config) (*kafkaclient.Factory, er
 	return factory, nil
 }
 
-func commandContext(cmd *cobra.Command) context.Context {
+func dlqCommandContext(cmd *cobra.Command) context.Context {
 	if ctx := cmd.Context(); ctx != nil {
 		return ctx
 	}
@@ -374,10 +374,10 @@ func commandContext(cmd *cobra.Command) context.Context {
 
 // dlqContext ends on SIGINT or SIGTERM: a replay stopped that way is completed by the next run.
 func dlqContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(commandContext(cmd), syscall.SIGINT, syscall.SIGTERM)
+	return signal.NotifyContext(dlqCommandContext(cmd), syscall.SIGINT, syscall.SIGTERM)
 }
 
-func firstNonBlank(s ...string) string {
+func dlqFirstNonBlank(s ...string) string {
 	for _, v := range s {
 		if strings.TrimSpace(v) != "" {
 			return v
@@ -386,15 +386,15 @@ func firstNonBlank(s ...string) string {
 	return ""
 }
 
-// progressLine rewrites one line on a terminal, at most a few times a second; elsewhere it is silent.
-type progressLine struct {
+// dlqProgressLine rewrites one line on a terminal, at most a few times a second; elsewhere it is silent.
+type dlqProgressLine struct {
 	w     io.Writer
 	on    bool
 	last  time.Time
 	shown bool
 }
 
-func newProgressLine(w io.Writer) *progressLine {
+func newDLQProgressLine(w io.Writer) *dlqProgressLine {
 	f, ok := w.(*os.File)
 	on := false
 	if ok {
@@ -402,10 +402,10 @@ func newProgressLine(w io.Writer) *progressLine {
 			on = st.Mode()&os.ModeCharDevice != 0
 		}
 	}
-	return &progressLine{w: w, on: on}
+	return &dlqProgressLine{w: w, on: on}
 }
 
-func (p *progressLine) show(pr dlq.Progress) {
+func (p *dlqProgressLine) show(pr dlq.Progress) {
 	if !p.on || (time.Since(p.last) < 200*time.Millisecond && pr.Records < pr.Total) {
 		return
 	}
@@ -416,7 +416,7 @@ func (p *progressLine) show(pr dlq.Progress) {
 		pr.Records, pr.Total, a.Replayed, a.StillInvalid, a.Guarded, a.AlreadyReplayed, a.Filtered)
 }
 
-func (p *progressLine) clear() {
+func (p *dlqProgressLine) clear() {
 	if p.shown {
 		fmt.Fprint(p.w, "\r\033[K")
 	}

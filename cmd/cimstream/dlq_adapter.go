@@ -20,7 +20,7 @@ func dlqCommand(args []string, stdout, stderr io.Writer) int {
 	brokers := pf.String("brokers", "", "kafka.brokers, comma-separated")
 	level := pf.String("log-level", "", "debug, info, warn or error")
 	format := pf.String("log-format", "", "json or console")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return dlqUsageError{err} })
 	loader := func(*cobra.Command) (config.Config, error) {
 		settings := append([]string(nil), *sets...)
 		for key, v := range map[string]string{"kafka.brokers": *brokers, "log.level": *level, "log.format": *format} {

@@ -17,9 +17,9 @@ import (
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
-// docExamples returns the command lines of the sh blocks in the dead-letter section of
+// dlqDocExamples returns the command lines of the sh blocks in the dead-letter section of
 // docs/operations.md.
-func docExamples(t *testing.T) []string {
+func dlqDocExamples(t *testing.T) []string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(kafkatest.RepoRoot(t), "docs", "operations.md"))
 	if err != nil {
@@ -51,7 +51,7 @@ func docExamples(t *testing.T) []string {
 // binary, as printed, in a directory whose cimstream.yaml points at this test's topics; only the topic
 // name cim.inbound.web is replaced by the test's own.
 func TestIntegrationOperationsDLQExamplesWork(t *testing.T) {
-	cmds := docExamples(t)
+	cmds := dlqDocExamples(t)
 	if len(cmds) < 6 {
 		t.Fatalf("found %d examples in the runbook: %q", len(cmds), cmds)
 	}
@@ -81,7 +81,7 @@ func TestIntegrationOperationsDLQExamplesWork(t *testing.T) {
 		rec := stream.Record{Topic: l.topic, Offset: int64(i), Key: []byte("k"), Value: []byte(l.value), Time: now}
 		outs = append(outs, deadletter.Builder{Topic: cfg.Topics.DeadLetter, Pipeline: l.pipeline}.Build(rec, cim.Violations{{Path: "header", Code: l.code, Message: "broken"}}))
 	}
-	writeAll(t, dlq.KafkaBroker(f), outs)
+	dlqWriteAll(t, dlq.KafkaBroker(f), outs)
 	dir := t.TempDir()
 	yaml, err := cfg.YAML()
 	if err != nil {
@@ -120,9 +120,9 @@ func TestIntegrationOperationsDLQExamplesWork(t *testing.T) {
 	}
 }
 
-// writeAll writes outs, again for those that failed (a new topic's leader may not be known to every
+// dlqWriteAll writes outs, again for those that failed (a new topic's leader may not be known to every
 // client yet), at most 10 times.
-func writeAll(t *testing.T, b dlq.Broker, outs []stream.Output) {
+func dlqWriteAll(t *testing.T, b dlq.Broker, outs []stream.Output) {
 	t.Helper()
 	for attempt := 1; len(outs) > 0; attempt++ {
 		var failed []stream.Output

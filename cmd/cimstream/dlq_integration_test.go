@@ -20,8 +20,8 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkatest"
 )
 
-// startInbound runs the real inbound pipeline on cfg until the returned stop is called (or the test ends).
-func startInbound(t *testing.T, cfg config.Config) (stop func()) {
+// dlqStartInbound runs the real inbound pipeline on cfg until the returned stop is called (or the test ends).
+func dlqStartInbound(t *testing.T, cfg config.Config) (stop func()) {
 	t.Helper()
 	f, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {
@@ -71,7 +71,7 @@ func startInbound(t *testing.T, cfg config.Config) (stop func()) {
 }
 
 // deadLetters are the records of the dead-letter topic that are dead letters (not replay markers).
-func deadLetters(recs []kafkatest.KcatRecord) []kafkatest.KcatRecord {
+func dlqDeadLetters(recs []kafkatest.KcatRecord) []kafkatest.KcatRecord {
 	var out []kafkatest.KcatRecord
 	for _, r := range recs {
 		if _, marker := r.Headers[dlq.HeaderMarker]; !marker && r.Headers["cimstream.error.codes"] != "" {
@@ -81,7 +81,7 @@ func deadLetters(recs []kafkatest.KcatRecord) []kafkatest.KcatRecord {
 	return out
 }
 
-func text(value string) string {
+func dlqText(value string) string {
 	var m struct {
 		Body struct {
 			Text string `json:"markdownText"`
@@ -91,7 +91,7 @@ func text(value string) string {
 	return m.Body.Text
 }
 
-func connectorMsg(id, customer, text, pad string) string {
+func dlqConnectorMsg(id, customer, text, pad string) string {
 	idField := ""
 	if id != "" {
 		idField = `"id":"` + id + `",`
@@ -100,8 +100,8 @@ func connectorMsg(id, customer, text, pad string) string {
 		customer + `"},"pad":"` + pad + `"},"body":{"type":"PLAIN","markdownText":"` + text + `"}}`
 }
 
-// replayAccount runs `dlq replay --format json` and returns its account and the JSON lines before it.
-func replayAccount(t *testing.T, load func(*cobra.Command) (config.Config, error), args ...string) (dlq.Account, []dlq.DecisionJSON) {
+// dlqReplayAccount runs `dlq replay --format json` and returns its account and the JSON lines before it.
+func dlqReplayAccount(t *testing.T, load func(*cobra.Command) (config.Config, error), args ...string) (dlq.Account, []dlq.DecisionJSON) {
 	t.Helper()
 	stdout, stderr, err := execDLQ(t, load, append([]string{"replay", "--format", "json"}, args...)...)
 	if err != nil {
@@ -128,7 +128,7 @@ func replayAccount(t *testing.T, load func(*cobra.Command) (config.Config, error
 	return last.Account, ds
 }
 
-func wantAccount(t *testing.T, step string, got, want dlq.Account) {
+func dlqWantAccount(t *testing.T, step string, got, want dlq.Account) {
 	t.Helper()
 	want.Other = got.Other // markers are the replay's own records, checked elsewhere
 	if got != want {
@@ -157,24 +157,24 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	// The service first runs with a message limit too small for some valid messages.
 	strict := cfg
 	strict.Inbound.MaxMessageBytes = 2048
-	stopStrict := startInbound(t, strict)
+	stopStrict := dlqStartInbound(t, strict)
 
 	// The tool validates with the fixed configuration (the default 1 MiB limit).
 	load := func(*cobra.Command) (config.Config, error) { return cfg, nil }
 
 	big := strings.Repeat("b", 3000)
 	kafkatest.KcatProduce(t, web, true,
-		"ann\t"+connectorMsg("", "ann", "v1", ""),
-		"bob\t"+connectorMsg("", "bob", "v2", ""),
-		"cy\t"+connectorMsg("", "cy", "v3", ""),
-		"dan\t"+connectorMsg("", "dan", "big1", big),
-		"eve\t"+connectorMsg("", "eve", "big2", big),
-		"fay\t"+connectorMsg("", "fay", "huge", strings.Repeat("h", 5000)),
+		"ann\t"+dlqConnectorMsg("", "ann", "v1", ""),
+		"bob\t"+dlqConnectorMsg("", "bob", "v2", ""),
+		"cy\t"+dlqConnectorMsg("", "cy", "v3", ""),
+		"dan\t"+dlqConnectorMsg("", "dan", "big1", big),
+		"eve\t"+dlqConnectorMsg("", "eve", "big2", big),
+		"fay\t"+dlqConnectorMsg("", "fay", "huge", strings.Repeat("h", 5000)),
 		"junk\tthis is not json",
 		"bad\t"+`{"id":"bad-1","header":{},"body":{"type":"PLAIN","markdownText":"bad"}}`,
 	)
 	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(3))
-	kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, func(recs []kafkatest.KcatRecord) bool { return len(deadLetters(recs)) >= 5 })
+	kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, func(recs []kafkatest.KcatRecord) bool { return len(dlqDeadLetters(recs)) >= 5 })
 
 	// inspect: counts.
 	stdout, _, err := execDLQ(t, load, "inspect", "--format", "json")
@@ -225,21 +225,21 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	}
 
 	// dry run: nothing written.
-	acct, ds := replayAccount(t, load, "--dry-run")
-	wantAccount(t, "dry run", acct, dlq.Account{Read: 5, Replayed: 2, StillInvalid: 2, Unreplayable: 1})
+	acct, ds := dlqReplayAccount(t, load, "--dry-run")
+	dlqWantAccount(t, "dry run", acct, dlq.Account{Read: 5, Replayed: 2, StillInvalid: 2, Unreplayable: 1})
 	if len(ds) != 5 {
 		t.Errorf("dry run listed %d decisions, want 5", len(ds))
 	}
 	// a filter; the still-invalid record is skipped.
-	acct, _ = replayAccount(t, load, "--code", "required", "--source-topic", web)
-	wantAccount(t, "replay --code required", acct, dlq.Account{Read: 5, StillInvalid: 1, Filtered: 4})
+	acct, _ = dlqReplayAccount(t, load, "--code", "required", "--source-topic", web)
+	dlqWantAccount(t, "replay --code required", acct, dlq.Account{Read: 5, StillInvalid: 1, Filtered: 4})
 	if n := len(kafkatest.KcatConsume(t, web, kafkatest.AtLeast(8))); n != 8 {
 		t.Fatalf("%s holds %d records after a dry run and an invalid-only replay, want the 8 produced", web, n)
 	}
 
 	// replay while the service still refuses them: they come back as dead letters, counted once more.
-	acct, _ = replayAccount(t, load, "--code", "too_large")
-	wantAccount(t, "first replay", acct, dlq.Account{Read: 5, Replayed: 2, Unreplayable: 1, Filtered: 2})
+	acct, _ = dlqReplayAccount(t, load, "--code", "too_large")
+	dlqWantAccount(t, "first replay", acct, dlq.Account{Read: 5, Replayed: 2, Unreplayable: 1, Filtered: 2})
 	webRecs := kafkatest.KcatConsume(t, web, kafkatest.AtLeast(10))
 	replays := 0
 	for _, r := range webRecs {
@@ -255,29 +255,29 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	if replays != 2 || len(webRecs) != 10 {
 		t.Errorf("%s holds %d records, %d of them replays: want 10 and 2", web, len(webRecs), replays)
 	}
-	kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, func(recs []kafkatest.KcatRecord) bool { return len(deadLetters(recs)) >= 7 })
+	kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, func(recs []kafkatest.KcatRecord) bool { return len(dlqDeadLetters(recs)) >= 7 })
 
 	// loop guard.
-	acct, _ = replayAccount(t, load, "--code", "too_large", "--max-replays", "1")
-	wantAccount(t, "loop guard", acct, dlq.Account{Read: 7, Guarded: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
+	acct, _ = dlqReplayAccount(t, load, "--code", "too_large", "--max-replays", "1")
+	dlqWantAccount(t, "loop guard", acct, dlq.Account{Read: 7, Guarded: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
 
 	// the fix: the service restarts with the larger limit; the replay reaches the CCM topic.
 	stopStrict()
-	startInbound(t, cfg)
-	acct, _ = replayAccount(t, load, "--code", "too_large")
-	wantAccount(t, "replay after the fix", acct, dlq.Account{Read: 7, Replayed: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
+	dlqStartInbound(t, cfg)
+	acct, _ = dlqReplayAccount(t, load, "--code", "too_large")
+	dlqWantAccount(t, "replay after the fix", acct, dlq.Account{Read: 7, Replayed: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
 	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(5)) // the replayed records went through the pipeline
 
 	// a second replay of everything replays nothing.
-	acct, _ = replayAccount(t, load)
-	wantAccount(t, "second replay", acct, dlq.Account{Read: 7, AlreadyReplayed: 4, StillInvalid: 2, Unreplayable: 1})
+	acct, _ = dlqReplayAccount(t, load)
+	dlqWantAccount(t, "second replay", acct, dlq.Account{Read: 7, AlreadyReplayed: 4, StillInvalid: 2, Unreplayable: 1})
 
 	time.Sleep(2 * time.Second) // anything replayed twice would have reached the topics by now
 	ccm := kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(5))
 	texts := map[string]int{}
 	for _, r := range ccm {
-		texts[text(r.Value)]++
-		if t2 := text(r.Value); strings.HasPrefix(t2, "big") && r.Headers[dlq.HeaderReplayCount] != "2" {
+		texts[dlqText(r.Value)]++
+		if t2 := dlqText(r.Value); strings.HasPrefix(t2, "big") && r.Headers[dlq.HeaderReplayCount] != "2" {
 			t.Errorf("%s reached the CCM with replay count %q, want 2", t2, r.Headers[dlq.HeaderReplayCount])
 		}
 	}
@@ -287,7 +287,7 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	if n := len(kafkatest.KcatConsume(t, web, kafkatest.AtLeast(12))); n != 12 {
 		t.Errorf("%s holds %d records, want 8 produced + 2 + 2 replayed", web, n)
 	}
-	if n := len(deadLetters(kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, kafkatest.AtLeast(7)))); n != 7 {
+	if n := len(dlqDeadLetters(kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, kafkatest.AtLeast(7)))); n != 7 {
 		t.Errorf("%d dead letters, want 7 (5 + the 2 replays the strict service refused)", n)
 	}
 }

@@ -30,9 +30,9 @@ import (
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
-// testPKI writes a CA and a server certificate for 127.0.0.1 signed by it: the CA as PEM, and the
+// dlqTestPKI writes a CA and a server certificate for 127.0.0.1 signed by it: the CA as PEM, and the
 // broker's PEM keystore (PKCS#8 key and certificate chain in one file).
-func testPKI(t *testing.T, dir string) (caFile, keystore string) {
+func dlqTestPKI(t *testing.T, dir string) (caFile, keystore string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dlq test CA"},
@@ -75,7 +75,7 @@ func testPKI(t *testing.T, dir string) (caFile, keystore string) {
 func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 	kafkatest.Brokers(t) // the shared broker's availability decides skip or fail, as for every integration test
 	dir := t.TempDir()
-	caFile, keystore := testPKI(t, dir)
+	caFile, keystore := dlqTestPKI(t, dir)
 	saslPort := kafkatest.FreePort(t)
 	broker := kafkatest.StartBroker(t, kafkatest.BrokerOptions{Env: func(port int) map[string]string {
 		return map[string]string{
@@ -102,13 +102,13 @@ func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, name := range []string{dlqTopic, target} {
-		if err := createTopic(ctx, pf, name); err != nil {
+		if err := dlqCreateTopic(ctx, pf, name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	value := `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"secure"}}`
 	rec := stream.Record{Topic: target, Key: []byte("c"), Value: []byte(value), Time: time.Now()}
-	writeAll(t, dlq.KafkaBroker(pf), []stream.Output{deadletter.Builder{Topic: dlqTopic, Pipeline: "inbound"}.
+	dlqWriteAll(t, dlq.KafkaBroker(pf), []stream.Output{deadletter.Builder{Topic: dlqTopic, Pipeline: "inbound"}.
 		Build(rec, cim.Violations{{Code: "delivery_failed", Message: "gave up"}})})
 
 	cfgFile := filepath.Join(dir, "secure.yaml")
@@ -145,8 +145,8 @@ func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 	}
 }
 
-// createTopic creates a one-partition topic and waits until its leader answers a read of its offsets.
-func createTopic(ctx context.Context, f *kafkaclient.Factory, name string) error {
+// dlqCreateTopic creates a one-partition topic and waits until its leader answers a read of its offsets.
+func dlqCreateTopic(ctx context.Context, f *kafkaclient.Factory, name string) error {
 	resp, err := f.Client().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: name, NumPartitions: 1, ReplicationFactor: 1}}})
 	if err == nil {
 		err = resp.Errors[name]

@@ -95,7 +95,7 @@ func TestParseWhen(t *testing.T) {
 		"7d":                   now.Add(-7 * 24 * time.Hour),
 		"2026-05-01T00:00:00Z": time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC),
 	} {
-		got, err := parseWhen("--since", in, now)
+		got, err := parseDLQWhen("--since", in, now)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("%q: %v %v, want %v", in, got, err, want)
 		}
@@ -119,13 +119,13 @@ func TestDLQAdapterExitCodes(t *testing.T) {
 
 func TestProgressLineOnlyOnATerminal(t *testing.T) {
 	var buf bytes.Buffer
-	p := newProgressLine(&buf) // not a terminal
+	p := newDLQProgressLine(&buf) // not a terminal
 	p.show(dlq.Progress{Records: 1, Total: 1})
 	p.clear()
 	if buf.Len() != 0 {
 		t.Errorf("progress written to a non-terminal: %q", buf.String())
 	}
-	p = &progressLine{w: &buf, on: true}
+	p = &dlqProgressLine{w: &buf, on: true}
 	p.show(dlq.Progress{Records: 5, Total: 10, Account: dlq.Account{Replayed: 3, Filtered: 2}})
 	p.show(dlq.Progress{Records: 6, Total: 10}) // within 200 ms: skipped
 	if got := buf.String(); strings.Count(got, "\r") != 1 || !strings.Contains(got, "5/10 records read: replayed 3") {

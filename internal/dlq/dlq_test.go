@@ -497,3 +497,15 @@ func TestReplayStopsWhenAnotherRunWritesToThePartition(t *testing.T) {
 		t.Errorf("%d records replayed although another run was writing", n)
 	}
 }
+
+func TestMissingDeadLetterTopicSaysWhatToDo(t *testing.T) {
+	b := newMem(map[string]int{web: 1})
+	_, err := testReplay(Filter{}).Run(context.Background(), b)
+	if !errors.Is(err, ErrNoTopic) || !strings.Contains(err.Error(), "topics.deadLetter") {
+		t.Errorf("replay: %v", err)
+	}
+	_, err = Inspect{Topic: dlqTopic}.Run(context.Background(), b)
+	if !errors.Is(err, ErrNoTopic) || !strings.Contains(err.Error(), "--topic") {
+		t.Errorf("inspect: %v", err)
+	}
+}

@@ -61,7 +61,7 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 	}
 	s := Summary{Topic: in.Topic, ByCode: map[string]int{}, BySource: map[string]int{}, ByPipeline: map[string]int{}}
 	ages := map[string]int{}
-	ranges, err := b.Ranges(ctx, in.Topic)
+	ranges, err := deadLetterRanges(ctx, b, in.Topic)
 	if err != nil {
 		return s, err
 	}

@@ -145,7 +145,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		r.ActiveWindow = DefaultActiveWindow
 	}
 	r.own = map[string]bool{}
-	ranges, err := b.Ranges(ctx, r.Topic)
+	ranges, err := deadLetterRanges(ctx, b, r.Topic)
 	if err != nil {
 		return acct, err
 	}
@@ -398,4 +398,13 @@ func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
 		})
 	}
 	return nil
+}
+
+// deadLetterRanges is Ranges of the dead-letter topic, saying what to do when it is missing.
+func deadLetterRanges(ctx context.Context, b Broker, topic string) ([]Range, error) {
+	ranges, err := b.Ranges(ctx, topic)
+	if errors.Is(err, ErrNoTopic) {
+		return nil, fmt.Errorf("dead-letter topic %s does not exist (check topics.deadLetter or --topic; `cimstream topics create` creates it): %w", topic, err)
+	}
+	return ranges, err
 }

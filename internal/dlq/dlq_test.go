@@ -509,3 +509,29 @@ func TestMissingDeadLetterTopicSaysWhatToDo(t *testing.T) {
 		t.Errorf("inspect: %v", err)
 	}
 }
+
+func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, sms: 1})
+	b.add(dead(source(web, 0, "k", valid("k", "one"), t0), "inbound", "delivery_failed"),
+		dead(source(sms, 0, "k", "not json", t0), "inbound", "malformed"),
+		dead(source(sms, 1, "k", valid("k", "two"), t0), "inbound", "delivery_failed"))
+	down := errors.New("metadata unavailable")
+	b.rangesFail = func(topic string) error {
+		if topic == sms {
+			return down
+		}
+		return nil
+	}
+	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	if !errors.Is(err, down) {
+		t.Fatalf("err %v", err)
+	}
+	if acct.Read != 1 || acct.StillInvalid != 1 || !acct.Exact() || len(b.all(web)) != 0 {
+		t.Errorf("account %+v, %d written: want only the decided invalid one counted and nothing written", acct, len(b.all(web)))
+	}
+	b.rangesFail = nil
+	acct, err = testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil || acct.Replayed != 2 || len(b.all(web)) != 1 || len(b.all(sms)) != 1 {
+		t.Errorf("the next run: %+v %v", acct, err)
+	}
+}

@@ -20,6 +20,8 @@ type memBroker struct {
 	// inject, when set, is told of each record written and returns records written right after it
 	// (another client's writes).
 	inject func(o stream.Output) []stream.Output
+	// rangesFail, when set, may fail Ranges of a topic.
+	rangesFail func(topic string) error
 }
 
 func newMem(topics map[string]int) *memBroker {
@@ -31,6 +33,11 @@ func newMem(topics map[string]int) *memBroker {
 }
 
 func (b *memBroker) Ranges(_ context.Context, topic string) ([]Range, error) {
+	if b.rangesFail != nil {
+		if err := b.rangesFail(topic); err != nil {
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ps, ok := b.topics[topic]

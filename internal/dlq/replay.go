@@ -72,7 +72,7 @@ type Decision struct {
 	Reason     string         // why it is unreplayable or guarded
 }
 
-// Account counts every dead letter a run read, each in exactly one outcome, so that
+// Account counts every dead letter a run decided, each in exactly one outcome, so that
 // Read == Replayed + StillInvalid + Guarded + AlreadyReplayed + Unreplayable + Filtered + Unfinished.
 type Account struct {
 	Read            int `json:"read"`
@@ -215,7 +215,6 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 				acct.Other++
 				return nil
 			}
-			acct.Read++
 			d := r.decide(l, books)
 			if d.Outcome == WouldReplay {
 				if _, err := targetEnds(d.Target); errors.Is(err, ErrNoTopic) {
@@ -251,7 +250,10 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	return acct, nil
 }
 
+// count adds a dead letter whose outcome is decided. A dead letter read when an error stopped the run
+// before its outcome was decided (it was not written) is not counted at all.
 func (a *Account) count(outcome string) {
+	a.Read++
 	switch outcome {
 	case Replayed, WouldReplay:
 		a.Replayed++
@@ -315,6 +317,7 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
 func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
 	if err := r.write(ctx, b, p, batch, targets); err != nil {
+		acct.Read += len(batch)
 		acct.Unfinished += len(batch)
 		return err
 	}

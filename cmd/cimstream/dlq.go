@@ -138,6 +138,8 @@ them; "replay" re-produces chosen ones to their source topic once the cause is f
 
 Both read the configuration like every other command (--config, --set, CIMSTREAM_* variables), so they
 work against a cluster with TLS and SASL.`,
+		Example: `  cimstream dlq inspect --config cimstream.yaml --since 24h
+  cimstream dlq replay --config cimstream.yaml --code delivery_failed --dry-run`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {

@@ -35,6 +35,10 @@ Usage:
   cimstream loadgen [--direction inbound|outbound] [--topics LIST] [--rate R] [--count N|--duration D]
                    [--size B] [--customers N] [--keyed] [--invalid SHARE] [--measure OUTPUT-TOPIC] [--json]
                                             produce realistic CIM traffic; --measure reports end-to-end latency
+  cimstream dlq inspect [filters] [--list] [common flags]
+                                            count dead letters by code, source topic, pipeline and age, or list them
+  cimstream dlq replay [filters] [--to TOPIC] [--dry-run] [common flags]
+                                            re-produce dead letters, re-validated, once only (cimstream dlq --help)
   cimstream version
 
 Common flags:
@@ -113,6 +117,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return devCommand(args[1:], stdout, stderr)
 	case "loadgen":
 		return loadgenCommand(args[1:], stdout, stderr)
+	case "dlq":
+		return dlqCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cimstream", service.Version)
 		return 0

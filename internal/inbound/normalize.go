@@ -55,11 +55,8 @@ func NewNormalizer(topics Topics, maxBytes int, observer Observer) *Normalizer {
 // Process handles one connector record: a rejection (the runtime dead-letters it), or exactly one
 // output, a notification or a record for the repartition topic.
 func (n *Normalizer) Process(rec stream.Record) stream.Result {
-	m, err := cim.DecodeLimits(rec.Value, n.limits)
-	if err != nil {
-		return stream.Reject(err.(*cim.DecodeError).Violation)
-	}
-	if vs := cim.Validate(m, cim.Inbound); len(vs) > 0 {
+	m, vs := check(rec.Value, n.limits)
+	if len(vs) > 0 {
 		return stream.Result{Reject: vs}
 	}
 	if cim.UnknownIntent(m) {
@@ -89,6 +86,22 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 			Value: strconv.AppendInt(nil, stream.Millis(rec.Time), 10)})
 	}
 	return stream.Emit(out)
+}
+
+// Check decodes and validates value as an inbound message exactly as the pipeline does, with the
+// pipeline's size limit (inbound.maxMessageBytes): no violations means the pipeline accepts it.
+// The dead-letter replay re-validates with it.
+func Check(value []byte, maxBytes int) cim.Violations {
+	_, vs := check(value, cim.Limits{MaxBytes: maxBytes})
+	return vs
+}
+
+func check(value []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
+	m, err := cim.DecodeLimits(value, limits)
+	if err != nil {
+		return nil, cim.Violations{err.(*cim.DecodeError).Violation}
+	}
+	return m, cim.Validate(m, cim.Inbound)
 }
 
 // conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with

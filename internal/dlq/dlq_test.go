@@ -1,0 +1,537 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+const (
+	dlqTopic = "cimstream.dlq"
+	web      = "cim.inbound.web"
+	sms      = "cim.inbound.sms"
+)
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func valid(customer, text string) string {
+	return `{"id":"` + text + `","header":{"sender":{"id":"web-1","type":"CONNECTOR","senderName":"WEB"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"` +
+		customer + `"}},"body":{"type":"PLAIN","markdownText":"` + text + `"}}`
+}
+
+// source is a record as a connector produced it.
+func source(topic string, offset int64, key, value string, at time.Time, headers ...stream.Header) stream.Record {
+	return stream.Record{Topic: topic, Partition: 0, Offset: offset, Key: []byte(key), Value: []byte(value), Time: at, Headers: headers}
+}
+
+// dead is the dead letter the pipeline writes for rec, to partition 0 of the dead-letter topic.
+func dead(rec stream.Record, pipeline string, codes ...string) stream.Output {
+	var vs cim.Violations
+	for _, c := range codes {
+		vs = append(vs, cim.Violation{Path: "header", Code: c, Message: "broken"})
+	}
+	o := deadletter.Builder{Topic: dlqTopic, Pipeline: pipeline, MaxValueBytes: 1024}.Build(rec, vs)
+	o.Partition = 0
+	return o
+}
+
+func testReplay(filter Filter) Replay {
+	return Replay{Topic: dlqTopic, Filter: filter, Validate: Validator(config.Default()), Now: func() time.Time { return t0 }}
+}
+
+func header(hs []stream.Header, key string) (string, bool) {
+	for _, h := range hs {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func TestParseSplitsOriginalFromDeadLetterHeaders(t *testing.T) {
+	rec := source(web, 7, "ann", valid("ann", "m1"), t0,
+		stream.Header{Key: "trace", Value: []byte("abc")}, stream.Header{Key: HeaderReplayCount, Value: []byte("2")})
+	b := newMem(map[string]int{dlqTopic: 1})
+	b.add(dead(rec, "inbound", "required", "type"))
+	l, ok := Parse(b.all(dlqTopic)[0])
+	if !ok {
+		t.Fatal("a dead letter was not recognised")
+	}
+	if len(l.Original) != 2 || l.Original[0].Key != "trace" || l.Original[1].Key != HeaderReplayCount {
+		t.Errorf("original headers %v, want trace and the replay count only", l.Original)
+	}
+	if strings.Join(l.Codes, ",") != "required,type" || l.Pipeline != "inbound" || l.Detail == "" {
+		t.Errorf("codes %v pipeline %q detail %q", l.Codes, l.Pipeline, l.Detail)
+	}
+	if l.SourceTopic != web || l.SourcePartition != 0 || l.SourceOffset != 7 || l.ReplayCount != 2 || l.MessageID != "m1" {
+		t.Errorf("source %s/%d/%d replays %d id %q", l.SourceTopic, l.SourcePartition, l.SourceOffset, l.ReplayCount, l.MessageID)
+	}
+	if l.Truncated != "" {
+		t.Errorf("truncated %q for a small value", l.Truncated)
+	}
+	if _, ok := Parse(stream.Record{Headers: []stream.Header{{Key: HeaderMarker, Value: []byte("done")}, {Key: deadletter.HeaderCodes}}}); ok {
+		t.Error("a replay marker parsed as a dead letter")
+	}
+	if _, ok := Parse(stream.Record{Value: []byte("x")}); ok {
+		t.Error("a record without dead-letter headers parsed as a dead letter")
+	}
+}
+
+func TestParseTruncatedDeadLetter(t *testing.T) {
+	big := `{"body":"` + strings.Repeat("x", 2000) + `"}`
+	b := newMem(map[string]int{dlqTopic: 1})
+	b.add(dead(source(web, 1, "k", big, t0), "inbound", "too_large"))
+	l, _ := Parse(b.all(dlqTopic)[0])
+	if l.Truncated != "value" || l.OriginalSize != len(big) || len(l.Record.Value) != 1024 {
+		t.Errorf("truncated %q size %d kept %d", l.Truncated, l.OriginalSize, len(l.Record.Value))
+	}
+}
+
+func TestFilterMatch(t *testing.T) {
+	l := Letter{Codes: []string{"required", "type"}, SourceTopic: web, Pipeline: "inbound", MessageID: "m1",
+		Record: stream.Record{Time: t0}}
+	cases := []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Codes: []string{"type"}}, true},
+		{Filter{Codes: []string{"malformed"}}, false},
+		{Filter{SourceTopics: []string{sms, web}}, true},
+		{Filter{SourceTopics: []string{sms}}, false},
+		{Filter{Pipelines: []string{"outbound"}}, false},
+		{Filter{IDs: []string{"m1"}}, true},
+		{Filter{IDs: []string{"m2"}}, false},
+		{Filter{Since: t0}, true},
+		{Filter{Since: t0.Add(time.Millisecond)}, false},
+		{Filter{Until: t0}, false},
+		{Filter{Until: t0.Add(time.Millisecond)}, true},
+		{Filter{Codes: []string{"type"}, SourceTopics: []string{sms}}, false},
+	}
+	for i, c := range cases {
+		if got := c.f.Match(l); got != c.want {
+			t.Errorf("case %d %+v: match %v, want %v", i, c.f, got, c.want)
+		}
+	}
+	if (Filter{IDs: []string{""}}).Match(Letter{}) {
+		t.Error("an id filter matched a dead letter without an id")
+	}
+}
+
+// fixture is a dead-letter topic with one dead letter of each kind, all from partition 0.
+type fixture struct {
+	b                                          *memBroker
+	fixed, stillBad, truncated, guarded, other stream.Record
+}
+
+func newFixture() fixture {
+	f := fixture{b: newMem(map[string]int{dlqTopic: 2, web: 3, sms: 1, "ccm.outbound": 1})}
+	f.fixed = source(web, 1, "ann", valid("ann", "fixed"), t0.Add(-2*time.Hour), stream.Header{Key: "trace", Value: []byte("t1")})
+	f.stillBad = source(web, 2, "bob", "this is not json", t0.Add(-30*time.Minute))
+	f.truncated = source(web, 3, "cy", `{"x":"`+strings.Repeat("y", 3000)+`"}`, t0.Add(-10*time.Minute))
+	f.guarded = source(web, 4, "dan", valid("dan", "guarded"), t0.Add(-8*24*time.Hour), stream.Header{Key: HeaderReplayCount, Value: []byte("3")})
+	f.other = source(sms, 1, "eve", valid("eve", "sms"), t0.Add(-3*24*time.Hour))
+	f.b.add(dead(f.fixed, "inbound", "delivery_failed"), dead(f.stillBad, "inbound", "malformed"), dead(f.truncated, "inbound", "too_large"),
+		dead(f.guarded, "inbound", "required"), dead(f.other, "inbound", "required"))
+	return f
+}
+
+func TestInspectCountsByCodeSourcePipelineAndAge(t *testing.T) {
+	f := newFixture()
+	var listed []string
+	s, err := Inspect{Topic: dlqTopic, Now: t0, OnLetter: func(l Letter, _ bool) error {
+		listed = append(listed, l.MessageID)
+		return nil
+	}}.Run(context.Background(), f.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Letters != 5 || s.Selected != 5 || s.Replayed != 0 {
+		t.Errorf("letters %d selected %d replayed %d", s.Letters, s.Selected, s.Replayed)
+	}
+	if s.ByCode["required"] != 2 || s.ByCode["malformed"] != 1 || s.ByCode["too_large"] != 1 || s.ByCode["delivery_failed"] != 1 {
+		t.Errorf("by code %v", s.ByCode)
+	}
+	if s.BySource[web] != 4 || s.BySource[sms] != 1 || s.ByPipeline["inbound"] != 5 {
+		t.Errorf("by source %v by pipeline %v", s.BySource, s.ByPipeline)
+	}
+	want := []AgeCount{{"<1h", 2}, {"1h-1d", 1}, {"1d-7d", 1}, {">=7d", 1}}
+	if fmt.Sprint(s.ByAge) != fmt.Sprint(want) {
+		t.Errorf("by age %v, want %v", s.ByAge, want)
+	}
+	if len(listed) != 5 {
+		t.Errorf("listed %v", listed)
+	}
+
+	s, err = Inspect{Topic: dlqTopic, Now: t0, Filter: Filter{Codes: []string{"required"}, SourceTopics: []string{web}}}.Run(context.Background(), f.b)
+	if err != nil || s.Selected != 1 || s.Letters != 5 || s.ByCode["required"] != 1 || len(s.ByCode) != 1 {
+		t.Errorf("filtered: %+v %v", s, err)
+	}
+}
+
+func TestReplayAccountsForEveryDeadLetterAndStripsErrorHeaders(t *testing.T) {
+	f := newFixture()
+	var decisions []Decision
+	r := testReplay(Filter{SourceTopics: []string{web}})
+	r.OnDecision = func(d Decision) { decisions = append(decisions, d) }
+	acct, err := r.Run(context.Background(), f.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Account{Read: 5, Replayed: 1, StillInvalid: 1, Guarded: 1, Unreplayable: 1, Filtered: 1}
+	if acct != want || !acct.Exact() {
+		t.Errorf("account %+v, want %+v", acct, want)
+	}
+	if len(decisions) != 4 {
+		t.Errorf("%d decisions, want one per selected dead letter (4)", len(decisions))
+	}
+	out := f.b.all(web)
+	if len(out) != 1 {
+		t.Fatalf("%d records replayed to %s, want 1", len(out), web)
+	}
+	got := out[0]
+	if string(got.Key) != "ann" || string(got.Value) != string(f.fixed.Value) || !got.Time.Equal(f.fixed.Time) {
+		t.Errorf("replayed key %q value %q time %v: want the original", got.Key, got.Value, got.Time)
+	}
+	var keys []string
+	for _, h := range got.Headers {
+		keys = append(keys, h.Key)
+	}
+	if strings.Join(keys, ",") != "trace,"+HeaderReplayCount+","+HeaderReplayOf {
+		t.Errorf("replayed headers %v, want the original ones plus the replay count and origin", keys)
+	}
+	if c, _ := header(got.Headers, HeaderReplayCount); c != "1" {
+		t.Errorf("replay count %q, want 1", c)
+	}
+	if of, _ := header(got.Headers, HeaderReplayOf); of != Ref(dlqTopic, 0, 0) {
+		t.Errorf("replay of %q", of)
+	}
+	if n := len(f.b.all(sms)); n != 0 {
+		t.Errorf("the filtered dead letter was replayed (%d records in %s)", n, sms)
+	}
+}
+
+func TestReplaySecondRunReplaysNothingTwice(t *testing.T) {
+	f := newFixture()
+	if _, err := testReplay(Filter{}).Run(context.Background(), f.b); err != nil {
+		t.Fatal(err)
+	}
+	web1, sms1 := len(f.b.all(web)), len(f.b.all(sms))
+	if web1 != 1 || sms1 != 1 {
+		t.Fatalf("first run replayed %d to web and %d to sms, want 1 and 1", web1, sms1)
+	}
+	// A second run, and a run with another selection overlapping the first, replay nothing again.
+	for _, filter := range []Filter{{}, {Codes: []string{"required"}}} {
+		acct, err := testReplay(filter).Run(context.Background(), f.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acct.Replayed != 0 || !acct.Exact() {
+			t.Errorf("filter %+v: account %+v, want nothing replayed", filter, acct)
+		}
+	}
+	acct, _ := testReplay(Filter{}).Run(context.Background(), f.b)
+	if acct.AlreadyReplayed != 2 || acct.Other != 2 {
+		t.Errorf("account %+v: want 2 already replayed and 2 markers (the one batch's intent and done)", acct)
+	}
+	if len(f.b.all(web)) != web1 || len(f.b.all(sms)) != sms1 {
+		t.Error("a later run replayed a dead letter again")
+	}
+	s, _ := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), f.b)
+	if s.Replayed != 2 || s.Letters != 5 {
+		t.Errorf("inspect after replay: %+v", s)
+	}
+}
+
+func TestReplayDryRunWritesNothing(t *testing.T) {
+	f := newFixture()
+	var would []string
+	r := testReplay(Filter{})
+	r.DryRun = true
+	r.OnDecision = func(d Decision) {
+		if d.Outcome == WouldReplay {
+			would = append(would, d.Letter.MessageID)
+		}
+	}
+	before := len(f.b.all(dlqTopic))
+	acct, err := r.Run(context.Background(), f.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Replayed != 2 || strings.Join(would, ",") != "fixed,sms" {
+		t.Errorf("dry run account %+v would replay %v", acct, would)
+	}
+	if len(f.b.all(web))+len(f.b.all(sms)) != 0 || len(f.b.all(dlqTopic)) != before {
+		t.Error("a dry run wrote records")
+	}
+	acct, _ = testReplay(Filter{}).Run(context.Background(), f.b)
+	if acct.Replayed != 2 {
+		t.Errorf("after a dry run the real run replayed %d, want 2", acct.Replayed)
+	}
+}
+
+func TestReplayToAnotherTopic(t *testing.T) {
+	f := newFixture()
+	r := testReplay(Filter{IDs: []string{"sms"}})
+	r.To = web
+	acct, err := r.Run(context.Background(), f.b)
+	if err != nil || acct.Replayed != 1 {
+		t.Fatalf("account %+v %v", acct, err)
+	}
+	if len(f.b.all(sms)) != 0 || len(f.b.all(web)) != 1 {
+		t.Error("--to was not honoured")
+	}
+}
+
+func TestReplayLoopGuardStopsARecordThatKeepsFailing(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source(web, 0, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
+	r := testReplay(Filter{})
+	r.MaxReplays = 2
+	for round := 1; round <= 3; round++ {
+		acct, err := r.Run(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantReplayed := 1
+		if round == 3 {
+			wantReplayed = 0
+		}
+		if acct.Replayed != wantReplayed {
+			t.Fatalf("round %d: account %+v, want %d replayed", round, acct, wantReplayed)
+		}
+		if round == 3 {
+			if acct.Guarded != 1 {
+				t.Errorf("round 3: account %+v, want the record guarded", acct)
+			}
+			break
+		}
+		// The pipeline fails the replayed record again: a new dead letter of it.
+		recs := b.all(web)
+		again := recs[len(recs)-1]
+		if c, _ := header(again.Headers, HeaderReplayCount); c != fmt.Sprint(round) {
+			t.Fatalf("round %d: replay count %q", round, c)
+		}
+		b.add(dead(again, "inbound", "delivery_failed"))
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Errorf("%d replays, want 2 (the guard's limit)", n)
+	}
+}
+
+func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T) {
+	f := newFixture()
+	crash := errors.New("crashed")
+	// The process dies after the replayed records were acknowledged, before the done marker.
+	f.b.fail = func(o stream.Output) error {
+		if kind, ok := header(o.Headers, HeaderMarker); ok && kind == "done" {
+			return crash
+		}
+		return nil
+	}
+	acct, err := testReplay(Filter{}).Run(context.Background(), f.b)
+	if !errors.Is(err, ErrPartial) || !errors.Is(err, crash) {
+		t.Fatalf("err %v, want a partial replay", err)
+	}
+	if acct.Unfinished != 2 || !acct.Exact() {
+		t.Errorf("account %+v: want the batch unfinished and the account still exact", acct)
+	}
+	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+		t.Fatalf("the interrupted run wrote %d and %d", len(f.b.all(web)), len(f.b.all(sms)))
+	}
+	f.b.fail = nil
+	// Right after, the unfinished batch may belong to a run still writing: refused.
+	if _, err := testReplay(Filter{}).Run(context.Background(), f.b); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a run right after the interrupted one: %v, want ErrBusy", err)
+	}
+	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+		t.Fatal("a refused run wrote records")
+	}
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
+	acct, err = later.Run(context.Background(), f.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Recovered != 2 || acct.AlreadyReplayed != 2 || acct.Replayed != 0 {
+		t.Errorf("account %+v: want both found as already replayed", acct)
+	}
+	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+		t.Error("recovery replayed a dead letter twice")
+	}
+}
+
+func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i := range 5 {
+		b.add(dead(source(web, int64(i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+	}
+	writes := 0
+	b.fail = func(o stream.Output) error {
+		if o.Topic == web {
+			writes++
+			if writes == 3 {
+				return errors.New("broker gone")
+			}
+		}
+		return nil
+	}
+	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
+		t.Fatalf("err %v", err)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Fatalf("%d written before the failure, want 2", n)
+	}
+	b.fail = nil
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(2 * time.Minute) }
+	acct, err := later.Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Recovered != 2 || acct.Replayed != 3 || acct.AlreadyReplayed != 2 {
+		t.Errorf("account %+v", acct)
+	}
+	seen := map[string]int{}
+	for _, r := range b.all(web) {
+		of, _ := header(r.Headers, HeaderReplayOf)
+		seen[of]++
+	}
+	if len(seen) != 5 {
+		t.Errorf("replayed %d distinct dead letters, want 5: %v", len(seen), seen)
+	}
+	for of, n := range seen {
+		if n != 1 {
+			t.Errorf("%s replayed %d times", of, n)
+		}
+	}
+}
+
+func TestValidatorUsesThePipelinesRules(t *testing.T) {
+	cfg := config.Default()
+	v := Validator(cfg)
+	in := Letter{Pipeline: "inbound", SourceTopic: web, Record: stream.Record{Value: []byte(valid("a", "x"))}}
+	if vs := v(in, web); len(vs) != 0 {
+		t.Errorf("valid inbound message: %v", vs)
+	}
+	in.Record.Value = []byte(`{"header":{},"body":{"type":"PLAIN","markdownText":"x"}}`)
+	if vs := v(in, web); len(vs) == 0 || vs[0].Code != cim.CodeRequired {
+		t.Errorf("invalid inbound message: %v", vs)
+	}
+	outMsg := `{"id":"o1","header":{"sender":{"id":"a","type":"AGENT","senderName":"A"},"channelData":{"serviceIdentifier":"nowhere","channelCustomerIdentifier":"c"},"channelSessionId":"s","conversationId":"c1","customer":{"id":"x"}},"body":{"type":"PLAIN","markdownText":"hi"}}`
+	out := Letter{Pipeline: "outbound", SourceTopic: cfg.Topics.CCMOutbound, Record: stream.Record{Value: []byte(outMsg)}}
+	if vs := v(out, cfg.Topics.CCMOutbound); len(vs) != 1 || vs[0].Code != "no_route" {
+		t.Errorf("outbound message without a route: %v, want no_route", vs)
+	}
+	cfg.Outbound.Channels = map[string]string{"nowhere": "web"}
+	if vs := Validator(cfg)(out, cfg.Topics.CCMOutbound); len(vs) != 0 {
+		t.Errorf("outbound message once its channel is configured: %v", vs)
+	}
+	if vs := v(out, web); len(vs) != 0 {
+		t.Errorf("an outbound message is valid inbound too: %v", vs)
+	}
+}
+
+func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source("cim.inbound.gone", 0, "k", valid("k", "gone"), t0), "inbound", "delivery_failed"),
+		dead(source(web, 0, "k", valid("k", "here"), t0), "inbound", "delivery_failed"))
+	var reasons []string
+	r := testReplay(Filter{})
+	r.OnDecision = func(d Decision) {
+		if d.Outcome == Unreplayable {
+			reasons = append(reasons, d.Reason)
+		}
+	}
+	acct, err := r.Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Unreplayable != 1 || acct.Replayed != 1 || len(b.all(web)) != 1 {
+		t.Errorf("account %+v, %d in %s", acct, len(b.all(web)), web)
+	}
+	if len(reasons) != 1 || !strings.Contains(reasons[0], "cim.inbound.gone does not exist") {
+		t.Errorf("reasons %q", reasons)
+	}
+}
+
+func TestLetterJSONKeepsBytesThatAreNotText(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1})
+	rec := source(web, 3, "", "", t0, stream.Header{Key: "bin", Value: []byte{0xff, 0x00}})
+	rec.Key, rec.Value = nil, []byte{0xfe, 'x'}
+	b.add(dead(rec, "inbound", "malformed"))
+	l, _ := Parse(b.all(dlqTopic)[0])
+	replayed := true
+	j := l.JSON(&replayed)
+	if j.Key != nil || j.Value != nil || j.ValueBase64 != "/ng=" || len(j.Headers) != 1 || j.Headers[0].ValueBase64 != "/wA=" {
+		t.Errorf("json %+v", j)
+	}
+	if j.Source.Topic != web || j.Source.Offset != 3 || *j.Replayed != true || j.Timestamp != "2026-05-01T12:00:00Z" || j.Codes[0] != "malformed" {
+		t.Errorf("json %+v", j)
+	}
+}
+
+func TestReplayStopsWhenAnotherRunWritesToThePartition(t *testing.T) {
+	f := newFixture()
+	// Another run writes its intent right after this run's, before this run produces.
+	f.b.inject = func(o stream.Output) []stream.Output {
+		if kind, _ := header(o.Headers, HeaderMarker); kind == "intent" {
+			f.b.inject = nil
+			return []stream.Output{markerOutput(dlqTopic, 0, "intent", intentMarker{ID: "other", Offsets: []int64{0}}, t0)}
+		}
+		return nil
+	}
+	_, err := testReplay(Filter{}).Run(context.Background(), f.b)
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("err %v, want ErrBusy", err)
+	}
+	if n := len(f.b.all(web)) + len(f.b.all(sms)); n != 0 {
+		t.Errorf("%d records replayed although another run was writing", n)
+	}
+}
+
+func TestMissingDeadLetterTopicSaysWhatToDo(t *testing.T) {
+	b := newMem(map[string]int{web: 1})
+	_, err := testReplay(Filter{}).Run(context.Background(), b)
+	if !errors.Is(err, ErrNoTopic) || !strings.Contains(err.Error(), "topics.deadLetter") {
+		t.Errorf("replay: %v", err)
+	}
+	_, err = Inspect{Topic: dlqTopic}.Run(context.Background(), b)
+	if !errors.Is(err, ErrNoTopic) || !strings.Contains(err.Error(), "--topic") {
+		t.Errorf("inspect: %v", err)
+	}
+}
+
+func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, sms: 1})
+	b.add(dead(source(web, 0, "k", valid("k", "one"), t0), "inbound", "delivery_failed"),
+		dead(source(sms, 0, "k", "not json", t0), "inbound", "malformed"),
+		dead(source(sms, 1, "k", valid("k", "two"), t0), "inbound", "delivery_failed"))
+	down := errors.New("metadata unavailable")
+	b.rangesFail = func(topic string) error {
+		if topic == sms {
+			return down
+		}
+		return nil
+	}
+	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	if !errors.Is(err, down) {
+		t.Fatalf("err %v", err)
+	}
+	if acct.Read != 1 || acct.StillInvalid != 1 || !acct.Exact() || len(b.all(web)) != 0 {
+		t.Errorf("account %+v, %d written: want only the decided invalid one counted and nothing written", acct, len(b.all(web)))
+	}
+	b.rangesFail = nil
+	acct, err = testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil || acct.Replayed != 2 || len(b.all(web)) != 1 || len(b.all(sms)) != 1 {
+		t.Errorf("the next run: %+v %v", acct, err)
+	}
+}

@@ -1,0 +1,151 @@
+// Package dlq holds the dead-letter tools: inspect (read the dead-letter topic, filter, count by code,
+// source topic, pipeline and age, list as JSON lines) and replay (re-produce chosen dead letters to
+// their source topic or another, re-validated, guarded against loops, resumable, with an exact
+// account). Kafka is reached through the Broker interface, so the logic is tested without one;
+// KafkaBroker implements it with internal/kafkaedge.
+package dlq
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// Headers the replay adds to a replayed record, and to the markers it writes to the dead-letter topic.
+const (
+	// HeaderReplayCount is how many times the record has been replayed; the loop guard reads it.
+	HeaderReplayCount = "cimstream.replay.count"
+	// HeaderReplayOf names the dead letter a replayed record came from: "<topic>/<partition>/<offset>".
+	HeaderReplayOf = "cimstream.replay.of"
+	// HeaderMarker marks a replay's bookkeeping record in the dead-letter topic: "intent" or "done".
+	HeaderMarker = "cimstream.replay.marker"
+)
+
+// Letter is a dead letter read from the dead-letter topic, split into the original record and what the
+// pipeline added.
+type Letter struct {
+	Record stream.Record // as read from the dead-letter topic
+	// Original is the original record's headers: everything before the dead letter's own headers.
+	Original []stream.Header
+	Codes    []string
+	Detail   string
+	Pipeline string
+	// Source names the record that was dead-lettered (topic "" when the headers are missing).
+	SourceTopic     string
+	SourcePartition int
+	SourceOffset    int64
+	// Truncated is set when the value (or value and headers) was cut: such a dead letter cannot be
+	// replayed faithfully. OriginalSize is the value's size before the cut.
+	Truncated    string
+	OriginalSize int
+	// ReplayCount is the original record's replay count (0 when it was never replayed).
+	ReplayCount int
+	// MessageID is the CIM message's top-level id, when the value is a JSON object that has one.
+	MessageID string
+}
+
+// Parse reads rec as a dead letter. ok is false for records that are not dead letters (replay markers,
+// anything else written to the topic).
+//
+// A dead letter is the original headers followed by cimstream's: codes, detail, pipeline, source
+// topic/partition/offset and, when cut, original size and truncation. The split is at the last codes
+// header, so an original record that itself carried cimstream headers (a dead letter of a replayed
+// record, whose original went through the pipeline) keeps them as original headers.
+func Parse(rec stream.Record) (l Letter, ok bool) {
+	at := -1
+	for i, h := range rec.Headers {
+		if h.Key == HeaderMarker {
+			return Letter{}, false
+		}
+		if h.Key == deadletter.HeaderCodes {
+			at = i
+		}
+	}
+	if at < 0 {
+		return Letter{}, false
+	}
+	l = Letter{Record: rec, Original: rec.Headers[:at:at], SourcePartition: -1, SourceOffset: -1}
+	for _, h := range rec.Headers[at:] {
+		v := string(h.Value)
+		switch h.Key {
+		case deadletter.HeaderCodes:
+			for _, c := range strings.Split(v, ",") {
+				if c = strings.TrimSpace(c); c != "" {
+					l.Codes = append(l.Codes, c)
+				}
+			}
+		case deadletter.HeaderDetail:
+			l.Detail = v
+		case deadletter.HeaderPipeline:
+			l.Pipeline = v
+		case stream.HeaderSourceTopic:
+			l.SourceTopic = v
+		case stream.HeaderSourcePartition:
+			if n, err := strconv.Atoi(v); err == nil {
+				l.SourcePartition = n
+			}
+		case stream.HeaderSourceOffset:
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				l.SourceOffset = n
+			}
+		case deadletter.HeaderTruncated:
+			l.Truncated = v
+		case deadletter.HeaderOriginalSize:
+			l.OriginalSize, _ = strconv.Atoi(v)
+		}
+	}
+	for _, h := range l.Original {
+		if h.Key == HeaderReplayCount {
+			l.ReplayCount, _ = strconv.Atoi(string(h.Value))
+		}
+	}
+	l.MessageID = messageID(rec.Value)
+	return l, true
+}
+
+// messageID is the top-level "id" of a JSON object value, "" when there is none or it is not a string.
+func messageID(value []byte) string {
+	if len(bytes.TrimSpace(value)) == 0 || bytes.TrimSpace(value)[0] != '{' {
+		return ""
+	}
+	var v struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(value, &v) != nil {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v.ID, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// Ref names a dead letter by its place in the dead-letter topic, as HeaderReplayOf carries it.
+func Ref(topic string, partition int, offset int64) string {
+	return topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)
+}
+
+// Age is how old the dead letter's record is at now. The dead letter keeps the original record's
+// timestamp, so this is the age of the original message; a record without a timestamp counts as 0.
+func (l Letter) Age(now time.Time) time.Duration {
+	if l.Record.Time.IsZero() || l.Record.Time.Unix() <= 0 {
+		return 0
+	}
+	return max(0, now.Sub(l.Record.Time))
+}
+
+// HasCode says whether code is among the dead letter's codes.
+func (l Letter) HasCode(code string) bool {
+	for _, c := range l.Codes {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,413 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Outcomes of a dead letter in a replay.
+const (
+	Replayed        = "replayed"
+	WouldReplay     = "would_replay" // a dry run's replayed
+	StillInvalid    = "still_invalid"
+	Guarded         = "guarded"
+	AlreadyReplayed = "already_replayed"
+	Unreplayable    = "unreplayable" // the value was truncated, or no target is known
+	Filtered        = "filtered"
+)
+
+// DefaultMaxReplays is the loop guard's default: a record replayed this many times is not replayed again.
+const DefaultMaxReplays = 3
+
+// Replay configures one replay run.
+type Replay struct {
+	Topic  string // the dead-letter topic
+	Filter Filter
+	// To is the topic to replay to; empty: each dead letter's source topic.
+	To string
+	// MaxReplays is the loop guard: a dead letter whose original was already replayed this many times
+	// is refused (0: DefaultMaxReplays).
+	MaxReplays int
+	DryRun     bool
+	// Validate re-validates a dead letter's value for the pipeline that reads target; violations keep it
+	// from being replayed. Required.
+	Validate func(l Letter, target string) cim.Violations
+	// BatchSize bounds the records produced between two markers (0: 100).
+	BatchSize int
+	// OnDecision, when set, is told the outcome of every dead letter the filter selects.
+	OnDecision func(Decision)
+	// OnProgress, when set, is called after every record read.
+	OnProgress func(Progress)
+	Now        func() time.Time
+	// ActiveWindow is how long an unfinished batch may belong to a run still writing it (longer than an
+	// intent, a batch and a done marker take to write): a younger one makes the run refuse to start with
+	// ErrBusy; an older one is recovered (0: DefaultActiveWindow).
+	ActiveWindow time.Duration
+
+	own map[string]bool // the intents this run wrote
+}
+
+// DefaultActiveWindow is Replay.ActiveWindow's default: three produce timeouts of the default
+// configuration and a margin.
+const DefaultActiveWindow = time.Minute
+
+// ErrBusy is returned (wrapped) when another replay of the same dead-letter topic may be running.
+var ErrBusy = errors.New("another replay of this dead-letter topic may be running")
+
+// Decision is what a replay did (or, in a dry run, would do) with one selected dead letter.
+type Decision struct {
+	Outcome    string
+	Letter     Letter
+	Target     string
+	Violations cim.Violations // why it is still invalid
+	Reason     string         // why it is unreplayable or guarded
+}
+
+// Account counts every dead letter a run decided, each in exactly one outcome, so that
+// Read == Replayed + StillInvalid + Guarded + AlreadyReplayed + Unreplayable + Filtered + Unfinished.
+type Account struct {
+	Read            int `json:"read"`
+	Replayed        int `json:"replayed"` // in a dry run: would be replayed
+	StillInvalid    int `json:"stillInvalid"`
+	Guarded         int `json:"guarded"`
+	AlreadyReplayed int `json:"alreadyReplayed"`
+	Unreplayable    int `json:"unreplayable"`
+	Filtered        int `json:"filtered"`
+	// Recovered is how many dead letters an interrupted earlier run had replayed without recording
+	// it; they were found in their targets and are counted in AlreadyReplayed when selected.
+	Recovered int `json:"recovered"`
+	// Unfinished counts dead letters of a batch whose write failed: some may have been written; the
+	// next run finds out (see Recovered) and replays the rest.
+	Unfinished int `json:"unfinished"`
+	// Other counts records in the topic that are not dead letters (the replay's markers).
+	Other int `json:"otherRecords"`
+}
+
+// Exact says whether every dead letter read is counted in one outcome.
+func (a Account) Exact() bool {
+	return a.Read == a.Replayed+a.StillInvalid+a.Guarded+a.AlreadyReplayed+a.Unreplayable+a.Filtered+a.Unfinished
+}
+
+func (a Account) String() string {
+	s := fmt.Sprintf("read %d dead letters: replayed %d, still invalid %d, guarded %d, already replayed %d, unreplayable %d, filtered %d",
+		a.Read, a.Replayed, a.StillInvalid, a.Guarded, a.AlreadyReplayed, a.Unreplayable, a.Filtered)
+	if a.Unfinished > 0 {
+		s += fmt.Sprintf(", unfinished %d", a.Unfinished)
+	}
+	return s
+}
+
+// Progress is where a run is.
+type Progress struct {
+	Records, Total int64 // records read (dead letters and markers) of the total the run will read
+	Account        Account
+}
+
+// ErrPartial is returned (wrapped) when a write failed; the account then covers the dead letters
+// handled before the failure, and a later run recovers and continues.
+var ErrPartial = errors.New("replay stopped before the end")
+
+type pending struct {
+	letter Letter
+	target string
+	out    stream.Output
+}
+
+// Run replays. It reads every partition of the dead-letter topic up to the end it has when the run
+// starts (dead letters of records that fail again land after it and wait for a later run).
+func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
+	var acct Account
+	if r.Validate == nil {
+		return acct, errors.New("dlq: Replay.Validate is required")
+	}
+	if r.To == r.Topic {
+		return acct, fmt.Errorf("cannot replay %s into itself", r.Topic)
+	}
+	if r.MaxReplays <= 0 {
+		r.MaxReplays = DefaultMaxReplays
+	}
+	if r.BatchSize <= 0 {
+		r.BatchSize = 100
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.ActiveWindow <= 0 {
+		r.ActiveWindow = DefaultActiveWindow
+	}
+	r.own = map[string]bool{}
+	ranges, err := deadLetterRanges(ctx, b, r.Topic)
+	if err != nil {
+		return acct, err
+	}
+	// The end offsets of each target topic, taken when the run first meets it. Every intent of the run
+	// records these: ends only grow, so a recovery reading from them finds whatever a batch wrote.
+	targets := map[string]map[int]int64{}
+	targetEnds := func(topic string) (map[int]int64, error) {
+		if ends, ok := targets[topic]; ok {
+			return ends, nil
+		}
+		rs, err := b.Ranges(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		ends := map[int]int64{}
+		for _, rg := range rs {
+			ends[rg.Partition] = rg.End
+		}
+		targets[topic] = ends
+		return ends, nil
+	}
+	var total, done int64
+	for _, p := range ranges {
+		total += p.End - p.First
+	}
+	progress := func() {
+		done++
+		if r.OnProgress != nil {
+			r.OnProgress(Progress{Records: done, Total: total, Account: acct})
+		}
+	}
+	for _, p := range ranges {
+		if p.End <= p.First {
+			continue
+		}
+		books, err := readLedger(ctx, b, r.Topic, p)
+		if err != nil {
+			return acct, err
+		}
+		for _, in := range books.open {
+			if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
+				return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
+					ErrBusy, r.Topic, p.Partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
+			}
+			found, err := recoverIntent(ctx, b, r.Topic, p.Partition, in.intentMarker)
+			if err != nil {
+				return acct, err
+			}
+			for _, o := range found {
+				books.replayed[o] = true
+			}
+			acct.Recovered += len(found)
+			if !r.DryRun {
+				r.own[in.ID] = true // its done marker is this run's
+				m := markerOutput(r.Topic, p.Partition, "done", doneMarker{Intent: in.ID, Offsets: found, Recovered: true}, r.Now())
+				if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
+					return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, p.Partition, err)
+				}
+			}
+		}
+		var batch []pending
+		bytes := 0
+		err = b.Read(ctx, r.Topic, p.Partition, p.First, p.End, func(rec stream.Record) error {
+			defer progress()
+			l, ok := Parse(rec)
+			if !ok {
+				acct.Other++
+				return nil
+			}
+			d := r.decide(l, books)
+			if d.Outcome == WouldReplay {
+				if _, err := targetEnds(d.Target); errors.Is(err, ErrNoTopic) {
+					d.Outcome, d.Reason = Unreplayable, "target topic "+d.Target+" does not exist: create it, or name another with --to"
+				} else if err != nil {
+					return fmt.Errorf("target %s: %w", d.Target, err)
+				}
+			}
+			if d.Outcome != WouldReplay {
+				acct.count(d.Outcome)
+				if d.Outcome != Filtered && r.OnDecision != nil {
+					r.OnDecision(d)
+				}
+				return nil
+			}
+			out := replayed(l, d.Target, r.Topic)
+			batch = append(batch, pending{letter: l, target: d.Target, out: out})
+			bytes += out.Size()
+			if len(batch) >= r.BatchSize || bytes >= 4<<20 {
+				err := r.flush(ctx, b, p, batch, targets, &acct)
+				batch, bytes = batch[:0], 0
+				return err
+			}
+			return nil
+		})
+		if err == nil && len(batch) > 0 {
+			err = r.flush(ctx, b, p, batch, targets, &acct)
+		}
+		if err != nil {
+			return acct, err
+		}
+	}
+	return acct, nil
+}
+
+// count adds a dead letter whose outcome is decided. A dead letter read when an error stopped the run
+// before its outcome was decided (it was not written) is not counted at all.
+func (a *Account) count(outcome string) {
+	a.Read++
+	switch outcome {
+	case Replayed, WouldReplay:
+		a.Replayed++
+	case StillInvalid:
+		a.StillInvalid++
+	case Guarded:
+		a.Guarded++
+	case AlreadyReplayed:
+		a.AlreadyReplayed++
+	case Unreplayable:
+		a.Unreplayable++
+	case Filtered:
+		a.Filtered++
+	}
+}
+
+// decide is the outcome of one dead letter, before any write: WouldReplay or why not.
+func (r Replay) decide(l Letter, books ledger) Decision {
+	d := Decision{Letter: l, Target: r.To}
+	if d.Target == "" {
+		d.Target = l.SourceTopic
+	}
+	switch {
+	case !r.Filter.Match(l):
+		d.Outcome = Filtered
+	case books.replayed[l.Record.Offset]:
+		d.Outcome = AlreadyReplayed
+	case l.Truncated != "":
+		d.Outcome, d.Reason = Unreplayable, "the dead letter holds a truncated copy ("+l.Truncated+" cut; original "+strconv.Itoa(l.OriginalSize)+" bytes)"
+	case d.Target == "":
+		d.Outcome, d.Reason = Unreplayable, "no source topic header: name a target with --to"
+	case l.ReplayCount >= r.MaxReplays:
+		d.Outcome, d.Reason = Guarded, fmt.Sprintf("already replayed %d times (limit %d)", l.ReplayCount, r.MaxReplays)
+	default:
+		if vs := r.Validate(l, d.Target); len(vs) > 0 {
+			d.Outcome, d.Violations = StillInvalid, vs
+		} else {
+			d.Outcome = WouldReplay
+		}
+	}
+	return d
+}
+
+// replayed is the record a dead letter is replayed as: its original key, value, headers and
+// timestamp, without the dead letter's own headers, with the replay count raised and the dead letter
+// named (which also lets an interrupted run be recovered).
+func replayed(l Letter, target, dlqTopic string) stream.Output {
+	headers := make([]stream.Header, 0, len(l.Original)+2)
+	for _, h := range l.Original {
+		if h.Key != HeaderReplayCount && h.Key != HeaderReplayOf {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers,
+		stream.Header{Key: HeaderReplayCount, Value: []byte(strconv.Itoa(l.ReplayCount + 1))},
+		stream.Header{Key: HeaderReplayOf, Value: []byte(Ref(dlqTopic, l.Record.Partition, l.Record.Offset))})
+	return stream.Output{Topic: target, Partition: stream.ByKey, Key: l.Record.Key, Value: l.Record.Value,
+		Headers: headers, Time: l.Record.Time}
+}
+
+// flush replays a batch of one dead-letter partition between an intent and a done marker.
+func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
+	if err := r.write(ctx, b, p, batch, targets); err != nil {
+		acct.Read += len(batch)
+		acct.Unfinished += len(batch)
+		return err
+	}
+	outcome := WouldReplay
+	if !r.DryRun {
+		outcome = Replayed
+	}
+	for _, p := range batch {
+		acct.count(outcome)
+		if r.OnDecision != nil {
+			r.OnDecision(Decision{Outcome: outcome, Letter: p.letter, Target: p.target})
+		}
+	}
+	return nil
+}
+
+// write writes one batch between its markers; p is the dead-letter partition as the run found it.
+func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) error {
+	partition := p.Partition
+	if !r.DryRun {
+		in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
+		for _, p := range batch {
+			in.Offsets = append(in.Offsets, p.letter.Record.Offset)
+			in.Targets[p.target] = targets[p.target]
+		}
+		r.own[in.ID] = true
+		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
+			return fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
+		}
+		if err := r.alone(ctx, b, p); err != nil {
+			return err
+		}
+		outs := make([]stream.Output, len(batch))
+		for i, p := range batch {
+			outs[i] = p.out
+		}
+		if err := firstError(b.Write(ctx, outs)); err != nil {
+			return fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
+		}
+		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", doneMarker{Intent: in.ID, Offsets: in.Offsets}, r.Now())})); err != nil {
+			return fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
+		}
+	}
+	return nil
+}
+
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// alone checks that no other replay wrote a marker to the partition since this run started.
+func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
+	ranges, err := b.Ranges(ctx, r.Topic)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPartial, err)
+	}
+	for _, now := range ranges {
+		if now.Partition != p.Partition {
+			continue
+		}
+		return b.Read(ctx, r.Topic, p.Partition, p.End, now.End, func(rec stream.Record) error {
+			kind, ok := rec.Header(HeaderMarker)
+			if !ok {
+				return nil
+			}
+			var m struct {
+				ID     string `json:"id"`
+				Intent string `json:"intent"`
+			}
+			_ = json.Unmarshal(rec.Value, &m)
+			if (string(kind) == "intent" && !r.own[m.ID]) || (string(kind) == "done" && !r.own[m.Intent]) {
+				return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; nothing of this batch was written, run again later",
+					ErrPartial, ErrBusy, kind, r.Topic, p.Partition, rec.Offset)
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+// deadLetterRanges is Ranges of the dead-letter topic, saying what to do when it is missing.
+func deadLetterRanges(ctx context.Context, b Broker, topic string) ([]Range, error) {
+	ranges, err := b.Ranges(ctx, topic)
+	if errors.Is(err, ErrNoTopic) {
+		return nil, fmt.Errorf("dead-letter topic %s does not exist (check topics.deadLetter or --topic; `cimstream topics create` creates it): %w", topic, err)
+	}
+	return ranges, err
+}

@@ -1,0 +1,41 @@
+package dlq
+
+import (
+	"strconv"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/inbound"
+	"github.com/cimstream/cimstream/internal/outbound"
+	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Validator re-validates dead letters with the pipelines' own checks and the configuration's limits
+// and routes: a record replayed to the outbound input (topics.ccmOutbound) is checked as the outbound
+// pipeline would check it, including that a route matches (a no_route dead letter stays invalid until
+// a route or channel is configured); one replayed to the repartition topic, a connector topic or
+// anything else as the inbound pipeline would, unless the dead letter says it came from the outbound
+// pipeline and the target is its source.
+func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
+	router := route.New(cfg.Outbound.Routes, cfg.Outbound.Channels)
+	maxBytes := cfg.Inbound.MaxMessageBytes
+	return func(l Letter, target string) cim.Violations {
+		outbound := target == cfg.Topics.CCMOutbound || (l.Pipeline == "outbound" && target == l.SourceTopic && target != cfg.Topics.Repartition)
+		if !outbound {
+			return inbound.Check(l.Record.Value, maxBytes)
+		}
+		return checkOutbound(router, l.Record.Value, maxBytes)
+	}
+}
+
+func checkOutbound(router *route.Router, value []byte, maxBytes int) cim.Violations {
+	v := outbound.Decide(router, value, maxBytes)
+	if len(v.Violations) > 0 {
+		return v.Violations
+	}
+	if len(v.Route.Destinations) == 0 {
+		return cim.Violations{{Path: "header.channelData.serviceIdentifier", Code: outbound.CodeNoRoute,
+			Message: "no route matches and no channel is configured for " + strconv.Quote(v.Message.ServiceIdentifier())}}
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package kafkaedge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// PartitionRange is the offsets a partition holds now: First is the oldest kept, End the next to be
+// written (First == End: empty).
+type PartitionRange struct {
+	Partition int
+	First     int64
+	End       int64
+}
+
+// ErrNoTopic is returned (wrapped) by Ranges for a topic the cluster does not have.
+var ErrNoTopic = errors.New("no such topic")
+
+// Ranges returns every partition of topic with its first and end offsets, sorted by partition.
+func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]PartitionRange, error) {
+	client := factory.Client()
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, kafkaclient.Explain(fmt.Errorf("metadata of %s: %w", topic, err))
+	}
+	var req []kafka.OffsetRequest
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("metadata of %s: %w: %w", topic, ErrNoTopic, t.Error)
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			req = append(req, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	if len(req) == 0 {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, ErrNoTopic)
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+	if err != nil {
+		return nil, kafkaclient.Explain(fmt.Errorf("list offsets of %s: %w", topic, err))
+	}
+	out := make([]PartitionRange, 0, len(req)/2)
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out = append(out, PartitionRange{Partition: p.Partition, First: p.FirstOffset, End: p.LastOffset})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out, nil
+}
+
+// readIdle bounds the wait for the next record of a range read.
+const readIdle = 15 * time.Second
+
+// ReadRange reads the records of one partition from offset from up to (not including) end, in order;
+// from must not be below the partition's first offset. fn returning an error stops the read with it.
+func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	if from >= end {
+		return nil
+	}
+	reader, err := factory.PartitionReader(topic, partition, from)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	for {
+		fctx, cancel := context.WithTimeout(ctx, readIdle)
+		m, err := reader.FetchMessage(fctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Nothing more arrives although end is not reached: the offsets left are not records (the
+			// commit markers of a transactional producer, or compacted away).
+			if reader.Offset() >= end {
+				return nil
+			}
+			return fmt.Errorf("read %s/%d: no record from offset %d to %d within %v", topic, partition, reader.Offset(), end, readIdle)
+		}
+		if err != nil {
+			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
+		}
+		if m.Offset >= end {
+			return nil
+		}
+		if err := fn(toRecord(m)); err != nil {
+			return err
+		}
+		if m.Offset+1 >= end {
+			return nil
+		}
+	}
+}

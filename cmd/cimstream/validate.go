@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -20,42 +21,50 @@ type validateResult struct {
 	Violations []cim.Violation `json:"violations"`
 }
 
-func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cimstream validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	direction := fs.String("direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
-	format := fs.String("format", "text", "json (one line per message) or text (one line per violation)")
-	maxBytes := fs.Int("max-bytes", cim.DefaultMaxBytes, "largest message accepted, as in the service")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: cimstream validate [--direction inbound|outbound] [--format json|text] [--max-bytes N] [FILE|-]...\n"+
-			"A file (or standard input, -) holds one JSON message, a JSON array of messages, or one message per line.\n"+
-			"Exit status: 0 all valid, 1 some invalid, 2 usage or I/O error.\n")
-		fs.PrintDefaults()
+func newValidateCommand() *cobra.Command {
+	var direction, format string
+	var maxBytes int
+	cmd := &cobra.Command{
+		Use:   "validate [FILE|-]...",
+		Short: "Validate CIM messages against the contract",
+		Long: `Validate CIM messages as the service would. A file (or standard input, -, the default) holds one JSON
+message, a JSON array of messages, or one message per line.
+
+Exit status: 0 all valid, 1 some invalid, 2 usage or I/O error.`,
+		Example: `  cimstream validate msgs.ndjson
+  cimstream validate --direction outbound reply.json
+  cimstream validate msgs.ndjson --format json`,
+		RunE: func(cmd *cobra.Command, sources []string) error {
+			dir, ok := cim.ParseDirection(direction)
+			if !ok {
+				return usagef("--direction must be inbound or outbound, not %q", direction)
+			}
+			if format != "json" && format != "text" {
+				return usagef("--format must be json or text, not %q", format)
+			}
+			if len(sources) == 0 {
+				sources = []string{"-"}
+			}
+			return validateSources(sources, dir, format, cim.Limits{MaxBytes: maxBytes, MaxDepth: cim.DefaultMaxDepth},
+				cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	dir, ok := cim.ParseDirection(*direction)
-	if !ok {
-		fmt.Fprintf(stderr, "cimstream validate: --direction must be inbound or outbound, not %q\n", *direction)
-		return 2
-	}
-	if *format != "json" && *format != "text" {
-		fmt.Fprintf(stderr, "cimstream validate: --format must be json or text, not %q\n", *format)
-		return 2
-	}
-	sources := fs.Args()
-	if len(sources) == 0 {
-		sources = []string{"-"}
-	}
-	limits := cim.Limits{MaxBytes: *maxBytes, MaxDepth: cim.DefaultMaxDepth}
+	f := cmd.Flags()
+	f.StringVar(&direction, "direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
+	f.StringVar(&format, "format", "text", "json (one line per message) or text (one line per violation)")
+	f.IntVar(&maxBytes, "max-bytes", cim.DefaultMaxBytes, "largest message accepted, as in the service")
+	_ = cmd.RegisterFlagCompletionFunc("direction", fixedCompletion("inbound", "outbound"))
+	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json"))
+	return cmd
+}
+
+func validateSources(sources []string, dir cim.Direction, format string, limits cim.Limits, stdin io.Reader, stdout, stderr io.Writer) error {
 	total, invalid := 0, 0
 	enc := json.NewEncoder(stdout)
 	for _, src := range sources {
 		data, err := readSource(src, stdin)
 		if err != nil {
-			fmt.Fprintf(stderr, "cimstream validate: %v\n", err)
-			return 2
+			return exitError{code: 2, err: err}
 		}
 		for i, msg := range splitMessages(data) {
 			r := validateOne(src, i, msg, dir, limits)
@@ -63,23 +72,22 @@ func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 			if !r.Valid {
 				invalid++
 			}
-			if *format == "json" {
+			if format == "json" {
 				if err := enc.Encode(r); err != nil {
-					fmt.Fprintf(stderr, "cimstream validate: %v\n", err)
-					return 2
+					return exitError{code: 2, err: err}
 				}
 			} else {
 				writeText(stdout, r)
 			}
 		}
 	}
-	if *format == "text" {
+	if format == "text" {
 		fmt.Fprintf(stderr, "%d message(s), %d invalid\n", total, invalid)
 	}
 	if invalid > 0 {
-		return 1
+		return silentExit(1)
 	}
-	return 0
+	return nil
 }
 
 func readSource(src string, stdin io.Reader) ([]byte, error) {

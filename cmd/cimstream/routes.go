@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/jsonseq"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"github.com/cimstream/cimstream/internal/route"
 )
@@ -59,8 +61,16 @@ func routesTest(cfg config.Config, sources []string, stdin io.Reader, stdout, st
 		if err != nil {
 			return exitError{code: 2, err: err}
 		}
-		for i, msg := range splitMessages(data) {
-			v := outbound.Decide(router, msg, cfg.Inbound.MaxMessageBytes)
+		seq := jsonseq.NewReader(bytes.NewReader(data), 0)
+		for i := 0; ; i++ {
+			value, err := seq.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return exitError{code: 2, err: fmt.Errorf("%s: %w", src, err)}
+			}
+			v := outbound.Decide(router, value.Data, cfg.Inbound.MaxMessageBytes)
 			if status, _ := v.Status(); status != outbound.StatusAccepted {
 				failed++
 			}

@@ -55,9 +55,9 @@ func TestSplitting(t *testing.T) {
 		"garbage first line then valid lines": {"garbage here\n{\"a\":1}\n{\"b\":2}\n", []got{
 			{1, "garbage here", true}, {2, `{"a":1}`, false}, {3, `{"b":2}`, false}}},
 		"two garbage lines are two findings": {"x\ny\n{\"a\":1}", []got{{1, "x", true}, {2, "y", true}, {3, `{"a":1}`, false}}},
-		"truncated line then valid line": {"{\"a\":1\n{\"b\":2}\n", []got{{1, `{"a":1`, true}, {2, `{"b":2}`, false}}},
-		"line ends inside a string": {"{\"a\":\"unterminated\n{\"b\":2}\n", []got{{1, `{"a":"unterminated`, true}, {2, `{"b":2}`, false}}},
-		"escaped quote":             {`{"a":"say \"hi\" }"}`, []got{{1, `{"a":"say \"hi\" }"}`, false}}},
+		"truncated line then valid line":     {"{\"a\":1\n{\"b\":2}\n", []got{{1, `{"a":1`, true}, {2, `{"b":2}`, false}}},
+		"line ends inside a string":          {"{\"a\":\"unterminated\n{\"b\":2}\n", []got{{1, `{"a":"unterminated`, true}, {2, `{"b":2}`, false}}},
+		"escaped quote":                      {`{"a":"say \"hi\" }"}`, []got{{1, `{"a":"say \"hi\" }"}`, false}}},
 		"broken pretty value skips to the next value": {"{\n  \"a\": \"x\n  \"b\": 2\n}\n{\"c\":3}\n", []got{
 			{1, "{\n  \"a\": \"x", true}, {5, `{"c":3}`, false}}},
 		"input ends inside a value":  {"{\"a\":1}\n{\"b\":", []got{{1, `{"a":1}`, false}, {2, `{"b":`, true}}},

@@ -75,7 +75,7 @@ type TLS struct {
 
 // SASL configures authentication to the brokers.
 type SASL struct {
-	// Mechanism is none, plain, scram-sha-256 or scram-sha-512.
+	// Mechanism is none, plain, scram-sha-256 or scram-sha-512, in any case (SCRAM-SHA-512 as Kafka writes it).
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	Password  string `yaml:"password" secret:"true"`
@@ -304,8 +304,9 @@ func (c *Config) Validate() error {
 	add(positive("kafka.dialTimeout", c.Kafka.DialTimeout))
 	add(positive("kafka.requestTimeout", c.Kafka.RequestTimeout))
 	add(positive("kafka.metadataTTL", c.Kafka.MetadataTTL))
-	add(oneOf("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "none", "plain", "scram-sha-256", "scram-sha-512"))
-	if c.Kafka.SASL.Mechanism != "none" && c.Kafka.SASL.Username == "" {
+	// Any case: Kafka itself writes SCRAM-SHA-512.
+	add(oneOf("kafka.sasl.mechanism", strings.ToLower(c.Kafka.SASL.Mechanism), "none", "plain", "scram-sha-256", "scram-sha-512"))
+	if !strings.EqualFold(c.Kafka.SASL.Mechanism, "none") && c.Kafka.SASL.Username == "" {
 		add(fieldErr("kafka.sasl.username", "required when kafka.sasl.mechanism is %s", c.Kafka.SASL.Mechanism))
 	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {

@@ -242,14 +242,14 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 }
 
 func saslMechanism(c config.SASL) (sasl.Mechanism, error) {
-	switch c.Mechanism {
+	switch strings.ToLower(c.Mechanism) {
 	case "", "none":
 		return nil, nil
 	case "plain":
 		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
 	case "scram-sha-256", "scram-sha-512":
 		algo := scram.SHA256
-		if c.Mechanism == "scram-sha-512" {
+		if strings.EqualFold(c.Mechanism, "scram-sha-512") {
 			algo = scram.SHA512
 		}
 		m, err := scram.Mechanism(algo, c.Username, c.Password)

@@ -23,6 +23,7 @@ type Config struct {
 	Outbound Outbound `yaml:"outbound"`
 	Admin    Admin    `yaml:"admin"`
 	Log      Log      `yaml:"log"`
+	Startup  Startup  `yaml:"startup"`
 	Shutdown Shutdown `yaml:"shutdown"`
 	// DeadLetters shapes the records written to topics.deadLetter.
 	DeadLetters DeadLetters `yaml:"deadLetters"`
@@ -209,6 +210,13 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Startup bounds the wait for the brokers when the service starts.
+type Startup struct {
+	// Timeout is how long `run` waits for the brokers to answer (retrying with backoff, readiness false)
+	// before it exits with the cause: a pod that starts before Kafka waits instead of crash-looping.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // Shutdown bounds the drain on SIGTERM.
 type Shutdown struct {
 	Timeout time.Duration `yaml:"timeout"`
@@ -267,6 +275,7 @@ func Default() Config {
 		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
 		Log:         Log{Level: "info", Format: "json"},
+		Startup:     Startup{Timeout: 2 * time.Minute},
 		Shutdown:    Shutdown{Timeout: 30 * time.Second},
 		DeadLetters: DeadLetters{MaxValueBytes: 512 << 10},
 		Memory:      Memory{BudgetBytes: 128 << 20},
@@ -400,6 +409,7 @@ func (c *Config) Validate() error {
 	add(positive("admin.readHeaderTimeout", c.Admin.ReadHeaderTimeout))
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "json", "console"))
+	add(positive("startup.timeout", c.Startup.Timeout))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
 	return errors.Join(errs...)
 }

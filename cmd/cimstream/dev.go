@@ -47,7 +47,7 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := createTopics(cfg, io.Discard); err != nil {
+	if err := createTopics(cfg); err != nil {
 		return err
 	}
 	b := cfg.Kafka.Brokers[0]

@@ -200,7 +200,24 @@ func (s *Service) Preflight(ctx context.Context) error {
 		}
 	}
 	s.ready.Set(ReadyTopics, nil)
+	s.warnDrift(ctx)
 	return nil
+}
+
+// warnDrift logs a warning for every topic setting that differs from the configuration; those that would
+// corrupt state were refused by CheckState already.
+func (s *Service) warnDrift(ctx context.Context) {
+	reports, err := topics.Describe(ctx, s.kafka.Client(), topics.Required(s.cfg), s.cfg.Inbound.MaxMessageBytes)
+	if err != nil {
+		s.log.Warn("could not compare the topics with the configuration", zap.Error(err))
+		return
+	}
+	for _, r := range reports {
+		for _, d := range r.Differences {
+			s.log.Warn("topic differs from the configuration (see cimstream topics check)", zap.String("topic", d.Topic),
+				zap.String("setting", d.Setting), zap.String("have", d.Have), zap.String("configured", d.Want))
+		}
+	}
 }
 
 // watchBrokers keeps the kafka readiness condition current: brokers that stop answering make /readyz

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 )
 
 func newDevCommand() *cobra.Command {
@@ -17,7 +20,9 @@ func newDevCommand() *cobra.Command {
 		Short: "Run the service with an in-process broker (no Java, no Docker)",
 		Long: `Run cimstream against an in-process Kafka-protocol broker on 127.0.0.1 (data in memory, gone on exit),
 with every topic created, for a first look without Java or Docker. It prints how to send and watch messages
-with kcat. A development convenience: every integration test runs against Apache Kafka.`,
+with kcat. When the configuration has no outbound.channels, dev routes serviceIdentifier 41445556677 to
+cim.outbound.whatsapp and web to cim.outbound.web, so the README's outbound example round-trips. A
+development convenience: every integration test runs against Apache Kafka.`,
 		Example: `  cimstream dev
   cimstream dev --port 19093 --set admin.address=127.0.0.1:18080
   cimstream dev --config cimstream.yaml --log-format console`,
@@ -44,6 +49,9 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
 	}
 	defer cluster.Close()
 	cfg.Kafka.Brokers = cluster.ListenAddrs()
+	if len(cfg.Outbound.Channels) == 0 {
+		cfg.Outbound.Channels = devChannels()
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -56,8 +64,27 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
   watch:   kcat -C -b %s -t %s -f 'key=%%k %%s\n'
   errors:  kcat -C -b %s -t %s -f '%%h\n%%s\n'
   health:  curl http://%s/readyz
-`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address)
+  outbound: replies written to %s go to %s; notifications: kcat -C -b %s -t %s
+  Apache Kafka instead: make kafka-up (a broker on 127.0.0.1:9092), then cimstream topics create && cimstream run
+`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address,
+		cfg.Topics.CCMOutbound, channelList(cfg.Outbound.Channels), b, cfg.Topics.Notifications)
 	return runService(cfg)
+}
+
+// devChannels is dev's channel map when the configuration has none, so that the README's outbound example
+// (serviceIdentifier 41445556677) and replies to the web example's customers are routed out of the box.
+func devChannels() map[string]string {
+	return map[string]string{"41445556677": "whatsapp", "web": "web"}
+}
+
+// channelList shows a channel map as serviceIdentifier → topic, sorted.
+func channelList(channels map[string]string) string {
+	var out []string
+	for sid, ch := range channels {
+		out = append(out, sid+" → "+topics.OutboundTopic(ch))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 func firstOr(list []string, def string) string {

@@ -146,3 +146,19 @@ func TestValidateGitHubAnnotations(t *testing.T) {
 		t.Errorf("annotations:\n%s\nwant prefix %s", out, want)
 	}
 }
+
+// TestValidateTakesTheServiceLimitFromTheConfiguration: without --max-bytes, the limit is
+// inbound.maxMessageBytes of the configuration (--set, --config, environment), as in the service.
+func TestValidateTakesTheServiceLimitFromTheConfiguration(t *testing.T) {
+	big := `{"id":"m-big","header":{"sender":{"id":"c","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"` + strings.Repeat("x", 2000) + `"}}`
+	code, out, _ := runCLI(t, big, "validate", "--set", "inbound.maxMessageBytes=1500", "--set", "kafka.producer.batchBytes=1114112")
+	if code != 1 || !strings.Contains(out, "too_large") || !strings.Contains(out, "the limit is 1500") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(t, big, "validate"); code != 0 {
+		t.Fatalf("default limit: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, big, "validate", "--set", "inbound.maxMessageBytes=nope"); code != 2 || !strings.Contains(errOut, "inbound.maxMessageBytes") {
+		t.Fatalf("bad configuration: exit %d %s", code, errOut)
+	}
+}

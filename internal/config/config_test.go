@@ -91,6 +91,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 			want: "kafka.producer.batchBytes: 1048576 leaves no room for enrichment: it must be at least inbound.maxMessageBytes (1048576) + 65536"},
 		{name: "batchBytes one short", settings: []string{"kafka.producer.batchBytes=1114111"}, want: "kafka.producer.batchBytes"},
 		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
+		{name: "startup timeout not positive", settings: []string{"startup.timeout=0s"}, want: "config startup.timeout: must be a positive duration"},
 		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},
 		{name: "revokeWait beyond the rebalance timeout", settings: []string{"kafka.consumer.revokeWait=1m"}, want: "kafka.consumer.revokeWait"},
 	}

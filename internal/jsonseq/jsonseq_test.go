@@ -122,3 +122,30 @@ func TestReadErrorsSurface(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// FuzzReader: on any input the reader ends (each value consumes input), lines stay within the input, and
+// values are never larger than the input.
+func FuzzReader(f *testing.F) {
+	for _, seed := range []string{"", "{}", "[1,2]", "{\"a\":\"\n{}", "x\n{", "[{\"a\":[", "{\"a\":\"\\\"}\"}\n{}", "]]]}}}"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		r := NewReader(strings.NewReader(input), 16)
+		lines := strings.Count(input, "\n") + 1
+		for i := 0; ; i++ {
+			if i > len(input)+1 {
+				t.Fatalf("more values than bytes in %q", input)
+			}
+			v, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Line < 1 || v.Line > lines || v.Size > len(input) || len(v.Data) > 17 {
+				t.Fatalf("value %+v out of bounds for %q", v, input)
+			}
+		}
+	})
+}

@@ -185,12 +185,10 @@ func exitCode(cmd *cobra.Command, err error, stderr io.Writer) int {
 	return 1
 }
 
-// isCobraUsage recognises the errors cobra returns before a command runs (unknown command, arguments).
+// isCobraUsage recognises the one usage error cobra returns unwrapped, before any command runs: an unknown
+// command on the root (flag and argument errors are wrapped as usageError by SetFlagErrorFunc and argsUsage).
 func isCobraUsage(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
-		strings.Contains(msg, "arg(s)") || strings.HasPrefix(msg, "required flag") ||
-		strings.HasPrefix(msg, "invalid argument")
+	return strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 // oneLine keeps CLI errors to a single line even when several problems were joined.

@@ -62,7 +62,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 
 	pf := root.PersistentFlags()
 	pf.String(flagConfig, "", "YAML configuration `file`")
-	pf.StringArray(flagSet, nil, "set any configuration key, `KEY=VALUE` (repeatable), e.g. --set inbound.sessionIdleTimeout=5m")
+	pf.StringArray(flagSet, nil, "set a configuration `KEY=VALUE` (repeatable), e.g. --set inbound.sessionIdleTimeout=5m")
 	pf.String(flagBrokers, "", "kafka.brokers: bootstrap addresses, comma-separated `host:port` list")
 	pf.String(flagLogLevel, "", "log.level: debug, info, warn or error")
 	pf.String(flagLogFormat, "", "log.format: json or console")

@@ -68,7 +68,7 @@ func newValidateCommand() *cobra.Command {
 			if len(sources) == 0 {
 				sources = []string{"-"}
 			}
-			if !cmd.Flags().Changed("max-bytes") {
+			if o.maxBytes <= 0 {
 				// The service's limit, from the same configuration as every other command.
 				cfg, err := loadConfig(cmd)
 				if err != nil {
@@ -84,7 +84,7 @@ func newValidateCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.direction, "direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
 	f.StringVar(&o.format, "format", "text", "text, json (one line per message) or github (annotations)")
-	f.IntVar(&o.maxBytes, "max-bytes", cim.DefaultMaxBytes, "largest message accepted (default: inbound.maxMessageBytes of the configuration, as in the service)")
+	f.IntVar(&o.maxBytes, "max-bytes", 0, "largest message accepted; unset or 0: inbound.maxMessageBytes of the configuration, as in the service")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print failures only (and the count only when something failed)")
 	_ = cmd.RegisterFlagCompletionFunc("direction", fixedCompletion("inbound", "outbound"))
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json", "github"))

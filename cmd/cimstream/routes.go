@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -127,4 +128,12 @@ func hasDefault(e route.Explanation) bool {
 		}
 	}
 	return false
+}
+
+// readSource reads a whole file, or standard input for "-".
+func readSource(src string, stdin io.Reader) ([]byte, error) {
+	if src == "-" {
+		return io.ReadAll(stdin)
+	}
+	return os.ReadFile(src)
 }

@@ -186,11 +186,3 @@ func (v *validator) check(src string, index int, value jsonseq.Value) validateRe
 	r.Valid = true
 	return r
 }
-
-// readSource reads a whole file, or standard input for "-".
-func readSource(src string, stdin io.Reader) ([]byte, error) {
-	if src == "-" {
-		return io.ReadAll(stdin)
-	}
-	return os.ReadFile(src)
-}

@@ -1,59 +1,62 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 )
 
-// devCommand runs cimstream against an in-process Kafka-protocol broker (kfake), for a first look without
-// Java or Docker. It is a development convenience: every integration test runs against Apache Kafka.
-func devCommand(args []string, stdout, stderr io.Writer) int {
+func newDevCommand() *cobra.Command {
 	port := 9092
-	var rest []string
-	fs := flag.NewFlagSet("cimstream dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.IntVar(&port, "port", port, "port of the in-process broker on 127.0.0.1")
-	// The common flags are parsed by loadConfig; pull --port out first.
-	for i := 0; i < len(args); i++ {
-		switch {
-		case args[i] == "--port" || args[i] == "-port":
-			if i+1 < len(args) {
-				if err := fs.Parse(args[i : i+2]); err != nil {
-					return 2
-				}
-				i++
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the service with an in-process broker (no Java, no Docker)",
+		Long: `Run cimstream against an in-process Kafka-protocol broker on 127.0.0.1 (data in memory, gone on exit),
+with every topic created, for a first look without Java or Docker. It prints how to send and watch messages
+with kcat. When the configuration has no outbound.channels, dev routes serviceIdentifier 41445556677 to
+cim.outbound.whatsapp and web to cim.outbound.web, so the README's outbound example round-trips. A
+development convenience: every integration test runs against Apache Kafka.`,
+		Example: `  cimstream dev
+  cimstream dev --port 19093 --set admin.address=127.0.0.1:18080
+  cimstream dev --config cimstream.yaml --log-format console`,
+		Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
 			}
-		case strings.HasPrefix(args[i], "--port=") || strings.HasPrefix(args[i], "-port="):
-			if err := fs.Parse(args[i : i+1]); err != nil {
-				return 2
-			}
-		default:
-			rest = append(rest, args[i])
-		}
+			return runDev(cfg, port, cmd.OutOrStdout())
+		},
 	}
-	cfg, err := loadConfig("dev", rest, stderr)
-	if err != nil {
-		return usageOrFail(err, func(err error) int { fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err)); return 1 })
-	}
+	cmd.Flags().IntVar(&port, "port", port, "port of the in-process broker on 127.0.0.1")
+	_ = cmd.RegisterFlagCompletionFunc("port", cobra.NoFileCompletions)
+	return cmd
+}
+
+// runDev runs cimstream against an in-process Kafka-protocol broker (kfake).
+func runDev(cfg config.Config, port int, stdout io.Writer) error {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port),
 		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "1000"}))
 	if err != nil {
-		fmt.Fprintf(stderr, "cimstream: in-process broker on 127.0.0.1:%d: %v (is the port taken? use --port)\n", port, err)
-		return 1
+		return fmt.Errorf("in-process broker on 127.0.0.1:%d: %w (is the port taken? use --port)", port, err)
 	}
 	defer cluster.Close()
 	cfg.Kafka.Brokers = cluster.ListenAddrs()
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+	if len(cfg.Outbound.Channels) == 0 {
+		cfg.Outbound.Channels = devChannels()
 	}
-	if err := createTopics(cfg, io.Discard); err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := createTopics(cfg); err != nil {
+		return err
 	}
 	b := cfg.Kafka.Brokers[0]
 	fmt.Fprintf(stdout, `cimstream dev: in-process Kafka-protocol broker on %s (data in memory, gone on exit)
@@ -61,12 +64,27 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
   watch:   kcat -C -b %s -t %s -f 'key=%%k %%s\n'
   errors:  kcat -C -b %s -t %s -f '%%h\n%%s\n'
   health:  curl http://%s/readyz
-`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address)
-	if err := runService(cfg); err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+  outbound: replies written to %s go to %s; notifications: kcat -C -b %s -t %s
+  Apache Kafka instead: make kafka-up (a broker on 127.0.0.1:9092), then cimstream topics create && cimstream run
+`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address,
+		cfg.Topics.CCMOutbound, channelList(cfg.Outbound.Channels), b, cfg.Topics.Notifications)
+	return runService(cfg)
+}
+
+// devChannels is dev's channel map when the configuration has none, so that the README's outbound example
+// (serviceIdentifier 41445556677) and replies to the web example's customers are routed out of the box.
+func devChannels() map[string]string {
+	return map[string]string{"41445556677": "whatsapp", "web": "web"}
+}
+
+// channelList shows a channel map as serviceIdentifier → topic, sorted.
+func channelList(channels map[string]string) string {
+	var out []string
+	for sid, ch := range channels {
+		out = append(out, sid+" → "+topics.OutboundTopic(ch))
 	}
-	return 0
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 func firstOr(list []string, def string) string {

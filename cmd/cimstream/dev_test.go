@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -42,15 +43,48 @@ func TestDevRunsWithoutExternalBroker(t *testing.T) {
 	if !strings.Contains(stdout.String(), "kcat -P -b "+broker) {
 		t.Errorf("dev must print how to produce with kcat:\n%s", stdout.String())
 	}
-	produce := exec.Command("kcat", "-P", "-b", broker, "-t", "cim.inbound.web")
-	produce.Stdin = strings.NewReader(`{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"ann"}},"body":{"type":"PLAIN","markdownText":"dev hello"}}` + "\n")
-	if out, err := produce.CombinedOutput(); err != nil {
-		t.Fatalf("kcat produce: %v %s", err, out)
+	// The README's examples, as printed, against this broker: inbound, garbage, and the outbound round trip
+	// that dev's default channel map makes work.
+	commands := readmeKcatCommands(t, broker)
+	if len(commands) < 7 {
+		t.Fatalf("only %d kcat commands found in the README", len(commands))
 	}
-	waitFor(t, "the message on ccm.inbound", 30*time.Second, func() bool {
-		out, _ := exec.Command("kcat", "-C", "-b", broker, "-t", "ccm.inbound", "-e", "-q").Output()
-		return strings.Contains(string(out), "dev hello") && strings.Contains(string(out), `"conversationId"`)
-	})
+	expect := map[string][]string{
+		"ccm.inbound":           {`"conversationId"`, "Hello"},
+		"cimstream.dlq":         {"not json", "cimstream.error.codes"},
+		"cim.outbound.whatsapp": {"Hello Ann, how can I help?"},
+		"cim.notifications":     {"reply-1", "ACCEPTED"},
+	}
+	for _, c := range commands {
+		if strings.Contains(c, "kcat -P") {
+			if out, err := exec.Command("sh", "-c", c).CombinedOutput(); err != nil {
+				t.Fatalf("README command failed: %s\n%v %s", c, err, out)
+			}
+		}
+	}
+	for _, c := range commands {
+		if strings.Contains(c, "kcat -P") {
+			continue
+		}
+		topic := topicOf(c)
+		wants, ok := expect[topic]
+		if !ok {
+			t.Fatalf("README reads %s; this test does not know what to expect there: %s", topic, c)
+		}
+		waitFor(t, "the README's "+topic+" example", 30*time.Second, func() bool {
+			out, _ := exec.Command("sh", "-c", c).Output()
+			for _, w := range wants {
+				if !strings.Contains(string(out), w) {
+					return false
+				}
+			}
+			return true
+		})
+		delete(expect, topic)
+	}
+	if len(expect) > 0 {
+		t.Errorf("the README no longer reads %v", expect)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -80,4 +114,51 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// readmeKcatCommands returns the kcat commands of the README's sh blocks (continuation lines joined), with
+// the README's broker address replaced by broker.
+func readmeKcatCommands(t *testing.T, broker string) []string {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inSh := false
+	pending := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```sh"):
+			inSh = true
+			continue
+		case strings.HasPrefix(line, "```"):
+			inSh = false
+			continue
+		}
+		if !inSh {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			pending += strings.TrimSuffix(line, "\\")
+			continue
+		}
+		line = pending + line
+		pending = ""
+		if strings.Contains(line, "kcat ") && strings.Contains(line, "127.0.0.1:9092") {
+			out = append(out, strings.ReplaceAll(line, "127.0.0.1:9092", broker))
+		}
+	}
+	return out
+}
+
+// topicOf returns the topic a kcat command names with -t.
+func topicOf(command string) string {
+	f := strings.Fields(command)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "-t" {
+			return f[i+1]
+		}
+	}
+	return ""
 }

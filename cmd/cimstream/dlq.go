@@ -20,16 +20,12 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 )
 
-// dlqUsageError is a mistake in the command line: exit status 2.
-type dlqUsageError struct{ error }
-
-func (e dlqUsageError) Unwrap() error { return e.error }
-
-func dlqUsagef(format string, args ...any) error { return dlqUsageError{fmt.Errorf(format, args...)} }
+// dlqUsagef is a mistake on the dlq command line: exit status 2.
+func dlqUsagef(format string, args ...any) error { return usagef(format, args...) }
 
 // dlqExitCode maps a dlq command's error to its exit status: 0 done, 2 usage, 1 anything else.
 func dlqExitCode(err error) int {
-	var u dlqUsageError
+	var u usageError
 	switch {
 	case err == nil:
 		return 0
@@ -141,17 +137,12 @@ work against a cluster with TLS and SASL.`,
 		Example: `  cimstream dlq inspect --config cimstream.yaml --since 24h
   cimstream dlq replay --config cimstream.yaml --code delivery_failed --dry-run`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return dlqUsagef("unknown dlq command %q: use inspect or replay", args[0])
-			}
-			return dlqUsagef("missing dlq command: use inspect or replay")
-		},
+		RunE: groupRun,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	// Subcommands inherit it: a mistyped flag is a usage error (exit 2) under any root.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return dlqUsageError{err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.AddCommand(newDLQInspectCommand(loadConfig), newDLQReplayCommand(loadConfig))
 	return cmd
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,54 +11,79 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
-// loadgenCommand produces realistic CIM traffic and, with --measure, reports end-to-end latency.
-func loadgenCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cimstream loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap addresses, comma-separated")
-	direction := fs.String("direction", "inbound", "inbound (to connector topics) or outbound (to the CCM's topic)")
-	topicList := fs.String("topics", "cim.inbound.web,cim.inbound.whatsapp", "topics to produce to, comma-separated")
-	customers := fs.Int("customers", 1000, "number of customers")
-	rate := fs.Float64("rate", 0, "messages per second (0: as fast as possible)")
-	count := fs.Int("count", 0, "messages to send (0: no limit)")
-	duration := fs.Duration("duration", 0, "how long to send (0: no limit)")
-	size := fs.Int("size", 1024, "approximate message size in bytes")
-	keyed := fs.Bool("keyed", true, "key records by customer")
-	invalid := fs.Float64("invalid", 0, "share of invalid messages, 0..1")
-	measure := fs.String("measure", "", "output topic to read: report end-to-end latency by matching message ids")
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// loadgenOptions are loadgen's own flags.
+type loadgenOptions struct {
+	direction, topics, measure string
+	customers, count, size     int
+	rate, invalid              float64
+	duration                   time.Duration
+	keyed, asJSON              bool
+}
+
+func newLoadgenCommand() *cobra.Command {
+	var o loadgenOptions
+	cmd := &cobra.Command{
+		Use:   "loadgen",
+		Short: "Produce realistic CIM traffic and measure end-to-end latency",
+		Long: `Produce realistic CIM traffic (a mix of body types, customers over channel topics, a rate or as fast as
+possible, a count or a duration, keyed or not, an invalid share). With --measure OUTPUT-TOPIC it reads the
+output topic and reports end-to-end latency by matching message ids. It connects as the service does
+(kafka.brokers, kafka.tls, kafka.sasl from --config, the environment or --set), so it works against a
+secured cluster.`,
+		Example: `  cimstream loadgen --brokers 127.0.0.1:9092 --topics cim.inbound.web --rate 1000 --duration 30s --measure ccm.inbound
+  cimstream loadgen --config cimstream.yaml --count 10000 --invalid 0.05 --json`,
+		Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return loadgenRun(cmd, o)
+		},
 	}
-	dir, ok := cim.ParseDirection(*direction)
-	if !ok || (*count == 0 && *duration == 0) || *invalid < 0 || *invalid > 1 {
-		fmt.Fprintln(stderr, "cimstream loadgen: need --direction inbound|outbound, --count or --duration, and --invalid within 0..1")
-		return 2
+	f := cmd.Flags()
+	f.StringVar(&o.direction, "direction", "inbound", "inbound (to connector topics) or outbound (to the CCM's topic)")
+	f.StringVar(&o.topics, "topics", "cim.inbound.web,cim.inbound.whatsapp", "topics to produce to, comma-separated")
+	f.IntVar(&o.customers, "customers", 1000, "number of customers")
+	f.Float64Var(&o.rate, "rate", 0, "messages per second (0: as fast as possible)")
+	f.IntVar(&o.count, "count", 0, "messages to send (0: no limit)")
+	f.DurationVar(&o.duration, "duration", 0, "how long to send (0: no limit)")
+	f.IntVar(&o.size, "size", 1024, "approximate message size in bytes")
+	f.BoolVar(&o.keyed, "keyed", true, "key records by customer")
+	f.Float64Var(&o.invalid, "invalid", 0, "share of invalid messages, 0..1")
+	f.StringVar(&o.measure, "measure", "", "output `topic` to read: report end-to-end latency by matching message ids")
+	f.BoolVar(&o.asJSON, "json", false, "print the summary as JSON")
+	_ = cmd.RegisterFlagCompletionFunc("direction", fixedCompletion("inbound", "outbound"))
+	return cmd
+}
+
+// loadgenRun produces the traffic and prints the summary.
+func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	dir, ok := cim.ParseDirection(o.direction)
+	if !ok || (o.count == 0 && o.duration == 0) || o.invalid < 0 || o.invalid > 1 {
+		return usagef("need --direction inbound|outbound, --count or --duration, and --invalid within 0..1")
 	}
-	cfg, err := loadConfig("loadgen", []string{"--brokers", *brokers}, stderr)
+	cfg, err := loadConfig(cmd)
 	if err != nil {
-		return usageOrFail(err, func(err error) int { fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err)); return 1 })
+		return err
 	}
 	factory, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if _, err := factory.Ping(ctx); err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+		return err
 	}
-	opts := loadgen.Options{Direction: dir, Topics: strings.Split(*topicList, ","), Customers: *customers, Rate: *rate,
-		Count: *count, Duration: *duration, Size: *size, Keyed: *keyed, Invalid: *invalid,
+	opts := loadgen.Options{Direction: dir, Topics: strings.Split(o.topics, ","), Customers: o.customers, Rate: o.rate,
+		Count: o.count, Duration: o.duration, Size: o.size, Keyed: o.keyed, Invalid: o.invalid,
 		RunID: fmt.Sprintf("lg%x", time.Now().UnixNano()&0xffffffff)}
-	p := loadgen.NewProducer(factory, opts, *measure != "")
+	p := loadgen.NewProducer(factory, opts, o.measure != "")
 	defer p.Close()
 
 	start := time.Now()
@@ -67,16 +91,16 @@ func loadgenCommand(args []string, stdout, stderr io.Writer) int {
 	go progress(ctx, stderr, p, start, progressDone)
 	var lat loadgen.Latencies
 	measured := make(chan error, 1)
-	if *measure != "" {
-		want := *count
+	if o.measure != "" {
+		want := o.count
 		if want == 0 {
-			want = int(*rate * duration.Seconds())
+			want = int(o.rate * o.duration.Seconds())
 		}
-		mctx, cancel := context.WithTimeout(ctx, *duration+time.Duration(want/1000+30)*time.Second)
+		mctx, cancel := context.WithTimeout(ctx, o.duration+time.Duration(want/1000+30)*time.Second)
 		defer cancel()
 		go func() {
 			var err error
-			lat, err = p.Measure(mctx, factory, *measure, want)
+			lat, err = p.Measure(mctx, factory, o.measure, want)
 			measured <- err
 		}()
 		time.Sleep(500 * time.Millisecond) // readers positioned at the end before the first send
@@ -84,29 +108,27 @@ func loadgenCommand(args []string, stdout, stderr io.Writer) int {
 	stats, err := p.Run(ctx)
 	close(progressDone)
 	if err != nil {
-		fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-		return 1
+		return err
 	}
-	if *measure != "" {
+	if o.measure != "" {
 		if err := <-measured; err != nil {
-			fmt.Fprintf(stderr, "cimstream: %s\n", oneLine(err))
-			return 1
+			return err
 		}
 	}
-	if *asJSON {
+	if o.asJSON {
 		_ = json.NewEncoder(stdout).Encode(map[string]any{"sent": stats.Sent, "errors": stats.Errors, "invalid": stats.Invalid,
 			"seconds": stats.Elapsed.Seconds(), "rate": stats.Rate(), "latency": lat})
 	} else {
 		fmt.Fprintf(stdout, "sent=%d errors=%d invalid=%d elapsed=%v rate=%.0f msg/s\n", stats.Sent, stats.Errors, stats.Invalid,
 			stats.Elapsed.Round(time.Millisecond), stats.Rate())
-		if *measure != "" {
+		if o.measure != "" {
 			fmt.Fprintf(stdout, "end-to-end latency: %s\n", lat)
 		}
 	}
 	if stats.Errors > 0 {
-		return 1
+		return silentExit(1)
 	}
-	return 0
+	return nil
 }
 
 // progress shows the rate while sending: a line rewritten in place on a terminal, a line every 5 s otherwise.

@@ -1,50 +1,77 @@
 package main
 
 import (
-	"errors"
+	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/jsonseq"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"github.com/cimstream/cimstream/internal/route"
 )
 
-const routesUsage = `usage: cimstream routes test [common flags] FILE|-...
-Each file (or standard input, -) holds one JSON message, a JSON array of messages, or one message per line.
-Every message is validated and routed as the outbound pipeline would, with the configuration given.
-Exit status: 0 every message would be ACCEPTED, 1 some would fail (400 or 404), 2 usage, file or configuration error.
-`
+func newRoutesCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "routes",
+		Short:   "Check outbound routing without a broker",
+		Long:    "Check where outbound messages would go under a configuration, without a broker.",
+		Example: "  cimstream routes test --config cimstream.yaml samples.ndjson",
+		RunE:    groupRun,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "test FILE|- ...",
+		Short: "Show where each outbound message would go and why",
+		Long: `Validate and route sample messages as the outbound pipeline would, with the configuration given, and
+print per message the destinations and the routes that matched, or FAILED/404 (no route) or FAILED/400
+(invalid). No broker is needed. Each file (or standard input, -) holds one JSON message, a JSON array of
+messages, or one message per line.
 
-// routesCommand is `cimstream routes test`: it routes sample messages with a configuration, without a
-// broker, so a routing change can be checked before it is deployed.
-func routesCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "test" {
-		fmt.Fprint(stderr, routesUsage)
-		return 2
-	}
-	cfg, sources, err := loadConfigArgs("routes test", args[1:], stderr)
-	if err != nil {
-		if !errors.Is(err, errUsage) {
-			fmt.Fprintf(stderr, "cimstream routes test: %s\n", oneLine(err))
-		}
-		return 2
-	}
-	if len(sources) == 0 {
-		fmt.Fprint(stderr, "cimstream routes test: name at least one message file, or - for standard input\n"+routesUsage)
-		return 2
-	}
+Exit status: 0 every message would be ACCEPTED, 1 some would fail, 2 usage, file or configuration error.`,
+		Example: `  cimstream routes test --config cimstream.yaml samples.ndjson
+  cat reply.json | cimstream routes test - --set outbound.channels=web=web`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("name at least one message file, or - for standard input")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, sources []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return exitError{code: 2, err: err}
+			}
+			return routesTest(cfg, sources, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	})
+	return cmd
+}
+
+// routesTest routes sample messages with a configuration, so a routing change can be checked before it
+// is deployed.
+func routesTest(cfg config.Config, sources []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	router := route.New(cfg.Outbound.Routes, cfg.Outbound.Channels)
 	total, failed := 0, 0
 	for _, src := range sources {
 		data, err := readSource(src, stdin)
 		if err != nil {
-			fmt.Fprintf(stderr, "cimstream routes test: %v\n", err)
-			return 2
+			return exitError{code: 2, err: err}
 		}
-		for i, msg := range splitMessages(data) {
-			v := outbound.Decide(router, msg, cfg.Inbound.MaxMessageBytes)
+		seq := jsonseq.NewReader(bytes.NewReader(data), 0)
+		for i := 0; ; i++ {
+			value, err := seq.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return exitError{code: 2, err: fmt.Errorf("%s: %w", src, err)}
+			}
+			v := outbound.Decide(router, value.Data, cfg.Inbound.MaxMessageBytes)
 			if status, _ := v.Status(); status != outbound.StatusAccepted {
 				failed++
 			}
@@ -54,9 +81,9 @@ func routesCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stderr, "%d message(s), %d would fail\n", total, failed)
 	if failed > 0 {
-		return 1
+		return silentExit(1)
 	}
-	return 0
+	return nil
 }
 
 // writeVerdict prints one message's verdict: a status line, then one line per route that applied.
@@ -101,4 +128,12 @@ func hasDefault(e route.Explanation) bool {
 		}
 	}
 	return false
+}
+
+// readSource reads a whole file, or standard input for "-".
+func readSource(src string, stdin io.Reader) ([]byte, error) {
+	if src == "-" {
+		return io.ReadAll(stdin)
+	}
+	return os.ReadFile(src)
 }

@@ -101,11 +101,11 @@ func TestRoutesTestErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no subcommand", []string{"routes"}, "usage: cimstream routes test"},
+		{"unknown subcommand", []string{"routes", "tset"}, `unknown command "tset" for "cimstream routes"`},
 		{"no message file", []string{"routes", "test", "--config", cfg}, "name at least one message file"},
 		{"missing file", []string{"routes", "test", "--config", cfg, filepath.Join(t.TempDir(), "none.json")}, "no such file"},
 		{"bad route", []string{"routes", "test", "--config", bad, "-"}, "outbound.routes[0].serviceIdentifier"},
-		{"unknown flag", []string{"routes", "test", "--nope", "-"}, "flag provided but not defined"},
+		{"unknown flag", []string{"routes", "test", "--nope", "-"}, "unknown flag: --nope"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

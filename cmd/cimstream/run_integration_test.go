@@ -92,10 +92,10 @@ func TestIntegrationBinaryErrorsSayWhatToFix(t *testing.T) {
 		args []string
 		want []string
 	}{
-		"wrong broker": {[]string{"run", "--brokers", "127.0.0.1:1", "--set", "admin.address=" + freeAddr(t)},
-			[]string{"127.0.0.1:1", "kafka.brokers"}},
+		"wrong broker": {[]string{"run", "--brokers", "127.0.0.1:1", "--set", "admin.address=" + freeAddr(t), "--set", "startup.timeout=1s"},
+			[]string{"127.0.0.1:1", "kafka.brokers", "startup.timeout"}},
 		"missing topic": {[]string{"run", "--brokers", strings.Join(cfg.Kafka.Brokers, ","), "--set", "admin.address=" + freeAddr(t),
-			"--set", "topics.deadLetter=" + cfg.Topics.DeadLetter}, []string{cfg.Topics.DeadLetter, "cimstream topics create"}},
+			"--set", "topics.deadLetter=" + cfg.Topics.DeadLetter, "--set", "startup.timeout=1s"}, []string{cfg.Topics.DeadLetter, "cimstream topics create"}},
 		"malformed config": {[]string{"run", "--config", writeTemp(t, "kafka: [\n")}, []string{"config file", "line 1"}},
 	}
 	for name, c := range cases {
@@ -142,7 +142,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env := append(append(os.Environ(), env...), "CIMSTREAM_KAFKA_SASL_MECHANISM=scram-sha-512", "CIMSTREAM_KAFKA_SASL_USERNAME=alice")
 			for _, args := range [][]string{
-				{"run", "--brokers", "127.0.0.1:1", "--set", "admin.address=" + freeAddr(t)},
+				{"run", "--brokers", "127.0.0.1:1", "--set", "admin.address=" + freeAddr(t), "--set", "startup.timeout=1s"},
 				{"config", "print"},
 			} {
 				cmd := exec.Command(bin, args...)

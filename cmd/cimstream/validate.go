@@ -1,159 +1,188 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
+	"github.com/cimstream/cimstream/internal/jsonseq"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // validateResult is one line of `cimstream validate --format json`.
 type validateResult struct {
-	Source     string          `json:"source"`
+	Source string `json:"source"`
+	// Index is the message's 0-based position in its source; Line the 1-based line it starts on.
 	Index      int             `json:"index"`
+	Line       int             `json:"line"`
 	ID         string          `json:"id"`
 	Valid      bool            `json:"valid"`
 	Violations []cim.Violation `json:"violations"`
 }
 
-func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("cimstream validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	direction := fs.String("direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
-	format := fs.String("format", "text", "json (one line per message) or text (one line per violation)")
-	maxBytes := fs.Int("max-bytes", cim.DefaultMaxBytes, "largest message accepted, as in the service")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: cimstream validate [--direction inbound|outbound] [--format json|text] [--max-bytes N] [FILE|-]...\n"+
-			"A file (or standard input, -) holds one JSON message, a JSON array of messages, or one message per line.\n"+
-			"Exit status: 0 all valid, 1 some invalid, 2 usage or I/O error.\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	dir, ok := cim.ParseDirection(*direction)
-	if !ok {
-		fmt.Fprintf(stderr, "cimstream validate: --direction must be inbound or outbound, not %q\n", *direction)
-		return 2
-	}
-	if *format != "json" && *format != "text" {
-		fmt.Fprintf(stderr, "cimstream validate: --format must be json or text, not %q\n", *format)
-		return 2
-	}
-	sources := fs.Args()
-	if len(sources) == 0 {
-		sources = []string{"-"}
-	}
-	limits := cim.Limits{MaxBytes: *maxBytes, MaxDepth: cim.DefaultMaxDepth}
-	total, invalid := 0, 0
-	enc := json.NewEncoder(stdout)
-	for _, src := range sources {
-		data, err := readSource(src, stdin)
-		if err != nil {
-			fmt.Fprintf(stderr, "cimstream validate: %v\n", err)
-			return 2
-		}
-		for i, msg := range splitMessages(data) {
-			r := validateOne(src, i, msg, dir, limits)
-			total++
-			if !r.Valid {
-				invalid++
+// validateOptions are validate's own flags.
+type validateOptions struct {
+	direction, format string
+	maxBytes          int
+	quiet             bool
+}
+
+const validateLong = `Validate CIM messages against the contract, as the service would. Each file (or standard input, -, the
+default) holds messages one per line (NDJSON), one after another (such as jq . prints them), or as the
+elements of a JSON array. A malformed message is reported and reading goes on at the next line, so the
+messages after it are still checked. A missing or unreadable file is reported and the others still checked.
+
+Every finding starts with FILE:LINE: (1-based). Output formats:
+  text     one line per violation, and per valid message unless --quiet; a count on standard error
+  json     one JSON object per message: source, index (0-based), line, id, valid, violations
+  github   GitHub Actions annotations (::error file=...,line=...::), failures only
+
+Exit status: 0 all valid (an empty input is 0 messages), 1 some invalid, 2 usage error or a file that
+could not be read.`
+
+func newValidateCommand() *cobra.Command {
+	var o validateOptions
+	cmd := &cobra.Command{
+		Use:   "validate [FILE|-]...",
+		Short: "Validate CIM messages against the contract (for connector authors and CI)",
+		Long:  validateLong,
+		Example: `  cimstream validate msgs.ndjson
+  cimstream validate --direction outbound reply.json
+  cimstream validate msgs.ndjson --format json
+  jq -c '.[]' export.json | cimstream validate --quiet -
+  cimstream validate --format github testdata/*.ndjson    # in a GitHub Actions step`,
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"json", "ndjson", "jsonl"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(cmd *cobra.Command, sources []string) error {
+			dir, ok := cim.ParseDirection(o.direction)
+			if !ok {
+				return usagef("--direction must be inbound or outbound, not %q", o.direction)
 			}
-			if *format == "json" {
-				if err := enc.Encode(r); err != nil {
-					fmt.Fprintf(stderr, "cimstream validate: %v\n", err)
-					return 2
+			w, ok := findingWriters[o.format]
+			if !ok {
+				return usagef("--format must be text, json or github, not %q", o.format)
+			}
+			if len(sources) == 0 {
+				sources = []string{"-"}
+			}
+			if o.maxBytes <= 0 {
+				// The service's limit, from the same configuration as every other command.
+				cfg, err := loadConfig(cmd)
+				if err != nil {
+					return exitError{code: 2, err: err}
 				}
-			} else {
-				writeText(stdout, r)
+				o.maxBytes = cfg.Inbound.MaxMessageBytes
+			}
+			v := validator{dir: dir, limits: cim.Limits{MaxBytes: o.maxBytes, MaxDepth: cim.DefaultMaxDepth},
+				quiet: o.quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
+			return v.run(sources, cmd.InOrStdin())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.direction, "direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
+	f.StringVar(&o.format, "format", "text", "text, json (one line per message) or github (annotations)")
+	f.IntVar(&o.maxBytes, "max-bytes", 0, "largest message accepted; unset or 0: inbound.maxMessageBytes of the configuration, as in the service")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print failures only (and the count only when something failed)")
+	_ = cmd.RegisterFlagCompletionFunc("direction", fixedCompletion("inbound", "outbound"))
+	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json", "github"))
+	return cmd
+}
+
+// validator checks every message of every source and counts.
+type validator struct {
+	dir    cim.Direction
+	limits cim.Limits
+	quiet  bool
+	out    findingWriter
+	stderr io.Writer
+
+	total, invalid, unreadable int
+}
+
+func (v *validator) run(sources []string, stdin io.Reader) error {
+	for _, src := range sources {
+		if err := v.source(src, stdin); err != nil {
+			v.unreadable++
+			fmt.Fprintf(v.stderr, "cimstream validate: %v\n", err)
+			v.out.unreadable(src, err)
+		}
+	}
+	if !v.quiet || v.invalid > 0 || v.unreadable > 0 {
+		fmt.Fprintf(v.stderr, "%d message(s), %d invalid", v.total, v.invalid)
+		if v.unreadable > 0 {
+			fmt.Fprintf(v.stderr, ", %d file(s) unreadable", v.unreadable)
+		}
+		fmt.Fprintln(v.stderr)
+	}
+	if err := v.out.flush(); err != nil {
+		return exitError{code: 2, err: err}
+	}
+	switch {
+	case v.unreadable > 0:
+		return silentExit(2)
+	case v.invalid > 0:
+		return silentExit(1)
+	}
+	return nil
+}
+
+// source checks one file, or standard input for "-". Messages read before a read error are reported.
+func (v *validator) source(src string, stdin io.Reader) error {
+	r := stdin
+	if src != "-" {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	seq := jsonseq.NewReader(r, v.limits.MaxBytes)
+	for index := 0; ; index++ {
+		value, err := seq.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+		res := v.check(src, index, value)
+		v.total++
+		if !res.Valid {
+			v.invalid++
+		}
+		if !res.Valid || !v.quiet {
+			if err := v.out.result(res); err != nil {
+				return err
 			}
 		}
 	}
-	if *format == "text" {
-		fmt.Fprintf(stderr, "%d message(s), %d invalid\n", total, invalid)
-	}
-	if invalid > 0 {
-		return 1
-	}
-	return 0
 }
 
-func readSource(src string, stdin io.Reader) ([]byte, error) {
-	if src == "-" {
-		return io.ReadAll(stdin)
+func (v *validator) check(src string, index int, value jsonseq.Value) validateResult {
+	r := validateResult{Source: src, Index: index, Line: value.Line, Violations: []cim.Violation{}}
+	switch {
+	case value.Err != nil:
+		r.Violations = append(r.Violations, cim.Violation{Code: cim.CodeMalformed, Message: value.Err.Error()})
+		return r
+	case value.Size > v.limits.MaxBytes:
+		r.Violations = append(r.Violations, cim.Violation{Code: cim.CodeTooLarge,
+			Message: fmt.Sprintf("the message is %d bytes; the limit is %d", value.Size, v.limits.MaxBytes)})
+		return r
 	}
-	return os.ReadFile(src)
-}
-
-func validateOne(src string, index int, data []byte, dir cim.Direction, limits cim.Limits) validateResult {
-	r := validateResult{Source: src, Index: index, Violations: []cim.Violation{}}
-	m, err := cim.DecodeLimits(data, limits)
+	m, err := cim.DecodeLimits(value.Data, v.limits)
 	if err != nil {
 		r.Violations = append(r.Violations, err.(*cim.DecodeError).Violation)
 		return r
 	}
 	r.ID = m.ID()
-	if vs := cim.Validate(m, dir); len(vs) > 0 {
+	if vs := cim.Validate(m, v.dir); len(vs) > 0 {
 		r.Violations = vs
 		return r
 	}
 	r.Valid = true
 	return r
-}
-
-// splitMessages finds the messages in a source: a JSON array of messages, one message, or one message
-// per line (NDJSON). Anything unreadable becomes a single entry, which then fails as malformed.
-func splitMessages(data []byte) [][]byte {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return [][]byte{trimmed}
-	}
-	if trimmed[0] == '[' {
-		var elems []json.RawMessage
-		if err := json.Unmarshal(trimmed, &elems); err == nil {
-			out := make([][]byte, len(elems))
-			for i, e := range elems {
-				out[i] = e
-			}
-			return out
-		}
-		return [][]byte{trimmed}
-	}
-	if json.Valid(trimmed) {
-		return [][]byte{trimmed}
-	}
-	lines := bytes.Split(trimmed, []byte("\n"))
-	if first := bytes.TrimSpace(lines[0]); len(lines) > 1 && json.Valid(first) {
-		var out [][]byte
-		for _, l := range lines {
-			if l = bytes.TrimSpace(l); len(l) > 0 {
-				out = append(out, l)
-			}
-		}
-		return out
-	}
-	return [][]byte{trimmed}
-}
-
-func writeText(w io.Writer, r validateResult) {
-	where := fmt.Sprintf("[%s#%d", r.Source, r.Index)
-	if r.ID != "" {
-		where += " id=" + r.ID
-	}
-	where += "]"
-	if r.Valid {
-		fmt.Fprintf(w, "%s valid\n", where)
-		return
-	}
-	for _, v := range r.Violations {
-		path := v.Path
-		if path == "" {
-			path = "(message)"
-		}
-		fmt.Fprintf(w, "%s: %s: %s %s\n", path, v.Code, v.Message, where)
-	}
 }

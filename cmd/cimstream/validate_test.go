@@ -19,6 +19,9 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 func jsonLines(t *testing.T, s string) []validateResult {
 	t.Helper()
 	var out []validateResult
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
 		var r validateResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
@@ -46,7 +49,7 @@ func TestValidateJSONFormatShapes(t *testing.T) {
 		"array":            {input: "[" + validInbound + "," + invalidInbound + "]", valid: []bool{true, false}, exit: 1, first: "required"},
 		"ndjson":           {input: validInbound + "\n\n" + invalidInbound + "\nnot json\n", valid: []bool{true, false, false}, exit: 1, first: "required"},
 		"garbage":          {input: "\x00\x01garbage", valid: []bool{false}, exit: 1, first: "malformed"},
-		"empty input":      {input: "", valid: []bool{false}, exit: 1, first: "malformed"},
+		"empty input":      {input: "", valid: nil, exit: 0},
 		"array of numbers": {input: "[1]", valid: []bool{false}, exit: 1, first: "malformed"},
 	}
 	for name, c := range cases {
@@ -98,8 +101,8 @@ func TestValidateFilesTextAndDirection(t *testing.T) {
 		}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if !strings.HasPrefix(line, "header.") {
-			t.Errorf("text lines start with the path: %q", line)
+		if !strings.HasPrefix(line, good+":1: header.") {
+			t.Errorf("text lines start with file:line: and the path: %q", line)
 		}
 	}
 }

@@ -23,6 +23,7 @@ type Config struct {
 	Outbound Outbound `yaml:"outbound"`
 	Admin    Admin    `yaml:"admin"`
 	Log      Log      `yaml:"log"`
+	Startup  Startup  `yaml:"startup"`
 	Shutdown Shutdown `yaml:"shutdown"`
 	// DeadLetters shapes the records written to topics.deadLetter.
 	DeadLetters DeadLetters `yaml:"deadLetters"`
@@ -75,7 +76,7 @@ type TLS struct {
 
 // SASL configures authentication to the brokers.
 type SASL struct {
-	// Mechanism is none, plain, scram-sha-256 or scram-sha-512.
+	// Mechanism is none, plain, scram-sha-256 or scram-sha-512, in any case (SCRAM-SHA-512 as Kafka writes it).
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	Password  string `yaml:"password" secret:"true"`
@@ -212,6 +213,13 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Startup bounds the wait for the brokers when the service starts.
+type Startup struct {
+	// Timeout is how long `run` waits for the brokers to answer (retrying with backoff, readiness false)
+	// before it exits with the cause: a pod that starts before Kafka waits instead of crash-looping.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // Shutdown bounds the drain on SIGTERM.
 type Shutdown struct {
 	Timeout time.Duration `yaml:"timeout"`
@@ -271,6 +279,7 @@ func Default() Config {
 		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
 		Log:         Log{Level: "info", Format: "json"},
+		Startup:     Startup{Timeout: 2 * time.Minute},
 		Shutdown:    Shutdown{Timeout: 30 * time.Second},
 		DeadLetters: DeadLetters{MaxValueBytes: 512 << 10},
 		Memory:      Memory{BudgetBytes: 128 << 20},
@@ -308,8 +317,9 @@ func (c *Config) Validate() error {
 	add(positive("kafka.dialTimeout", c.Kafka.DialTimeout))
 	add(positive("kafka.requestTimeout", c.Kafka.RequestTimeout))
 	add(positive("kafka.metadataTTL", c.Kafka.MetadataTTL))
-	add(oneOf("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "none", "plain", "scram-sha-256", "scram-sha-512"))
-	if c.Kafka.SASL.Mechanism != "none" && c.Kafka.SASL.Username == "" {
+	// Any case: Kafka itself writes SCRAM-SHA-512.
+	add(oneOf("kafka.sasl.mechanism", strings.ToLower(c.Kafka.SASL.Mechanism), "none", "plain", "scram-sha-256", "scram-sha-512"))
+	if !strings.EqualFold(c.Kafka.SASL.Mechanism, "none") && c.Kafka.SASL.Username == "" {
 		add(fieldErr("kafka.sasl.username", "required when kafka.sasl.mechanism is %s", c.Kafka.SASL.Mechanism))
 	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
@@ -407,6 +417,7 @@ func (c *Config) Validate() error {
 	add(positive("admin.readHeaderTimeout", c.Admin.ReadHeaderTimeout))
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "json", "console"))
+	add(positive("startup.timeout", c.Startup.Timeout))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
 	return errors.Join(errs...)
 }

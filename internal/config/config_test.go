@@ -78,20 +78,20 @@ func TestErrorsNameTheKey(t *testing.T) {
 		settings   []string
 		want       string
 	}{
-		{name: "unknown key in file", file: "kafka:\n  brokrs: [a:1]\n", want: "field brokrs is not a known key"},
+		{name: "unknown key in file", file: "kafka:\n  brokrs: [a:1]\n", want: "line 2: kafka.brokrs is not a known key; the closest is kafka.brokers"},
 		{name: "malformed yaml", file: "kafka: [\n", want: "line 1"},
 		{name: "bad duration in file", file: "inbound:\n  sessionIdleTimeout: soon\n", want: "sessionIdleTimeout"},
 		{name: "bad broker", settings: []string{"kafka.brokers=nohost"}, want: "kafka.brokers"},
 		{name: "bad env duration", env: []string{"CIMSTREAM_SHUTDOWN_TIMEOUT=x"}, want: "CIMSTREAM_SHUTDOWN_TIMEOUT"},
 		{name: "negative", settings: []string{"shutdown.timeout=-1s"}, want: "shutdown.timeout"},
-		{name: "unknown setting", settings: []string{"kafka.nope=1"}, want: "kafka.nope: not a known key"},
+		{name: "unknown setting", settings: []string{"kafka.clientID=1"}, want: "kafka.clientID: not a known key; the closest is kafka.clientId"},
 		{name: "bad enum", settings: []string{"kafka.producer.compression=brotli"}, want: "kafka.producer.compression"},
 		{name: "bad regexp", settings: []string{"topics.inboundPattern=(("}, want: "topics.inboundPattern"},
 		{name: "bad topic", settings: []string{"topics.deadLetter=a b"}, want: "topics.deadLetter"},
 		{name: "sasl without user", settings: []string{"kafka.sasl.mechanism=scram-sha-512"}, want: "kafka.sasl.username"},
 		{name: "not key=value", settings: []string{"oops"}, want: "expected key=value"},
 		{name: "missing file", file: "-", want: "config file"},
-		{name: "unknown route field", file: "outbound:\n  routes:\n    - destinaton: [x]\n", want: "field destinaton is not a known key"},
+		{name: "unknown route field", file: "outbound:\n  routes:\n    - destinaton: [x]\n", want: "outbound.routes[0].destinaton is not a known key; the closest is outbound.routes"},
 		{name: "route without destinations", file: "outbound:\n  routes:\n    - name: r\n", want: "outbound.routes[0].destinations"},
 		// The client's record limit must leave room for what enrichment adds to the largest valid message.
 		{name: "batchBytes equal to maxMessageBytes", settings: []string{"kafka.producer.batchBytes=1048576"},
@@ -100,6 +100,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 			want: "inbound.replayWindow: 1m19s is too short: it must be at least 2 × (kafka.consumer.sessionTimeout + kafka.consumer.rebalanceTimeout) = 1m20s"},
 		{name: "batchBytes one short", settings: []string{"kafka.producer.batchBytes=1114111"}, want: "kafka.producer.batchBytes"},
 		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
+		{name: "startup timeout not positive", settings: []string{"startup.timeout=0s"}, want: "config startup.timeout: must be a positive duration"},
 		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},
 		{name: "revokeWait beyond the rebalance timeout", settings: []string{"kafka.consumer.revokeWait=1m"}, want: "kafka.consumer.revokeWait"},
 	}
@@ -200,6 +201,70 @@ func TestIdleTimeoutsPerChannel(t *testing.T) {
 	for _, key := range []string{"inbound.sessionIdleTimeouts[0].serviceIdentifier", "inbound.sessionIdleTimeouts[1].timeout"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error must name %s: %v", key, err)
+		}
+	}
+}
+
+// TestUnknownEnvironmentVariableNamesTheClosestKey: a misspelt override is an error, not ignored.
+func TestUnknownEnvironmentVariableNamesTheClosestKey(t *testing.T) {
+	cases := map[string]string{
+		"CIMSTREAM_KAFKA_BROKER":            "the closest is CIMSTREAM_KAFKA_BROKERS (kafka.brokers)",
+		"CIMSTREAM_INBOUND_SESSION_TIMEOUT": "the closest is CIMSTREAM_INBOUND_SESSION_IDLE_TIMEOUT (inbound.sessionIdleTimeout)",
+		"CIMSTREAM_KAFKA_SASL_PASSWROD":     "the closest is CIMSTREAM_KAFKA_SASL_PASSWORD (kafka.sasl.password)",
+	}
+	for name, want := range cases {
+		_, err := Load("", []string{name + "=x"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not a configuration key") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v should name it and say %q", name, err, want)
+		}
+	}
+	// The project's own tooling variables and other prefixes are not configuration.
+	env := []string{"KAFKA_BROKERS=a:1", "CIMSTREAMING=1"}
+	for _, name := range ToolingEnv {
+		env = append(env, name+"=1")
+	}
+	if _, err := Load("", env, nil); err != nil {
+		t.Fatalf("tooling variables must be accepted: %v", err)
+	}
+}
+
+// TestSASLMechanismAnyCase: Kafka's own spelling (SCRAM-SHA-512) is accepted, from every source.
+func TestSASLMechanismAnyCase(t *testing.T) {
+	for _, m := range []string{"SCRAM-SHA-512", "Scram-Sha-256", "PLAIN"} {
+		cfg, err := Load("", []string{"CIMSTREAM_KAFKA_SASL_MECHANISM=" + m, "CIMSTREAM_KAFKA_SASL_USERNAME=u"}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if cfg.Kafka.SASL.Mechanism != strings.ToLower(m) {
+			t.Errorf("%s loaded as %q", m, cfg.Kafka.SASL.Mechanism)
+		}
+	}
+	path := writeFile(t, "kafka:\n  sasl: {mechanism: SCRAM-SHA-512, username: u}\n")
+	if _, err := Load(path, nil, nil); err != nil {
+		t.Fatalf("file: %v", err)
+	}
+	if _, err := Load("", nil, []string{"kafka.sasl.mechanism=GSSAPI", "kafka.sasl.username=u"}); err == nil || !strings.Contains(err.Error(), "kafka.sasl.mechanism") {
+		t.Errorf("an unknown mechanism must name the key: %v", err)
+	}
+}
+
+// TestYAMLTypeErrorsNameTheDottedKeyAndType: the error names the key as written in docs and the type in words.
+func TestYAMLTypeErrorsNameTheDottedKeyAndType(t *testing.T) {
+	cases := map[string]struct{ file, want string }{
+		"int":      {"topics:\n  partitions: many\n", `line 2: topics.partitions: "many" is not a whole number`},
+		"duration": {"inbound:\n  sessionIdleTimeout: soon\n", `line 2: inbound.sessionIdleTimeout: "soon" is not a duration such as 500ms or 10s`},
+		"bool":     {"outbound:\n  routes:\n    - destinations: [a]\n      continue: maybe\n", `line 4: outbound.routes[0].continue: "maybe" is not true or false`},
+		"list":     {"kafka:\n  brokers: a:1\n", `line 2: kafka.brokers: "a:1" is not a list of text values`},
+		"section":  {"kafka:\n  producer: [1]\n", `line 2: kafka.producer: a list is not a section of keys`},
+		"deep int": {"kafka:\n  producer:\n    batchSize: [1]\n", `line 3: kafka.producer.batchSize: a list is not a whole number`},
+	}
+	for name, c := range cases {
+		_, err := Load(writeFile(t, c.file), nil, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v should contain %q", name, err, c.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "!!") || strings.Contains(err.Error(), "unmarshal")) {
+			t.Errorf("%s: yaml's wording leaked: %v", name, err)
 		}
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +46,7 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 	if err := cfg.resolveSecrets(); err != nil {
 		return cfg, err
 	}
+	cfg.normalize()
 	return cfg, cfg.Validate()
 }
 
@@ -55,32 +54,14 @@ func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a misspelt key is an error, not a silently ignored setting
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cleanYAMLError(err, data)
+		return explainYAMLError(err, data)
 	}
 	return nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): cannot unmarshal`)
-
-// cleanYAMLError turns yaml's "field X not found in type config.Kafka" into words about the file, and
-// names the key on the line of a type error.
-func cleanYAMLError(err error, data []byte) error {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		if lines := strings.Split(string(data), "\n"); n >= 1 && n <= len(lines) {
-			if key, _, ok := strings.Cut(strings.TrimSpace(lines[n-1]), ":"); ok {
-				msg = strings.Replace(msg, "cannot unmarshal", "key "+strings.TrimPrefix(key, "- ")+": cannot read", 1)
-			}
-		}
-		msg = strings.Replace(msg, "into time.Duration", "as a duration such as 500ms or 10s", 1)
-	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	if i := strings.Index(msg, " not found in type "); i >= 0 {
-		msg = msg[:i] + " is not a known key (see docs/configuration.md)"
-	}
-	return errors.New(msg)
+// normalize accepts the spellings other tools use: Kafka writes SASL mechanisms in upper case (SCRAM-SHA-512).
+func (c *Config) normalize() {
+	c.Kafka.SASL.Mechanism = strings.ToLower(strings.TrimSpace(c.Kafka.SASL.Mechanism))
 }
 
 func (c *Config) resolveSecrets() error {
@@ -135,45 +116,6 @@ func Keys() []string {
 	return keys
 }
 
-// EnvName is the environment variable that overrides key.
-func EnvName(key string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(camelToSnake(key), ".", "_"))
-}
-
-func camelToSnake(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if r >= 'A' && r <= 'Z' {
-			prev := rune(0)
-			if i > 0 {
-				prev = rune(s[i-1])
-			}
-			if prev >= 'a' && prev <= 'z' || prev >= '0' && prev <= '9' {
-				b.WriteByte('_')
-			}
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func applyEnv(cfg *Config, environ []string) error {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
-			env[k] = v
-		}
-	}
-	for _, f := range fields(cfg) {
-		if v, ok := env[EnvName(f.key)]; ok {
-			if err := setValue(f, v); err != nil {
-				return fmt.Errorf("%s: %w", EnvName(f.key), err)
-			}
-		}
-	}
-	return nil
-}
-
 // Set assigns one key from its text form: durations as 500ms or 10s, lists comma-separated,
 // maps as k=v pairs separated by commas.
 func Set(cfg *Config, key, value string) error {
@@ -182,7 +124,7 @@ func Set(cfg *Config, key, value string) error {
 			return setValue(f, value)
 		}
 	}
-	return &FieldError{Key: key, Problem: "not a known key (see docs/configuration.md)"}
+	return &FieldError{Key: key, Problem: fmt.Sprintf("not a known key; the closest is %s (see docs/configuration.md)", closest(key, Keys()))}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -261,14 +203,4 @@ func (c Config) YAML() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// EnvKeys lists each key with its environment variable, sorted, for `config keys`.
-func EnvKeys() [][2]string {
-	var out [][2]string
-	for _, k := range Keys() {
-		out = append(out, [2]string{k, EnvName(k)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
-	return out
 }

@@ -187,7 +187,7 @@ func Explain(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return fmt.Errorf("%w (the broker closed the connection: check kafka.tls and kafka.sasl match the listener)", err)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("%w (nothing listens there: check kafka.brokers, or start a broker with make kafka-up)", err)
+		return fmt.Errorf("%w (nothing listens there: check kafka.brokers)", err)
 	case errors.Is(err, kafka.SASLAuthenticationFailed):
 		return fmt.Errorf("%w (check kafka.sasl.username and the password)", err)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -242,14 +242,14 @@ func tlsConfig(c config.TLS) (*tls.Config, error) {
 }
 
 func saslMechanism(c config.SASL) (sasl.Mechanism, error) {
-	switch c.Mechanism {
+	switch strings.ToLower(c.Mechanism) {
 	case "", "none":
 		return nil, nil
 	case "plain":
 		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
 	case "scram-sha-256", "scram-sha-512":
 		algo := scram.SHA256
-		if c.Mechanism == "scram-sha-512" {
+		if strings.EqualFold(c.Mechanism, "scram-sha-512") {
 			algo = scram.SHA512
 		}
 		m, err := scram.Mechanism(algo, c.Username, c.Password)

@@ -22,6 +22,8 @@ type Broker struct {
 // (KAFKA_EXTRA_PROPS, KAFKA_LISTENERS, KAFKA_FORMAT_ARGS, ...), given the broker's PLAINTEXT port.
 type BrokerOptions struct {
 	Env func(port int) map[string]string
+	// Port is the PLAINTEXT port; 0 picks a free one.
+	Port int
 }
 
 // FreePort returns a port free on 127.0.0.1 now.
@@ -39,7 +41,10 @@ func FreePort(t testing.TB) int {
 // Java; the jars come from the same cache as the shared broker's.
 func StartBroker(t testing.TB, opts BrokerOptions) *Broker {
 	t.Helper()
-	port := FreePort(t)
+	port := opts.Port
+	if port == 0 {
+		port = FreePort(t)
+	}
 	b := &Broker{port: port, env: append(os.Environ(), fmt.Sprintf("KAFKA_PORT=%d", port),
 		fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", FreePort(t)), "KAFKA_HEAP=-Xmx512m")}
 	if opts.Env != nil {

@@ -126,6 +126,60 @@ func (s *Service) AdminAddr() <-chan string { return s.adminAddr }
 // Add registers a pipeline to run.
 func (s *Service) Add(p Pipeline) { s.pipelines = append(s.pipelines, p) }
 
+// Backoff between attempts to reach the brokers at start-up.
+const (
+	startupFirstDelay = 500 * time.Millisecond
+	startupMaxDelay   = 10 * time.Second
+)
+
+// WaitForKafka waits until the brokers answer and every required topic exists, retrying with backoff for
+// at most startup.timeout: a process that starts before Kafka, or before the job that creates its topics,
+// waits instead of exiting. Readiness holds the last cause meanwhile and each failed attempt is logged with
+// it. It returns the last cause when the time is up, or ctx's error when ctx ends first.
+func (s *Service) WaitForKafka(ctx context.Context) error {
+	timeout := s.cfg.Startup.Timeout
+	deadline := time.Now().Add(timeout)
+	delay := startupFirstDelay
+	for attempt := 1; ; attempt++ {
+		err := s.reachable(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("not ready within startup.timeout (%v, %d attempts): %w", timeout, attempt, err)
+		}
+		wait := min(delay, left)
+		s.log.Warn("kafka not ready yet; retrying", zap.Int("attempt", attempt), zap.Duration("retryIn", wait),
+			zap.Duration("startupTimeLeft", left.Round(time.Second)), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, startupMaxDelay)
+	}
+}
+
+// reachable is one start-up attempt: the brokers answer a metadata request and no required topic is missing.
+func (s *Service) reachable(ctx context.Context) error {
+	if _, err := s.kafka.Ping(ctx); err != nil {
+		s.ready.Set(ReadyKafka, err)
+		return err
+	}
+	s.ready.Set(ReadyKafka, nil)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Kafka.RequestTimeout)
+	defer cancel()
+	if err := topics.Check(ctx, s.kafka.Client(), topics.Required(s.cfg)); err != nil {
+		s.ready.Set(ReadyTopics, err)
+		return err
+	}
+	return nil
+}
+
 // Preflight connects to the brokers and checks that every topic exists; its errors say what to fix.
 func (s *Service) Preflight(ctx context.Context) error {
 	if _, err := s.kafka.Ping(ctx); err != nil {
@@ -146,7 +200,24 @@ func (s *Service) Preflight(ctx context.Context) error {
 		}
 	}
 	s.ready.Set(ReadyTopics, nil)
+	s.warnDrift(ctx)
 	return nil
+}
+
+// warnDrift logs a warning for every topic setting that differs from the configuration; those that would
+// corrupt state were refused by CheckState already.
+func (s *Service) warnDrift(ctx context.Context) {
+	reports, err := topics.Describe(ctx, s.kafka.Client(), topics.Required(s.cfg), s.cfg.Inbound.MaxMessageBytes)
+	if err != nil {
+		s.log.Warn("could not compare the topics with the configuration", zap.Error(err))
+		return
+	}
+	for _, r := range reports {
+		for _, d := range r.Differences {
+			s.log.Warn("topic differs from the configuration (see cimstream topics check)", zap.String("topic", d.Topic),
+				zap.String("setting", d.Setting), zap.String("have", d.Have), zap.String("configured", d.Want))
+		}
+	}
 }
 
 // watchBrokers keeps the kafka readiness condition current: brokers that stop answering make /readyz
@@ -185,6 +256,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	s.log.Info("admin server listening", zap.String("address", srv.Addr()))
 
+	if err := s.WaitForKafka(ctx); err != nil {
+		if ctx.Err() != nil {
+			s.log.Info("stopped while waiting for kafka")
+			return nil
+		}
+		return err
+	}
 	if err := s.Preflight(ctx); err != nil {
 		return err
 	}

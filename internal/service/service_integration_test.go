@@ -73,13 +73,18 @@ func TestIntegrationRunServesHealthAndStopsCleanly(t *testing.T) {
 
 func TestIntegrationRunRefusesMissingTopics(t *testing.T) {
 	cfg := kafkatest.Config(t) // topics are not created
+	cfg.Startup.Timeout = 2 * time.Second
 	svc, err := service.New(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	err = svc.Run(ctx)
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("gave up after %v; startup.timeout is 2s", time.Since(start))
+	}
 	if !errors.Is(err, topics.ErrMissing) || !strings.Contains(err.Error(), cfg.Topics.DeadLetter) ||
 		!strings.Contains(err.Error(), "cimstream topics create") {
 		t.Fatalf("want a missing-topics error naming %s and the fix, got %v", cfg.Topics.DeadLetter, err)

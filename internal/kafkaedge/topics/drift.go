@@ -1,0 +1,162 @@
+package topics
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Actual is what the cluster has for one topic.
+type Actual struct {
+	Exists            bool
+	Partitions        int
+	ReplicationFactor int
+	CleanupPolicy     string
+	// MaxMessageBytes is the topic's max.message.bytes; 0 when the broker did not say.
+	MaxMessageBytes int64
+}
+
+// Difference is one setting of a topic that differs from what the configuration asks.
+type Difference struct {
+	Topic, Setting string
+	Have, Want     string
+}
+
+func (d Difference) String() string {
+	return fmt.Sprintf("%s: %s is %s, configured %s", d.Topic, d.Setting, d.Have, d.Want)
+}
+
+// Report compares one required topic with the cluster.
+type Report struct {
+	Spec        Spec
+	Actual      Actual
+	Differences []Difference
+}
+
+// Wanted settings that are not in a Spec.
+const (
+	// DefaultCleanupPolicy is what a topic created without cleanup.policy gets.
+	DefaultCleanupPolicy = "delete"
+)
+
+// WantCleanupPolicy is the cleanup.policy spec's topic should have.
+func WantCleanupPolicy(spec Spec) string {
+	if p, ok := spec.Configs["cleanup.policy"]; ok {
+		return p
+	}
+	return DefaultCleanupPolicy
+}
+
+// Compare lists how actual differs from spec. minMessageBytes is the largest message cimstream accepts
+// (inbound.maxMessageBytes): a topic whose max.message.bytes is below it cannot hold every valid message.
+func Compare(spec Spec, actual Actual, minMessageBytes int) []Difference {
+	if !actual.Exists {
+		return []Difference{{Topic: spec.Name, Setting: "topic", Have: "missing", Want: "present (cimstream topics create)"}}
+	}
+	var out []Difference
+	add := func(setting, have, want string) {
+		out = append(out, Difference{Topic: spec.Name, Setting: setting, Have: have, Want: want})
+	}
+	if actual.Partitions != spec.Partitions {
+		add("partitions", strconv.Itoa(actual.Partitions), strconv.Itoa(spec.Partitions))
+	}
+	if actual.ReplicationFactor != spec.ReplicationFactor {
+		add("replication factor", strconv.Itoa(actual.ReplicationFactor), strconv.Itoa(spec.ReplicationFactor))
+	}
+	if want := WantCleanupPolicy(spec); !samePolicy(actual.CleanupPolicy, want) {
+		add("cleanup.policy", orUnknown(actual.CleanupPolicy), want)
+	}
+	if actual.MaxMessageBytes > 0 && actual.MaxMessageBytes < int64(minMessageBytes) {
+		add("max.message.bytes", strconv.FormatInt(actual.MaxMessageBytes, 10), fmt.Sprintf("at least %d (inbound.maxMessageBytes)", minMessageBytes))
+	}
+	return out
+}
+
+// samePolicy compares cleanup policies as sets: "compact,delete" equals "delete,compact".
+func samePolicy(a, b string) bool {
+	set := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				m[p] = true
+			}
+		}
+		return m
+	}
+	sa, sb := set(a), set(b)
+	if len(sa) != len(sb) {
+		return false
+	}
+	for p := range sa {
+		if !sb[p] {
+			return false
+		}
+	}
+	return true
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Describe reads what the cluster has for each spec (partitions, replication factor, cleanup.policy,
+// max.message.bytes) and compares it with the spec.
+func Describe(ctx context.Context, admin StateAdmin, specs []Spec, minMessageBytes int) ([]Report, error) {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	md, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return nil, fmt.Errorf("describe topics: %w", err)
+	}
+	actual := map[string]*Actual{}
+	var existing []kafka.DescribeConfigRequestResource
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			continue
+		}
+		a := &Actual{Exists: true, Partitions: len(t.Partitions)}
+		for _, p := range t.Partitions {
+			a.ReplicationFactor = max(a.ReplicationFactor, len(p.Replicas))
+		}
+		actual[t.Name] = a
+		existing = append(existing, kafka.DescribeConfigRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: t.Name,
+			ConfigNames: []string{"cleanup.policy", "max.message.bytes"}})
+	}
+	if len(existing) > 0 {
+		resp, err := admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: existing})
+		if err != nil {
+			return nil, fmt.Errorf("describe topic configs: %w", err)
+		}
+		for _, r := range resp.Resources {
+			a := actual[r.ResourceName]
+			if a == nil || r.Error != nil {
+				continue
+			}
+			for _, e := range r.ConfigEntries {
+				switch e.ConfigName {
+				case "cleanup.policy":
+					a.CleanupPolicy = e.ConfigValue
+				case "max.message.bytes":
+					a.MaxMessageBytes, _ = strconv.ParseInt(e.ConfigValue, 10, 64)
+				}
+			}
+		}
+	}
+	reports := make([]Report, len(specs))
+	for i, s := range specs {
+		var a Actual
+		if p := actual[s.Name]; p != nil {
+			a = *p
+		}
+		reports[i] = Report{Spec: s, Actual: a, Differences: Compare(s, a, minMessageBytes)}
+	}
+	return reports, nil
+}

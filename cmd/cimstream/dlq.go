@@ -136,8 +136,8 @@ Both read the configuration like every other command (--config, --set, CIMSTREAM
 work against a cluster with TLS and SASL.`,
 		Example: `  cimstream dlq inspect --config cimstream.yaml --since 24h
   cimstream dlq replay --config cimstream.yaml --code delivery_failed --dry-run`,
-		Args: cobra.ArbitraryArgs,
-		RunE: groupRun,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          groupRun,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

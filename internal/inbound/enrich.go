@@ -58,6 +58,8 @@ type Enricher struct {
 	clock     func() time.Time
 	active    int   // active sessions last reported to the observer
 	latest    int64 // the partition's record time: the highest trusted session time applied
+	// maxBytes is the largest record stage 1 writes: the inbound limit plus what normalizing adds.
+	maxBytes int
 	// upstream is the processing time before which every connector record is known to be applied on
 	// this partition (epoch ms, see Watermarks); nil: the processing clock.
 	upstream func() int64
@@ -80,6 +82,13 @@ func NewEnricher(topics Topics, changelog string, partition int, idle session.Id
 // processing clock stands in, as if nothing were ever held upstream.
 func (e *Enricher) WithUpstream(upstream func() int64) *Enricher {
 	e.upstream = upstream
+	return e
+}
+
+// WithMaxBytes sets the largest repartition record to decode: the inbound limit plus the enrichment
+// headroom (cim.DefaultMaxBytes when not set).
+func (e *Enricher) WithMaxBytes(n int) *Enricher {
+	e.maxBytes = n
 	return e
 }
 
@@ -108,7 +117,7 @@ func (e *Enricher) Sessions() int { return e.table.Len() }
 // Process enriches one repartitioned record: the output for the CCM and, for session messages, the new
 // state for the changelog (written to this partition, so the state follows its input).
 func (e *Enricher) Process(rec stream.Record) stream.Result {
-	m, err := cim.Decode(rec.Value)
+	m, err := cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: e.maxBytes})
 	if err != nil { // stage 1 wrote it; only a foreign producer on the internal topic gets here
 		return stream.Reject(err.(*cim.DecodeError).Violation)
 	}

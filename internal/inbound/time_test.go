@@ -253,3 +253,21 @@ func TestUntimedFirstRecordDoesNotPinTheSession(t *testing.T) {
 		t.Error("two hours-old records 2 min apart with a 1 min idle timeout must be two sessions")
 	}
 }
+
+// With the inbound limit raised to 2 MiB, a 1.5 MiB message that stage 1 accepts must be enriched by
+// stage 2 too, not dead-lettered there against the library's default 1 MiB.
+func TestSessionsStageTakesTheConfiguredLimit(t *testing.T) {
+	const limit = 2 << 20
+	n := NewNormalizer(testTopics, limit, nil)
+	e := NewEnricher(testTopics, "sessions", 0, session.Fixed(time.Minute), nil, nil).WithMaxBytes(limit + 64<<10)
+	big := plain("big", "")
+	big = big[:len(big)-2] + `,"x":"` + string(bytes.Repeat([]byte("a"), 1536<<10)) + `"}}`
+	out := only(t, n.Process(connectorRecord(1, big, time.Now())))
+	if out.Topic != testTopics.Repartition {
+		t.Fatalf("stage 1 sent the 1.5 MiB message to %s", out.Topic)
+	}
+	res := e.Process(stream.Record{Topic: "rep", Offset: 1, Key: out.Key, Value: out.Value, Headers: out.Headers, Time: out.Time})
+	if res.Reject != nil || len(res.Outputs) == 0 || res.Outputs[0].Topic != testTopics.CCM {
+		t.Fatalf("stage 2 must enrich it: %+v", res.Reject)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkatest"
 )
 
 // TestComposeFile validates docker-compose.yml against the Compose specification (no Docker engine
@@ -56,6 +57,9 @@ func TestComposeFile(t *testing.T) {
 	}
 	if img := project.Services["kafka"].Image; img != "apache/kafka:"+string(m[1]) {
 		t.Errorf("compose runs %s, the tests Apache Kafka %s", img, m[1])
+	}
+	if kafkatest.Image != "apache/kafka:"+string(m[1]) {
+		t.Errorf("tests with Docker start %s, the local broker is Apache Kafka %s", kafkatest.Image, m[1])
 	}
 	cs := project.Services["cimstream"]
 	if b := cs.Environment["CIMSTREAM_KAFKA_BROKERS"]; b == nil || *b != "kafka:29092" {

@@ -479,8 +479,14 @@ func TestChartFullValues(t *testing.T) {
 	if got := str(c, "image"); got != "registry.example.com/cx/cimstream:0.1.0-rc.1" {
 		t.Errorf("image %s", got)
 	}
-	if got := str(list(c, "env")[0], "value"); got != "1843MiB" {
-		t.Errorf("GOMEMLIMIT %s, want 1843MiB (90%% of 2Gi)", got)
+	var memLimit string
+	for _, e := range list(c, "env") {
+		if str(e, "name") == "GOMEMLIMIT" {
+			memLimit = str(e, "value")
+		}
+	}
+	if memLimit != "1843MiB" {
+		t.Errorf("GOMEMLIMIT %s, want 1843MiB (90%% of 2Gi)", memLimit)
 	}
 	if grace := dig(pod, "terminationGracePeriodSeconds"); grace != 75 {
 		t.Errorf("terminationGracePeriodSeconds %v, want 75 (shutdownTimeout 1m + 15 s)", grace)
@@ -726,5 +732,58 @@ func TestPlainManifestsAreRendered(t *testing.T) {
 	others, _ := filepath.Glob("kubernetes/*")
 	if len(others) != 1 {
 		t.Errorf("deployments/kubernetes holds %v: only the rendered file belongs there", others)
+	}
+}
+
+// The image sets CIMSTREAM_ADMIN_ADDRESS and CIMSTREAM_LOG_FORMAT for plain `docker run`, and environment
+// variables beat the config file: the chart must repeat its own values in the container's environment, or
+// a port other than 8080 leaves probes and scrapes knocking on a port nobody listens on. Service links are
+// off, so Kubernetes does not inject CIMSTREAM_SERVICE_HOST and the like (unknown variables are errors).
+func TestChartPortAndEnvironmentAgree(t *testing.T) {
+	r := render(t, "--set", "service.port=9090", "--set", "config.log.format=console")
+	dep := r.one(t, "Deployment")
+	pod := dig(dep, "spec", "template", "spec")
+	if dig(pod, "enableServiceLinks") != false {
+		t.Error("the Deployment's pods must not get service-link variables (enableServiceLinks: false)")
+	}
+	for _, job := range r.kind("Job") {
+		if dig(job, "spec", "template", "spec", "enableServiceLinks") != false {
+			t.Error("the topics Job's pod must not get service-link variables")
+		}
+	}
+	container := list(pod, "containers")[0]
+	env := map[string]string{}
+	for _, e := range list(container, "env") {
+		env[str(e, "name")] = str(e, "value")
+	}
+	if env["CIMSTREAM_ADMIN_ADDRESS"] != "0.0.0.0:9090" || env["CIMSTREAM_LOG_FORMAT"] != "console" {
+		t.Fatalf("container environment %v must carry the chart's admin address and log format", env)
+	}
+	if port := dig(list(container, "ports")[0], "containerPort"); fmt.Sprint(port) != "9090" {
+		t.Errorf("containerPort %v, want 9090", port)
+	}
+	// What the process ends up with: the image's variables, overridden by the container's.
+	effective := []string{"CIMSTREAM_ADMIN_ADDRESS=0.0.0.0:8080", "CIMSTREAM_LOG_FORMAT=json"}
+	for k, v := range env {
+		if strings.HasPrefix(k, "CIMSTREAM_") {
+			effective = append(effective, k+"="+v)
+		}
+	}
+	var cm object
+	for _, o := range r.kind("ConfigMap") {
+		if str(o, "metadata", "annotations", "helm.sh/hook") == "" {
+			cm = o
+		}
+	}
+	file := filepath.Join(t.TempDir(), "cimstream.yaml")
+	if err := os.WriteFile(file, []byte(str(cm, "data", "cimstream.yaml")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file, effective, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Address != "0.0.0.0:9090" || cfg.Log.Format != "console" {
+		t.Errorf("the process would listen on %s with %s logs", cfg.Admin.Address, cfg.Log.Format)
 	}
 }

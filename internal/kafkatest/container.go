@@ -9,7 +9,7 @@ import (
 )
 
 // Image is the official Apache Kafka image used when tests start their own broker with Docker.
-const Image = "apache/kafka:4.1.0"
+const Image = "apache/kafka:4.3.1"
 
 // advertisedFile carries the advertised listener into the container: the host port is known only
 // after the container starts, so the entrypoint waits for this file before starting Kafka.

@@ -43,10 +43,13 @@ type dlqFilters struct {
 	pipelines    []string
 	ids          []string
 	since, until string
+
+	changed func(name string) bool // whether a flag was given, to tell an empty value from none
 }
 
 func (f *dlqFilters) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	f.changed = fl.Changed
 	fl.StringVar(&f.topic, "topic", "", "dead-letter topic (default: topics.deadLetter of the configuration)")
 	fl.StringSliceVar(&f.codes, "code", nil, "only dead letters with one of these error codes (repeatable or comma-separated), e.g. required,malformed")
 	fl.StringSliceVar(&f.sourceTopics, "source-topic", nil, "only dead letters of records from these topics (repeatable or comma-separated)")
@@ -59,6 +62,19 @@ func (f *dlqFilters) register(cmd *cobra.Command) {
 // filter checks the flags and builds the selection; now resolves ages.
 func (f *dlqFilters) filter(now time.Time) (dlq.Filter, error) {
 	out := dlq.Filter{Codes: f.codes, SourceTopics: f.sourceTopics, IDs: f.ids}
+	// A list flag given an empty value (--code= or --id "") parses to an empty list, which would select
+	// every dead letter: refuse it rather than widen the selection.
+	if f.changed != nil {
+		for _, flag := range []struct {
+			name  string
+			empty bool
+		}{{"code", len(f.codes) == 0}, {"source-topic", len(f.sourceTopics) == 0}, {"pipeline", len(f.pipelines) == 0},
+			{"id", len(f.ids) == 0}, {"since", strings.TrimSpace(f.since) == ""}, {"until", strings.TrimSpace(f.until) == ""}} {
+			if flag.empty && f.changed(flag.name) {
+				return out, dlqUsagef("--%s: empty value (leave the flag out to select every dead letter)", flag.name)
+			}
+		}
+	}
 	for _, flag := range []struct {
 		name   string
 		values []string

@@ -535,3 +535,38 @@ func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testi
 		t.Errorf("the next run: %+v %v", acct, err)
 	}
 }
+
+// An interrupted run's batch whose --to topic was deleted since: recovery finds nothing there (what
+// the batch wrote went with the topic), its dead letters become replayable again, and later runs go on.
+func TestReplayRecoversABatchWhoseTargetWasDeleted(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, "scratch": 1})
+	b.add(dead(source(web, 100, "k", valid("k", "a"), t0), "inbound", "delivery_failed"),
+		dead(source(web, 101, "k", valid("k", "b"), t0), "inbound", "delivery_failed"))
+	b.fail = func(o stream.Output) error {
+		if kind, _ := header(o.Headers, HeaderMarker); kind == "done" {
+			return errors.New("crash")
+		}
+		return nil
+	}
+	r := testReplay(Filter{IDs: []string{"a"}})
+	r.To = "scratch"
+	if _, err := r.Run(context.Background(), b); !errors.Is(err, ErrPartial) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	b.fail = nil
+	delete(b.topics, "scratch")
+	later := testReplay(Filter{IDs: []string{"b"}})
+	later.Now = func() time.Time { return t0.Add(time.Hour) }
+	acct, err := later.Run(context.Background(), b)
+	if err != nil || acct.Replayed != 1 || acct.Recovered != 0 || !acct.Exact() {
+		t.Fatalf("a later run: %s recovered %d %v, want b replayed", acct, acct.Recovered, err)
+	}
+	// a was replayed only into the deleted topic: it is replayable again.
+	acct, err = testReplay(Filter{IDs: []string{"a"}}).Run(context.Background(), b)
+	if err != nil || acct.Replayed != 1 || !acct.Exact() {
+		t.Errorf("a again: %s %v, want it replayed", acct, err)
+	}
+	if got := replaysOf(b, web); len(got) != 2 {
+		t.Errorf("replays to %s: %v", web, got)
+	}
+}

@@ -124,3 +124,13 @@ func (b *memBroker) add(outs ...stream.Output) {
 		}
 	}
 }
+
+// replaysOf counts a target topic's records by the dead letter they replay (cimstream.replay.of).
+func replaysOf(b *memBroker, topic string) map[string]int {
+	seen := map[string]int{}
+	for _, r := range b.all(topic) {
+		of, _ := header(r.Headers, HeaderReplayOf)
+		seen[of]++
+	}
+	return seen
+}

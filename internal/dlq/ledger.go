@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -21,7 +22,8 @@ import (
 // run closes it before replaying anything: it reads each target partition from the recorded end
 // offset, finds the records whose HeaderReplayOf names a dead letter of the intent (those were
 // written), and writes a done marker for exactly those. The others were not written and are replayed
-// normally. So a dead letter is neither lost nor replayed twice, provided one replay runs at a time.
+// normally (a deleted target topic has none). So a dead letter is neither lost nor replayed twice,
+// provided one replay runs at a time.
 //
 // Two guards keep runs apart. An open intent younger than Replay.ActiveWindow may belong to a run still
 // writing its batch, so a run that finds one refuses to start (ErrBusy) rather than recover it. And
@@ -94,6 +96,11 @@ func recoverIntent(ctx context.Context, b Broker, topic string, partition int, i
 	found := map[int64]bool{}
 	for target, ends := range in.Targets {
 		ranges, err := b.Ranges(ctx, target)
+		if errors.Is(err, ErrNoTopic) {
+			// The target was deleted since: whatever the batch wrote there went with it, so none of its
+			// dead letters counts as replayed there, and they are replayable again.
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("recover interrupted replay %s: %w", in.ID, err)
 		}

@@ -265,7 +265,8 @@ dead letters whose bytes were fine (delivery_failed, refused, no_route once rout
 limit is raised); for validation codes (malformed, required, ...) the connector must send again. A record already
 replayed --max-replays times is refused (loop guard). Truncated dead letters (the value was cut to
 deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unreplayable, as are those
-whose target topic does not exist.
+whose target topic does not exist and those the target refuses for good (too large, timestamp, policy;
+a later run tries them again).
 
 Each dead letter is replayed once: the replay writes markers to the dead-letter topic that later runs
 read, whatever their filters, and an interrupted run is completed by the next one without duplicates.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -568,5 +569,49 @@ func TestReplayRecoversABatchWhoseTargetWasDeleted(t *testing.T) {
 	}
 	if got := replaysOf(b, web); len(got) != 2 {
 		t.Errorf("replays to %s: %v", web, got)
+	}
+}
+
+// A record the target refuses for good (stage.Final: too large for the topic, a timestamp outside its
+// window, a policy) is unreplayable with the reason; the rest of its batch and the later batches are
+// replayed, and later runs are not stopped by it.
+func TestReplayRecordRefusedByTheTargetIsUnreplayableAndTheRestReplayed(t *testing.T) {
+	for _, batch := range []int{1, 100} {
+		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
+			b := newMem(map[string]int{dlqTopic: 1, web: 1})
+			for i := range 4 {
+				b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+			}
+			h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+				if o.Topic == web && string(o.Value) == valid("k", "m1") {
+					return fmt.Errorf("produce: INVALID_TIMESTAMP: %w", stage.ErrRefused)
+				}
+				return nil
+			}}
+			for run := range 3 {
+				var reason string
+				r := testReplay(Filter{})
+				r.BatchSize = batch
+				r.Now = func() time.Time { return t0.Add(time.Duration(run) * time.Hour) }
+				r.OnDecision = func(d Decision) {
+					if d.Outcome == Unreplayable {
+						reason = d.Reason
+					}
+				}
+				acct, err := r.Run(context.Background(), h)
+				if err != nil {
+					t.Fatalf("run %d: %v", run, err)
+				}
+				if acct.Read != 4 || acct.Unreplayable != 1 || acct.Replayed+acct.AlreadyReplayed != 3 || !acct.Exact() {
+					t.Errorf("run %d: %s, want 1 unreplayable and the other 3 replayed", run, acct)
+				}
+				if !strings.Contains(reason, "refused") || !strings.Contains(reason, "INVALID_TIMESTAMP") {
+					t.Errorf("run %d: reason %q", run, reason)
+				}
+			}
+			if got := replaysOf(b, web); len(got) != 3 || got[Ref(dlqTopic, 0, 1)] != 0 {
+				t.Errorf("replays %v, want the 3 the target takes, once each", got)
+			}
+		})
 	}
 }

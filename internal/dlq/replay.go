@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -316,7 +317,8 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
 func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
-	if err := r.write(ctx, b, p, batch, targets); err != nil {
+	refused, err := r.write(ctx, b, p, batch, targets)
+	if err != nil {
 		acct.Read += len(batch)
 		acct.Unfinished += len(batch)
 		return err
@@ -325,43 +327,61 @@ func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, t
 	if !r.DryRun {
 		outcome = Replayed
 	}
-	for _, p := range batch {
-		acct.count(outcome)
+	for i, p := range batch {
+		d := Decision{Outcome: outcome, Letter: p.letter, Target: p.target}
+		if err := refused[i]; err != nil {
+			d.Outcome, d.Reason = Unreplayable, "the target refused it: "+err.Error()
+		}
+		acct.count(d.Outcome)
 		if r.OnDecision != nil {
-			r.OnDecision(Decision{Outcome: outcome, Letter: p.letter, Target: p.target})
+			r.OnDecision(d)
 		}
 	}
 	return nil
 }
 
 // write writes one batch between its markers; p is the dead-letter partition as the run found it.
-func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) error {
+// refused holds, by index in batch, the records the target refused for good (stage.Final): they were
+// not written, are left out of the done marker, and the rest of the batch is replayed.
+func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) (refused map[int]error, err error) {
+	if r.DryRun {
+		return nil, nil
+	}
 	partition := p.Partition
-	if !r.DryRun {
-		in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
-		for _, p := range batch {
-			in.Offsets = append(in.Offsets, p.letter.Record.Offset)
-			in.Targets[p.target] = targets[p.target]
-		}
-		r.own[in.ID] = true
-		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
-			return fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
-		}
-		if err := r.alone(ctx, b, p); err != nil {
-			return err
-		}
-		outs := make([]stream.Output, len(batch))
-		for i, p := range batch {
-			outs[i] = p.out
-		}
-		if err := firstError(b.Write(ctx, outs)); err != nil {
-			return fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
-		}
-		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", doneMarker{Intent: in.ID, Offsets: in.Offsets}, r.Now())})); err != nil {
-			return fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
+	in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
+	for _, p := range batch {
+		in.Offsets = append(in.Offsets, p.letter.Record.Offset)
+		in.Targets[p.target] = targets[p.target]
+	}
+	r.own[in.ID] = true
+	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
+		return nil, fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
+	}
+	if err := r.alone(ctx, b, p); err != nil {
+		return nil, err
+	}
+	outs := make([]stream.Output, len(batch))
+	for i, p := range batch {
+		outs[i] = p.out
+	}
+	done := doneMarker{Intent: in.ID}
+	for i, err := range b.Write(ctx, outs) {
+		switch {
+		case err == nil:
+			done.Offsets = append(done.Offsets, in.Offsets[i])
+		case stage.Final(err):
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = err
+		default:
+			return nil, fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
 		}
 	}
-	return nil
+	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", done, r.Now())})); err != nil {
+		return nil, fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
+	}
+	return refused, nil
 }
 
 func firstError(errs []error) error {

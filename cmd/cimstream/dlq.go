@@ -268,8 +268,9 @@ deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unr
 whose target topic does not exist and those the target refuses for good (too large, timestamp, policy;
 a later run tries them again).
 
-Each dead letter is replayed once: the replay writes markers to the dead-letter topic that later runs
-read, whatever their filters, and an interrupted run is completed by the next one without duplicates.
+Each original record is replayed once, also when the pipeline dead-lettered it twice: the replay writes
+markers to the dead-letter topic that later runs read, whatever their filters, and an interrupted run is
+completed by the next one without duplicates.
 A run refuses to start, or stops before producing, when another replay may be writing (exit 1; the
 message says when to run again). The run reads up to the topic's end at its start.
 

@@ -294,7 +294,9 @@ func TestReplayToAnotherTopic(t *testing.T) {
 
 func TestReplayLoopGuardStopsARecordThatKeepsFailing(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
+	// The original at an offset the replays do not reach in the in-memory topic: each dead letter is of a
+	// different record (the original, then each replay), as in Kafka.
+	b.add(dead(source(web, 100, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
 	r := testReplay(Filter{})
 	r.MaxReplays = 2
 	for round := 1; round <= 3; round++ {
@@ -613,5 +615,79 @@ func TestReplayRecordRefusedByTheTargetIsUnreplayableAndTheRestReplayed(t *testi
 				t.Errorf("replays %v, want the 3 the target takes, once each", got)
 			}
 		})
+	}
+}
+
+// The pipelines are at-least-once: after a crash the same original record can be dead-lettered twice,
+// byte-identical, even into another partition of the dead-letter topic. The copies are one original:
+// replayed once, in the run that meets both and in later runs, with an exact account.
+func TestReplayCopiesOfOneDeadLetterReplayOnce(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 2, web: 1})
+	rec := source(web, 7, "k", valid("k", "dup"), t0)
+	other := dead(rec, "inbound", "delivery_failed")
+	other.Partition = 1
+	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"), other,
+		dead(source(web, 8, "k", valid("k", "single"), t0), "inbound", "delivery_failed"))
+	var reasons []string
+	r := testReplay(Filter{})
+	r.OnDecision = func(d Decision) {
+		if d.Outcome == AlreadyReplayed {
+			reasons = append(reasons, d.Reason)
+		}
+	}
+	acct, err := r.Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Read != 4 || acct.Replayed != 2 || acct.AlreadyReplayed != 2 || !acct.Exact() {
+		t.Errorf("first run: %s, want 2 replayed (dup once, single) and 2 copies already replayed", acct)
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], "copy") {
+		t.Errorf("reasons for the copies: %q", reasons)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Fatalf("%d records replayed to %s, want 2: the copies are one original", n, web)
+	}
+	// A later run, and a copy written after the first run: nothing is replayed again.
+	b.add(dead(rec, "inbound", "delivery_failed"))
+	acct, err = testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Read != 5 || acct.AlreadyReplayed != 5 || acct.Replayed != 0 || !acct.Exact() {
+		t.Errorf("second run: %s, want all 5 already replayed", acct)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Errorf("%d records in %s after the second run, want 2", n, web)
+	}
+	s, err := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), b)
+	if err != nil || s.Letters != 5 || s.Replayed != 5 {
+		t.Errorf("inspect: %+v %v, want the 5 dead letters counted replayed", s, err)
+	}
+}
+
+// The same record of another pipeline, or another offset, is another original.
+func TestLetterOriginNamesTheOriginalRecord(t *testing.T) {
+	l := Letter{Pipeline: "inbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 7, Record: stream.Record{Partition: 1, Offset: 40}}
+	same := l
+	same.Record.Offset = 41
+	if l.Origin(dlqTopic) != same.Origin(dlqTopic) {
+		t.Errorf("two copies: %q and %q", l.Origin(dlqTopic), same.Origin(dlqTopic))
+	}
+	for _, o := range []Letter{
+		{Pipeline: "outbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 7},
+		{Pipeline: "inbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 8},
+		{Pipeline: "inbound", SourceTopic: sms, SourcePartition: 2, SourceOffset: 7},
+	} {
+		if o.Origin(dlqTopic) == l.Origin(dlqTopic) {
+			t.Errorf("%+v has the origin of %+v", o, l)
+		}
+	}
+	// Without source headers a dead letter is its own original.
+	a := Letter{SourcePartition: -1, SourceOffset: -1, Record: stream.Record{Partition: 1, Offset: 40}}
+	b := a
+	b.Record.Offset = 41
+	if a.Origin(dlqTopic) == b.Origin(dlqTopic) {
+		t.Errorf("dead letters without a source share the origin %q", a.Origin(dlqTopic))
 	}
 }

@@ -125,16 +125,6 @@ func (b *memBroker) add(outs ...stream.Output) {
 	}
 }
 
-// replaysOf counts a target topic's records by the dead letter they replay (cimstream.replay.of).
-func replaysOf(b *memBroker, topic string) map[string]int {
-	seen := map[string]int{}
-	for _, r := range b.all(topic) {
-		of, _ := header(r.Headers, HeaderReplayOf)
-		seen[of]++
-	}
-	return seen
-}
-
 // hookBroker lets a test act in the middle of a Write and have the target refuse records for good.
 type hookBroker struct {
 	*memBroker
@@ -169,4 +159,14 @@ func (h *hookBroker) Read(ctx context.Context, topic string, partition int, from
 		h.read[topic]++
 		return fn(r)
 	})
+}
+
+// replaysOf counts a target topic's records by the dead letter they replay (cimstream.replay.of).
+func replaysOf(b *memBroker, topic string) map[string]int {
+	seen := map[string]int{}
+	for _, r := range b.all(topic) {
+		of, _ := header(r.Headers, HeaderReplayOf)
+		seen[of]++
+	}
+	return seen
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -54,7 +55,7 @@ type Replay struct {
 	// ErrBusy; an older one is recovered (0: DefaultActiveWindow).
 	ActiveWindow time.Duration
 
-	own map[string]bool // the intents this run wrote
+	st *runState
 }
 
 // DefaultActiveWindow is Replay.ActiveWindow's default: three produce timeouts of the default
@@ -123,6 +124,14 @@ type pending struct {
 	out    stream.Output
 }
 
+// runState is what one run keeps while it writes.
+type runState struct {
+	own map[string]bool // the intents this run wrote
+	// batched holds the originals put in a batch by this run, so that a second copy of a dead letter in
+	// the same run is not replayed again.
+	batched map[string]bool
+}
+
 // Run replays. It reads every partition of the dead-letter topic up to the end it has when the run
 // starts (dead letters of records that fail again land after it and wait for a later run).
 func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
@@ -145,7 +154,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if r.ActiveWindow <= 0 {
 		r.ActiveWindow = DefaultActiveWindow
 	}
-	r.own = map[string]bool{}
+	r.st = &runState{own: map[string]bool{}, batched: map[string]bool{}}
 	ranges, err := deadLetterRanges(ctx, b, r.Topic)
 	if err != nil {
 		return acct, err
@@ -178,34 +187,41 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			r.OnProgress(Progress{Records: done, Total: total, Account: acct})
 		}
 	}
-	for _, p := range ranges {
-		if p.End <= p.First {
-			continue
+	// The books of every partition first: a copy of a dead letter may be in another partition than the
+	// one replayed.
+	books, err := readLedger(ctx, b, r.Topic, ranges)
+	if err != nil {
+		return acct, err
+	}
+	for _, in := range books.open {
+		if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
+			return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
+				ErrBusy, r.Topic, in.partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
 		}
-		books, err := readLedger(ctx, b, r.Topic, p)
+	}
+	for _, in := range books.open {
+		found, err := recoverIntent(ctx, b, r.Topic, in.partition, in.intentMarker)
 		if err != nil {
 			return acct, err
 		}
-		for _, in := range books.open {
-			if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
-				return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
-					ErrBusy, r.Topic, p.Partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
+		d := doneMarker{Intent: in.ID, Offsets: found, Recovered: true}
+		for _, o := range found {
+			origin := books.origin(r.Topic, in.partition, o, in.intentOrigins(o), 0)
+			books.replayed[origin] = true
+			d.Origins = append(d.Origins, origin)
+		}
+		acct.Recovered += len(found)
+		if !r.DryRun {
+			r.st.own[in.ID] = true // its done marker is this run's
+			m := markerOutput(r.Topic, in.partition, "done", d, r.Now())
+			if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
+				return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, in.partition, err)
 			}
-			found, err := recoverIntent(ctx, b, r.Topic, p.Partition, in.intentMarker)
-			if err != nil {
-				return acct, err
-			}
-			for _, o := range found {
-				books.replayed[o] = true
-			}
-			acct.Recovered += len(found)
-			if !r.DryRun {
-				r.own[in.ID] = true // its done marker is this run's
-				m := markerOutput(r.Topic, p.Partition, "done", doneMarker{Intent: in.ID, Offsets: found, Recovered: true}, r.Now())
-				if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
-					return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, p.Partition, err)
-				}
-			}
+		}
+	}
+	for _, p := range ranges {
+		if p.End <= p.First {
+			continue
 		}
 		var batch []pending
 		bytes := 0
@@ -231,6 +247,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 				}
 				return nil
 			}
+			r.st.batched[l.Origin(r.Topic)] = true
 			out := replayed(l, d.Target, r.Topic)
 			batch = append(batch, pending{letter: l, target: d.Target, out: out})
 			bytes += out.Size()
@@ -249,6 +266,15 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		}
 	}
 	return acct, nil
+}
+
+// intentOrigins is the recorded original of the intent's dead letter at offset, as a one-element list
+// (none when the intent predates Origins).
+func (in openIntent) intentOrigins(offset int64) []string {
+	if i := slices.Index(in.Offsets, offset); i >= 0 && i < len(in.Origins) {
+		return in.Origins[i : i+1]
+	}
+	return nil
 }
 
 // count adds a dead letter whose outcome is decided. A dead letter read when an error stopped the run
@@ -280,8 +306,10 @@ func (r Replay) decide(l Letter, books ledger) Decision {
 	switch {
 	case !r.Filter.Match(l):
 		d.Outcome = Filtered
-	case books.replayed[l.Record.Offset]:
+	case books.replayed[l.Origin(r.Topic)]:
 		d.Outcome = AlreadyReplayed
+	case r.st != nil && r.st.batched[l.Origin(r.Topic)]:
+		d.Outcome, d.Reason = AlreadyReplayed, "a copy of a dead letter this run replays (the same original record)"
 	case l.Truncated != "":
 		d.Outcome, d.Reason = Unreplayable, "the dead letter holds a truncated copy ("+l.Truncated+" cut; original "+strconv.Itoa(l.OriginalSize)+" bytes)"
 	case d.Target == "":
@@ -351,9 +379,10 @@ func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, t
 	in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
 	for _, p := range batch {
 		in.Offsets = append(in.Offsets, p.letter.Record.Offset)
+		in.Origins = append(in.Origins, p.letter.Origin(r.Topic))
 		in.Targets[p.target] = targets[p.target]
 	}
-	r.own[in.ID] = true
+	r.st.own[in.ID] = true
 	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
 		return nil, fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
 	}
@@ -369,6 +398,7 @@ func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, t
 		switch {
 		case err == nil:
 			done.Offsets = append(done.Offsets, in.Offsets[i])
+			done.Origins = append(done.Origins, in.Origins[i])
 		case stage.Final(err):
 			if refused == nil {
 				refused = map[int]error{}
@@ -413,7 +443,7 @@ func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
 				Intent string `json:"intent"`
 			}
 			_ = json.Unmarshal(rec.Value, &m)
-			if (string(kind) == "intent" && !r.own[m.ID]) || (string(kind) == "done" && !r.own[m.Intent]) {
+			if (string(kind) == "intent" && !r.st.own[m.ID]) || (string(kind) == "done" && !r.st.own[m.Intent]) {
 				return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; nothing of this batch was written, run again later",
 					ErrPartial, ErrBusy, kind, r.Topic, p.Partition, rec.Offset)
 			}

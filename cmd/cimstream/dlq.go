@@ -270,9 +270,10 @@ a later run tries them again).
 
 Each original record is replayed once, also when the pipeline dead-lettered it twice: the replay writes
 markers to the dead-letter topic that later runs read, whatever their filters, and an interrupted run is
-completed by the next one without duplicates.
-A run refuses to start, or stops before producing, when another replay may be writing (exit 1; the
-message says when to run again). The run reads up to the topic's end at its start.
+completed by the next one without duplicates. Run one replay at a time: a run refuses to start, or stops
+before producing, when another replay may be writing (exit 1; the message says when to run again), and
+a run stalled past that window and taken over by another stops saying records may have been replayed
+twice. The run reads up to the topic's end at its start.
 
 Output: with --dry-run or --list, one JSON line per selected dead letter (outcome, target, reason or
 violations, the dead letter) on standard output. Then the account: read = replayed + still invalid +
@@ -318,8 +319,9 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			enc := json.NewEncoder(out)
 			r := dlq.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
 				DryRun: dryRun, Validate: dlq.Validator(cfg),
-				// A live run finishes a batch within three produce timeouts (intent, records, done).
-				ActiveWindow: 3*cfg.Kafka.Producer.WriteTimeout + 30*time.Second}
+				// A live run finishes a batch within three produce timeouts (intent, records, done); the
+				// default window adds minutes for clock skew and a stalled process.
+				ActiveWindow: dlq.DefaultActiveWindow + 3*cfg.Kafka.Producer.WriteTimeout}
 			if dryRun || list {
 				r.OnDecision = func(d dlq.Decision) { _ = enc.Encode(d.JSON()) }
 			}

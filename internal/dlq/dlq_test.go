@@ -2,8 +2,10 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -395,7 +397,7 @@ func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 	}
 	b.fail = nil
 	later := testReplay(Filter{})
-	later.Now = func() time.Time { return t0.Add(2 * time.Minute) }
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow + time.Minute) }
 	acct, err := later.Run(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -689,5 +691,110 @@ func TestLetterOriginNamesTheOriginalRecord(t *testing.T) {
 	b.Record.Offset = 41
 	if a.Origin(dlqTopic) == b.Origin(dlqTopic) {
 		t.Errorf("dead letters without a source share the origin %q", a.Origin(dlqTopic))
+	}
+}
+
+// stalledRun replays four dead letters in batches of two while, in the middle of writing the first
+// batch's records, another run starts at the given time later.
+func stalledRun(t *testing.T, later time.Duration) (b *memBroker, first Account, firstErr error, second Account, secondErr error) {
+	t.Helper()
+	b = newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i := range 4 {
+		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+	}
+	h := &hookBroker{memBroker: b}
+	started := false
+	h.before = func(i int, o stream.Output) {
+		if o.Topic == web && i == 1 && !started {
+			started = true
+			other := testReplay(Filter{})
+			other.Now = func() time.Time { return t0.Add(later) }
+			second, secondErr = other.Run(context.Background(), b)
+		}
+	}
+	r := testReplay(Filter{})
+	r.BatchSize = 2
+	first, firstErr = r.Run(context.Background(), h)
+	if !started {
+		t.Fatal("the second run did not start")
+	}
+	return
+}
+
+// A run stalled mid-batch for minutes is not taken over: the default window covers it, the other run
+// refuses to start, and nothing is replayed twice.
+func TestReplayStalledForMinutesIsNotTakenOver(t *testing.T) {
+	b, first, err, _, otherErr := stalledRun(t, 5*time.Minute)
+	if !errors.Is(otherErr, ErrBusy) {
+		t.Errorf("a run 5 minutes into another's batch: %v, want ErrBusy", otherErr)
+	}
+	if err != nil || first.Replayed != 4 || !first.Exact() {
+		t.Errorf("the stalled run: %s %v, want 4 replayed", first, err)
+	}
+	for of, n := range replaysOf(b, web) {
+		if n != 1 {
+			t.Errorf("%s replayed %d times", of, n)
+		}
+	}
+}
+
+// A run stalled longer than the window is taken over: the other run recovers its batch and replays the
+// rest. Records the stalled run was writing at that moment cannot be kept from being written twice
+// (no fencing without transactions), but the stalled run finds the takeover before its done marker,
+// stops with ErrTakenOver (exit 1) saying records may be duplicated, and writes no later batch.
+func TestReplayStalledPastTheWindowStopsAndSaysSo(t *testing.T) {
+	b, first, err, second, otherErr := stalledRun(t, time.Hour)
+	if otherErr != nil || second.Recovered != 1 || second.Replayed != 3 || !second.Exact() {
+		t.Errorf("the recovering run: %s recovered %d %v, want the written record recovered and 3 replayed", second, second.Recovered, otherErr)
+	}
+	if !errors.Is(err, ErrTakenOver) || !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("the stalled run: %v, want ErrTakenOver saying records may be replayed twice", err)
+	}
+	if first.Read != 2 || first.Unfinished != 2 || !first.Exact() {
+		t.Errorf("the stalled run's account: %s, want its batch of 2 unfinished", first)
+	}
+	// Only the record the stalled run was writing is duplicated; its second batch was not written.
+	dups := 0
+	for of, n := range replaysOf(b, web) {
+		if n > 1 {
+			dups += n - 1
+			if of != Ref(dlqTopic, 0, 1) {
+				t.Errorf("%s replayed %d times: only the in-flight record may be", of, n)
+			}
+		}
+	}
+	if len(replaysOf(b, web)) != 4 || dups > 1 {
+		t.Errorf("replays %v: want the 4 dead letters, at most the in-flight one twice", replaysOf(b, web))
+	}
+	// Its batch (dead letters 0 and 1) is closed by the recovering run's done marker only.
+	for _, r := range b.all(dlqTopic) {
+		if kind, _ := header(r.Headers, HeaderMarker); kind == "done" {
+			var m doneMarker
+			_ = json.Unmarshal(r.Value, &m)
+			if !m.Recovered && slices.Contains(m.Offsets, 0) {
+				t.Errorf("the stalled run wrote the done marker of its taken-over batch: %s", r.Value)
+			}
+		}
+	}
+}
+
+// Checking for another run before each batch reads only the markers written since the last check, not
+// every marker since the run started (which is quadratic in the batches).
+func TestReplayReadsEachMarkerOnceWhileCheckingForOtherRuns(t *testing.T) {
+	const n = 50
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i := range n {
+		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+	}
+	h := &hookBroker{memBroker: b}
+	r := testReplay(Filter{})
+	r.BatchSize = 1
+	acct, err := r.Run(context.Background(), h)
+	if err != nil || acct.Replayed != n {
+		t.Fatalf("%s %v", acct, err)
+	}
+	// The ledger and the replay read the n dead letters once each; the checks read the 2n markers.
+	if got, limit := h.read[dlqTopic], 2*n+2*n; got > limit {
+		t.Errorf("%d dead-letter topic records read for %d dead letters in %d batches, want at most %d", got, n, n, limit)
 	}
 }

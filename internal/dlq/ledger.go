@@ -30,10 +30,14 @@ import (
 // writing its batch, so a run that finds one refuses to start (ErrBusy) rather than recover it. And
 // after writing its own intent, before producing, a run reads what reached the partition since it
 // started: a marker of another run means two replays overlap, and it stops (ErrBusy) before producing.
-// Of two runs that start together, at least the later writer sees the other's intent.
+// Of two runs that start together, at least the later writer sees the other's intent. Every marker names
+// the run that wrote it, so a run also sees another that recovered its own batch: a run stalled longer
+// than the window, whose batch another run took for crashed, finds that before its done marker and
+// stops with ErrTakenOver (the records it was writing then may be in the target twice).
 
 type intentMarker struct {
-	ID string `json:"id"`
+	ID  string `json:"id"`
+	Run string `json:"run,omitempty"` // the run that wrote it
 	// Offsets are the dead letters of the batch; Origins their originals (Letter.Origin), in the same order.
 	Offsets []int64                  `json:"offsets"`
 	Origins []string                 `json:"origins,omitempty"`
@@ -42,6 +46,7 @@ type intentMarker struct {
 
 type doneMarker struct {
 	Intent    string   `json:"intent"`
+	Run       string   `json:"run,omitempty"` // the run that wrote it: for a recovered batch, the recovering one
 	Offsets   []int64  `json:"offsets"`
 	Origins   []string `json:"origins,omitempty"`
 	Recovered bool     `json:"recovered,omitempty"`

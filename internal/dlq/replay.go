@@ -58,9 +58,12 @@ type Replay struct {
 	st *runState
 }
 
-// DefaultActiveWindow is Replay.ActiveWindow's default: three produce timeouts of the default
-// configuration and a margin.
-const DefaultActiveWindow = time.Minute
+// DefaultActiveWindow is Replay.ActiveWindow's default. The age of an intent is its record timestamp
+// (the writing run's clock, or the broker's) against the reading run's clock, so the window covers
+// clock skew between machines and a run stalled for minutes (a paused process, a broker slow to answer
+// several produce requests of one batch), not just the few seconds a batch normally takes. A run
+// stalled longer than this can be taken over; it then stops with ErrTakenOver.
+const DefaultActiveWindow = 10 * time.Minute
 
 // ErrBusy is returned (wrapped) when another replay of the same dead-letter topic may be running.
 var ErrBusy = errors.New("another replay of this dead-letter topic may be running")
@@ -124,9 +127,16 @@ type pending struct {
 	out    stream.Output
 }
 
+// ErrTakenOver is returned (wrapped) when another run recovered this run's unfinished batch (this run
+// was stalled longer than ActiveWindow): records of the batch may then have been written twice.
+var ErrTakenOver = errors.New("another replay took over this run's batch")
+
 // runState is what one run keeps while it writes.
 type runState struct {
-	own map[string]bool // the intents this run wrote
+	id string // in every marker the run writes
+	// checked is, per dead-letter partition, how far alone has read the markers written since the run
+	// started.
+	checked map[int]int64
 	// batched holds the originals put in a batch by this run, so that a second copy of a dead letter in
 	// the same run is not replayed again.
 	batched map[string]bool
@@ -154,10 +164,13 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if r.ActiveWindow <= 0 {
 		r.ActiveWindow = DefaultActiveWindow
 	}
-	r.st = &runState{own: map[string]bool{}, batched: map[string]bool{}}
+	r.st = &runState{id: uuid.NewString(), checked: map[int]int64{}, batched: map[string]bool{}}
 	ranges, err := deadLetterRanges(ctx, b, r.Topic)
 	if err != nil {
 		return acct, err
+	}
+	for _, p := range ranges {
+		r.st.checked[p.Partition] = p.End
 	}
 	// The end offsets of each target topic, taken when the run first meets it. Every intent of the run
 	// records these: ends only grow, so a recovery reading from them finds whatever a batch wrote.
@@ -204,7 +217,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		if err != nil {
 			return acct, err
 		}
-		d := doneMarker{Intent: in.ID, Offsets: found, Recovered: true}
+		d := doneMarker{Intent: in.ID, Run: r.st.id, Offsets: found, Recovered: true}
 		for _, o := range found {
 			origin := books.origin(r.Topic, in.partition, o, in.intentOrigins(o), 0)
 			books.replayed[origin] = true
@@ -212,7 +225,6 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		}
 		acct.Recovered += len(found)
 		if !r.DryRun {
-			r.st.own[in.ID] = true // its done marker is this run's
 			m := markerOutput(r.Topic, in.partition, "done", d, r.Now())
 			if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
 				return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, in.partition, err)
@@ -376,24 +388,23 @@ func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, t
 		return nil, nil
 	}
 	partition := p.Partition
-	in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
+	in := intentMarker{ID: uuid.NewString(), Run: r.st.id, Targets: map[string]map[int]int64{}}
 	for _, p := range batch {
 		in.Offsets = append(in.Offsets, p.letter.Record.Offset)
 		in.Origins = append(in.Origins, p.letter.Origin(r.Topic))
 		in.Targets[p.target] = targets[p.target]
 	}
-	r.st.own[in.ID] = true
 	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
 		return nil, fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
 	}
-	if err := r.alone(ctx, b, p); err != nil {
+	if err := r.alone(ctx, b, partition, in.ID, false); err != nil {
 		return nil, err
 	}
 	outs := make([]stream.Output, len(batch))
 	for i, p := range batch {
 		outs[i] = p.out
 	}
-	done := doneMarker{Intent: in.ID}
+	done := doneMarker{Intent: in.ID, Run: r.st.id}
 	for i, err := range b.Write(ctx, outs) {
 		switch {
 		case err == nil:
@@ -407,6 +418,10 @@ func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, t
 		default:
 			return nil, fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
 		}
+	}
+	// Had another run taken the batch over meanwhile, this done marker would hide that.
+	if err := r.alone(ctx, b, partition, in.ID, true); err != nil {
+		return nil, err
 	}
 	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", done, r.Now())})); err != nil {
 		return nil, fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
@@ -423,32 +438,49 @@ func firstError(errs []error) error {
 	return nil
 }
 
-// alone checks that no other replay wrote a marker to the partition since this run started.
-func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
+// alone checks that no other run wrote a marker to the partition since this run last looked (at first,
+// since it started). intent is the batch being written; written says whether its records were.
+// Only the markers not yet checked are read, so a run reads each marker once.
+func (r Replay) alone(ctx context.Context, b Broker, partition int, intent string, written bool) error {
 	ranges, err := b.Ranges(ctx, r.Topic)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPartial, err)
 	}
 	for _, now := range ranges {
-		if now.Partition != p.Partition {
+		if now.Partition != partition {
 			continue
 		}
-		return b.Read(ctx, r.Topic, p.Partition, p.End, now.End, func(rec stream.Record) error {
+		err := b.Read(ctx, r.Topic, partition, r.st.checked[partition], now.End, func(rec stream.Record) error {
 			kind, ok := rec.Header(HeaderMarker)
 			if !ok {
 				return nil
 			}
 			var m struct {
-				ID     string `json:"id"`
+				Run    string `json:"run"`
 				Intent string `json:"intent"`
 			}
 			_ = json.Unmarshal(rec.Value, &m)
-			if (string(kind) == "intent" && !r.st.own[m.ID]) || (string(kind) == "done" && !r.st.own[m.Intent]) {
-				return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; nothing of this batch was written, run again later",
-					ErrPartial, ErrBusy, kind, r.Topic, p.Partition, rec.Offset)
+			switch {
+			case m.Run == r.st.id:
+				return nil
+			case string(kind) == "done" && m.Intent == intent && written:
+				return fmt.Errorf("%w: %w: a run stalled longer than the active window: another replay recovered its batch in %s/%d (done marker at offset %d) while it was still writing it, so records of that batch may have been replayed twice (look for repeated %s headers in the target); stopped. Run one replay at a time",
+					ErrPartial, ErrTakenOver, r.Topic, partition, rec.Offset, HeaderReplayOf)
+			case string(kind) == "done" && m.Intent == intent:
+				return fmt.Errorf("%w: %w: another replay recovered this run's batch in %s/%d (done marker at offset %d) before it was written; nothing of it was written by this run, stopped. Run one replay at a time",
+					ErrPartial, ErrTakenOver, r.Topic, partition, rec.Offset)
 			}
-			return nil
+			what := "nothing of this batch was written, run again later"
+			if written {
+				what = "this batch was written; a later run records it"
+			}
+			return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; %s",
+				ErrPartial, ErrBusy, kind, r.Topic, partition, rec.Offset, what)
 		})
+		if err != nil {
+			return err
+		}
+		r.st.checked[partition] = now.End
 	}
 	return nil
 }

@@ -798,3 +798,23 @@ func TestReplayReadsEachMarkerOnceWhileCheckingForOtherRuns(t *testing.T) {
 		t.Errorf("%d dead-letter topic records read for %d dead letters in %d batches, want at most %d", got, n, n, limit)
 	}
 }
+
+// A copy of a dead letter the target refused in an earlier batch of the same run was not replayed: it is
+// tried (and refused) too, not counted already replayed.
+func TestReplayCopyOfARefusedRecordIsNotCountedReplayed(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	rec := source(web, 100, "k", valid("k", "big"), t0)
+	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"))
+	h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+		if o.Topic == web {
+			return fmt.Errorf("produce: MESSAGE_TOO_LARGE: %w", stage.ErrTooLarge)
+		}
+		return nil
+	}}
+	r := testReplay(Filter{})
+	r.BatchSize = 1
+	acct, err := r.Run(context.Background(), h)
+	if err != nil || acct.Unreplayable != 2 || acct.AlreadyReplayed != 0 || !acct.Exact() {
+		t.Errorf("%s %v, want both copies unreplayable", acct, err)
+	}
+}

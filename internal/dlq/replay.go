@@ -371,6 +371,7 @@ func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, t
 		d := Decision{Outcome: outcome, Letter: p.letter, Target: p.target}
 		if err := refused[i]; err != nil {
 			d.Outcome, d.Reason = Unreplayable, "the target refused it: "+err.Error()
+			delete(r.st.batched, p.letter.Origin(r.Topic)) // a later copy is not "already replayed"
 		}
 		acct.count(d.Outcome)
 		if r.OnDecision != nil {

@@ -23,7 +23,7 @@ const (
 	StillInvalid    = "still_invalid"
 	Guarded         = "guarded"
 	AlreadyReplayed = "already_replayed"
-	Unreplayable    = "unreplayable" // the value was truncated, or no target is known
+	Unreplayable    = "unreplayable" // the value was truncated, no target is known, or the target refused it
 	Filtered        = "filtered"
 )
 

@@ -43,10 +43,13 @@ type dlqFilters struct {
 	pipelines    []string
 	ids          []string
 	since, until string
+
+	changed func(name string) bool // whether a flag was given, to tell an empty value from none
 }
 
 func (f *dlqFilters) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
+	f.changed = fl.Changed
 	fl.StringVar(&f.topic, "topic", "", "dead-letter topic (default: topics.deadLetter of the configuration)")
 	fl.StringSliceVar(&f.codes, "code", nil, "only dead letters with one of these error codes (repeatable or comma-separated), e.g. required,malformed")
 	fl.StringSliceVar(&f.sourceTopics, "source-topic", nil, "only dead letters of records from these topics (repeatable or comma-separated)")
@@ -59,6 +62,19 @@ func (f *dlqFilters) register(cmd *cobra.Command) {
 // filter checks the flags and builds the selection; now resolves ages.
 func (f *dlqFilters) filter(now time.Time) (dlq.Filter, error) {
 	out := dlq.Filter{Codes: f.codes, SourceTopics: f.sourceTopics, IDs: f.ids}
+	// A list flag given an empty value (--code= or --id "") parses to an empty list, which would select
+	// every dead letter: refuse it rather than widen the selection.
+	if f.changed != nil {
+		for _, flag := range []struct {
+			name  string
+			empty bool
+		}{{"code", len(f.codes) == 0}, {"source-topic", len(f.sourceTopics) == 0}, {"pipeline", len(f.pipelines) == 0},
+			{"id", len(f.ids) == 0}, {"since", strings.TrimSpace(f.since) == ""}, {"until", strings.TrimSpace(f.until) == ""}} {
+			if flag.empty && f.changed(flag.name) {
+				return out, dlqUsagef("--%s: empty value (leave the flag out to select every dead letter)", flag.name)
+			}
+		}
+	}
 	for _, flag := range []struct {
 		name   string
 		values []string
@@ -249,12 +265,15 @@ dead letters whose bytes were fine (delivery_failed, refused, no_route once rout
 limit is raised); for validation codes (malformed, required, ...) the connector must send again. A record already
 replayed --max-replays times is refused (loop guard). Truncated dead letters (the value was cut to
 deadLetters.maxValueBytes) cannot be replayed faithfully and are reported as unreplayable, as are those
-whose target topic does not exist.
+whose target topic does not exist and those the target refuses for good (too large, timestamp, policy;
+a later run tries them again).
 
-Each dead letter is replayed once: the replay writes markers to the dead-letter topic that later runs
-read, whatever their filters, and an interrupted run is completed by the next one without duplicates.
-A run refuses to start, or stops before producing, when another replay may be writing (exit 1; the
-message says when to run again). The run reads up to the topic's end at its start.
+Each original record is replayed once, also when the pipeline dead-lettered it twice: the replay writes
+markers to the dead-letter topic that later runs read, whatever their filters, and an interrupted run is
+completed by the next one without duplicates. Run one replay at a time: a run refuses to start, or stops
+before producing, when another replay may be writing (exit 1; the message says when to run again), and
+a run stalled past that window and taken over by another stops saying records may have been replayed
+twice. The run reads up to the topic's end at its start.
 
 Output: with --dry-run or --list, one JSON line per selected dead letter (outcome, target, reason or
 violations, the dead letter) on standard output. Then the account: read = replayed + still invalid +
@@ -300,8 +319,9 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			enc := json.NewEncoder(out)
 			r := dlq.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
 				DryRun: dryRun, Validate: dlq.Validator(cfg),
-				// A live run finishes a batch within three produce timeouts (intent, records, done).
-				ActiveWindow: 3*cfg.Kafka.Producer.WriteTimeout + 30*time.Second}
+				// A live run finishes a batch within three produce timeouts (intent, records, done); the
+				// default window adds minutes for clock skew and a stalled process.
+				ActiveWindow: dlq.DefaultActiveWindow + 3*cfg.Kafka.Producer.WriteTimeout}
 			if dryRun || list {
 				r.OnDecision = func(d dlq.Decision) { _ = enc.Encode(d.JSON()) }
 			}

@@ -121,3 +121,41 @@ func TestProgressLineOnlyOnATerminal(t *testing.T) {
 		t.Errorf("progress %q: want the final count and the line cleared", got)
 	}
 }
+
+// A filter flag given an empty value parses to no filter at all; it must not widen the selection to
+// every dead letter (a replay of everything), but be refused naming the flag.
+func TestDLQEmptyFilterValueIsAUsageError(t *testing.T) {
+	loaded := false
+	load := func(*cobra.Command) (config.Config, error) {
+		loaded = true
+		return config.Default(), nil
+	}
+	cases := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"replay", "--code="}, "--code"},
+		{[]string{"replay", "--code", ""}, "--code"},
+		{[]string{"replay", "--id="}, "--id"},
+		{[]string{"replay", "--id", ""}, "--id"},
+		{[]string{"replay", "--source-topic", ""}, "--source-topic"},
+		{[]string{"replay", "--pipeline="}, "--pipeline"},
+		{[]string{"replay", "--since="}, "--since"},
+		{[]string{"inspect", "--until", ""}, "--until"},
+		{[]string{"inspect", "--code="}, "--code"},
+		{[]string{"inspect", "--id", ""}, "--id"},
+	}
+	for _, c := range cases {
+		_, _, err := execDLQ(t, load, c.args...)
+		if code := dlqExitCode(err); code != 2 {
+			t.Errorf("%v: exit %d (%v), want 2", c.args, code, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.flag+": empty value") {
+			t.Errorf("%v: error %q does not name %s", c.args, err, c.flag)
+		}
+	}
+	if loaded {
+		t.Error("the configuration was loaded although a filter flag was empty")
+	}
+}

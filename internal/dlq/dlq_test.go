@@ -2,14 +2,17 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -293,7 +296,9 @@ func TestReplayToAnotherTopic(t *testing.T) {
 
 func TestReplayLoopGuardStopsARecordThatKeepsFailing(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
+	// The original at an offset the replays do not reach in the in-memory topic: each dead letter is of a
+	// different record (the original, then each replay), as in Kafka.
+	b.add(dead(source(web, 100, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
 	r := testReplay(Filter{})
 	r.MaxReplays = 2
 	for round := 1; round <= 3; round++ {
@@ -392,7 +397,7 @@ func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 	}
 	b.fail = nil
 	later := testReplay(Filter{})
-	later.Now = func() time.Time { return t0.Add(2 * time.Minute) }
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow + time.Minute) }
 	acct, err := later.Run(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -533,5 +538,283 @@ func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testi
 	acct, err = testReplay(Filter{}).Run(context.Background(), b)
 	if err != nil || acct.Replayed != 2 || len(b.all(web)) != 1 || len(b.all(sms)) != 1 {
 		t.Errorf("the next run: %+v %v", acct, err)
+	}
+}
+
+// An interrupted run's batch whose --to topic was deleted since: recovery finds nothing there (what
+// the batch wrote went with the topic), its dead letters become replayable again, and later runs go on.
+func TestReplayRecoversABatchWhoseTargetWasDeleted(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, "scratch": 1})
+	b.add(dead(source(web, 100, "k", valid("k", "a"), t0), "inbound", "delivery_failed"),
+		dead(source(web, 101, "k", valid("k", "b"), t0), "inbound", "delivery_failed"))
+	b.fail = func(o stream.Output) error {
+		if kind, _ := header(o.Headers, HeaderMarker); kind == "done" {
+			return errors.New("crash")
+		}
+		return nil
+	}
+	r := testReplay(Filter{IDs: []string{"a"}})
+	r.To = "scratch"
+	if _, err := r.Run(context.Background(), b); !errors.Is(err, ErrPartial) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	b.fail = nil
+	delete(b.topics, "scratch")
+	later := testReplay(Filter{IDs: []string{"b"}})
+	later.Now = func() time.Time { return t0.Add(time.Hour) }
+	acct, err := later.Run(context.Background(), b)
+	if err != nil || acct.Replayed != 1 || acct.Recovered != 0 || !acct.Exact() {
+		t.Fatalf("a later run: %s recovered %d %v, want b replayed", acct, acct.Recovered, err)
+	}
+	// a was replayed only into the deleted topic: it is replayable again.
+	acct, err = testReplay(Filter{IDs: []string{"a"}}).Run(context.Background(), b)
+	if err != nil || acct.Replayed != 1 || !acct.Exact() {
+		t.Errorf("a again: %s %v, want it replayed", acct, err)
+	}
+	if got := replaysOf(b, web); len(got) != 2 {
+		t.Errorf("replays to %s: %v", web, got)
+	}
+}
+
+// A record the target refuses for good (stage.Final: too large for the topic, a timestamp outside its
+// window, a policy) is unreplayable with the reason; the rest of its batch and the later batches are
+// replayed, and later runs are not stopped by it.
+func TestReplayRecordRefusedByTheTargetIsUnreplayableAndTheRestReplayed(t *testing.T) {
+	for _, batch := range []int{1, 100} {
+		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
+			b := newMem(map[string]int{dlqTopic: 1, web: 1})
+			for i := range 4 {
+				b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+			}
+			h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+				if o.Topic == web && string(o.Value) == valid("k", "m1") {
+					return fmt.Errorf("produce: INVALID_TIMESTAMP: %w", stage.ErrRefused)
+				}
+				return nil
+			}}
+			for run := range 3 {
+				var reason string
+				r := testReplay(Filter{})
+				r.BatchSize = batch
+				r.Now = func() time.Time { return t0.Add(time.Duration(run) * time.Hour) }
+				r.OnDecision = func(d Decision) {
+					if d.Outcome == Unreplayable {
+						reason = d.Reason
+					}
+				}
+				acct, err := r.Run(context.Background(), h)
+				if err != nil {
+					t.Fatalf("run %d: %v", run, err)
+				}
+				if acct.Read != 4 || acct.Unreplayable != 1 || acct.Replayed+acct.AlreadyReplayed != 3 || !acct.Exact() {
+					t.Errorf("run %d: %s, want 1 unreplayable and the other 3 replayed", run, acct)
+				}
+				if !strings.Contains(reason, "refused") || !strings.Contains(reason, "INVALID_TIMESTAMP") {
+					t.Errorf("run %d: reason %q", run, reason)
+				}
+			}
+			if got := replaysOf(b, web); len(got) != 3 || got[Ref(dlqTopic, 0, 1)] != 0 {
+				t.Errorf("replays %v, want the 3 the target takes, once each", got)
+			}
+		})
+	}
+}
+
+// The pipelines are at-least-once: after a crash the same original record can be dead-lettered twice,
+// byte-identical, even into another partition of the dead-letter topic. The copies are one original:
+// replayed once, in the run that meets both and in later runs, with an exact account.
+func TestReplayCopiesOfOneDeadLetterReplayOnce(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 2, web: 1})
+	rec := source(web, 7, "k", valid("k", "dup"), t0)
+	other := dead(rec, "inbound", "delivery_failed")
+	other.Partition = 1
+	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"), other,
+		dead(source(web, 8, "k", valid("k", "single"), t0), "inbound", "delivery_failed"))
+	var reasons []string
+	r := testReplay(Filter{})
+	r.OnDecision = func(d Decision) {
+		if d.Outcome == AlreadyReplayed {
+			reasons = append(reasons, d.Reason)
+		}
+	}
+	acct, err := r.Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Read != 4 || acct.Replayed != 2 || acct.AlreadyReplayed != 2 || !acct.Exact() {
+		t.Errorf("first run: %s, want 2 replayed (dup once, single) and 2 copies already replayed", acct)
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], "copy") {
+		t.Errorf("reasons for the copies: %q", reasons)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Fatalf("%d records replayed to %s, want 2: the copies are one original", n, web)
+	}
+	// A later run, and a copy written after the first run: nothing is replayed again.
+	b.add(dead(rec, "inbound", "delivery_failed"))
+	acct, err = testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Read != 5 || acct.AlreadyReplayed != 5 || acct.Replayed != 0 || !acct.Exact() {
+		t.Errorf("second run: %s, want all 5 already replayed", acct)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Errorf("%d records in %s after the second run, want 2", n, web)
+	}
+	s, err := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), b)
+	if err != nil || s.Letters != 5 || s.Replayed != 5 {
+		t.Errorf("inspect: %+v %v, want the 5 dead letters counted replayed", s, err)
+	}
+}
+
+// The same record of another pipeline, or another offset, is another original.
+func TestLetterOriginNamesTheOriginalRecord(t *testing.T) {
+	l := Letter{Pipeline: "inbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 7, Record: stream.Record{Partition: 1, Offset: 40}}
+	same := l
+	same.Record.Offset = 41
+	if l.Origin(dlqTopic) != same.Origin(dlqTopic) {
+		t.Errorf("two copies: %q and %q", l.Origin(dlqTopic), same.Origin(dlqTopic))
+	}
+	for _, o := range []Letter{
+		{Pipeline: "outbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 7},
+		{Pipeline: "inbound", SourceTopic: web, SourcePartition: 2, SourceOffset: 8},
+		{Pipeline: "inbound", SourceTopic: sms, SourcePartition: 2, SourceOffset: 7},
+	} {
+		if o.Origin(dlqTopic) == l.Origin(dlqTopic) {
+			t.Errorf("%+v has the origin of %+v", o, l)
+		}
+	}
+	// Without source headers a dead letter is its own original.
+	a := Letter{SourcePartition: -1, SourceOffset: -1, Record: stream.Record{Partition: 1, Offset: 40}}
+	b := a
+	b.Record.Offset = 41
+	if a.Origin(dlqTopic) == b.Origin(dlqTopic) {
+		t.Errorf("dead letters without a source share the origin %q", a.Origin(dlqTopic))
+	}
+}
+
+// stalledRun replays four dead letters in batches of two while, in the middle of writing the first
+// batch's records, another run starts at the given time later.
+func stalledRun(t *testing.T, later time.Duration) (b *memBroker, first Account, firstErr error, second Account, secondErr error) {
+	t.Helper()
+	b = newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i := range 4 {
+		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+	}
+	h := &hookBroker{memBroker: b}
+	started := false
+	h.before = func(i int, o stream.Output) {
+		if o.Topic == web && i == 1 && !started {
+			started = true
+			other := testReplay(Filter{})
+			other.Now = func() time.Time { return t0.Add(later) }
+			second, secondErr = other.Run(context.Background(), b)
+		}
+	}
+	r := testReplay(Filter{})
+	r.BatchSize = 2
+	first, firstErr = r.Run(context.Background(), h)
+	if !started {
+		t.Fatal("the second run did not start")
+	}
+	return
+}
+
+// A run stalled mid-batch for minutes is not taken over: the default window covers it, the other run
+// refuses to start, and nothing is replayed twice.
+func TestReplayStalledForMinutesIsNotTakenOver(t *testing.T) {
+	b, first, err, _, otherErr := stalledRun(t, 5*time.Minute)
+	if !errors.Is(otherErr, ErrBusy) {
+		t.Errorf("a run 5 minutes into another's batch: %v, want ErrBusy", otherErr)
+	}
+	if err != nil || first.Replayed != 4 || !first.Exact() {
+		t.Errorf("the stalled run: %s %v, want 4 replayed", first, err)
+	}
+	for of, n := range replaysOf(b, web) {
+		if n != 1 {
+			t.Errorf("%s replayed %d times", of, n)
+		}
+	}
+}
+
+// A run stalled longer than the window is taken over: the other run recovers its batch and replays the
+// rest. Records the stalled run was writing at that moment cannot be kept from being written twice
+// (no fencing without transactions), but the stalled run finds the takeover before its done marker,
+// stops with ErrTakenOver (exit 1) saying records may be duplicated, and writes no later batch.
+func TestReplayStalledPastTheWindowStopsAndSaysSo(t *testing.T) {
+	b, first, err, second, otherErr := stalledRun(t, time.Hour)
+	if otherErr != nil || second.Recovered != 1 || second.Replayed != 3 || !second.Exact() {
+		t.Errorf("the recovering run: %s recovered %d %v, want the written record recovered and 3 replayed", second, second.Recovered, otherErr)
+	}
+	if !errors.Is(err, ErrTakenOver) || !errors.Is(err, ErrPartial) || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("the stalled run: %v, want ErrTakenOver saying records may be replayed twice", err)
+	}
+	if first.Read != 2 || first.Unfinished != 2 || !first.Exact() {
+		t.Errorf("the stalled run's account: %s, want its batch of 2 unfinished", first)
+	}
+	// Only the record the stalled run was writing is duplicated; its second batch was not written.
+	dups := 0
+	for of, n := range replaysOf(b, web) {
+		if n > 1 {
+			dups += n - 1
+			if of != Ref(dlqTopic, 0, 1) {
+				t.Errorf("%s replayed %d times: only the in-flight record may be", of, n)
+			}
+		}
+	}
+	if len(replaysOf(b, web)) != 4 || dups > 1 {
+		t.Errorf("replays %v: want the 4 dead letters, at most the in-flight one twice", replaysOf(b, web))
+	}
+	// Its batch (dead letters 0 and 1) is closed by the recovering run's done marker only.
+	for _, r := range b.all(dlqTopic) {
+		if kind, _ := header(r.Headers, HeaderMarker); kind == "done" {
+			var m doneMarker
+			_ = json.Unmarshal(r.Value, &m)
+			if !m.Recovered && slices.Contains(m.Offsets, 0) {
+				t.Errorf("the stalled run wrote the done marker of its taken-over batch: %s", r.Value)
+			}
+		}
+	}
+}
+
+// Checking for another run before each batch reads only the markers written since the last check, not
+// every marker since the run started (which is quadratic in the batches).
+func TestReplayReadsEachMarkerOnceWhileCheckingForOtherRuns(t *testing.T) {
+	const n = 50
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i := range n {
+		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+	}
+	h := &hookBroker{memBroker: b}
+	r := testReplay(Filter{})
+	r.BatchSize = 1
+	acct, err := r.Run(context.Background(), h)
+	if err != nil || acct.Replayed != n {
+		t.Fatalf("%s %v", acct, err)
+	}
+	// The ledger and the replay read the n dead letters once each; the checks read the 2n markers.
+	if got, limit := h.read[dlqTopic], 2*n+2*n; got > limit {
+		t.Errorf("%d dead-letter topic records read for %d dead letters in %d batches, want at most %d", got, n, n, limit)
+	}
+}
+
+// A copy of a dead letter the target refused in an earlier batch of the same run was not replayed: it is
+// tried (and refused) too, not counted already replayed.
+func TestReplayCopyOfARefusedRecordIsNotCountedReplayed(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	rec := source(web, 100, "k", valid("k", "big"), t0)
+	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"))
+	h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+		if o.Topic == web {
+			return fmt.Errorf("produce: MESSAGE_TOO_LARGE: %w", stage.ErrTooLarge)
+		}
+		return nil
+	}}
+	r := testReplay(Filter{})
+	r.BatchSize = 1
+	acct, err := r.Run(context.Background(), h)
+	if err != nil || acct.Unreplayable != 2 || acct.AlreadyReplayed != 0 || !acct.Exact() {
+		t.Errorf("%s %v, want both copies unreplayable", acct, err)
 	}
 }

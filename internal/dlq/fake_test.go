@@ -124,3 +124,49 @@ func (b *memBroker) add(outs ...stream.Output) {
 		}
 	}
 }
+
+// hookBroker lets a test act in the middle of a Write and have the target refuse records for good.
+type hookBroker struct {
+	*memBroker
+	before func(i int, o stream.Output) // called before record i of a Write is appended
+	refuse func(o stream.Output) error  // a final per-record error: the sink goes on with later records
+	// read counts the records Read passed on, by topic.
+	read map[string]int
+}
+
+func (h *hookBroker) Write(ctx context.Context, outs []stream.Output) []error {
+	errs := make([]error, len(outs))
+	for i, o := range outs {
+		if h.before != nil {
+			h.before(i, o)
+		}
+		if h.refuse != nil {
+			if err := h.refuse(o); err != nil {
+				errs[i] = err
+				continue
+			}
+		}
+		errs[i] = h.memBroker.Write(ctx, []stream.Output{o})[0]
+	}
+	return errs
+}
+
+func (h *hookBroker) Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	return h.memBroker.Read(ctx, topic, partition, from, end, func(r stream.Record) error {
+		if h.read == nil {
+			h.read = map[string]int{}
+		}
+		h.read[topic]++
+		return fn(r)
+	})
+}
+
+// replaysOf counts a target topic's records by the dead letter they replay (cimstream.replay.of).
+func replaysOf(b *memBroker, topic string) map[string]int {
+	seen := map[string]int{}
+	for _, r := range b.all(topic) {
+		of, _ := header(r.Headers, HeaderReplayOf)
+		seen[of]++
+	}
+	return seen
+}

@@ -65,13 +65,13 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 	if err != nil {
 		return s, err
 	}
+	books, err := readLedger(ctx, b, in.Topic, ranges)
+	if err != nil {
+		return s, err
+	}
 	for _, p := range ranges {
 		if p.End <= p.First {
 			continue
-		}
-		books, err := readLedger(ctx, b, in.Topic, p)
-		if err != nil {
-			return s, err
 		}
 		err = b.Read(ctx, in.Topic, p.Partition, p.First, p.End, func(rec stream.Record) error {
 			l, ok := Parse(rec)
@@ -83,7 +83,7 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 				return nil
 			}
 			s.Selected++
-			replayed := books.replayed[rec.Offset]
+			replayed := books.replayed[l.Origin(in.Topic)]
 			if replayed {
 				s.Replayed++
 			}

@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,71 +16,107 @@ import (
 // the end offset of every partition of each target topic at that moment), and after the broker
 // acknowledged every replayed record a "done" marker. Markers go to the dead letters' own partition,
 // so reading a partition gives both. A dead letter named by a done marker is never replayed again, by
-// any later run whatever its filters.
+// any later run whatever its filters, and neither is a copy of it: markers name each dead letter's
+// original record (Letter.Origin), which two copies of one dead letter share.
 //
 // A run that stopped between the two markers (a crash, a failed write) leaves an open intent. The next
 // run closes it before replaying anything: it reads each target partition from the recorded end
 // offset, finds the records whose HeaderReplayOf names a dead letter of the intent (those were
 // written), and writes a done marker for exactly those. The others were not written and are replayed
-// normally. So a dead letter is neither lost nor replayed twice, provided one replay runs at a time.
+// normally (a deleted target topic has none). So a dead letter is neither lost nor replayed twice,
+// provided one replay runs at a time.
 //
 // Two guards keep runs apart. An open intent younger than Replay.ActiveWindow may belong to a run still
 // writing its batch, so a run that finds one refuses to start (ErrBusy) rather than recover it. And
 // after writing its own intent, before producing, a run reads what reached the partition since it
 // started: a marker of another run means two replays overlap, and it stops (ErrBusy) before producing.
-// Of two runs that start together, at least the later writer sees the other's intent.
+// Of two runs that start together, at least the later writer sees the other's intent. Every marker names
+// the run that wrote it, so a run also sees another that recovered its own batch: a run stalled longer
+// than the window, whose batch another run took for crashed, finds that before its done marker and
+// stops with ErrTakenOver (the records it was writing then may be in the target twice).
 
 type intentMarker struct {
-	ID      string                   `json:"id"`
+	ID  string `json:"id"`
+	Run string `json:"run,omitempty"` // the run that wrote it
+	// Offsets are the dead letters of the batch; Origins their originals (Letter.Origin), in the same order.
 	Offsets []int64                  `json:"offsets"`
+	Origins []string                 `json:"origins,omitempty"`
 	Targets map[string]map[int]int64 `json:"targets"` // topic → partition → end offset before the write
 }
 
 type doneMarker struct {
-	Intent    string  `json:"intent"`
-	Offsets   []int64 `json:"offsets"`
-	Recovered bool    `json:"recovered,omitempty"`
+	Intent    string   `json:"intent"`
+	Run       string   `json:"run,omitempty"` // the run that wrote it: for a recovered batch, the recovering one
+	Offsets   []int64  `json:"offsets"`
+	Origins   []string `json:"origins,omitempty"`
+	Recovered bool     `json:"recovered,omitempty"`
 }
 
-// ledger is what the markers of one partition say.
+// ledger is what the markers of the dead-letter topic say.
 type ledger struct {
-	replayed map[int64]bool
-	open     []openIntent
+	// replayed holds the originals (Letter.Origin) of the dead letters replayed: a copy of a replayed
+	// dead letter (the pipeline wrote it twice) is replayed already.
+	replayed map[string]bool
+	// origins maps a partition's dead-letter offsets to their originals, for markers without Origins.
+	origins map[int]map[int64]string
+	open    []openIntent
 }
 
-// openIntent is an intent without its done marker, and when it was written.
+// openIntent is an intent without its done marker, its partition and when it was written.
 type openIntent struct {
 	intentMarker
-	at time.Time
+	partition int
+	at        time.Time
 }
 
-// readLedger reads the markers of one dead-letter partition in [first, end).
-func readLedger(ctx context.Context, b Broker, topic string, r Range) (ledger, error) {
-	l := ledger{replayed: map[int64]bool{}}
-	err := b.Read(ctx, topic, r.Partition, r.First, r.End, func(rec stream.Record) error {
-		kind, ok := rec.Header(HeaderMarker)
-		if !ok {
-			return nil
+// origin is the original of the dead letter at offset of partition, as a marker names it.
+func (l ledger) origin(topic string, partition int, offset int64, origins []string, i int) string {
+	if i < len(origins) && origins[i] != "" {
+		return origins[i]
+	}
+	if o, ok := l.origins[partition][offset]; ok {
+		return o
+	}
+	return originOf(topic, partition, offset)
+}
+
+// readLedger reads the markers of every partition of the dead-letter topic in [first, end).
+func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (ledger, error) {
+	l := ledger{replayed: map[string]bool{}, origins: map[int]map[int64]string{}}
+	for _, r := range ranges {
+		if r.End <= r.First {
+			continue
 		}
-		switch string(kind) {
-		case "intent":
-			var m intentMarker
-			if json.Unmarshal(rec.Value, &m) == nil && m.ID != "" {
-				l.open = append(l.open, openIntent{m, rec.Time})
-			}
-		case "done":
-			var m doneMarker
-			if json.Unmarshal(rec.Value, &m) == nil {
-				for _, o := range m.Offsets {
-					l.replayed[o] = true
+		origins := map[int64]string{}
+		l.origins[r.Partition] = origins
+		err := b.Read(ctx, topic, r.Partition, r.First, r.End, func(rec stream.Record) error {
+			kind, ok := rec.Header(HeaderMarker)
+			if !ok {
+				if d, ok := Parse(rec); ok {
+					origins[rec.Offset] = d.Origin(topic)
 				}
-				l.open = slices.DeleteFunc(l.open, func(i openIntent) bool { return i.ID == m.Intent })
+				return nil
 			}
+			switch string(kind) {
+			case "intent":
+				var m intentMarker
+				if json.Unmarshal(rec.Value, &m) == nil && m.ID != "" {
+					l.open = append(l.open, openIntent{m, r.Partition, rec.Time})
+				}
+			case "done":
+				var m doneMarker
+				if json.Unmarshal(rec.Value, &m) == nil {
+					for i, o := range m.Offsets {
+						l.replayed[l.origin(topic, r.Partition, o, m.Origins, i)] = true
+					}
+					l.open = slices.DeleteFunc(l.open, func(i openIntent) bool { return i.ID == m.Intent })
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return ledger{}, fmt.Errorf("read replay markers of %s/%d: %w", topic, r.Partition, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return ledger{}, fmt.Errorf("read replay markers of %s/%d: %w", topic, r.Partition, err)
 	}
 	return l, nil
 }
@@ -94,6 +131,11 @@ func recoverIntent(ctx context.Context, b Broker, topic string, partition int, i
 	found := map[int64]bool{}
 	for target, ends := range in.Targets {
 		ranges, err := b.Ranges(ctx, target)
+		if errors.Is(err, ErrNoTopic) {
+			// The target was deleted since: whatever the batch wrote there went with it, so none of its
+			// dead letters counts as replayed there, and they are replayable again.
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("recover interrupted replay %s: %w", in.ID, err)
 		}

@@ -126,6 +126,22 @@ func messageID(value []byte) string {
 	return s
 }
 
+// Origin names the original record of the dead letter: the pipeline and the source topic, partition
+// and offset. Two dead letters of the same original (an at-least-once pipeline wrote it twice after a
+// crash) have the same Origin, so a replay replays only one of them. A dead letter without source
+// headers is its own original, named by its place in the dead-letter topic dlqTopic.
+func (l Letter) Origin(dlqTopic string) string {
+	if l.SourceTopic == "" || l.SourcePartition < 0 || l.SourceOffset < 0 {
+		return originOf(dlqTopic, l.Record.Partition, l.Record.Offset)
+	}
+	return l.Pipeline + " " + Ref(l.SourceTopic, l.SourcePartition, l.SourceOffset)
+}
+
+// originOf is the Origin of a dead letter known only by its place in the dead-letter topic.
+func originOf(dlqTopic string, partition int, offset int64) string {
+	return "dead letter " + Ref(dlqTopic, partition, offset)
+}
+
 // Ref names a dead letter by its place in the dead-letter topic, as HeaderReplayOf carries it.
 func Ref(topic string, partition int, offset int64) string {
 	return topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)

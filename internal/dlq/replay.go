@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -21,7 +23,7 @@ const (
 	StillInvalid    = "still_invalid"
 	Guarded         = "guarded"
 	AlreadyReplayed = "already_replayed"
-	Unreplayable    = "unreplayable" // the value was truncated, or no target is known
+	Unreplayable    = "unreplayable" // the value was truncated, no target is known, or the target refused it
 	Filtered        = "filtered"
 )
 
@@ -53,12 +55,15 @@ type Replay struct {
 	// ErrBusy; an older one is recovered (0: DefaultActiveWindow).
 	ActiveWindow time.Duration
 
-	own map[string]bool // the intents this run wrote
+	st *runState
 }
 
-// DefaultActiveWindow is Replay.ActiveWindow's default: three produce timeouts of the default
-// configuration and a margin.
-const DefaultActiveWindow = time.Minute
+// DefaultActiveWindow is Replay.ActiveWindow's default. The age of an intent is its record timestamp
+// (the writing run's clock, or the broker's) against the reading run's clock, so the window covers
+// clock skew between machines and a run stalled for minutes (a paused process, a broker slow to answer
+// several produce requests of one batch), not just the few seconds a batch normally takes. A run
+// stalled longer than this can be taken over; it then stops with ErrTakenOver.
+const DefaultActiveWindow = 10 * time.Minute
 
 // ErrBusy is returned (wrapped) when another replay of the same dead-letter topic may be running.
 var ErrBusy = errors.New("another replay of this dead-letter topic may be running")
@@ -122,6 +127,21 @@ type pending struct {
 	out    stream.Output
 }
 
+// ErrTakenOver is returned (wrapped) when another run recovered this run's unfinished batch (this run
+// was stalled longer than ActiveWindow): records of the batch may then have been written twice.
+var ErrTakenOver = errors.New("another replay took over this run's batch")
+
+// runState is what one run keeps while it writes.
+type runState struct {
+	id string // in every marker the run writes
+	// checked is, per dead-letter partition, how far alone has read the markers written since the run
+	// started.
+	checked map[int]int64
+	// batched holds the originals put in a batch by this run, so that a second copy of a dead letter in
+	// the same run is not replayed again.
+	batched map[string]bool
+}
+
 // Run replays. It reads every partition of the dead-letter topic up to the end it has when the run
 // starts (dead letters of records that fail again land after it and wait for a later run).
 func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
@@ -144,10 +164,13 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if r.ActiveWindow <= 0 {
 		r.ActiveWindow = DefaultActiveWindow
 	}
-	r.own = map[string]bool{}
+	r.st = &runState{id: uuid.NewString(), checked: map[int]int64{}, batched: map[string]bool{}}
 	ranges, err := deadLetterRanges(ctx, b, r.Topic)
 	if err != nil {
 		return acct, err
+	}
+	for _, p := range ranges {
+		r.st.checked[p.Partition] = p.End
 	}
 	// The end offsets of each target topic, taken when the run first meets it. Every intent of the run
 	// records these: ends only grow, so a recovery reading from them finds whatever a batch wrote.
@@ -177,34 +200,40 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			r.OnProgress(Progress{Records: done, Total: total, Account: acct})
 		}
 	}
-	for _, p := range ranges {
-		if p.End <= p.First {
-			continue
+	// The books of every partition first: a copy of a dead letter may be in another partition than the
+	// one replayed.
+	books, err := readLedger(ctx, b, r.Topic, ranges)
+	if err != nil {
+		return acct, err
+	}
+	for _, in := range books.open {
+		if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
+			return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
+				ErrBusy, r.Topic, in.partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
 		}
-		books, err := readLedger(ctx, b, r.Topic, p)
+	}
+	for _, in := range books.open {
+		found, err := recoverIntent(ctx, b, r.Topic, in.partition, in.intentMarker)
 		if err != nil {
 			return acct, err
 		}
-		for _, in := range books.open {
-			if age := r.Now().Sub(in.at); !r.DryRun && age < r.ActiveWindow {
-				return acct, fmt.Errorf("%w: a batch in %s/%d started %v ago is unfinished; if its run crashed, run again after %s",
-					ErrBusy, r.Topic, p.Partition, age.Round(time.Second), in.at.Add(r.ActiveWindow).Format(time.RFC3339))
+		d := doneMarker{Intent: in.ID, Run: r.st.id, Offsets: found, Recovered: true}
+		for _, o := range found {
+			origin := books.origin(r.Topic, in.partition, o, in.intentOrigins(o), 0)
+			books.replayed[origin] = true
+			d.Origins = append(d.Origins, origin)
+		}
+		acct.Recovered += len(found)
+		if !r.DryRun {
+			m := markerOutput(r.Topic, in.partition, "done", d, r.Now())
+			if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
+				return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, in.partition, err)
 			}
-			found, err := recoverIntent(ctx, b, r.Topic, p.Partition, in.intentMarker)
-			if err != nil {
-				return acct, err
-			}
-			for _, o := range found {
-				books.replayed[o] = true
-			}
-			acct.Recovered += len(found)
-			if !r.DryRun {
-				r.own[in.ID] = true // its done marker is this run's
-				m := markerOutput(r.Topic, p.Partition, "done", doneMarker{Intent: in.ID, Offsets: found, Recovered: true}, r.Now())
-				if err := firstError(b.Write(ctx, []stream.Output{m})); err != nil {
-					return acct, fmt.Errorf("%w: record recovered replay of %s/%d: %w", ErrPartial, r.Topic, p.Partition, err)
-				}
-			}
+		}
+	}
+	for _, p := range ranges {
+		if p.End <= p.First {
+			continue
 		}
 		var batch []pending
 		bytes := 0
@@ -230,6 +259,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 				}
 				return nil
 			}
+			r.st.batched[l.Origin(r.Topic)] = true
 			out := replayed(l, d.Target, r.Topic)
 			batch = append(batch, pending{letter: l, target: d.Target, out: out})
 			bytes += out.Size()
@@ -248,6 +278,15 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		}
 	}
 	return acct, nil
+}
+
+// intentOrigins is the recorded original of the intent's dead letter at offset, as a one-element list
+// (none when the intent predates Origins).
+func (in openIntent) intentOrigins(offset int64) []string {
+	if i := slices.Index(in.Offsets, offset); i >= 0 && i < len(in.Origins) {
+		return in.Origins[i : i+1]
+	}
+	return nil
 }
 
 // count adds a dead letter whose outcome is decided. A dead letter read when an error stopped the run
@@ -279,8 +318,10 @@ func (r Replay) decide(l Letter, books ledger) Decision {
 	switch {
 	case !r.Filter.Match(l):
 		d.Outcome = Filtered
-	case books.replayed[l.Record.Offset]:
+	case books.replayed[l.Origin(r.Topic)]:
 		d.Outcome = AlreadyReplayed
+	case r.st != nil && r.st.batched[l.Origin(r.Topic)]:
+		d.Outcome, d.Reason = AlreadyReplayed, "a copy of a dead letter this run replays (the same original record)"
 	case l.Truncated != "":
 		d.Outcome, d.Reason = Unreplayable, "the dead letter holds a truncated copy ("+l.Truncated+" cut; original "+strconv.Itoa(l.OriginalSize)+" bytes)"
 	case d.Target == "":
@@ -316,7 +357,8 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
 func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
-	if err := r.write(ctx, b, p, batch, targets); err != nil {
+	refused, err := r.write(ctx, b, p, batch, targets)
+	if err != nil {
 		acct.Read += len(batch)
 		acct.Unfinished += len(batch)
 		return err
@@ -325,43 +367,67 @@ func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, t
 	if !r.DryRun {
 		outcome = Replayed
 	}
-	for _, p := range batch {
-		acct.count(outcome)
+	for i, p := range batch {
+		d := Decision{Outcome: outcome, Letter: p.letter, Target: p.target}
+		if err := refused[i]; err != nil {
+			d.Outcome, d.Reason = Unreplayable, "the target refused it: "+err.Error()
+			delete(r.st.batched, p.letter.Origin(r.Topic)) // a later copy is not "already replayed"
+		}
+		acct.count(d.Outcome)
 		if r.OnDecision != nil {
-			r.OnDecision(Decision{Outcome: outcome, Letter: p.letter, Target: p.target})
+			r.OnDecision(d)
 		}
 	}
 	return nil
 }
 
 // write writes one batch between its markers; p is the dead-letter partition as the run found it.
-func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) error {
+// refused holds, by index in batch, the records the target refused for good (stage.Final): they were
+// not written, are left out of the done marker, and the rest of the batch is replayed.
+func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64) (refused map[int]error, err error) {
+	if r.DryRun {
+		return nil, nil
+	}
 	partition := p.Partition
-	if !r.DryRun {
-		in := intentMarker{ID: uuid.NewString(), Targets: map[string]map[int]int64{}}
-		for _, p := range batch {
-			in.Offsets = append(in.Offsets, p.letter.Record.Offset)
-			in.Targets[p.target] = targets[p.target]
-		}
-		r.own[in.ID] = true
-		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
-			return fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
-		}
-		if err := r.alone(ctx, b, p); err != nil {
-			return err
-		}
-		outs := make([]stream.Output, len(batch))
-		for i, p := range batch {
-			outs[i] = p.out
-		}
-		if err := firstError(b.Write(ctx, outs)); err != nil {
-			return fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
-		}
-		if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", doneMarker{Intent: in.ID, Offsets: in.Offsets}, r.Now())})); err != nil {
-			return fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
+	in := intentMarker{ID: uuid.NewString(), Run: r.st.id, Targets: map[string]map[int]int64{}}
+	for _, p := range batch {
+		in.Offsets = append(in.Offsets, p.letter.Record.Offset)
+		in.Origins = append(in.Origins, p.letter.Origin(r.Topic))
+		in.Targets[p.target] = targets[p.target]
+	}
+	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "intent", in, r.Now())})); err != nil {
+		return nil, fmt.Errorf("%w: write replay intent to %s/%d: %w", ErrPartial, r.Topic, partition, err)
+	}
+	if err := r.alone(ctx, b, partition, in.ID, false); err != nil {
+		return nil, err
+	}
+	outs := make([]stream.Output, len(batch))
+	for i, p := range batch {
+		outs[i] = p.out
+	}
+	done := doneMarker{Intent: in.ID, Run: r.st.id}
+	for i, err := range b.Write(ctx, outs) {
+		switch {
+		case err == nil:
+			done.Offsets = append(done.Offsets, in.Offsets[i])
+			done.Origins = append(done.Origins, in.Origins[i])
+		case stage.Final(err):
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = err
+		default:
+			return nil, fmt.Errorf("%w: %w (a later run finds what was written and replays the rest)", ErrPartial, err)
 		}
 	}
-	return nil
+	// Had another run taken the batch over meanwhile, this done marker would hide that.
+	if err := r.alone(ctx, b, partition, in.ID, true); err != nil {
+		return nil, err
+	}
+	if err := firstError(b.Write(ctx, []stream.Output{markerOutput(r.Topic, partition, "done", done, r.Now())})); err != nil {
+		return nil, fmt.Errorf("%w: record replay in %s/%d: %w (a later run recovers it)", ErrPartial, r.Topic, partition, err)
+	}
+	return refused, nil
 }
 
 func firstError(errs []error) error {
@@ -373,32 +439,49 @@ func firstError(errs []error) error {
 	return nil
 }
 
-// alone checks that no other replay wrote a marker to the partition since this run started.
-func (r Replay) alone(ctx context.Context, b Broker, p Range) error {
+// alone checks that no other run wrote a marker to the partition since this run last looked (at first,
+// since it started). intent is the batch being written; written says whether its records were.
+// Only the markers not yet checked are read, so a run reads each marker once.
+func (r Replay) alone(ctx context.Context, b Broker, partition int, intent string, written bool) error {
 	ranges, err := b.Ranges(ctx, r.Topic)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPartial, err)
 	}
 	for _, now := range ranges {
-		if now.Partition != p.Partition {
+		if now.Partition != partition {
 			continue
 		}
-		return b.Read(ctx, r.Topic, p.Partition, p.End, now.End, func(rec stream.Record) error {
+		err := b.Read(ctx, r.Topic, partition, r.st.checked[partition], now.End, func(rec stream.Record) error {
 			kind, ok := rec.Header(HeaderMarker)
 			if !ok {
 				return nil
 			}
 			var m struct {
-				ID     string `json:"id"`
+				Run    string `json:"run"`
 				Intent string `json:"intent"`
 			}
 			_ = json.Unmarshal(rec.Value, &m)
-			if (string(kind) == "intent" && !r.own[m.ID]) || (string(kind) == "done" && !r.own[m.Intent]) {
-				return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; nothing of this batch was written, run again later",
-					ErrPartial, ErrBusy, kind, r.Topic, p.Partition, rec.Offset)
+			switch {
+			case m.Run == r.st.id:
+				return nil
+			case string(kind) == "done" && m.Intent == intent && written:
+				return fmt.Errorf("%w: %w: a run stalled longer than the active window: another replay recovered its batch in %s/%d (done marker at offset %d) while it was still writing it, so records of that batch may have been replayed twice (look for repeated %s headers in the target); stopped. Run one replay at a time",
+					ErrPartial, ErrTakenOver, r.Topic, partition, rec.Offset, HeaderReplayOf)
+			case string(kind) == "done" && m.Intent == intent:
+				return fmt.Errorf("%w: %w: another replay recovered this run's batch in %s/%d (done marker at offset %d) before it was written; nothing of it was written by this run, stopped. Run one replay at a time",
+					ErrPartial, ErrTakenOver, r.Topic, partition, rec.Offset)
 			}
-			return nil
+			what := "nothing of this batch was written, run again later"
+			if written {
+				what = "this batch was written; a later run records it"
+			}
+			return fmt.Errorf("%w: %w: %s marker at %s/%d offset %d is not this run's; %s",
+				ErrPartial, ErrBusy, kind, r.Topic, partition, rec.Offset, what)
 		})
+		if err != nil {
+			return err
+		}
+		r.st.checked[partition] = now.End
 	}
 	return nil
 }

@@ -317,3 +317,42 @@ func TestKubernetesServiceLinksAreNotConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestYAMLErrorsNameTheKeyWhereTheValueIsUsed: with anchors and aliases the error names the key (and line)
+// that uses the alias, not the anchor's; two bad values on one line are each named by their own key.
+func TestYAMLErrorsNameTheKeyWhereTheValueIsUsed(t *testing.T) {
+	cases := map[string]struct {
+		file      string
+		want      []string
+		mustNotBe string
+	}{
+		"alias": {file: "topics: {partitions: &n 3}\nkafka:\n  consumer:\n    maxWait: *n\n",
+			want:      []string{"line 4: kafka.consumer.maxWait: 3 is not a duration such as 500ms or 10s"},
+			mustNotBe: "topics.partitions"},
+		"aliased section": {file: "kafka:\n  producer: &p {batchSize: lots}\n  consumer: *p\n",
+			want: []string{`line 2: kafka.producer.batchSize: "lots" is not a whole number`,
+				`line 3: kafka.consumer.batchSize: "lots" is not a whole number`}},
+		"two on one line": {file: "topics: {partitions: many, replicationFactor: lots}\n",
+			want: []string{`line 1: topics.partitions: "many" is not a whole number`, `line 1: topics.replicationFactor: "lots" is not a whole number`}},
+		"type error and unknown key": {file: "topics: {partitions: many, partition: 3}\n",
+			want: []string{`line 1: topics.partitions: "many" is not a whole number`, "line 1: topics.partition is not a known key; the closest is topics.partitions"}},
+	}
+	for name, c := range cases {
+		_, err := Load(writeFile(t, c.file), nil, nil)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q should contain %q", name, err, w)
+			}
+		}
+		if c.mustNotBe != "" && strings.Contains(err.Error(), c.mustNotBe) {
+			t.Errorf("%s: error %q blames %s", name, err, c.mustNotBe)
+		}
+		if n := strings.Count(err.Error(), "\n") + 1; n != len(c.want) {
+			t.Errorf("%s: %d errors, want %d: %q", name, n, len(c.want), err)
+		}
+	}
+}

@@ -83,7 +83,27 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDLQCommand(loadConfig),
 		newVersionCommand(),
 	)
+	strictHelp(root)
 	return root
+}
+
+// strictHelp makes `cimstream help TOPIC` a usage error (exit 2) when TOPIC names no command; cobra's own
+// help command prints "Unknown help topic" and exits 0.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	help, _, err := root.Find([]string{"help"})
+	if err != nil || help == root {
+		return
+	}
+	show := help.Run
+	help.Run = nil
+	help.RunE = func(c *cobra.Command, args []string) error {
+		if cmd, rest, err := c.Root().Find(args); err != nil || cmd == nil || len(rest) > 0 {
+			return usagef("unknown help topic %q; 'cimstream help' lists the commands", strings.Join(args, " "))
+		}
+		show(c, args)
+		return nil
+	}
 }
 
 // loadConfig loads the configuration named by the common flags of cmd, over the defaults and the

@@ -32,7 +32,8 @@ print per message the destinations and the routes that matched, or FAILED/404 (n
 (invalid). No broker is needed. Each file (or standard input, -) holds one JSON message, a JSON array of
 messages, or one message per line.
 
-Exit status: 0 every message would be ACCEPTED, 1 some would fail, 2 usage, file or configuration error.`,
+Exit status: 0 every message would be ACCEPTED, 1 some would fail or a configuration error (as for every
+command), 2 usage or file error.`,
 		Example: `  cimstream routes test --config cimstream.yaml samples.ndjson
   cat reply.json | cimstream routes test - --set outbound.channels=web=web`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -44,7 +45,7 @@ Exit status: 0 every message would be ACCEPTED, 1 some would fail, 2 usage, file
 		RunE: func(cmd *cobra.Command, sources []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
-				return exitError{code: 2, err: err}
+				return err
 			}
 			return routesTest(cfg, sources, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

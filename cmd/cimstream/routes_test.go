@@ -99,19 +99,21 @@ func TestRoutesTestErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
+		code int
 		want string
 	}{
-		{"unknown subcommand", []string{"routes", "tset"}, `unknown command "tset" for "cimstream routes"`},
-		{"no message file", []string{"routes", "test", "--config", cfg}, "name at least one message file"},
-		{"missing file", []string{"routes", "test", "--config", cfg, filepath.Join(t.TempDir(), "none.json")}, "no such file"},
-		{"bad route", []string{"routes", "test", "--config", bad, "-"}, "outbound.routes[0].serviceIdentifier"},
-		{"unknown flag", []string{"routes", "test", "--nope", "-"}, "unknown flag: --nope"},
+		{"unknown subcommand", []string{"routes", "tset"}, 2, `unknown command "tset" for "cimstream routes"`},
+		{"no message file", []string{"routes", "test", "--config", cfg}, 2, "name at least one message file"},
+		{"missing file", []string{"routes", "test", "--config", cfg, filepath.Join(t.TempDir(), "none.json")}, 2, "no such file"},
+		// A configuration error, as in every command.
+		{"bad route", []string{"routes", "test", "--config", bad, "-"}, 1, "outbound.routes[0].serviceIdentifier"},
+		{"unknown flag", []string{"routes", "test", "--nope", "-"}, 2, "unknown flag: --nope"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, _, errOut := runCLI(t, "", c.args...)
-			if code != 2 || !strings.Contains(errOut, c.want) {
-				t.Errorf("exit %d, stderr %q; want 2 and %q", code, errOut, c.want)
+			if code != c.code || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, c.code, c.want)
 			}
 		})
 	}

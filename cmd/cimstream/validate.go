@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -32,15 +34,16 @@ type validateOptions struct {
 const validateLong = `Validate CIM messages against the contract, as the service would. Each file (or standard input, -, the
 default) holds messages one per line (NDJSON), one after another (such as jq . prints them), or as the
 elements of a JSON array. A malformed message is reported and reading goes on at the next line, so the
-messages after it are still checked. A missing or unreadable file is reported and the others still checked.
+messages after it are still checked. A missing or unreadable file is a finding on line 0 (code unreadable),
+and the others are still checked.
 
-Every finding starts with FILE:LINE: (1-based). Output formats:
+Every finding starts with FILE:LINE: (1-based; 0 for the file itself). Output formats:
   text     one line per violation, and per valid message unless --quiet; a count on standard error
   json     one JSON object per message: source, index (0-based), line, id, valid, violations
   github   GitHub Actions annotations (::error file=...,line=...::), failures only
 
-Exit status: 0 all valid (an empty input is 0 messages), 1 some invalid, 2 usage error or a file that
-could not be read.`
+Exit status: 0 all valid (an empty input is 0 messages), 1 some invalid or a configuration error (as for
+every command), 2 usage error or a file that could not be read.`
 
 func newValidateCommand() *cobra.Command {
 	var o validateOptions
@@ -65,16 +68,20 @@ func newValidateCommand() *cobra.Command {
 			if !ok {
 				return usagef("--format must be text, json or github, not %q", o.format)
 			}
+			if o.maxBytes < 0 {
+				return usagef("--max-bytes must be 0 (the configuration's inbound.maxMessageBytes) or more, not %d", o.maxBytes)
+			}
 			if len(sources) == 0 {
 				sources = []string{"-"}
 			}
-			if o.maxBytes <= 0 {
-				// The service's limit, from the same configuration as every other command.
-				cfg, err := loadConfig(cmd)
-				if err != nil {
-					return exitError{code: 2, err: err}
-				}
-				o.maxBytes = cfg.Inbound.MaxMessageBytes
+			// Read as by every command even when --max-bytes replaces its limit, so that a --config or
+			// --set that is wrong is an error here too.
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if o.maxBytes == 0 {
+				o.maxBytes = cfg.Inbound.MaxMessageBytes // the service's limit
 			}
 			v := validator{dir: dir, limits: cim.Limits{MaxBytes: o.maxBytes, MaxDepth: cim.DefaultMaxDepth},
 				quiet: o.quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
@@ -104,10 +111,18 @@ type validator struct {
 
 func (v *validator) run(sources []string, stdin io.Reader) error {
 	for _, src := range sources {
-		if err := v.source(src, stdin); err != nil {
+		n, err := v.source(src, stdin)
+		var werr writeError
+		if errors.As(err, &werr) {
+			return exitError{code: 2, err: werr.err}
+		}
+		if err != nil {
+			// A finding like every other, on line 0: the file, not a message in it.
 			v.unreadable++
-			fmt.Fprintf(v.stderr, "cimstream validate: %v\n", err)
-			v.out.unreadable(src, err)
+			r := validateResult{Source: src, Index: n, Violations: []cim.Violation{{Code: codeUnreadable, Message: readProblem(err)}}}
+			if err := v.out.result(r); err != nil {
+				return exitError{code: 2, err: err}
+			}
 		}
 	}
 	if !v.quiet || v.invalid > 0 || v.unreadable > 0 {
@@ -129,13 +144,31 @@ func (v *validator) run(sources []string, stdin io.Reader) error {
 	return nil
 }
 
-// source checks one file, or standard input for "-". Messages read before a read error are reported.
-func (v *validator) source(src string, stdin io.Reader) error {
+// codeUnreadable is the finding for a file that could not be read.
+const codeUnreadable = "unreadable"
+
+// writeError is a failure to write the findings, which ends the command.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+
+// readProblem says why a file could not be read, without repeating its name.
+func readProblem(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("cannot %s: %v", pe.Op, pe.Err)
+	}
+	return err.Error()
+}
+
+// source checks one file, or standard input for "-", and returns how many messages it read. Messages read
+// before a read error are reported.
+func (v *validator) source(src string, stdin io.Reader) (int, error) {
 	r := stdin
 	if src != "-" {
 		f, err := os.Open(src)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer f.Close()
 		r = f
@@ -144,10 +177,10 @@ func (v *validator) source(src string, stdin io.Reader) error {
 	for index := 0; ; index++ {
 		value, err := seq.Next()
 		if err == io.EOF {
-			return nil
+			return index, nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
+			return index, err
 		}
 		res := v.check(src, index, value)
 		v.total++
@@ -156,7 +189,7 @@ func (v *validator) source(src string, stdin io.Reader) error {
 		}
 		if !res.Valid || !v.quiet {
 			if err := v.out.result(res); err != nil {
-				return err
+				return index, writeError{err}
 			}
 		}
 	}

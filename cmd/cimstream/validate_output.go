@@ -10,8 +10,6 @@ import (
 // findingWriter prints validate's results in one output format.
 type findingWriter interface {
 	result(r validateResult) error
-	// unreadable notes a source that could not be read (stderr has the error already).
-	unreadable(src string, err error)
 	flush() error
 }
 
@@ -35,7 +33,10 @@ func (t textFindings) result(r validateResult) error {
 	}
 	for _, v := range r.Violations {
 		path := v.Path
-		if path == "" {
+		switch {
+		case v.Code == codeUnreadable:
+			path = "(file)"
+		case path == "":
 			path = "(message)"
 		}
 		if _, err := fmt.Fprintf(t.w, "%s:%d: %s: %s: %s%s\n", r.Source, r.Line, path, v.Code, v.Message, id); err != nil {
@@ -45,14 +46,12 @@ func (t textFindings) result(r validateResult) error {
 	return nil
 }
 
-func (textFindings) unreadable(string, error) {}
-func (textFindings) flush() error             { return nil }
+func (textFindings) flush() error { return nil }
 
 // jsonFindings: one validateResult per line.
 type jsonFindings struct{ enc *json.Encoder }
 
 func (j jsonFindings) result(r validateResult) error { return j.enc.Encode(r) }
-func (jsonFindings) unreadable(string, error)        {}
 func (jsonFindings) flush() error                    { return nil }
 
 // githubFindings: workflow commands that GitHub Actions shows as annotations on the file and line.
@@ -67,16 +66,16 @@ func (g githubFindings) result(r validateResult) error {
 		if v.Path != "" {
 			msg = v.Path + ": " + msg
 		}
-		if _, err := fmt.Fprintf(g.w, "::error file=%s,line=%d,title=%s::%s\n", ghProperty(r.Source), r.Line,
+		line := fmt.Sprintf(",line=%d", r.Line)
+		if r.Line == 0 { // the file itself: an annotation on the file
+			line = ""
+		}
+		if _, err := fmt.Fprintf(g.w, "::error file=%s%s,title=%s::%s\n", ghProperty(r.Source), line,
 			ghProperty("cimstream validate: "+v.Code), ghData(msg)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (g githubFindings) unreadable(src string, err error) {
-	fmt.Fprintf(g.w, "::error file=%s,title=cimstream validate::%s\n", ghProperty(src), ghData(err.Error()))
 }
 
 func (githubFindings) flush() error { return nil }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,8 +70,8 @@ func TestValidateMissingFileStillChecksTheOthers(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2 (a file could not be read)", code)
 	}
-	if !strings.Contains(errOut, missing) || !strings.Contains(errOut, "no such file") {
-		t.Errorf("missing file not reported: %q", errOut)
+	if !strings.Contains(out, missing+":0: (file): unreadable: ") || !strings.Contains(out, "no such file") {
+		t.Errorf("missing file not reported:\n%s", out)
 	}
 	if !strings.Contains(out, good+":1: valid") || !strings.Contains(out, bad+":1: header.channelData: required") {
 		t.Errorf("the other files were not checked:\n%s", out)
@@ -158,7 +159,58 @@ func TestValidateTakesTheServiceLimitFromTheConfiguration(t *testing.T) {
 	if code, out, _ := runCLI(t, big, "validate"); code != 0 {
 		t.Fatalf("default limit: exit %d\n%s", code, out)
 	}
-	if code, _, errOut := runCLI(t, big, "validate", "--set", "inbound.maxMessageBytes=nope"); code != 2 || !strings.Contains(errOut, "inbound.maxMessageBytes") {
+	if code, _, errOut := runCLI(t, big, "validate", "--set", "inbound.maxMessageBytes=nope"); code != 1 || !strings.Contains(errOut, "inbound.maxMessageBytes") {
 		t.Fatalf("bad configuration: exit %d %s", code, errOut)
+	}
+}
+
+// TestValidateRecoversWithoutLosingOrInventing: through validate, a file that starts with a byte order
+// mark, holds a truncated line followed by an indented message, a message laid out with indent=0, and an
+// array with a string cut at the end of a line: every valid message is found, each broken one is one
+// finding, and every finding has its file and 1-based line.
+func TestValidateRecoversWithoutLosingOrInventing(t *testing.T) {
+	var m any
+	if err := json.Unmarshal([]byte(validInbound), &m); err != nil {
+		t.Fatal(err)
+	}
+	flat, err := json.MarshalIndent(m, "", "") // Python's json.dumps(m, indent=0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flatLines := strings.Count(string(flat), "\n") + 1
+	content := "\uFEFF" + validInbound + "\n" + // 1
+		`{"id":"m-t","header":{"sender":` + "\n" + // 2: cut short
+		"  " + validInbound + "\n" + // 3
+		string(flat) + "\n" + // 4
+		"[\n" +
+		"  " + validInbound + ",\n" +
+		`  {"id": "cut` + "\n" +
+		"  },\n" +
+		"  " + validInbound + "\n" +
+		"]\n"
+	arrayAt := 4 + flatLines
+	src := writeMessages(t, "mixed.ndjson", content)
+	code, out, errOut := runCLI(t, "", "validate", "--format", "json", src)
+	if code != 1 || !strings.Contains(errOut, "7 message(s), 2 invalid") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	want := []struct {
+		line  int
+		valid bool
+	}{{1, true}, {2, false}, {3, true}, {4, true}, {arrayAt + 1, true}, {arrayAt + 2, false}, {arrayAt + 4, true}}
+	lines := jsonLines(t, out)
+	if len(lines) != len(want) {
+		t.Fatalf("%d results, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, w := range want {
+		if g := lines[i]; g.Line != w.line || g.Valid != w.valid || (!g.Valid && g.Violations[0].Code != "malformed") {
+			t.Errorf("result %d: line %d valid %v %+v, want line %d valid %v", i, g.Line, g.Valid, g.Violations, w.line, w.valid)
+		}
+	}
+	_, text, _ := runCLI(t, "", "validate", src)
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		if !strings.HasPrefix(line, src+":") {
+			t.Errorf("finding without file:line: %q", line)
+		}
 	}
 }

@@ -116,8 +116,8 @@ func TestValidateLimitsAndErrors(t *testing.T) {
 	if code, out, _ := runCLI(t, deep, "validate", "--format", "json"); code != 1 || !strings.Contains(out, `"too_deep"`) {
 		t.Fatalf("depth limit: exit %d %s", code, out)
 	}
-	if code, _, errOut := runCLI(t, "", "validate", "/nonexistent/file.json"); code != 2 || !strings.Contains(errOut, "file.json") {
-		t.Fatalf("missing file: exit %d %s", code, errOut)
+	if code, out, _ := runCLI(t, "", "validate", "/nonexistent/file.json"); code != 2 || !strings.Contains(out, "file.json:0:") {
+		t.Fatalf("missing file: exit %d %s", code, out)
 	}
 	if code, _, errOut := runCLI(t, "", "validate", "--direction", "sideways"); code != 2 || !strings.Contains(errOut, "--direction") {
 		t.Fatalf("bad direction: exit %d %s", code, errOut)

@@ -268,3 +268,91 @@ func TestYAMLTypeErrorsNameTheDottedKeyAndType(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesServiceLinksAreNotConfiguration: Kubernetes gives every pod service-link variables for each
+// Service of its namespace; the release's Service is named cimstream (and others may be cimstream-...), so
+// their names start with CIMSTREAM_. They must not stop the process, while a misspelt key still does.
+func TestKubernetesServiceLinksAreNotConfiguration(t *testing.T) {
+	// As a pod sees them for Service cimstream (port admin 8080/TCP), and for a Service cimstream-kafka
+	// in the same namespace (ports 9092/TCP unnamed, and a named metrics port on UDP and SCTP).
+	links := []string{
+		"CIMSTREAM_SERVICE_HOST=10.96.12.34",
+		"CIMSTREAM_SERVICE_PORT=8080",
+		"CIMSTREAM_SERVICE_PORT_ADMIN=8080",
+		"CIMSTREAM_PORT=tcp://10.96.12.34:8080",
+		"CIMSTREAM_PORT_8080_TCP=tcp://10.96.12.34:8080",
+		"CIMSTREAM_PORT_8080_TCP_PROTO=tcp",
+		"CIMSTREAM_PORT_8080_TCP_PORT=8080",
+		"CIMSTREAM_PORT_8080_TCP_ADDR=10.96.12.34",
+		"CIMSTREAM_KAFKA_SERVICE_HOST=fd00:10:96::1a",
+		"CIMSTREAM_KAFKA_SERVICE_PORT=9092",
+		"CIMSTREAM_KAFKA_SERVICE_PORT_JMX_METRICS=5556",
+		"CIMSTREAM_KAFKA_PORT=tcp://[fd00:10:96::1a]:9092",
+		"CIMSTREAM_KAFKA_PORT_9092_TCP=tcp://[fd00:10:96::1a]:9092",
+		"CIMSTREAM_KAFKA_PORT_9092_TCP_PROTO=tcp",
+		"CIMSTREAM_KAFKA_PORT_9092_TCP_PORT=9092",
+		"CIMSTREAM_KAFKA_PORT_9092_TCP_ADDR=fd00:10:96::1a",
+		"CIMSTREAM_KAFKA_PORT_5556_UDP=udp://[fd00:10:96::1a]:5556",
+		"CIMSTREAM_KAFKA_PORT_5556_UDP_PROTO=udp",
+		"CIMSTREAM_KAFKA_PORT_5556_UDP_PORT=5556",
+		"CIMSTREAM_KAFKA_PORT_5556_UDP_ADDR=fd00:10:96::1a",
+		"CIMSTREAM_KAFKA_PORT_7000_SCTP=sctp://[fd00:10:96::1a]:7000",
+	}
+	env := append([]string{"CIMSTREAM_KAFKA_BROKERS=k:9092"}, links...)
+	cfg, err := Load("", env, nil)
+	if err != nil {
+		t.Fatalf("service-link variables must be ignored: %v", err)
+	}
+	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "k:9092" {
+		t.Errorf("the real override next to them was lost: brokers %s", got)
+	}
+	// A misspelt key among them is still an error, and so are names of the service-link form whose
+	// value is not what Kubernetes writes there (CIMSTREAM_ADMIN_PORT=9090 is someone's guess at a key).
+	for _, bad := range []string{"CIMSTREAM_KAFKA_BROKER=k:9092", "CIMSTREAM_ADMIN_PORT=9090", "CIMSTREAM_SERVICE_HOST=",
+		"CIMSTREAM_PORT_8080_TCP_PORT=http", "CIMSTREAM_SERVICE_PORT=8080x", "CIMSTREAM_PORT_8080_HTTP=tcp://10.96.12.34:8080"} {
+		name, _, _ := strings.Cut(bad, "=")
+		_, err := Load("", append(append([]string{}, links...), bad), nil)
+		if err == nil || !strings.Contains(err.Error(), "environment variable "+name+" is not a configuration key") {
+			t.Errorf("%s: error %v should name it", bad, err)
+		}
+	}
+}
+
+// TestYAMLErrorsNameTheKeyWhereTheValueIsUsed: with anchors and aliases the error names the key (and line)
+// that uses the alias, not the anchor's; two bad values on one line are each named by their own key.
+func TestYAMLErrorsNameTheKeyWhereTheValueIsUsed(t *testing.T) {
+	cases := map[string]struct {
+		file      string
+		want      []string
+		mustNotBe string
+	}{
+		"alias": {file: "topics: {partitions: &n 3}\nkafka:\n  consumer:\n    maxWait: *n\n",
+			want:      []string{"line 4: kafka.consumer.maxWait: 3 is not a duration such as 500ms or 10s"},
+			mustNotBe: "topics.partitions"},
+		"aliased section": {file: "kafka:\n  producer: &p {batchSize: lots}\n  consumer: *p\n",
+			want: []string{`line 2: kafka.producer.batchSize: "lots" is not a whole number`,
+				`line 3: kafka.consumer.batchSize: "lots" is not a whole number`}},
+		"two on one line": {file: "topics: {partitions: many, replicationFactor: lots}\n",
+			want: []string{`line 1: topics.partitions: "many" is not a whole number`, `line 1: topics.replicationFactor: "lots" is not a whole number`}},
+		"type error and unknown key": {file: "topics: {partitions: many, partition: 3}\n",
+			want: []string{`line 1: topics.partitions: "many" is not a whole number`, "line 1: topics.partition is not a known key; the closest is topics.partitions"}},
+	}
+	for name, c := range cases {
+		_, err := Load(writeFile(t, c.file), nil, nil)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q should contain %q", name, err, w)
+			}
+		}
+		if c.mustNotBe != "" && strings.Contains(err.Error(), c.mustNotBe) {
+			t.Errorf("%s: error %q blames %s", name, err, c.mustNotBe)
+		}
+		if n := strings.Count(err.Error(), "\n") + 1; n != len(c.want) {
+			t.Errorf("%s: %d errors, want %d: %q", name, n, len(c.want), err)
+		}
+	}
+}

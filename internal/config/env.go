@@ -3,7 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -43,7 +46,8 @@ func camelToSnake(s string) string {
 }
 
 // applyEnv sets the keys named by CIMSTREAM_* variables. A CIMSTREAM_* variable that names no key is an
-// error naming the closest one: a misspelt override silently ignored is a production incident.
+// error naming the closest one: a misspelt override silently ignored is a production incident. Kubernetes'
+// service-link variables are the exception (see isServiceLink).
 func applyEnv(cfg *Config, environ []string) error {
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -66,8 +70,8 @@ func applyEnv(cfg *Config, environ []string) error {
 		}
 	}
 	var unknown []string
-	for name := range env {
-		if !known[name] {
+	for name, value := range env {
+		if !known[name] && !isServiceLink(name, value) {
 			unknown = append(unknown, name)
 		}
 	}
@@ -129,4 +133,51 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// Kubernetes gives every pod, for each Service of its namespace (unless enableServiceLinks is false),
+// variables named after the Service: NAME_SERVICE_HOST, NAME_SERVICE_PORT, NAME_SERVICE_PORT_PORTNAME, and
+// the Docker-link style NAME_PORT, NAME_PORT_N_PROTO, NAME_PORT_N_PROTO_{PROTO,PORT,ADDR}, NAME being the
+// Service's name in upper case with - as _. A Service named cimstream, or cimstream-anything, yields
+// CIMSTREAM_* names. Only a name of one of these shapes holding the value Kubernetes writes there is
+// ignored, so CIMSTREAM_ADMIN_PORT=9090, someone's guess at a key, is still an error.
+var serviceLinks = []struct {
+	name  *regexp.Regexp
+	value func(v string, m []string) bool
+}{
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_SERVICE_HOST$`), func(v string, _ []string) bool { return isIP(v) }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_SERVICE_PORT(?:_[A-Z0-9_]+)?$`), func(v string, _ []string) bool { return isPort(v) }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_PORT$`), func(v string, _ []string) bool { return isLinkURL(v, "", "") }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_PORT_([0-9]+)_(TCP|UDP|SCTP)$`), func(v string, m []string) bool { return isLinkURL(v, m[2], m[1]) }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_PORT_([0-9]+)_(TCP|UDP|SCTP)_PROTO$`), func(v string, m []string) bool { return v == strings.ToLower(m[2]) }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_PORT_([0-9]+)_(TCP|UDP|SCTP)_PORT$`), func(v string, m []string) bool { return isPort(v) && v == m[1] }},
+	{regexp.MustCompile(`^CIMSTREAM(?:_[A-Z0-9_]+)?_PORT_([0-9]+)_(TCP|UDP|SCTP)_ADDR$`), func(v string, _ []string) bool { return isIP(v) }},
+}
+
+// isServiceLink reports whether name=value is a variable Kubernetes made for a Service (see serviceLinks).
+func isServiceLink(name, value string) bool {
+	for _, l := range serviceLinks {
+		if m := l.name.FindStringSubmatch(name); m != nil && l.value(value, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func isIP(s string) bool { return net.ParseIP(s) != nil }
+
+func isPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n < 1<<16 && strconv.Itoa(n) == s
+}
+
+// isLinkURL: proto://ip:port, as tcp://10.96.0.1:8080 or tcp://[fd00::1]:8080; proto (upper case) and port
+// are checked when given.
+func isLinkURL(s, proto, port string) bool {
+	scheme, hostPort, ok := strings.Cut(s, "://")
+	if !ok || (scheme != "tcp" && scheme != "udp" && scheme != "sctp") || (proto != "" && scheme != strings.ToLower(proto)) {
+		return false
+	}
+	host, p, err := net.SplitHostPort(hostPort)
+	return err == nil && isIP(host) && isPort(p) && (port == "" || p == port)
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,11 +26,107 @@ func explainYAMLError(err error, data []byte) error {
 	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it parsed once already; a type error is not a syntax error
+	// yaml's messages name only a line, the line of the value's node: for an alias that is the anchor's,
+	// and two values on one line cannot be told apart. Walking the document against the configuration's
+	// type names each bad value by the key that uses it, at the line where it is used.
 	var msgs []string
+	checkNode(&doc, reflect.TypeOf(Config{}), "", 0, &msgs)
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "\n"))
+	}
 	for _, e := range te.Errors {
 		msgs = append(msgs, explainOne(e, &doc))
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// checkNode appends an error for every value under n that yaml cannot decode into t, and every unknown key,
+// each naming the dotted key path. at, when not 0, is the line of the alias through which n is used.
+func checkNode(n *yaml.Node, t reflect.Type, path string, at int, msgs *[]string) {
+	line := n.Line
+	if at != 0 {
+		line = at
+	}
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			checkNode(c, t, path, at, msgs)
+		}
+		return
+	case n.Kind == yaml.AliasNode:
+		if at == 0 {
+			at = n.Line
+		}
+		checkNode(n.Alias, t, path, at, msgs)
+		return
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
+		return // an empty value leaves the default
+	}
+	wrong := func() {
+		key := path
+		if key == "" {
+			key = "(top level)"
+		}
+		*msgs = append(*msgs, fmt.Sprintf("line %d: %s: %s is not %s", line, key, describeValue(n.ShortTag(), n.Value), typeWords(t.String())))
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			wrong()
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.ShortTag() == "!!merge" {
+				checkNode(v, t, path, at, msgs)
+				continue
+			}
+			f, ok := fieldByTag(t, k.Value)
+			if !ok {
+				key := joinKey(path, k.Value)
+				kline := k.Line
+				if at != 0 {
+					kline = at
+				}
+				*msgs = append(*msgs, fmt.Sprintf("line %d: %s is not a known key; the closest is %s (see docs/configuration.md)", kline, key, closest(key, Keys())))
+				continue
+			}
+			checkNode(v, f.Type, joinKey(path, k.Value), at, msgs)
+		}
+		return
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			wrong()
+			return
+		}
+		for i, c := range n.Content {
+			checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), at, msgs)
+		}
+		return
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			wrong()
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkNode(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), at, msgs)
+		}
+		return
+	}
+	if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+		wrong()
+	}
+}
+
+// fieldByTag finds the field of struct type t whose yaml name is name.
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if strings.Split(f.Tag.Get("yaml"), ",")[0] == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 func explainOne(e string, doc *yaml.Node) string {

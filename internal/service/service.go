@@ -140,17 +140,26 @@ func (s *Service) WaitForKafka(ctx context.Context) error {
 	timeout := s.cfg.Startup.Timeout
 	deadline := time.Now().Add(timeout)
 	delay := startupFirstDelay
+	var last error // the cause from the last attempt that was not cut at the deadline
 	for attempt := 1; ; attempt++ {
-		err := s.reachable(ctx)
+		// An attempt against an address that swallows packets would last kafka.requestTimeout (and more,
+		// for the topics): it gets only the time left.
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		err := s.reachable(actx)
+		cut := errors.Is(actx.Err(), context.DeadlineExceeded)
+		cancel()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if !cut || last == nil {
+			last = err
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("not ready within startup.timeout (%v, %d attempts): %w", timeout, attempt, err)
+			return fmt.Errorf("not ready within startup.timeout (%v, %d attempts): %w", timeout, attempt, last)
 		}
 		wait := min(delay, left)
 		s.log.Warn("kafka not ready yet; retrying", zap.Int("attempt", attempt), zap.Duration("retryIn", wait),

@@ -787,3 +787,23 @@ func TestChartPortAndEnvironmentAgree(t *testing.T) {
 		t.Errorf("the process would listen on %s with %s logs", cfg.Admin.Address, cfg.Log.Format)
 	}
 }
+
+// A plain byte count in a values file reaches the template as a float (YAML numbers): still a quantity.
+func TestChartGoMemLimitFromAValuesFile(t *testing.T) {
+	for text, want := range map[string]string{"536870912": "409MiB", "1e9": "762MiB", "\"512Mi\"": "409MiB"} {
+		file := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(file, []byte("resources:\n  limits:\n    memory: "+text+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := render(t, "-f", file)
+		got := ""
+		for _, e := range list(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0], "env") {
+			if str(e, "name") == "GOMEMLIMIT" {
+				got = str(e, "value")
+			}
+		}
+		if got != want {
+			t.Errorf("memory: %s in a values file: GOMEMLIMIT %q, want %q", text, got, want)
+		}
+	}
+}

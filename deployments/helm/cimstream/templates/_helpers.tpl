@@ -64,7 +64,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* GOMEMLIMIT from resources.limits.memory and goMemLimitPercent, in MiB; empty without a limit. */}}
 {{- define "cimstream.goMemLimit" -}}
 {{- $limit := "" -}}
-{{- with .Values.resources -}}{{- with .limits -}}{{- $limit = toString (.memory | default "") -}}{{- end -}}{{- end -}}
+{{- with .Values.resources -}}{{- with .limits -}}
+{{- $mem := .memory | default "" -}}
+{{- /* A plain byte count is a valid quantity; YAML hands it over as a number, which toString would print in exponent form. */ -}}
+{{- if or (kindIs "float64" $mem) (kindIs "int" $mem) (kindIs "int64" $mem) -}}
+{{- $limit = printf "%.0f" (float64 $mem) -}}
+{{- else -}}
+{{- $limit = toString $mem -}}
+{{- end -}}
+{{- end -}}{{- end -}}
 {{- if $limit -}}
 {{- $m := regexFind "^[0-9]+(\\.[0-9]+)?" $limit -}}
 {{- $suffix := trimPrefix $m $limit -}}

@@ -159,6 +159,8 @@ func quantity(expr string) string {
 		return "per second"
 	case regexp.MustCompile(`\b[a-z_]+_bytes\b`).MatchString(expr):
 		return "bytes"
+	case regexp.MustCompile(`\b[a-z_]+_seconds\b`).MatchString(expr):
+		return "seconds" // a gauge of seconds (a histogram's _seconds_bucket does not match \b here)
 	default:
 		return "count"
 	}

@@ -25,17 +25,21 @@ type SessionObserver interface {
 	Replayed(remembered bool)
 	// DecisionsEvicted counts decisions dropped inside the replay window for room.
 	DecisionsEvicted(n int)
+	// WatermarkAge reports how far partition's upstream watermark trails the processing clock; a negative
+	// age withdraws the partition.
+	WatermarkAge(partition int, age time.Duration)
 }
 
 type nopSessions struct{}
 
-func (nopSessions) SessionOpened()               {}
-func (nopSessions) SessionClosed(session.Reason) {}
-func (nopSessions) SessionsActive(int)           {}
-func (nopSessions) UntrustedTime(string)         {}
-func (nopSessions) StateCorrupt()                {}
-func (nopSessions) Replayed(bool)                {}
-func (nopSessions) DecisionsEvicted(int)         {}
+func (nopSessions) SessionOpened()                  {}
+func (nopSessions) SessionClosed(session.Reason)    {}
+func (nopSessions) SessionsActive(int)              {}
+func (nopSessions) UntrustedTime(string)            {}
+func (nopSessions) StateCorrupt()                   {}
+func (nopSessions) Replayed(bool)                   {}
+func (nopSessions) DecisionsEvicted(int)            {}
+func (nopSessions) WatermarkAge(int, time.Duration) {}
 
 // Reasons a record time is not trusted as session time.
 const (
@@ -222,6 +226,9 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 	upstream := now.UnixMilli()
 	if e.upstream != nil {
 		upstream = e.upstream()
+		if upstream > 0 { // 0: nothing known yet, no age to tell
+			e.observer.WatermarkAge(e.partition, time.Duration(max(0, now.UnixMilli()-upstream))*time.Millisecond)
+		}
 	}
 	for _, c := range e.table.Expire(now.UnixMilli(), upstream) {
 		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
@@ -251,4 +258,7 @@ func (e *Enricher) toCCM(rec stream.Record, value []byte, key string, sessionTim
 func (e *Enricher) Close() {
 	e.observer.SessionsActive(-e.active)
 	e.active = 0
+	if e.upstream != nil {
+		e.observer.WatermarkAge(e.partition, -1)
+	}
 }

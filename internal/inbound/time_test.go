@@ -271,3 +271,32 @@ func TestSessionsStageTakesTheConfiguredLimit(t *testing.T) {
 		t.Fatalf("stage 2 must enrich it: %+v", res.Reject)
 	}
 }
+
+type watermarkAges struct {
+	nopSessions
+	ages map[int]time.Duration
+}
+
+func (w *watermarkAges) WatermarkAge(p int, age time.Duration) { w.ages[p] = age }
+
+// The watermark's age is reported per partition while it is known, and withdrawn when the partition goes.
+func TestWatermarkAgeIsReported(t *testing.T) {
+	obs := &watermarkAges{ages: map[int]time.Duration{}}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	mark := int64(0)
+	e := NewEnricher(testTopics, "sessions", 3, session.Fixed(time.Minute), obs, fixedClock(now)).
+		WithUpstream(func() int64 { return mark })
+	e.Expire(now)
+	if _, ok := obs.ages[3]; ok {
+		t.Fatalf("no age before a watermark is known: %v", obs.ages)
+	}
+	mark = now.Add(-5 * time.Second).UnixMilli()
+	e.Expire(now)
+	if obs.ages[3] != 5*time.Second {
+		t.Fatalf("age %v, want 5s", obs.ages[3])
+	}
+	e.Close()
+	if obs.ages[3] >= 0 {
+		t.Fatalf("closing the partition must withdraw its age: %v", obs.ages[3])
+	}
+}

@@ -35,6 +35,7 @@ type Metrics struct {
 	restoreSeconds *prometheus.HistogramVec
 	restoreRecords *prometheus.CounterVec
 	sessionsActive prometheus.Gauge
+	watermarkAge   *prometheus.GaugeVec
 	sessionsOpened prometheus.Counter
 	sessionsClosed *prometheus.CounterVec
 	untrustedTimes *prometheus.CounterVec
@@ -75,6 +76,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Time to restore one partition's state from its changelog.", Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 120}}, []string{"stage"}),
 		restoreRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_state_restore_records_total",
 			Help: "Changelog records replayed while restoring state."}, []string{"stage"}),
+		watermarkAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_session_watermark_age_seconds",
+			Help: "How far the upstream watermark of a sessions partition trails the processing clock: no session there expires proactively before its timeout plus this."}, []string{"partition"}),
 		sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cimstream_sessions_active",
 			Help: "Open sessions within their idle timeout, in the partitions this instance owns."}),
 		sessionsOpened: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_sessions_opened_total",
@@ -121,7 +124,7 @@ func (m *Metrics) initSeries() {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
+		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -190,6 +193,17 @@ func (m *Metrics) DecisionsEvicted(n int) { m.evictions.Add(float64(n)) }
 
 // SessionsActive implements inbound.SessionObserver: delta is added to the gauge.
 func (m *Metrics) SessionsActive(delta int) { m.sessionsActive.Add(float64(delta)) }
+
+// WatermarkAge implements inbound.SessionObserver; a negative age removes the partition's series (the
+// partition moved).
+func (m *Metrics) WatermarkAge(partition int, age time.Duration) {
+	label := strconv.Itoa(partition)
+	if age < 0 {
+		m.watermarkAge.DeleteLabelValues(label)
+		return
+	}
+	m.watermarkAge.WithLabelValues(label).Set(age.Seconds())
+}
 
 // Consumed implements stage.Observer.
 func (m *Metrics) Consumed(stage, topic string, n int) {

@@ -3,15 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,67 +22,14 @@ import (
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
-// dlqTestPKI writes a CA and a server certificate for 127.0.0.1 signed by it: the CA as PEM, and the
-// broker's PEM keystore (PKCS#8 key and certificate chain in one file).
-func dlqTestPKI(t *testing.T, dir string) (caFile, keystore string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dlq test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
-	caFile, keystore = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem")
-	write := func(path string, blocks ...*pem.Block) {
-		var b []byte
-		for _, bl := range blocks {
-			b = append(b, pem.EncodeToMemory(bl)...)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(caFile, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	write(keystore, &pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}, &pem.Block{Type: "CERTIFICATE", Bytes: der},
-		&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return caFile, keystore
-}
-
 // TestIntegrationDLQOverSASLSSL runs `cimstream dlq inspect` and `replay` (through the command line,
 // --config and --set) against an Apache Kafka broker whose client listener is SASL_SSL (SCRAM-SHA-512
 // over TLS with a CA made here), and checks the replayed record over the broker's plaintext listener.
 func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 	kafkatest.Brokers(t) // the shared broker's availability decides skip or fail, as for every integration test
 	dir := t.TempDir()
-	caFile, keystore := dlqTestPKI(t, dir)
-	saslPort := kafkatest.FreePort(t)
-	broker := kafkatest.StartBroker(t, kafkatest.BrokerOptions{Env: func(port int) map[string]string {
-		return map[string]string{
-			"KAFKA_LISTENERS":            fmt.Sprintf("PLAINTEXT://127.0.0.1:%d,SASL_SSL://127.0.0.1:%d", port, saslPort),
-			"KAFKA_ADVERTISED_LISTENERS": fmt.Sprintf("PLAINTEXT://127.0.0.1:%d,SASL_SSL://127.0.0.1:%d", port, saslPort),
-			"KAFKA_PROTOCOL_MAP":         "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
-			"KAFKA_FORMAT_ARGS":          "--add-scram SCRAM-SHA-512=[name=alice,password=alice-secret]",
-			"KAFKA_EXTRA_PROPS": strings.Join([]string{
-				"sasl.enabled.mechanisms=SCRAM-SHA-512",
-				"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
-				"listener.name.sasl_ssl.ssl.keystore.type=PEM",
-				"listener.name.sasl_ssl.ssl.keystore.location=" + keystore,
-			}, "\n"),
-		}
-	}})
+	caFile, keystore := kafkatest.PKI(t, dir, "dlq")
+	broker := kafkatest.StartSASLBroker(t, keystore)
 	// Topics and the dead letter are set up over PLAINTEXT; the commands use only SASL_SSL.
 	plain := config.Default().Kafka
 	plain.Brokers = []string{broker.Addr}
@@ -112,8 +51,8 @@ func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 		Build(rec, cim.Violations{{Code: "delivery_failed", Message: "gave up"}})})
 
 	cfgFile := filepath.Join(dir, "secure.yaml")
-	yaml := fmt.Sprintf("kafka:\n  brokers: [\"127.0.0.1:%d\"]\n  requestTimeout: 10s\n  tls:\n    enabled: true\n    caFile: %s\n  sasl:\n    mechanism: scram-sha-512\n    username: alice\ntopics:\n  deadLetter: %s\n",
-		saslPort, caFile, dlqTopic)
+	yaml := fmt.Sprintf("kafka:\n  brokers: [\"%s\"]\n  requestTimeout: 10s\n  tls:\n    enabled: true\n    caFile: %s\n  sasl:\n    mechanism: scram-sha-512\n    username: alice\ntopics:\n  deadLetter: %s\n",
+		broker.SASLAddr, caFile, dlqTopic)
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

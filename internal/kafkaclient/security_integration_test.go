@@ -2,17 +2,6 @@ package kafkaclient_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,69 +13,15 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkatest"
 )
 
-// pki writes a CA and a server certificate for 127.0.0.1 signed by it: the CA as PEM, and the broker's
-// PEM keystore (PKCS#8 key and certificate chain in one file).
-func pki(t *testing.T, dir, name string) (caFile, keystore string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
-	caFile = filepath.Join(dir, name+"-ca.pem")
-	keystore = filepath.Join(dir, name+"-server.pem")
-	write := func(path string, blocks ...*pem.Block) {
-		var b []byte
-		for _, bl := range blocks {
-			b = append(b, pem.EncodeToMemory(bl)...)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(caFile, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	write(keystore, &pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}, &pem.Block{Type: "CERTIFICATE", Bytes: der},
-		&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return caFile, keystore
-}
-
 // TestIntegrationSASLSSL runs Apache Kafka with a SASL_SSL listener (SCRAM-SHA-512 over TLS, with a
 // certificate made here) and checks the project's clients against it: the right credentials produce and
 // consume; a wrong password or an unknown CA give errors that say what to fix.
 func TestIntegrationSASLSSL(t *testing.T) {
 	kafkatest.Brokers(t) // the shared broker's availability decides skip or fail, as for every integration test
 	dir := t.TempDir()
-	caFile, keystore := pki(t, dir, "good")
-	otherCA, _ := pki(t, dir, "other")
-	saslPort := kafkatest.FreePort(t)
-	broker := kafkatest.StartBroker(t, kafkatest.BrokerOptions{Env: func(port int) map[string]string {
-		return map[string]string{
-			"KAFKA_LISTENERS":            fmt.Sprintf("PLAINTEXT://127.0.0.1:%d,SASL_SSL://127.0.0.1:%d", port, saslPort),
-			"KAFKA_ADVERTISED_LISTENERS": fmt.Sprintf("PLAINTEXT://127.0.0.1:%d,SASL_SSL://127.0.0.1:%d", port, saslPort),
-			"KAFKA_PROTOCOL_MAP":         "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
-			"KAFKA_FORMAT_ARGS":          "--add-scram SCRAM-SHA-512=[name=alice,password=alice-secret]",
-			"KAFKA_EXTRA_PROPS": strings.Join([]string{
-				"sasl.enabled.mechanisms=SCRAM-SHA-512",
-				"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
-				"listener.name.sasl_ssl.ssl.keystore.type=PEM",
-				"listener.name.sasl_ssl.ssl.keystore.location=" + keystore,
-			}, "\n"),
-		}
-	}})
+	caFile, keystore := kafkatest.PKI(t, dir, "good")
+	otherCA, _ := kafkatest.PKI(t, dir, "other")
+	broker := kafkatest.StartSASLBroker(t, keystore)
 	// The topic is created over PLAINTEXT (the admin path); clients below use only SASL_SSL.
 	plain := config.Default().Kafka
 	plain.Brokers = []string{broker.Addr}
@@ -103,7 +38,7 @@ func TestIntegrationSASLSSL(t *testing.T) {
 
 	secure := func(password, ca string) config.Kafka {
 		k := config.Default().Kafka
-		k.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", saslPort)}
+		k.Brokers = []string{broker.SASLAddr}
 		k.TLS = config.TLS{Enabled: true, CAFile: ca}
 		k.SASL = config.SASL{Mechanism: "scram-sha-512", Username: "alice", Password: password}
 		k.RequestTimeout = 10 * time.Second

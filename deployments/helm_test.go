@@ -234,16 +234,20 @@ func TestChartImage(t *testing.T) {
 func TestChartGoMemLimit(t *testing.T) {
 	for limit, want := range map[string]string{"512Mi": "409MiB", "1.5Gi": "1228MiB", "1G": "762MiB", "300000000": "228MiB", "": ""} {
 		r := render(t, "--set", "resources.limits.memory="+limit)
-		got := ""
-		for _, e := range list(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0], "env") {
-			if str(e, "name") == "GOMEMLIMIT" {
-				got = str(e, "value")
-			}
-		}
+		got := envOf(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0])["GOMEMLIMIT"]
 		if got != want {
 			t.Errorf("memory limit %q: GOMEMLIMIT %q, want %q (80%%)", limit, got, want)
 		}
 	}
+}
+
+// envOf returns a rendered container's environment by name.
+func envOf(container any) map[string]string {
+	env := map[string]string{}
+	for _, e := range list(container, "env") {
+		env[str(e, "name")] = str(e, "value")
+	}
+	return env
 }
 
 // checkRestricted checks a pod spec against Pod Security "restricted", plus no service-account token.
@@ -479,13 +483,7 @@ func TestChartFullValues(t *testing.T) {
 	if got := str(c, "image"); got != "registry.example.com/cx/cimstream:0.1.0-rc.1" {
 		t.Errorf("image %s", got)
 	}
-	var memLimit string
-	for _, e := range list(c, "env") {
-		if str(e, "name") == "GOMEMLIMIT" {
-			memLimit = str(e, "value")
-		}
-	}
-	if memLimit != "1843MiB" {
+	if memLimit := envOf(c)["GOMEMLIMIT"]; memLimit != "1843MiB" {
 		t.Errorf("GOMEMLIMIT %s, want 1843MiB (90%% of 2Gi)", memLimit)
 	}
 	if grace := dig(pod, "terminationGracePeriodSeconds"); grace != 75 {
@@ -752,10 +750,7 @@ func TestChartPortAndEnvironmentAgree(t *testing.T) {
 		}
 	}
 	container := list(pod, "containers")[0]
-	env := map[string]string{}
-	for _, e := range list(container, "env") {
-		env[str(e, "name")] = str(e, "value")
-	}
+	env := envOf(container)
 	if env["CIMSTREAM_ADMIN_ADDRESS"] != "0.0.0.0:9090" || env["CIMSTREAM_LOG_FORMAT"] != "console" {
 		t.Fatalf("container environment %v must carry the chart's admin address and log format", env)
 	}
@@ -796,12 +791,7 @@ func TestChartGoMemLimitFromAValuesFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := render(t, "-f", file)
-		got := ""
-		for _, e := range list(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0], "env") {
-			if str(e, "name") == "GOMEMLIMIT" {
-				got = str(e, "value")
-			}
-		}
+		got := envOf(list(r.one(t, "Deployment"), "spec", "template", "spec", "containers")[0])["GOMEMLIMIT"]
 		if got != want {
 			t.Errorf("memory: %s in a values file: GOMEMLIMIT %q, want %q", text, got, want)
 		}

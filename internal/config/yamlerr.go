@@ -190,33 +190,11 @@ func valueAt(doc *yaml.Node, line int, tag string) string {
 		kind = yaml.MappingNode
 	}
 	found := ""
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := joinKey(path, k.Value)
-				if v.Line == line && v.Kind == kind {
-					found = p
-				}
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if c.Line == line && c.Kind == kind {
-					found = p
-				}
-				walk(c, p)
-			}
+	eachPath(doc, func(_, v *yaml.Node, path string) {
+		if v.Line == line && v.Kind == kind {
+			found = path
 		}
-	}
-	walk(doc, "")
+	})
 	if found == "" {
 		return "(top level)"
 	}
@@ -226,6 +204,17 @@ func valueAt(doc *yaml.Node, line int, tag string) string {
 // keyAt returns the dotted name of the key named name on line.
 func keyAt(doc *yaml.Node, line int, name string) string {
 	found := name
+	eachPath(doc, func(k, _ *yaml.Node, path string) {
+		if k != nil && k.Line == line && k.Value == name {
+			found = path
+		}
+	})
+	return found
+}
+
+// eachPath calls fn for every value in doc with its dotted path (list items as path[i]), depth first;
+// k is the value's key node, nil for a list item.
+func eachPath(doc *yaml.Node, fn func(k, v *yaml.Node, path string)) {
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -237,19 +226,18 @@ func keyAt(doc *yaml.Node, line int, name string) string {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := joinKey(path, k.Value)
-				if k.Line == line && k.Value == name {
-					found = p
-				}
+				fn(k, v, p)
 				walk(v, p)
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", path, i))
+				p := fmt.Sprintf("%s[%d]", path, i)
+				fn(nil, c, p)
+				walk(c, p)
 			}
 		}
 	}
 	walk(doc, "")
-	return found
 }
 
 func joinKey(path, key string) string {

@@ -191,17 +191,11 @@ func (s *Service) reachable(ctx context.Context) error {
 
 // Preflight connects to the brokers and checks that every topic exists; its errors say what to fix.
 func (s *Service) Preflight(ctx context.Context) error {
-	if _, err := s.kafka.Ping(ctx); err != nil {
-		s.ready.Set(ReadyKafka, err)
+	if err := s.reachable(ctx); err != nil {
 		return err
 	}
-	s.ready.Set(ReadyKafka, nil)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Kafka.RequestTimeout)
 	defer cancel()
-	if err := topics.Check(ctx, s.kafka.Client(), topics.Required(s.cfg)); err != nil {
-		s.ready.Set(ReadyTopics, err)
-		return err
-	}
 	if s.cfg.Inbound.Enabled {
 		if err := topics.CheckState(ctx, s.kafka.Client(), s.cfg.Topics.Sessions, s.cfg.Topics.Repartition); err != nil {
 			s.ready.Set(ReadyTopics, err)

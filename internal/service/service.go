@@ -194,6 +194,12 @@ func (s *Service) Preflight(ctx context.Context) error {
 	if err := s.reachable(ctx); err != nil {
 		return err
 	}
+	return s.checkTopics(ctx)
+}
+
+// checkTopics refuses topics that would corrupt session state and warns about other drift; the brokers
+// answered and every topic exists (reachable).
+func (s *Service) checkTopics(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Kafka.RequestTimeout)
 	defer cancel()
 	if s.cfg.Inbound.Enabled {
@@ -266,7 +272,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := s.Preflight(ctx); err != nil {
+	if err := s.checkTopics(ctx); err != nil {
 		return err
 	}
 	s.log.Info("connected to kafka", zap.Strings("brokers", s.cfg.Kafka.Brokers))

@@ -8,7 +8,7 @@ import (
 // Encode serializes a state for the changelog: the same JSON encoding/json would write for State, built
 // by hand because it runs once per inbound message.
 func Encode(st *State) []byte {
-	b := make([]byte, 0, 128+len(st.Recent)*96+len(st.Sources)*48)
+	b := make([]byte, 0, 128+len(st.Recent)*128+len(st.Sources)*48+st.dataBytes())
 	b = append(b, `{"s":`...)
 	b = appendString(b, st.ChannelSessionID)
 	b = append(b, `,"c":`...)
@@ -61,6 +61,26 @@ func Encode(st *State) []byte {
 				b = append(b, `,"p":`...)
 				b = strconv.AppendInt(b, d.At, 10)
 			}
+			if len(d.By) > 0 {
+				b = append(b, `,"b":`...)
+				b = appendInts(b, d.By)
+			}
+			if d.Closed != "" {
+				b = append(b, `,"e":`...)
+				b = appendString(b, string(d.Closed))
+			}
+			if d.ClosedAt != 0 {
+				b = append(b, `,"x":`...)
+				b = strconv.AppendInt(b, d.ClosedAt, 10)
+			}
+			if len(d.ChannelData) > 0 {
+				b = append(b, `,"cd":`...)
+				b = append(b, d.ChannelData...)
+			}
+			if len(d.Customer) > 0 {
+				b = append(b, `,"cu":`...)
+				b = append(b, d.Customer...)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -90,4 +110,13 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// dataBytes is the size of the session data the decisions carry.
+func (st *State) dataBytes() int {
+	n := 0
+	for _, d := range st.Recent {
+		n += len(d.ChannelData) + len(d.Customer) + 12
+	}
+	return n
 }

@@ -11,6 +11,7 @@
 package session
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -88,12 +89,37 @@ type State struct {
 
 // Decision gives the ids of the records applied after it: those whose source offset exceeds After
 // (indexed like State.Sources; a missing entry is -1). Empty ids mean no session.
+//
+// A decision also keeps what a replay of the record that made it needs to repeat its lifecycle events
+// byte for byte: that record's position (By), the end of the session before it (Closed, ClosedAt) and,
+// for a session it opened, the session's data.
 type Decision struct {
 	After            []int64 `json:"a,omitempty"`
 	ChannelSessionID string  `json:"s"`
 	ConversationID   string  `json:"c"`
 	// At is the partition's running clock (ms) when the decision was made.
 	At int64 `json:"p,omitempty"`
+	// By is the record that made the decision: {index in State.Sources, offset}; empty when none did
+	// (proactive expiry).
+	By []int64 `json:"b,omitempty"`
+	// Closed says why the session before this decision ended with it, at record time ClosedAt (ms).
+	Closed   Reason `json:"e,omitempty"`
+	ClosedAt int64  `json:"x,omitempty"`
+	Data
+}
+
+// Data is what lifecycle events tell about a session beyond its ids: the channelData and customer of
+// the message that opened it (compact JSON; empty when events are off or the message had none).
+type Data struct {
+	ChannelData json.RawMessage `json:"cd,omitempty"`
+	Customer    json.RawMessage `json:"cu,omitempty"`
+}
+
+// Previous is a session that ended before a message: its ids and data.
+type Previous struct {
+	ChannelSessionID string
+	ConversationID   string
+	Data
 }
 
 // Reason says why a session ended.
@@ -127,15 +153,26 @@ type Message struct {
 	// Passive messages (NOTIFICATION bodies) never open or extend a session: they get the current
 	// ids while one is active and none otherwise.
 	Passive bool
+	// Data is kept with a session this message opens, for its lifecycle events.
+	Data Data
 }
 
-// Outcome is the decision for one message.
+// Outcome is the decision for one message. A replay repeats the lifecycle fields (Opened, Closed,
+// Previous, ClosedAt, Ended, Data) of the first application while the decisions it made are remembered.
 type Outcome struct {
 	ChannelSessionID string // "" for a passive message outside a session
 	ConversationID   string
-	Opened           bool   // a new session began with this message
-	Closed           Reason // a session ended (before this message, or with it for END_CHAT)
-	Replayed         bool   // the message was applied before; state unchanged
+	Opened           bool // a new session began with this message
+	// Closed says why the previous session (Previous) ended just before this message, at record time
+	// ClosedAt (ms; 0 when unknown).
+	Closed   Reason
+	Previous Previous
+	ClosedAt int64
+	// Ended: this message (END_CHAT) ended the session it belongs to.
+	Ended bool
+	// Data of the message's session (for its events).
+	Data     Data
+	Replayed bool // the message was applied before; state unchanged
 	// Forgotten marks a replay older than every remembered decision: answered with the current ids.
 	Forgotten bool
 	// Evicted counts decisions dropped inside the replay window because the key made more than
@@ -185,13 +222,13 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			cid = pick(active, st, false, m.ID)
 		}
 		if active && (sid != st.ChannelSessionID || cid != st.ConversationID) {
-			out.Closed = ReasonAdopted
+			out.closing(st, ReasonAdopted, m.TimeMillis)
 		}
 		out.Opened = !active || out.Closed != ""
 		out.ChannelSessionID, out.ConversationID = sid, cid
 	case m.Intent == "START_CHAT" || m.Intent == "START_CONVERSATION":
 		if active {
-			out.Closed = ReasonStartChat
+			out.closing(st, ReasonStartChat, m.TimeMillis)
 		}
 		out.Opened = true
 		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
@@ -199,7 +236,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
 	default:
 		if st != nil && st.Open {
-			out.Closed = ReasonIdle
+			out.closing(st, ReasonIdle, st.LastActivity+idle)
 		}
 		out.Opened = true
 		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
@@ -209,9 +246,16 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		e = t.add(key, &State{})
 		st = &e.State
 	}
+	by := st.position(m.Position)
 	if out.Opened || st.ChannelSessionID != out.ChannelSessionID || st.ConversationID != out.ConversationID || len(st.Recent) == 0 {
-		out.Evicted += st.remember(out.ChannelSessionID, out.ConversationID, run, t.window) // governs this record and the ones after
+		d := Decision{ChannelSessionID: out.ChannelSessionID, ConversationID: out.ConversationID, By: by,
+			Closed: out.Closed, ClosedAt: out.ClosedAt}
+		if out.Opened {
+			d.Data = m.Data
+		}
+		out.Evicted += st.remember(d, run, t.window) // governs this record and the ones after
 	}
+	out.Data = st.current()
 	last := st.LastActivity
 	st.ChannelSessionID, st.ConversationID = out.ChannelSessionID, out.ConversationID
 	st.Open, st.Ended = true, ""
@@ -221,9 +265,10 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	}
 	st.applied(m, run)
 	if m.Intent == "END_CHAT" {
-		out.Closed = ReasonEndChat
+		out.Ended = true
 		st.Open, st.Ended = false, ReasonEndChat
-		out.Evicted += st.remember("", "", run, t.window) // governs the records after the END_CHAT, not the END_CHAT itself
+		// Governs the records after the END_CHAT, not the END_CHAT itself.
+		out.Evicted += st.remember(Decision{By: by, Closed: ReasonEndChat, ClosedAt: m.TimeMillis}, run, t.window)
 	}
 	t.touch(e, nowMillis)
 	out.State = st
@@ -238,10 +283,11 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run in
 	switch {
 	case active:
 		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
+		out.Data = st.current()
 	case st.Open:
+		out.closing(st, ReasonIdle, st.LastActivity+t.idleOf(e.key).Milliseconds())
 		st.Open, st.Ended = false, ReasonIdle
-		out.Evicted += st.remember("", "", run, t.window)
-		out.Closed = ReasonIdle
+		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonIdle, ClosedAt: out.ClosedAt}, run, t.window)
 	}
 	st.applied(m, run)
 	t.touchPassive(e, nowMillis)
@@ -249,7 +295,9 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run in
 	return out
 }
 
-// replay answers a record applied before with the decision that governed it.
+// replay answers a record applied before with the decision that governed it, and repeats the lifecycle
+// changes the record made: those of the decision it made, and the end of its session when the next
+// decision was made by it (END_CHAT).
 func (e *entry) replay(src int, offset int64) Outcome {
 	st := &e.State
 	for i := len(st.Recent) - 1; i >= 0; i-- {
@@ -258,9 +306,25 @@ func (e *entry) replay(src int, offset int64) Outcome {
 		if src < len(d.After) {
 			after = d.After[src]
 		}
-		if offset > after {
-			return Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
+		if offset <= after {
+			continue
 		}
+		out := Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
+		if d.ChannelSessionID != "" {
+			out.Data = st.dataOf(i)
+		}
+		if d.madeBy(src, offset) {
+			out.Opened = d.ChannelSessionID != "" // a decision with ids is made only by a message that opens a session
+			if d.Closed != "" && i > 0 {
+				p := st.Recent[i-1]
+				out.Closed, out.ClosedAt = d.Closed, d.ClosedAt
+				out.Previous = Previous{ChannelSessionID: p.ChannelSessionID, ConversationID: p.ConversationID, Data: st.dataOf(i - 1)}
+			}
+		}
+		if i+1 < len(st.Recent) && st.Recent[i+1].madeBy(src, offset) && st.Recent[i+1].Closed == ReasonEndChat {
+			out.Ended = true
+		}
+		return out
 	}
 	// Older than anything remembered: answer with the current ids rather than rewrite history.
 	return Outcome{ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, Replayed: true, Forgotten: true}
@@ -289,10 +353,43 @@ func (st *State) applied(m Message, run int64) {
 	st.Seq = max(st.Seq, m.Seq)
 }
 
-// remember adds a decision that governs every record applied from now on, at running time run. When the
-// key holds recentLimit decisions the oldest go; it returns how many of those were still inside the
+// closing records that the active session of st ends before the message, for reason at record time at.
+func (out *Outcome) closing(st *State, reason Reason, at int64) {
+	out.Closed, out.ClosedAt = reason, at
+	out.Previous = Previous{ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, Data: st.current()}
+}
+
+// position names p for By: its index in Sources (as applied will add it) and its offset.
+func (st *State) position(p Position) []int64 {
+	i := st.source(p.Source)
+	if i < 0 {
+		i = len(st.Sources)
+	}
+	return []int64{int64(i), p.Offset}
+}
+
+// madeBy reports whether the record at offset of source index src made d.
+func (d *Decision) madeBy(src int, offset int64) bool {
+	return len(d.By) == 2 && d.By[0] == int64(src) && d.By[1] == offset
+}
+
+// current is the data of the latest session (the latest decision with ids).
+func (st *State) current() Data {
+	for i := len(st.Recent) - 1; i >= 0; i-- {
+		if st.Recent[i].ChannelSessionID != "" {
+			return st.dataOf(i)
+		}
+	}
+	return Data{}
+}
+
+// dataOf is the data of the session of decision i: kept on the decision that opened it.
+func (st *State) dataOf(i int) Data { return st.Recent[i].Data }
+
+// remember adds decision d, which governs every record applied from now on, at running time run. When
+// the key holds recentLimit decisions the oldest go; it returns how many of those were still inside the
 // window.
-func (st *State) remember(sid, cid string, run, window int64) (evicted int) {
+func (st *State) remember(d Decision, run, window int64) (evicted int) {
 	st.prune(run, window)
 	if n := len(st.Recent); n >= recentLimit {
 		drop := n - recentLimit + 1
@@ -303,7 +400,8 @@ func (st *State) remember(sid, cid string, run, window int64) (evicted int) {
 		}
 		st.Recent = append(st.Recent[:0], st.Recent[drop:]...)
 	}
-	st.Recent = append(st.Recent, Decision{After: append([]int64(nil), st.Applied...), ChannelSessionID: sid, ConversationID: cid, At: run})
+	d.After, d.At = append([]int64(nil), st.Applied...), run
+	st.Recent = append(st.Recent, d)
 	st.Running = max(st.Running, run)
 	return evicted
 }

@@ -51,7 +51,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("START_CHAT always opens a new session: %+v", start)
 	}
 	end := tb.Apply(k, with(at(7, "m7", 120*minute), func(m *Message) { m.Intent = "END_CHAT" }), now)
-	if end.Opened || end.Closed != ReasonEndChat || end.ChannelSessionID != start.ChannelSessionID {
+	if end.Opened || !end.Ended || end.Closed != "" || end.ChannelSessionID != start.ChannelSessionID {
 		t.Fatalf("END_CHAT is forwarded with the current ids, then closes: %+v", end)
 	}
 	after := tb.Apply(k, at(8, "m8", 120*minute+1), now)
@@ -401,6 +401,9 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 			m.Position.Source = fmt.Sprint("in/", r.IntN(3))
 			m.Passive = r.IntN(4) == 0
 			m.Intent = []string{"", "", "START_CHAT", "END_CHAT"}[r.IntN(4)]
+			if r.IntN(2) == 0 {
+				m.Data = data(i)
+			}
 			if out := tb.Apply("k", m, 0); out.State != nil {
 				st = out.State
 			}

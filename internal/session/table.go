@@ -124,8 +124,11 @@ func (t *Table) schedule(e *entry) {
 type Change struct {
 	Key   string
 	State *State
-	// Expired is set when an open session ended by inactivity (as opposed to being forgotten).
-	Expired bool
+	// Expired is set when an open session ended by inactivity (as opposed to being forgotten): Previous
+	// is that session, ClosedAt the record time it expired at (last activity + idle timeout).
+	Expired  bool
+	Previous Previous
+	ClosedAt int64
 	// Evicted: decisions dropped inside the replay window to make room (see Outcome.Evicted).
 	Evicted int
 }
@@ -150,10 +153,12 @@ func (t *Table) Expire(nowMillis, upstreamMillis int64) []Change {
 // lapse ends e's open session by inactivity, or forgets e once ended; e is in no heap.
 func (t *Table) lapse(e *entry, run int64, changes []Change) []Change {
 	if e.Open {
+		c := Change{Key: e.key, State: &e.State, Expired: true, ClosedAt: e.LastActivity + t.idleOf(e.key).Milliseconds(),
+			Previous: Previous{ChannelSessionID: e.ChannelSessionID, ConversationID: e.ConversationID, Data: e.current()}}
 		e.Open, e.Ended = false, ReasonIdle
-		evicted := e.remember("", "", run, t.window)
+		c.Evicted = e.remember(Decision{Closed: ReasonIdle, ClosedAt: c.ClosedAt}, run, t.window)
 		t.schedule(e)
-		return append(changes, Change{Key: e.key, State: &e.State, Expired: true, Evicted: evicted})
+		return append(changes, c)
 	}
 	delete(t.sessions, e.key)
 	return append(changes, Change{Key: e.key})

@@ -131,6 +131,9 @@ type Topics struct {
 	// Repartition is the internal topic that re-keys inbound messages by customer; it must have as many
 	// partitions as Sessions.
 	Repartition string `yaml:"repartition"`
+	// SessionEvents receives the session lifecycle events; empty: CCMInbound, so the CCM sees them in
+	// order with the messages of each conversation.
+	SessionEvents string `yaml:"sessionEvents"`
 	// Partitions and ReplicationFactor apply to topics created by `cimstream topics create`.
 	Partitions        int `yaml:"partitions"`
 	ReplicationFactor int `yaml:"replicationFactor"`
@@ -149,6 +152,20 @@ type Inbound struct {
 	// ReplayWindow is how long (time the sessions stage ran) a duplicate still gets its first copy's
 	// ids: it must outlast moving a crashed member's partitions.
 	ReplayWindow time.Duration `yaml:"replayWindow"`
+	// SessionEvents switches the CHANNEL_SESSION_STARTED / ENDED / EXPIRED events (to
+	// topics.sessionEvents).
+	SessionEvents bool `yaml:"sessionEvents"`
+}
+
+// SessionEventsTopic is where session lifecycle events go ("" when they are off).
+func (c Config) SessionEventsTopic() string {
+	switch {
+	case !c.Inbound.SessionEvents:
+		return ""
+	case c.Topics.SessionEvents != "":
+		return c.Topics.SessionEvents
+	}
+	return c.Topics.CCMInbound
 }
 
 // IdleTimeout is the session idle timeout of the channels whose serviceIdentifier matches (exact, or a
@@ -275,6 +292,7 @@ func Default() Config {
 			MaxMessageBytes:      1 << 20,
 			TopicRefreshInterval: 10 * time.Second,
 			ReplayWindow:         10 * time.Minute,
+			SessionEvents:        true,
 		},
 		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
@@ -369,6 +387,9 @@ func (c *Config) Validate() error {
 	}
 	for i, name := range append(append([]string{}, t.Inbound...), t.InboundChannels...) {
 		add(topicName(fmt.Sprintf("topics.inbound[%d]", i), name))
+	}
+	if t.SessionEvents != "" {
+		add(topicName("topics.sessionEvents", t.SessionEvents))
 	}
 	add(atLeast("topics.partitions", int64(t.Partitions), 1))
 	add(atLeast("topics.replicationFactor", int64(t.ReplicationFactor), 1))

@@ -28,6 +28,8 @@ type SessionObserver interface {
 	// WatermarkAge reports how far partition's upstream watermark trails the processing clock; a negative
 	// age withdraws the partition.
 	WatermarkAge(partition int, age time.Duration)
+	// SessionEvent counts a lifecycle event written for the first time (reason "" when none).
+	SessionEvent(event, reason string)
 }
 
 type nopSessions struct{}
@@ -40,6 +42,7 @@ func (nopSessions) StateCorrupt()                   {}
 func (nopSessions) Replayed(bool)                   {}
 func (nopSessions) DecisionsEvicted(int)            {}
 func (nopSessions) WatermarkAge(int, time.Duration) {}
+func (nopSessions) SessionEvent(string, string)     {}
 
 // Reasons a record time is not trusted as session time.
 const (
@@ -67,6 +70,10 @@ type Enricher struct {
 	// upstream is the processing time before which every connector record is known to be applied on
 	// this partition (epoch ms, see Watermarks); nil: the processing clock.
 	upstream func() int64
+	events   events
+	// pending are events a restore repeats (proactive expiries whose event may not have landed), written
+	// with the next output.
+	pending []stream.Output
 }
 
 // NewEnricher returns stage 2 for one partition; observer and clock may be nil (no metrics, the wall
@@ -86,6 +93,12 @@ func NewEnricher(topics Topics, changelog string, partition int, idle session.Id
 // processing clock stands in, as if nothing were ever held upstream.
 func (e *Enricher) WithUpstream(upstream func() int64) *Enricher {
 	e.upstream = upstream
+	return e
+}
+
+// WithEvents turns the session lifecycle events on, to topic ("": off).
+func (e *Enricher) WithEvents(topic string) *Enricher {
+	e.events = events{topic: topic, observer: e.observer}
 	return e
 }
 
@@ -112,8 +125,18 @@ func (e *Enricher) Restore(key, value []byte) error {
 	return err
 }
 
-// Restored finishes a restore: the partition's record time resumes from the latest activity held.
-func (e *Enricher) Restored() { e.latest = e.table.LatestActivity() }
+// Restored finishes a restore: the partition's record time resumes from the latest activity held, and
+// the expiry events of the replay window are queued again: the changelog cannot tell whether an event
+// landed before its state did, so a restore repeats them (byte for byte; consumers dedupe on id).
+func (e *Enricher) Restored() {
+	e.latest = e.table.LatestActivity()
+	if e.events.topic == "" {
+		return
+	}
+	for _, c := range e.table.RecentExpiries() {
+		e.pending = append(e.pending, e.events.expired(c))
+	}
+}
 
 // Sessions is the number of keys held (for metrics and tests).
 func (e *Enricher) Sessions() int { return e.table.Len() }
@@ -129,9 +152,9 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 	sessionTime, outputTime := e.sessionTime(rec, now)
 	key := string(rec.Key)
 	if strings.HasPrefix(key, conversationKeyPrefix) || !m.HasChannelData() {
-		return stream.Emit(e.toCCM(rec, rec.Value, m.ConversationID(), outputTime))
+		return stream.Emit(append(e.takePending(), e.toCCM(rec, rec.Value, m.ConversationID(), outputTime))...)
 	}
-	out := e.table.Apply(key, session.Message{
+	sm := session.Message{
 		Position:         sourcePosition(rec),
 		Seq:              rec.Offset,
 		ID:               m.ID(),
@@ -140,7 +163,11 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 		ChannelSessionID: m.ChannelSessionID(),
 		ConversationID:   m.ConversationID(),
 		Passive:          m.BodyType() == "NOTIFICATION",
-	}, now.UnixMilli())
+	}
+	if e.events.topic != "" {
+		sm.Data = sessionData(m)
+	}
+	out := e.table.Apply(key, sm, now.UnixMilli())
 	value := rec.Value
 	if out.ConversationID != "" { // a NOTIFICATION outside a session passes without ids
 		value, err = m.Encode(
@@ -151,7 +178,9 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 			return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "enrichment failed: " + err.Error()})
 		}
 	}
-	outputs := []stream.Output{e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), outputTime)}
+	before, after := e.events.around(out, outputTime)
+	outputs := append(append(e.takePending(), before...), e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), outputTime))
+	outputs = append(outputs, after...)
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
 			Value: session.Encode(out.State), Time: time.UnixMilli(outputTime)})
@@ -230,6 +259,7 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 			e.observer.WatermarkAge(e.partition, time.Duration(max(0, now.UnixMilli()-upstream))*time.Millisecond)
 		}
 	}
+	outs = e.takePending()
 	for _, c := range e.table.Expire(now.UnixMilli(), upstream) {
 		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
 		if c.State != nil {
@@ -237,6 +267,10 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 		}
 		if c.Expired {
 			e.observer.SessionClosed(session.ReasonIdle)
+			if e.events.topic != "" {
+				outs = append(outs, e.events.expired(c))
+				e.events.count(false, EventExpired, session.ReasonIdle)
+			}
 		}
 		if c.Evicted > 0 {
 			e.observer.DecisionsEvicted(c.Evicted)
@@ -247,6 +281,13 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 	e.observer.SessionsActive(active - e.active)
 	e.active = active
 	return outs
+}
+
+// takePending returns the events a restore queued, once.
+func (e *Enricher) takePending() []stream.Output {
+	p := e.pending
+	e.pending = nil
+	return p
 }
 
 func (e *Enricher) toCCM(rec stream.Record, value []byte, key string, sessionTime int64) stream.Output {

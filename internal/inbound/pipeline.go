@@ -181,6 +181,7 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
 	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
 		WithReplayWindow(p.cfg.Inbound.ReplayWindow).
+		WithEvents(p.cfg.SessionEventsTopic()).
 		WithMaxBytes(p.cfg.Inbound.MaxMessageBytes + config.EnrichmentHeadroom).
 		WithUpstream(func() int64 { return p.marks.Of(partition) })
 	start := time.Now()

@@ -38,6 +38,7 @@ type Metrics struct {
 	watermarkAge   *prometheus.GaugeVec
 	sessionsOpened prometheus.Counter
 	sessionsClosed *prometheus.CounterVec
+	sessionEvents  *prometheus.CounterVec
 	untrustedTimes *prometheus.CounterVec
 	corruptStates  prometheus.Counter
 	replays        *prometheus.CounterVec
@@ -84,6 +85,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Channel sessions opened."}),
 		sessionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_sessions_closed_total",
 			Help: "Channel sessions closed, by reason: idle, end_chat, start_chat, adopted."}, []string{"reason"}),
+		sessionEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_events_total",
+			Help: "Session lifecycle events written for the first time (replays repeat them uncounted), by event (CHANNEL_SESSION_STARTED, _ENDED, _EXPIRED) and reasonCode (\"\" for STARTED)."}, []string{"event", "reason"}),
 		untrustedTimes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_time_untrusted_total",
 			Help: "Inbound records whose record time was not used as session time, by reason: not_positive, future."}, []string{"reason"}),
 		corruptStates: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_session_state_corrupt_total",
@@ -124,7 +127,7 @@ func (m *Metrics) initSeries() {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
-		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
+		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
@@ -175,6 +178,11 @@ func (m *Metrics) SessionOpened() { m.sessionsOpened.Inc() }
 // SessionClosed implements inbound.SessionObserver.
 func (m *Metrics) SessionClosed(reason session.Reason) {
 	m.sessionsClosed.WithLabelValues(string(reason)).Inc()
+}
+
+// SessionEvent implements inbound.SessionObserver.
+func (m *Metrics) SessionEvent(event, reason string) {
+	m.sessionEvents.WithLabelValues(event, reason).Inc()
 }
 
 // UntrustedTime implements inbound.SessionObserver.

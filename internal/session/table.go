@@ -1,10 +1,13 @@
 package session
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -162,6 +165,29 @@ func (t *Table) lapse(e *entry, run int64, changes []Change) []Change {
 	}
 	delete(t.sessions, e.key)
 	return append(changes, Change{Key: e.key})
+}
+
+// RecentExpiries lists the proactive expiries among the restored states made within the replay window
+// of the restored running clock, oldest first: whether their events landed before the crash or
+// rebalance is unknown, so the caller repeats them.
+func (t *Table) RecentExpiries() []Change {
+	var out []Change
+	for _, e := range t.sessions {
+		n := len(e.Recent)
+		if e.Open || n < 2 {
+			continue
+		}
+		last, prev := e.Recent[n-1], e.Recent[n-2]
+		if len(last.By) > 0 || last.Closed != ReasonIdle || last.At+t.window < t.clock.restored || prev.ChannelSessionID == "" {
+			continue
+		}
+		out = append(out, Change{Key: e.key, State: &e.State, Expired: true, ClosedAt: last.ClosedAt,
+			Previous: Previous{ChannelSessionID: prev.ChannelSessionID, ConversationID: prev.ConversationID, Data: prev.Data}})
+	}
+	slices.SortFunc(out, func(a, b Change) int {
+		return cmp.Or(cmp.Compare(a.ClosedAt, b.ClosedAt), strings.Compare(a.Key, b.Key))
+	})
+	return out
 }
 
 // ErrCorrupt marks a changelog value that cannot be read; the key starts fresh.

@@ -53,6 +53,9 @@ func Required(cfg config.Config) []Spec {
 					"min.cleanable.dirty.ratio": "0.1",
 				},
 			})
+		if events := cfg.SessionEventsTopic(); events != "" && events != t.CCMInbound {
+			specs = append(specs, plain(events, "session lifecycle events for the CCM"))
+		}
 		for _, name := range append(append([]string{}, t.Inbound...), t.InboundChannels...) {
 			specs = append(specs, plain(name, "connector input"))
 		}

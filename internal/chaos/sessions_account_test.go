@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 )
@@ -54,6 +55,7 @@ const (
 
 type outRecord struct {
 	kafkatest.KcatRecord
+	event, reason      string // a session lifecycle event and its reasonCode; "" for a message
 	id, text, customer string
 	ids                string // channelSessionId/conversationId
 	conversationID     string
@@ -84,6 +86,9 @@ type sessionsResult struct {
 	dupIdentical int
 	// first is each scripted text's first copy on the CCM topic.
 	first map[string]*outRecord
+	// lifecycle is each keyed scripted conversation's view on the CCM topic: its events and messages,
+	// first copies in partition order ("STARTED", "text", "ENDED/END_CHAT"...).
+	lifecycle map[convKey][]string
 }
 
 // checkSessions reads the CCM and dead-letter topics of cfg, prints and records the account line, and
@@ -133,7 +138,7 @@ func checkSessions(t *testing.T, cfg config.Config, s *script, extraIn int) *ses
 	}
 	dead := kafkatest.KcatConsumeFrom(t, cfg.Kafka.Brokers, cfg.Topics.DeadLetter, func([]kafkatest.KcatRecord) bool { return true })
 
-	res := &sessionsResult{first: map[string]*outRecord{}}
+	res := &sessionsResult{first: map[string]*outRecord{}, lifecycle: map[convKey][]string{}}
 	keyed, unkeyed := &tally{}, &tally{}
 	kind := func(customer string) *tally {
 		for _, c := range s.customers {
@@ -321,8 +326,10 @@ func checkSessions(t *testing.T, cfg config.Config, s *script, extraIn int) *ses
 		}
 	}
 
-	res.line = fmt.Sprintf("%s: in=%d out=%d dead=%d lost=%d dup_identical=%d settled=%v time_mismatch=%d | keyed %v | unkeyed %v",
-		t.Name(), s.count()+extraIn, len(outs), len(dead), lost, res.dupIdentical, settled, timeMismatch, keyed, unkeyed)
+	eventsMissing, eventsOrder, eventEx := checkLifecycle(s, outs, res, owners, kind, keyed)
+
+	res.line = fmt.Sprintf("%s: in=%d out=%d dead=%d lost=%d dup_identical=%d settled=%v time_mismatch=%d events_missing=%d events_order=%d | keyed %v | unkeyed %v",
+		t.Name(), s.count()+extraIn, len(outs), len(dead), lost, res.dupIdentical, settled, timeMismatch, eventsMissing, eventsOrder, keyed, unkeyed)
 	t.Log(res.line)
 	if f := os.Getenv("CIMSTREAM_ACCOUNTS_FILE"); f != "" {
 		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
@@ -356,6 +363,8 @@ func checkSessions(t *testing.T, cfg config.Config, s *script, extraIn int) *ses
 	fail(keyed.order, "keyed order", keyed.orderDetail)
 	fail(keyed.noIDs, "keyed no_ids", keyed.noIDEx)
 	fail(keyed.dupDifferent, "keyed dup_different", keyedDupEx)
+	fail(eventsMissing, "keyed events_missing", eventEx)
+	fail(eventsOrder, "keyed events_order", eventEx)
 	report("unkeyed divergent duplicates, not failed (a customer spread over partitions has no order, so a replay that is decided anew can decide otherwise)", unkeyedDupEx)
 	if crossCustomer > 0 {
 		fails = append(fails, fmt.Sprintf("merges across customers=%d", crossCustomer))
@@ -378,12 +387,17 @@ func parseOut(r kafkatest.KcatRecord) *outRecord {
 			Timestamp        int64  `json:"timestamp"`
 		} `json:"header"`
 		Body struct {
-			MarkdownText string `json:"markdownText"`
+			MarkdownText     string `json:"markdownText"`
+			NotificationData struct {
+				ReasonCode string `json:"reasonCode"`
+			} `json:"notificationData"`
 		} `json:"body"`
 	}
 	_ = json.Unmarshal([]byte(r.Value), &m)
 	return &outRecord{
 		KcatRecord:     r,
+		event:          r.Headers[inbound.HeaderEvent],
+		reason:         m.Body.NotificationData.ReasonCode,
 		id:             m.ID,
 		text:           m.Body.MarkdownText,
 		customer:       m.Header.ChannelData.ChannelCustomerIdentifier,
@@ -512,4 +526,93 @@ func factoryClient(t *testing.T, cfg config.Config) *kafka.Client {
 // sourceOf names the connector record an output came from (cimstream.source.* headers).
 func sourceOf(o *outRecord) string {
 	return fmt.Sprintf("inbound p%s@%s", o.Headers["cimstream.source.partition"], o.Headers["cimstream.source.offset"])
+}
+
+// checkLifecycle checks what the CCM sees of each keyed scripted conversation that kept one
+// conversationId: on its partition, first copies in order, CHANNEL_SESSION_STARTED comes before its
+// first message, no message comes after its end (ENDED or EXPIRED), and a conversation that was ended
+// (a later one of the customer exists, or its last message is END_CHAT) has exactly one end. It records
+// each conversation's view in res.lifecycle.
+func checkLifecycle(s *script, outs []*outRecord, res *sessionsResult, owners map[string]map[convKey]bool,
+	kind func(string) *tally, keyed *tally) (missing, order int, examples []string) {
+	firstByID := map[string]bool{}
+	perConv := map[string][]*outRecord{} // conversationId → first copies, in partition order
+	for _, o := range outs {             // outs are sorted by partition and offset
+		if o.id != "" {
+			if firstByID[o.id] {
+				continue
+			}
+			firstByID[o.id] = true
+		}
+		if o.event != "" || (o.text != "" && res.first[o.text] == o) {
+			perConv[o.conversationID] = append(perConv[o.conversationID], o)
+		}
+	}
+	note := func(format string, args ...any) {
+		if len(examples) < 5 {
+			examples = append(examples, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, c := range s.customers {
+		if kind(c.name) != keyed || len(c.msgs) == 0 {
+			continue
+		}
+		lastConv := c.msgs[len(c.msgs)-1].conv
+		for conv := 0; conv <= lastConv; conv++ {
+			ck := convKey{c.name, conv}
+			var msgs []*scriptMsg
+			for _, m := range c.msgs {
+				if m.conv == conv {
+					msgs = append(msgs, m)
+				}
+			}
+			first := res.first[msgs[0].text]
+			if first == nil || len(owners[first.conversationID]) != 1 {
+				continue // lost, ambiguous or merged: counted elsewhere
+			}
+			var view []string
+			started, ends, lastMsg, firstMsg, endAt := -1, 0, -1, -1, -1
+			for i, o := range perConv[first.conversationID] {
+				switch o.event {
+				case "":
+					view = append(view, o.text)
+					lastMsg = i
+					if firstMsg < 0 {
+						firstMsg = i
+					}
+				case inbound.EventStarted:
+					view = append(view, o.event)
+					if started < 0 {
+						started = i
+					}
+				default:
+					view = append(view, o.event+"/"+o.reason)
+					ends++
+					endAt = i
+				}
+			}
+			res.lifecycle[ck] = view
+			ended := conv < lastConv || msgs[len(msgs)-1].intent == "END_CHAT"
+			switch {
+			case started < 0:
+				missing++
+				note("%s conversation %d: no CHANNEL_SESSION_STARTED: %v", c.name, conv, view)
+			case started > firstMsg:
+				order++
+				note("%s conversation %d: STARTED after a message: %v", c.name, conv, view)
+			}
+			switch {
+			case ended && ends == 0:
+				missing++
+				note("%s conversation %d: ended without ENDED or EXPIRED: %v", c.name, conv, view)
+			case ends > 1:
+				order++
+				note("%s conversation %d: more than one end: %v", c.name, conv, view)
+			case ends == 1 && endAt < lastMsg:
+				order++
+				note("%s conversation %d: a message after its end: %v", c.name, conv, view)
+			}
+		}
+	}
+	return missing, order, examples
 }

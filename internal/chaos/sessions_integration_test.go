@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -337,8 +338,18 @@ func TestChaosSessionsBacklogMatchesLive(t *testing.T) {
 			}
 		}
 	}
-	line := fmt.Sprintf("%s: live vs backlog: messages=%d keyed_different_ids=%d unkeyed_different_ids=%d",
-		t.Name(), live.count(), keyedDiff, unkeyedDiff)
+	// The CCM's view of each keyed conversation (events and messages, in order) is the same too.
+	eventDiff := 0
+	for ck, a := range liveRes.lifecycle {
+		if b, ok := backRes.lifecycle[ck]; ok && !slices.Equal(a, b) {
+			eventDiff++
+			if len(examples) < 5 {
+				examples = append(examples, fmt.Sprintf("%s conversation %d: live %v, backlog %v", ck.customer, ck.conv, a, b))
+			}
+		}
+	}
+	line := fmt.Sprintf("%s: live vs backlog: messages=%d conversations_compared=%d keyed_different_ids=%d keyed_different_lifecycle=%d unkeyed_different_ids=%d",
+		t.Name(), live.count(), len(liveRes.lifecycle), keyedDiff, eventDiff, unkeyedDiff)
 	t.Log(line)
 	if f := os.Getenv("CIMSTREAM_ACCOUNTS_FILE"); f != "" {
 		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
@@ -346,7 +357,10 @@ func TestChaosSessionsBacklogMatchesLive(t *testing.T) {
 			fh.Close()
 		}
 	}
-	if keyedDiff > 0 {
-		t.Errorf("a keyed customer's backlog got other sessions than its live run, e.g.:\n  %s", strings.Join(examples, "\n  "))
+	if keyedDiff > 0 || eventDiff > 0 {
+		t.Errorf("a keyed customer's backlog got other sessions or events than its live run, e.g.:\n  %s", strings.Join(examples, "\n  "))
+	}
+	if len(liveRes.lifecycle) == 0 {
+		t.Error("no keyed conversation was compared")
 	}
 }

@@ -121,7 +121,20 @@ func kcatProduce(t *testing.T, topic string, keyed bool, lines ...string) {
 	kafkatest.KcatProduce(t, topic, keyed, lines...)
 }
 
+// toOuts parses the messages among recs; session lifecycle events (checked by the tests about them) are
+// left out.
 func toOuts(recs []kafkatest.KcatRecord) []out {
+	var outs []out
+	for _, o := range toAll(recs) {
+		if o.event() == "" {
+			outs = append(outs, o)
+		}
+	}
+	return outs
+}
+
+// toAll parses every record, events included.
+func toAll(recs []kafkatest.KcatRecord) []out {
 	outs := make([]out, len(recs))
 	for i, r := range recs {
 		outs[i] = out{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: r.Headers}
@@ -130,10 +143,14 @@ func toOuts(recs []kafkatest.KcatRecord) []out {
 	return outs
 }
 
-// kcatConsume reads a topic from the beginning with kcat until want records arrived (bounded).
+// event is the lifecycle event a record is ("" for a message).
+func (o out) event() string { return o.Headers[inbound.HeaderEvent] }
+
+// kcatConsume reads a topic from the beginning with kcat until want messages (events aside) arrived
+// (bounded).
 func kcatConsume(t *testing.T, topic string, want int) []out {
 	t.Helper()
-	return toOuts(kafkatest.KcatConsume(t, topic, kafkatest.AtLeast(want)))
+	return toOuts(kafkatest.KcatConsume(t, topic, func(recs []kafkatest.KcatRecord) bool { return len(toOuts(recs)) >= want }))
 }
 
 // kcatConsumeUnique waits until want distinct texts arrived (duplicates do not count).

@@ -155,6 +155,8 @@ func quantity(expr string) string {
 		return "seconds"
 	case strings.Contains(expr, "rate(") && strings.Contains(expr, "_bytes_total"):
 		return "bytes per second"
+	case strings.HasPrefix(expr, "60 * ") && strings.Contains(expr, "rate("):
+		return "per minute"
 	case strings.Contains(expr, "rate("):
 		return "per second"
 	case regexp.MustCompile(`\b[a-z_]+_bytes\b`).MatchString(expr):
@@ -169,6 +171,7 @@ func quantity(expr string) string {
 var unitsFor = map[string][]string{
 	"seconds":          {"s", "ms"},
 	"per second":       {"ops", "reqps", "cps"},
+	"per minute":       {"opm", "cpm"},
 	"bytes per second": {"Bps", "binBps"},
 	"bytes":            {"bytes", "decbytes"},
 	"count":            {"short", "none"},

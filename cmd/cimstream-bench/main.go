@@ -188,6 +188,9 @@ func setTopics(cfg *config.Config, prefix string) {
 	t := &cfg.Topics
 	t.CCMInbound, t.CCMOutbound, t.Notifications = prefix+"ccm.inbound", prefix+"ccm.outbound", prefix+"cim.notifications"
 	t.DeadLetter, t.Sessions, t.Repartition = prefix+"cimstream.dlq", prefix+"cimstream.sessions", prefix+"cimstream.inbound.repartition"
+	// Session events are on (as by default) but on a topic of their own, so the CCM topic's record count
+	// is the message count the scenario waits for.
+	t.SessionEvents = prefix + "ccm.session-events"
 	cfg.Kafka.Consumer.GroupID = prefix + "group" // a fresh group per scenario: read from the beginning
 }
 

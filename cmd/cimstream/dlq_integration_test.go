@@ -173,7 +173,7 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 		"junk\tthis is not json",
 		"bad\t"+`{"id":"bad-1","header":{},"body":{"type":"PLAIN","markdownText":"bad"}}`,
 	)
-	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(3))
+	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeastMessages(3))
 	kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, func(recs []kafkatest.KcatRecord) bool { return len(dlqDeadLetters(recs)) >= 5 })
 
 	// inspect: counts.
@@ -266,14 +266,14 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	dlqStartInbound(t, cfg)
 	acct, _ = dlqReplayAccount(t, load, "--code", "too_large")
 	dlqWantAccount(t, "replay after the fix", acct, dlq.Account{Read: 7, Replayed: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
-	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(5)) // the replayed records went through the pipeline
+	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeastMessages(5)) // the replayed records went through the pipeline
 
 	// a second replay of everything replays nothing.
 	acct, _ = dlqReplayAccount(t, load)
 	dlqWantAccount(t, "second replay", acct, dlq.Account{Read: 7, AlreadyReplayed: 4, StillInvalid: 2, Unreplayable: 1})
 
 	time.Sleep(2 * time.Second) // anything replayed twice would have reached the topics by now
-	ccm := kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeast(5))
+	ccm := kafkatest.Messages(kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeastMessages(5)))
 	texts := map[string]int{}
 	for _, r := range ccm {
 		texts[dlqText(r.Value)]++

@@ -18,9 +18,8 @@ const (
 	EventExpired = "CHANNEL_SESSION_EXPIRED"
 )
 
-// HeaderEvent names the event type on an event record, so consumers can tell events from messages
-// without parsing the value.
-const HeaderEvent = "cimstream.event"
+// HeaderEvent names the event type on an event record.
+const HeaderEvent = stream.HeaderEvent
 
 // EventSender is the sender of every event.
 const EventSender = "cimstream"

@@ -2,6 +2,7 @@ package kafkatest
 
 import (
 	"encoding/json"
+	"github.com/cimstream/cimstream/internal/stream"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -75,6 +76,22 @@ func KcatConsumeFrom(t testing.TB, brokers []string, topic string, done func([]K
 // AtLeast is a KcatConsume condition: n records or more.
 func AtLeast(n int) func([]KcatRecord) bool {
 	return func(recs []KcatRecord) bool { return len(recs) >= n }
+}
+
+// AtLeastMessages is a KcatConsume condition: n records or more that are not session lifecycle events.
+func AtLeastMessages(n int) func([]KcatRecord) bool {
+	return func(recs []KcatRecord) bool { return len(Messages(recs)) >= n }
+}
+
+// Messages leaves out the session lifecycle events (records with the stream.HeaderEvent header).
+func Messages(recs []KcatRecord) []KcatRecord {
+	var out []KcatRecord
+	for _, r := range recs {
+		if _, ok := r.Headers[stream.HeaderEvent]; !ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func kcatRead(t testing.TB, brokers []string, topic string) []KcatRecord {

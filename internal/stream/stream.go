@@ -91,6 +91,10 @@ const (
 	HeaderSourceTimestamp = "cimstream.source.timestamp"
 )
 
+// HeaderEvent names the event type on a session lifecycle event record, so consumers tell events from
+// messages without parsing the value.
+const HeaderEvent = "cimstream.event"
+
 // Millis is t in epoch ms, 0 for the zero time (kafka-go's "no timestamp") or anything before 1970.
 func Millis(t time.Time) int64 {
 	if t.IsZero() {

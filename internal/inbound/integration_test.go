@@ -46,13 +46,20 @@ type instance struct {
 
 func start(t *testing.T, cfg config.Config, f *kafkaclient.Factory) *instance {
 	t.Helper()
+	return startWith(t, cfg, f, inbound.Observers{})
+}
+
+// startWith is start with observers (its Ready is the test's).
+func startWith(t *testing.T, cfg config.Config, f *kafkaclient.Factory, obs inbound.Observers) *instance {
+	t.Helper()
 	var mu sync.Mutex
 	ready := map[string]error{inbound.ReadyIngest: fmt.Errorf("pending"), inbound.ReadySessions: fmt.Errorf("pending")}
-	p, err := inbound.NewPipeline(cfg, f, zaptest.NewLogger(t).Named(t.Name()), inbound.Observers{Ready: func(c string, err error) {
+	obs.Ready = func(c string, err error) {
 		mu.Lock()
 		ready[c] = err
 		mu.Unlock()
-	}})
+	}
+	p, err := inbound.NewPipeline(cfg, f, zaptest.NewLogger(t).Named(t.Name()), obs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"regexp"
@@ -32,8 +33,9 @@ type Observers struct {
 	Stats *kafkaedge.Stats
 	// Budget bounds the bytes held, shared with the other pipelines (nil: unbounded).
 	Budget *stage.Budget
-	// Restored is told how long restoring a partition's sessions took and how many records it replayed.
-	Restored func(stage string, records int, took time.Duration)
+	// Restored is told how long taking up a partition's sessions took, how many changelog records it
+	// read, and whether the table was kept from before (caught up) or replayed from the beginning.
+	Restored func(stage string, records int, took time.Duration, kept bool)
 	Ready    func(condition string, err error)
 }
 
@@ -45,11 +47,13 @@ type Pipeline struct {
 	obs     Observers
 	pattern *regexp.Regexp
 	marks   *Watermarks // how far each repartition partition's input is known to have come
+	kept    *keptTables // session tables of partitions given up cleanly, for a rebalance that hands them back
 }
 
 // NewPipeline builds the inbound pipeline from the configuration.
 func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logger, obs Observers) (*Pipeline, error) {
-	p := &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "inbound")), obs: obs, marks: NewWatermarks()}
+	p := &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "inbound")), obs: obs, marks: NewWatermarks(),
+		kept: newKeptTables(2 * (cfg.Kafka.Consumer.SessionTimeout + cfg.Kafka.Consumer.RebalanceTimeout))}
 	if cfg.Topics.InboundPattern != "" {
 		re, err := regexp.Compile(cfg.Topics.InboundPattern)
 		if err != nil {
@@ -61,7 +65,7 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 		p.obs.Ready = func(string, error) {}
 	}
 	if p.obs.Restored == nil {
-		p.obs.Restored = func(string, int, time.Duration) {}
+		p.obs.Restored = func(string, int, time.Duration, bool) {}
 	}
 	return p, nil
 }
@@ -177,29 +181,65 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 	}
 }
 
-// restoreSessions builds the stage-2 handler of one partition, replaying its changelog partition first.
+// restoreSessions builds the stage-2 handler of one partition: the table this instance kept from an
+// earlier generation, caught up from the changelog offset it stopped at, or else a new one replaying the
+// changelog partition from its beginning.
 func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
+	if k, ok := p.kept.take(partition); ok {
+		h, err := p.resume(ctx, partition, k)
+		if err == nil {
+			return h, nil
+		}
+		if !errors.Is(err, kafkaedge.ErrGap) {
+			p.kept.put(partition, k.e, k.next) // reading failed: the table is still good to catch up
+			return nil, err
+		}
+		p.log.Info("kept sessions cannot be caught up; restoring from the beginning", zap.Int("partition", partition), zap.Error(err))
+	}
 	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
 		WithReplayWindow(p.cfg.Inbound.ReplayWindow).
 		WithEvents(p.cfg.SessionEventsTopic()).
 		WithMaxBytes(p.cfg.Inbound.MaxMessageBytes + config.EnrichmentHeadroom).
 		WithUpstream(func() int64 { return p.marks.Of(partition) })
 	start := time.Now()
-	n, err := kafkaedge.ReadAll(ctx, p.kafka, p.cfg.Topics.Sessions, partition, func(key, value []byte) error {
+	n, _, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, -1, p.restoreRecord(e, partition))
+	if err != nil {
+		return nil, err
+	}
+	e.Restored()
+	p.obs.Restored("inbound-sessions", n, time.Since(start), false)
+	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
+		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))
+	return &sessionsHandler{e: e, p: p, partition: partition}, nil
+}
+
+// resume catches a kept table up with what the changelog partition got after it was given up: nothing
+// when no one else owned the partition meanwhile.
+func (p *Pipeline) resume(ctx context.Context, partition int, k kept) (stage.Handler, error) {
+	start := time.Now()
+	n, end, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, k.next, p.restoreRecord(k.e, partition))
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		// Another owner wrote meanwhile: take its states up as a restore would (its proactive expiries'
+		// events are repeated).
+		k.e.Restored()
+	}
+	p.obs.Restored("inbound-sessions", n, time.Since(start), true)
+	p.log.Info("sessions kept", zap.Int("partition", partition), zap.Int("records", n), zap.Int64("from", k.next), zap.Int64("end", end),
+		zap.Int("sessions", k.e.Sessions()), zap.Duration("took", time.Since(start)))
+	return &sessionsHandler{e: k.e, p: p, partition: partition}, nil
+}
+
+func (p *Pipeline) restoreRecord(e *Enricher, partition int) func(key, value []byte) error {
+	return func(key, value []byte) error {
 		if err := e.Restore(key, value); err != nil {
 			// A state that cannot be read must not stick the partition: its key starts fresh.
 			p.log.Warn("skipping unreadable session state", zap.Int("partition", partition), zap.Error(err))
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	e.Restored()
-	p.obs.Restored("inbound-sessions", n, time.Since(start))
-	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
-		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))
-	return sessionsHandler{e}, nil
 }
 
 type ingestHandler struct{ n *Normalizer }
@@ -212,9 +252,16 @@ func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
 	return out
 }
 
-type sessionsHandler struct{ e *Enricher }
+// sessionsHandler is stage 2 of one partition. When the partition is given up with every output
+// acknowledged, its table is kept (see keptTables).
+type sessionsHandler struct {
+	e         *Enricher
+	p         *Pipeline
+	partition int
+	abandoned bool
+}
 
-func (h sessionsHandler) Process(batch []stream.Record) []stream.Result {
+func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
 	for i, rec := range batch {
 		out[i] = h.e.Process(rec)
@@ -222,6 +269,23 @@ func (h sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	return out
 }
 
-func (h sessionsHandler) Tick(now time.Time) []stream.Output { return h.e.Expire(now) }
+func (h *sessionsHandler) Tick(now time.Time) []stream.Output { return h.e.Expire(now) }
 
-func (h sessionsHandler) Close() { h.e.Close() }
+// Abandoned: the table holds decisions whose changelog records were never written; it must go.
+func (h *sessionsHandler) Abandoned() { h.abandoned = true }
+
+func (h *sessionsHandler) Close() {
+	h.e.Close()
+	if h.abandoned {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(h.p.cfg.Kafka.RequestTimeout, 10*time.Second))
+	defer cancel()
+	_, end, err := kafkaedge.Bounds(ctx, h.p.kafka, h.p.cfg.Topics.Sessions, h.partition)
+	if err != nil {
+		h.p.log.Debug("sessions not kept: changelog end unknown", zap.Int("partition", h.partition), zap.Error(err))
+		return
+	}
+	h.e.table.Pause()
+	h.p.kept.put(h.partition, h.e, end)
+}

@@ -2,6 +2,7 @@ package kafkaedge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -119,42 +120,66 @@ func Lag(factory *kafkaclient.Factory) func(ctx context.Context, group string, t
 // ReadAll reads a partition from its first offset up to the end it has when called, for restoring
 // state; fn sees each record's key and value (nil for a tombstone).
 func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, fn func(key, value []byte) error) (int, error) {
-	client := factory.Client()
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
-	}})
+	n, _, err := ReadFrom(ctx, factory, topic, partition, -1, fn)
+	return n, err
+}
+
+// ErrGap is returned (wrapped) by ReadFrom when from is outside the partition's offsets: records after
+// it were deleted (or the topic was recreated), so state built up to from cannot be caught up.
+var ErrGap = errors.New("offset outside the partition")
+
+// ReadFrom reads a partition from offset from (-1: its first offset) up to the end it has when called,
+// and returns the records read and that end. A from outside [first offset, end] is ErrGap.
+func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from int64, fn func(key, value []byte) error) (int, int64, error) {
+	first, end, err := Bounds(ctx, factory, topic, partition)
 	if err != nil {
-		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+		return 0, 0, err
 	}
-	var first, end int64
-	for _, p := range resp.Topics[topic] {
-		if p.Partition == partition {
-			if p.Error != nil {
-				return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
-			}
-			first, end = p.FirstOffset, p.LastOffset
-		}
+	switch {
+	case from < 0:
+		from = first
+	case from < first || from > end:
+		return 0, end, fmt.Errorf("%s/%d: %w: %d not in [%d, %d]", topic, partition, ErrGap, from, first, end)
 	}
-	if end <= first {
-		return 0, nil
+	if end <= from {
+		return 0, end, nil
 	}
-	reader, err := factory.PartitionReader(topic, partition, first)
+	reader, err := factory.PartitionReader(topic, partition, from)
 	if err != nil {
-		return 0, err
+		return 0, end, err
 	}
 	defer reader.Close()
 	n := 0
 	for {
 		m, err := reader.FetchMessage(ctx)
 		if err != nil {
-			return n, fmt.Errorf("read %s/%d: %w", topic, partition, err)
+			return n, end, fmt.Errorf("read %s/%d: %w", topic, partition, err)
 		}
 		if err := fn(m.Key, m.Value); err != nil {
-			return n, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
+			return n, end, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
 		}
 		n++
 		if m.Offset+1 >= end {
-			return n, nil
+			return n, end, nil
 		}
 	}
+}
+
+// Bounds returns a partition's first offset and its end (the offset the next record will get).
+func Bounds(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int) (first, end int64, err error) {
+	resp, err := factory.Client().ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
+	}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Partition == partition {
+			if p.Error != nil {
+				return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
+			}
+			return p.FirstOffset, p.LastOffset, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
 }

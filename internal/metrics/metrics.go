@@ -34,6 +34,7 @@ type Metrics struct {
 	rebalances     *prometheus.CounterVec
 	restoreSeconds *prometheus.HistogramVec
 	restoreRecords *prometheus.CounterVec
+	restores       *prometheus.CounterVec
 	sessionsActive prometheus.Gauge
 	watermarkAge   *prometheus.GaugeVec
 	sessionsOpened prometheus.Counter
@@ -75,6 +76,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Consumer-group generations joined, by stage."}, []string{"stage"}),
 		restoreSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_state_restore_seconds",
 			Help: "Time to restore one partition's state from its changelog.", Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 120}}, []string{"stage"}),
+		restores: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_state_restores_total",
+			Help: "Partition states taken up, by where from: beginning (the changelog replayed from its start) or kept (the table this instance held, caught up from the changelog offset it stopped at)."}, []string{"stage", "from"}),
 		restoreRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_state_restore_records_total",
 			Help: "Changelog records replayed while restoring state."}, []string{"stage"}),
 		watermarkAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_session_watermark_age_seconds",
@@ -126,7 +129,7 @@ func (m *Metrics) initSeries() {
 // Collectors lists every collector, for registration and for listing metric names.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
-		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords,
+		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
 		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
 }
 
@@ -247,8 +250,14 @@ func (m *Metrics) Generation(stage string, partitions int) {
 	m.partitions.WithLabelValues(stage).Set(float64(partitions))
 }
 
-// Restored implements stage.Observer.
-func (m *Metrics) Restored(stage string, records int, took time.Duration) {
+// Restored counts a partition state taken up: replayed from the changelog's beginning, or kept and
+// caught up (records read, time taken).
+func (m *Metrics) Restored(stage string, records int, took time.Duration, kept bool) {
+	from := "beginning"
+	if kept {
+		from = "kept"
+	}
+	m.restores.WithLabelValues(stage, from).Inc()
 	m.restoreSeconds.WithLabelValues(stage).Observe(took.Seconds())
 	m.restoreRecords.WithLabelValues(stage).Add(float64(records))
 }

@@ -130,3 +130,17 @@ func TestRunningClockIsMonotonic(t *testing.T) {
 		t.Fatalf("running clock: %d, %d, %d", a, b, c)
 	}
 }
+
+// A paused table's running clock stands still until it is used again.
+func TestPausedClockStandsStill(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	tb.running(1_000)
+	tb.running(5_000) // 4 s of running time
+	tb.Pause()
+	if got := tb.running(3_600_000); got != 4_000 {
+		t.Fatalf("after an hour paused the clock reads %d, want 4000", got)
+	}
+	if got := tb.running(3_601_000); got != 5_000 {
+		t.Fatalf("resumed clock %d, want 5000", got)
+	}
+}

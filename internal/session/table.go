@@ -43,6 +43,15 @@ func (t *Table) running(nowMillis int64) int64 {
 	return c.last
 }
 
+// Pause stops the running clock while the table is not in use (its partition was revoked and may come
+// back): the next use resumes it where it stopped.
+func (t *Table) Pause() {
+	c := &t.clock
+	if c.started {
+		c.restored, c.started = max(c.restored, c.last), false
+	}
+}
+
 // WithReplayWindow sets how long (running time) a decision stays answerable after the next one.
 func (t *Table) WithReplayWindow(d time.Duration) *Table {
 	t.window = d.Milliseconds()

@@ -29,8 +29,12 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		return
 	}
 	restored <- struct{}{}
+	abandoned := false // outputs of a processed batch were never acknowledged
 	defer func() {
 		_ = reader.Close()
+		if a, ok := handler.(Abandoner); ok && abandoned {
+			a.Abandoned()
+		}
 		if c, ok := handler.(Closer); ok {
 			c.Close()
 		}
@@ -77,11 +81,13 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		// partition (genCtx) abandons it, since its records are then someone else's: no write starts then.
 		if genCtx.Err() != nil {
 			r.cfg.Budget.Give(held)
+			abandoned = len(batch) > 0 || len(ticks) > 0
 			return
 		}
 		done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
 		r.cfg.Budget.Give(held)
 		if !done {
+			abandoned = true
 			return // the partition moved while writes failed: nothing past the last commit is committed
 		}
 		if len(batch) == 0 {

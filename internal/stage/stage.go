@@ -40,6 +40,13 @@ type Closer interface {
 	Close()
 }
 
+// Abandoner is a Handler that wants to know, before Close, that outputs it made were never written: the
+// partition was lost between Process and the acknowledgement of its outputs. Its in-memory state is then
+// ahead of what was written, and must not outlive the partition.
+type Abandoner interface {
+	Abandoned()
+}
+
 // Outcome is what became of one input's outputs.
 type Outcome struct {
 	Record stream.Record

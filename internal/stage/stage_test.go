@@ -521,3 +521,37 @@ func TestFetchErrorsAreCounted(t *testing.T) {
 		t.Fatalf("%d fetch failures counted after %d fetches", obs.failed.Load(), broker.reader.calls.Load())
 	}
 }
+
+// closeWatch is the echo handler that records whether it was told its outputs were abandoned.
+type closeWatch struct {
+	handlerFunc
+	abandoned, closed atomic.Bool
+}
+
+func (c *closeWatch) Abandoned() { c.abandoned.Store(true) }
+func (c *closeWatch) Close()     { c.closed.Store(true) }
+
+// A partition revoked after its writes were acknowledged closes clean; one revoked while a write was
+// failing is told its outputs were abandoned, before Close, so its state does not outlive it.
+func TestHandlerIsToldOfAbandonedOutputs(t *testing.T) {
+	clean := &closeWatch{handlerFunc: echo}
+	r := start(t, clean, &fakeSink{}, records("a:1", "b:2"), nil)
+	if !eventually(func() bool { return len(r.sink.topics()["out"]) == 2 }) {
+		t.Fatal("outputs not written")
+	}
+	r.gen.revoke()
+	if !eventually(clean.closed.Load) || clean.abandoned.Load() {
+		t.Fatalf("clean revoke: closed=%v abandoned=%v", clean.closed.Load(), clean.abandoned.Load())
+	}
+
+	failing := &closeWatch{handlerFunc: echo}
+	sink := &fakeSink{fail: func(int, stream.Output) error { return errors.New("broker unavailable") }}
+	r = start(t, failing, sink, records("a:1"), func(c *Config) { c.RevokeWait = 10 * time.Millisecond })
+	if !eventually(func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.calls > 0 }) {
+		t.Fatal("no write attempted")
+	}
+	r.gen.revoke()
+	if !eventually(failing.closed.Load) || !failing.abandoned.Load() {
+		t.Fatalf("revoke with a write failing: closed=%v abandoned=%v", failing.closed.Load(), failing.abandoned.Load())
+	}
+}

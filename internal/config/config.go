@@ -11,6 +11,7 @@ import (
 	"net"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -390,6 +391,18 @@ func (c *Config) Validate() error {
 	}
 	if t.SessionEvents != "" {
 		add(topicName("topics.sessionEvents", t.SessionEvents))
+		// Events on an internal topic would corrupt it; on a connector topic they would come back in.
+		for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.repartition": t.Repartition,
+			"topics.deadLetter": t.DeadLetter, "topics.ccmOutbound": t.CCMOutbound, "topics.notifications": t.Notifications} {
+			if t.SessionEvents == name {
+				add(fieldErr("topics.sessionEvents", "must not be %s (%q): use topics.ccmInbound (empty) or a topic of its own", key, name))
+			}
+		}
+		pattern, _ := regexp.Compile(t.InboundPattern) // as the pipeline matches (an invalid one is reported above)
+		if slices.Contains(t.Inbound, t.SessionEvents) || slices.Contains(t.InboundChannels, t.SessionEvents) ||
+			(t.InboundPattern != "" && pattern != nil && pattern.MatchString(t.SessionEvents)) {
+			add(fieldErr("topics.sessionEvents", "%q is a connector topic (topics.inbound, topics.inboundChannels or topics.inboundPattern): events would come back in", t.SessionEvents))
+		}
 	}
 	add(atLeast("topics.partitions", int64(t.Partitions), 1))
 	add(atLeast("topics.replicationFactor", int64(t.ReplicationFactor), 1))

@@ -102,6 +102,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
 		{name: "startup timeout not positive", settings: []string{"startup.timeout=0s"}, want: "config startup.timeout: must be a positive duration"},
 		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},
+		{name: "session events on the changelog", settings: []string{"topics.sessionEvents=cimstream.sessions"},
+			want: `topics.sessionEvents: must not be topics.sessions ("cimstream.sessions")`},
+		{name: "session events on a connector topic", settings: []string{"topics.sessionEvents=cim.inbound.events"},
+			want: `topics.sessionEvents: "cim.inbound.events" is a connector topic`},
 		{name: "revokeWait beyond the rebalance timeout", settings: []string{"kafka.consumer.revokeWait=1m"}, want: "kafka.consumer.revokeWait"},
 	}
 	for _, c := range cases {

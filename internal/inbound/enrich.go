@@ -163,6 +163,7 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 		ChannelSessionID: m.ChannelSessionID(),
 		ConversationID:   m.ConversationID(),
 		Passive:          m.BodyType() == "NOTIFICATION",
+		EventMillis:      outputTime,
 	}
 	if e.events.topic != "" {
 		sm.Data = sessionData(m)

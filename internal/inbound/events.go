@@ -39,6 +39,9 @@ func ReasonCode(r session.Reason) string {
 	return string(r)
 }
 
+// EventID is the id of a lifecycle event.
+func EventID(sid, cid, opener, kind string) string { return session.DeriveID(sid, cid, opener, kind) }
+
 // endEvent is the event that tells why a session ended: EXPIRED for inactivity, ENDED otherwise.
 func endEvent(r session.Reason) string {
 	if r == session.ReasonIdle {
@@ -54,12 +57,12 @@ type events struct {
 }
 
 // event is one lifecycle event of the session sid/cid at record time ms. Its id is derived from the
-// session and the event, and its bytes from nothing else than the arguments, so a replay repeats it
-// byte for byte.
+// session's ids, the message that opened it (two openings of the same ids are two sessions) and the
+// event, and its bytes from nothing else than the arguments, so a replay repeats it byte for byte.
 func (ev events) event(kind string, sid, cid string, data session.Data, reason session.Reason, ms int64) stream.Output {
 	b := make([]byte, 0, 512+len(data.ChannelData)+len(data.Customer))
 	b = append(b, `{"id":`...)
-	b = cim.AppendString(b, session.DeriveID(sid, kind))
+	b = cim.AppendString(b, EventID(sid, cid, data.Opener, kind))
 	b = append(b, `,"header":{"sender":{"id":"`+EventSender+`","type":"SYSTEM","senderName":"`+EventSender+`"},"channelData":`...)
 	b = appendRaw(b, data.ChannelData)
 	b = append(b, `,"customer":`...)
@@ -98,20 +101,17 @@ func (ev events) around(out session.Outcome, ms int64) (before, after []stream.O
 		return nil, nil
 	}
 	if out.Closed != "" && out.Previous.ChannelSessionID != "" {
-		at := out.ClosedAt
-		if at <= 0 {
-			at = ms
-		}
+		at := positive(out.ClosedAt, ms)
 		kind := endEvent(out.Closed)
 		before = append(before, ev.event(kind, out.Previous.ChannelSessionID, out.Previous.ConversationID, out.Previous.Data, out.Closed, at))
 		ev.count(out.Replayed, kind, out.Closed)
 	}
 	if out.Opened {
-		before = append(before, ev.event(EventStarted, out.ChannelSessionID, out.ConversationID, out.Data, "", ms))
+		before = append(before, ev.event(EventStarted, out.ChannelSessionID, out.ConversationID, out.Data, "", positive(out.Data.OpenedAt, ms)))
 		ev.count(out.Replayed, EventStarted, "")
 	}
 	if out.Ended {
-		after = append(after, ev.event(EventEnded, out.ChannelSessionID, out.ConversationID, out.Data, session.ReasonEndChat, ms))
+		after = append(after, ev.event(EventEnded, out.ChannelSessionID, out.ConversationID, out.Data, session.ReasonEndChat, positive(out.EndedAt, ms)))
 		ev.count(out.Replayed, EventEnded, session.ReasonEndChat)
 	}
 	return before, after
@@ -128,20 +128,44 @@ func (ev events) count(replayed bool, kind string, reason session.Reason) {
 	}
 }
 
+// positive is ms, or fallback when ms is not a time (0 from a state written before it was kept).
+func positive(ms, fallback int64) int64 {
+	if ms > 0 {
+		return ms
+	}
+	return fallback
+}
+
+// MaxSessionData bounds the channelData and customer a session keeps for its events (they travel in
+// every changelog record of the key, up to one per decision in the replay window): larger ones are cut
+// down to the identifying fields.
+const MaxSessionData = 4 << 10
+
 // sessionData is what a message that opens a session keeps for its events: its channelData and
-// customer, compacted (the changelog and the events carry them).
+// customer, compacted as encoding/json would write them.
 func sessionData(m *cim.Message) session.Data {
-	return session.Data{ChannelData: compact(m.RawValue("header", "channelData")), Customer: compact(m.RawValue("header", "customer"))}
+	d := session.Data{ChannelData: compact(m.RawValue("header", "channelData")), Customer: compact(m.RawValue("header", "customer"))}
+	if len(d.ChannelData)+len(d.Customer) <= MaxSessionData {
+		return d
+	}
+	cd := append([]byte(`{"serviceIdentifier":`), cim.AppendString(nil, m.ServiceIdentifier())...)
+	cd = append(append(append(cd, `,"channelCustomerIdentifier":`...), cim.AppendString(nil, m.ChannelCustomerIdentifier())...), '}')
+	d.ChannelData, d.Customer = cd, nil
+	if id, ok := m.String("header", "customer", "id"); ok && len(id) <= MaxSessionData/2 {
+		d.Customer = append(append([]byte(`{"id":`), cim.AppendString(nil, id)...), '}')
+	}
+	return d
 }
 
 func compact(raw []byte) json.RawMessage {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil
 	}
-	var buf bytes.Buffer
+	var buf, escaped bytes.Buffer
 	buf.Grow(len(raw))
 	if json.Compact(&buf, raw) != nil {
 		return nil
 	}
-	return buf.Bytes()
+	json.HTMLEscape(&escaped, buf.Bytes())
+	return escaped.Bytes()
 }

@@ -312,3 +312,117 @@ func sorted(vs [][]byte) []string {
 	slices.Sort(out)
 	return out
 }
+
+// eventsOf returns the event records among outs.
+func eventsOf(outs []stream.Output) []stream.Output {
+	var evs []stream.Output
+	for _, o := range outs {
+		if _, ok := header(o.Headers, HeaderEvent); ok {
+			evs = append(evs, o)
+		}
+	}
+	return evs
+}
+
+// A record without a trusted time opens and ends a session; its duplicate, processed later (the clock
+// and the partition's record time moved), repeats the events byte for byte.
+func TestReplayOfAnUntimedRecordRepeatsItsEvents(t *testing.T) {
+	p, _ := newEventPipe(t, time.Minute)
+	rec := p.repartition(connectorRecord(1, text("u", "bye", `,"intent":"END_CHAT"`), time.Time{}))
+	first := eventsOf(p.e.Process(rec).Outputs)
+	if len(first) != 2 {
+		t.Fatalf("STARTED and ENDED, got %d events", len(first))
+	}
+	p.clk.now = p.clk.now.Add(5 * time.Second)
+	p.e.Process(p.repartition(connectorRecord(2, text("other", "later", ""), p.clk.now.Add(10*time.Minute))))
+	again := eventsOf(p.e.Process(rec).Outputs)
+	if len(again) != 2 || !bytes.Equal(first[0].Value, again[0].Value) || !bytes.Equal(first[1].Value, again[1].Value) {
+		t.Fatalf("replay events differ:\n%s\n%s", bytes.Join(valuesOf(first), []byte("\n")), bytes.Join(valuesOf(again), []byte("\n")))
+	}
+	for _, o := range again {
+		if o.Time.UnixMilli() <= 0 {
+			t.Fatalf("event dated %v", o.Time)
+		}
+	}
+}
+
+func valuesOf(outs []stream.Output) [][]byte {
+	var vs [][]byte
+	for _, o := range outs {
+		vs = append(vs, o.Value)
+	}
+	return vs
+}
+
+// Two sessions never share an event id: not when a message carries only a new conversationId (the
+// channelSessionId is kept), nor when old ids are carried again after the session ended.
+func TestEventIDsAreUniquePerSession(t *testing.T) {
+	p, _ := newEventPipe(t, time.Hour)
+	now := p.clk.now
+	var outs []stream.Output
+	for i, v := range []string{
+		text("x", "hi", ""),
+		text("x", "moved", `,"conversationId":"conv-2"`),
+		text("x", "bye", `,"intent":"END_CHAT"`),
+		text("x", "back", `,"channelSessionId":"S","conversationId":"C"`),
+		text("x", "bye2", `,"intent":"END_CHAT"`),
+		text("x", "again", `,"channelSessionId":"S","conversationId":"C"`),
+		text("x", "bye3", `,"intent":"END_CHAT"`),
+	} {
+		outs = append(outs, p.e.Process(p.repartition(connectorRecord(int64(i+1), v, now.Add(time.Duration(i)*time.Second)))).Outputs...)
+	}
+	ids := map[string]string{}
+	for _, o := range eventsOf(outs) {
+		var v struct{ ID string }
+		_ = json.Unmarshal(o.Value, &v)
+		if prev, dup := ids[v.ID]; dup {
+			t.Fatalf("event id %s used twice:\n%s\n%s", v.ID, prev, o.Value)
+		}
+		ids[v.ID] = string(o.Value)
+	}
+	if len(ids) != 8 { // 4 sessions, each STARTED and an end
+		t.Fatalf("%d distinct events, want 8", len(ids))
+	}
+}
+
+// A session's channelData and customer are kept within MaxSessionData: a huge one is cut down to the
+// identifying fields, so the changelog record stays small whatever the message carries.
+func TestHugeSessionDataIsCutDown(t *testing.T) {
+	p, _ := newEventPipe(t, time.Hour)
+	huge := strings.Repeat("x", 300<<10)
+	v := text("h", "hi", `,"customer":{"id":"cust-h","firstName":"`+huge+`"}`)
+	v = strings.Replace(v, `"customerFirstName":"Ann"`, `"customerFirstName":"Ann","note":"`+huge+`"`, 1)
+	var changelog, started []byte
+	for i := range 4 {
+		for _, o := range p.e.Process(p.repartition(connectorRecord(int64(i+1), strings.Replace(v, `"markdownText":"hi"`, `"markdownText":"hi","x":1`, 1), p.clk.now))).Outputs {
+			switch ev, _ := header(o.Headers, HeaderEvent); {
+			case o.Topic == "sessions":
+				changelog = o.Value
+			case ev == EventStarted:
+				started = o.Value
+			}
+		}
+		p.clk.now = p.clk.now.Add(2 * time.Hour)
+	}
+	if len(changelog) > 4*(MaxSessionData+1024) {
+		t.Fatalf("changelog value of %d bytes", len(changelog))
+	}
+	if !bytes.Contains(started, []byte(`"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"h"}`)) ||
+		!bytes.Contains(started, []byte(`"customer":{"id":"cust-h"}`)) {
+		t.Fatalf("cut-down session data: %.300s", started)
+	}
+}
+
+// Session data with characters encoding/json escapes (<, >, &, U+2028) is kept as encoding/json would
+// write it, so the changelog encoder stays equal to encoding/json.
+func TestSessionDataIsEncodedAsEncodingJSON(t *testing.T) {
+	m, err := cim.Decode([]byte(text("a<b>&c\u2028", "hi", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &session.State{ChannelSessionID: "s", ConversationID: "c", Recent: []session.Decision{{ChannelSessionID: "s", ConversationID: "c", Data: sessionData(m)}}}
+	want, _ := json.Marshal(st)
+	if got := session.Encode(st); !bytes.Equal(got, want) {
+		t.Fatalf("Encode = %s\njson   = %s", got, want)
+	}
+}

@@ -27,6 +27,10 @@ func Encode(st *State) []byte {
 		b = append(b, `,"p":`...)
 		b = strconv.AppendInt(b, st.Running, 10)
 	}
+	if st.Seen != 0 {
+		b = append(b, `,"w":`...)
+		b = strconv.AppendInt(b, st.Seen, 10)
+	}
 	if len(st.Sources) > 0 {
 		b = append(b, `,"src":[`...)
 		for i, s := range st.Sources {
@@ -73,6 +77,14 @@ func Encode(st *State) []byte {
 				b = append(b, `,"x":`...)
 				b = strconv.AppendInt(b, d.ClosedAt, 10)
 			}
+			if d.Opener != "" {
+				b = append(b, `,"o":`...)
+				b = appendString(b, d.Opener)
+			}
+			if d.OpenedAt != 0 {
+				b = append(b, `,"t":`...)
+				b = strconv.AppendInt(b, d.OpenedAt, 10)
+			}
 			if len(d.ChannelData) > 0 {
 				b = append(b, `,"cd":`...)
 				b = append(b, d.ChannelData...)
@@ -116,7 +128,7 @@ func appendString(b []byte, s string) []byte {
 func (st *State) dataBytes() int {
 	n := 0
 	for _, d := range st.Recent {
-		n += len(d.ChannelData) + len(d.Customer) + 12
+		n += len(d.ChannelData) + len(d.Customer) + len(d.Opener) + 40
 	}
 	return n
 }

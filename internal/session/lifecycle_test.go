@@ -45,16 +45,15 @@ func TestLifecycleTransitions(t *testing.T) {
 		return m
 	}
 	first := tb.Apply(k, msg(1, 0, nil), 0)
-	if !first.Opened || first.Closed != "" || first.Ended || !reflect.DeepEqual(first.Data, data(1)) {
+	if !first.Opened || first.Closed != "" || first.Ended || !sameData(first.Data, data(1)) || first.Data.Opener != "m1" {
 		t.Fatalf("first message opens with its data: %+v", first)
 	}
 	cont := tb.Apply(k, msg(2, minute, nil), 0)
-	if cont.Opened || cont.Closed != "" || !reflect.DeepEqual(cont.Data, data(1)) {
+	if cont.Opened || cont.Closed != "" || !sameData(cont.Data, data(1)) {
 		t.Fatalf("a continuing message keeps the opener's data: %+v", cont)
 	}
 	idleGap := tb.Apply(k, msg(3, minute+idle+1, nil), 0)
-	wantPrev := Previous{ChannelSessionID: first.ChannelSessionID, ConversationID: first.ConversationID, Data: data(1)}
-	if !idleGap.Opened || idleGap.Closed != ReasonIdle || idleGap.ClosedAt != hoursAgo+minute+idle || !reflect.DeepEqual(idleGap.Previous, wantPrev) {
+	if !idleGap.Opened || idleGap.Closed != ReasonIdle || idleGap.ClosedAt != hoursAgo+minute+idle || !prevIs(idleGap.Previous, first, data(1)) {
 		t.Fatalf("an idle gap ends the session at last activity + timeout: %+v", idleGap)
 	}
 	restart := tb.Apply(k, msg(4, 2*idle, func(m *Message) { m.Intent = "START_CHAT" }), 0)
@@ -66,7 +65,7 @@ func TestLifecycleTransitions(t *testing.T) {
 		t.Fatalf("carried ids replace the open session: %+v", carried)
 	}
 	end := tb.Apply(k, msg(6, 2*idle+2, func(m *Message) { m.Intent = "END_CHAT" }), 0)
-	if end.Opened || end.Closed != "" || !end.Ended || end.ConversationID != "C" || !reflect.DeepEqual(end.Data, data(5)) {
+	if end.Opened || end.Closed != "" || !end.Ended || end.ConversationID != "C" || !sameData(end.Data, data(5)) {
 		t.Fatalf("END_CHAT ends its own session: %+v", end)
 	}
 	typing := tb.Apply(k, msg(7, 2*idle+3, func(m *Message) { m.Passive = true }), 0)
@@ -104,9 +103,8 @@ func TestProactiveExpiryNamesTheSession(t *testing.T) {
 		t.Fatalf("one expiry: %+v", changes)
 	}
 	c := changes[0]
-	want := Previous{ChannelSessionID: first.ChannelSessionID, ConversationID: first.ConversationID, Data: data(1)}
-	if !reflect.DeepEqual(c.Previous, want) || c.ClosedAt != hoursAgo+minute {
-		t.Fatalf("expiry of %+v at %d, want %+v at %d", c.Previous, c.ClosedAt, want, hoursAgo+minute)
+	if !prevIs(c.Previous, first, data(1)) || c.ClosedAt != hoursAgo+minute {
+		t.Fatalf("expiry of %+v at %d, want %+v at %d", c.Previous, c.ClosedAt, first, hoursAgo+minute)
 	}
 	// The next message finds the session ended and only opens: no second end.
 	next := tb.Apply(k, at(2, "m2", hoursAgo+2*minute), 2_000+minute)
@@ -132,7 +130,7 @@ func TestReplayRepeatsLifecycle(t *testing.T) {
 			src := fmt.Sprint("in/", r.IntN(2))
 			offsets[src]++
 			ms += []int64{1_000, 20_000, 2 * minute}[r.IntN(3)]
-			m := Message{Position: Position{Source: src, Offset: offsets[src]}, Seq: int64(i), ID: fmt.Sprint("m", i), TimeMillis: ms, Data: data(i)}
+			m := Message{Position: Position{Source: src, Offset: offsets[src]}, Seq: int64(i), ID: fmt.Sprint("m", i), TimeMillis: ms, EventMillis: ms, Data: data(i)}
 			switch r.IntN(8) {
 			case 0:
 				m.Intent = "START_CHAT"
@@ -165,5 +163,44 @@ func TestReplayRepeatsLifecycle(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func sameData(a, b Data) bool {
+	return reflect.DeepEqual(a.ChannelData, b.ChannelData) && reflect.DeepEqual(a.Customer, b.Customer)
+}
+
+// prevIs reports whether p is the session first opened, with data d and first's opener.
+func prevIs(p Previous, first Outcome, d Data) bool {
+	return p.ChannelSessionID == first.ChannelSessionID && p.ConversationID == first.ConversationID && sameData(p.Data, d) &&
+		p.Opener == first.Data.Opener && p.Opener != ""
+}
+
+// A restart does not postpone an expiry: the idle countdown resumes from the processing time of the
+// session's last activity, kept in its state.
+func TestRestoreKeepsTheIdleCountdown(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	k := Key("web", "restart")
+	tb.Apply(k, at(1, "m1", hoursAgo), 1_000)
+	restored := NewTable(Fixed(time.Minute))
+	if err := restored.Restore(k, Encode(tb.Get(k)), 50_000); err != nil {
+		t.Fatal(err)
+	}
+	if changes := restored.expireAt(1_000 + minute); len(changes) != 0 {
+		t.Fatalf("expired before its timeout: %+v", changes)
+	}
+	if changes := restored.expireAt(1_000 + minute + 1); len(changes) != 1 || !changes[0].Expired {
+		t.Fatalf("must expire one timeout after its last activity was processed, not after the restore: %+v", changes)
+	}
+}
+
+// A session opened by a record without a trusted time expires dated when it expires, never in 1970.
+func TestExpiryOfAnUntimedSessionIsDatedNow(t *testing.T) {
+	tb := NewTable(Fixed(time.Minute))
+	tb.Apply(Key("web", "untimed"), at(1, "m1", 0), 1_000)
+	now := int64(1_000) + minute + 1
+	changes := tb.expireAt(now)
+	if len(changes) != 1 || changes[0].ClosedAt != now {
+		t.Fatalf("expiry %+v, want dated %d", changes, now)
 	}
 }

@@ -79,6 +79,9 @@ type State struct {
 	// Running is the partition's running clock (ms) at the latest change; a restore resumes the clock
 	// from the highest of them.
 	Running int64 `json:"p,omitempty"`
+	// Seen is the processing time (epoch ms) the latest activity was applied at: a restore resumes the
+	// session's idle countdown from it, so a restart does not postpone an expiry by a whole timeout.
+	Seen int64 `json:"w,omitempty"`
 	// Sources are the source partitions ("topic/partition") this key's records came from, and Applied
 	// the highest source offset applied from each: a record at or below it was applied before.
 	Sources []string `json:"src,omitempty"`
@@ -108,9 +111,12 @@ type Decision struct {
 	Data
 }
 
-// Data is what lifecycle events tell about a session beyond its ids: the channelData and customer of
-// the message that opened it (compact JSON; empty when events are off or the message had none).
+// Data is what lifecycle events tell about a session beyond its ids: the id of the message that opened
+// it (which tells two openings of the same ids apart), the time its STARTED carries, and the channelData
+// and customer of that message (compact JSON; empty when events are off or the message had none).
 type Data struct {
+	Opener      string          `json:"o,omitempty"`
+	OpenedAt    int64           `json:"t,omitempty"`
 	ChannelData json.RawMessage `json:"cd,omitempty"`
 	Customer    json.RawMessage `json:"cu,omitempty"`
 }
@@ -153,8 +159,12 @@ type Message struct {
 	// Passive messages (NOTIFICATION bodies) never open or extend a session: they get the current
 	// ids while one is active and none otherwise.
 	Passive bool
-	// Data is kept with a session this message opens, for its lifecycle events.
+	// Data is kept with a session this message opens, for its lifecycle events (Opener and OpenedAt are
+	// set here).
 	Data Data
+	// EventMillis is the time of the events this message causes (its output's record time; always
+	// positive), kept with the decision so a replay dates them alike.
+	EventMillis int64
 }
 
 // Outcome is the decision for one message. A replay repeats the lifecycle fields (Opened, Closed,
@@ -168,9 +178,10 @@ type Outcome struct {
 	Closed   Reason
 	Previous Previous
 	ClosedAt int64
-	// Ended: this message (END_CHAT) ended the session it belongs to.
-	Ended bool
-	// Data of the message's session (for its events).
+	// Ended: this message (END_CHAT) ended the session it belongs to, at EndedAt (ms).
+	Ended   bool
+	EndedAt int64
+	// Data of the message's session (for its events; Opener empty when no message opened it).
 	Data     Data
 	Replayed bool // the message was applied before; state unchanged
 	// Forgotten marks a replay older than every remembered decision: answered with the current ids.
@@ -222,13 +233,13 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			cid = pick(active, st, false, m.ID)
 		}
 		if active && (sid != st.ChannelSessionID || cid != st.ConversationID) {
-			out.closing(st, ReasonAdopted, m.TimeMillis)
+			out.closing(st, ReasonAdopted, m.EventMillis)
 		}
 		out.Opened = !active || out.Closed != ""
 		out.ChannelSessionID, out.ConversationID = sid, cid
 	case m.Intent == "START_CHAT" || m.Intent == "START_CONVERSATION":
 		if active {
-			out.closing(st, ReasonStartChat, m.TimeMillis)
+			out.closing(st, ReasonStartChat, m.EventMillis)
 		}
 		out.Opened = true
 		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
@@ -252,6 +263,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			Closed: out.Closed, ClosedAt: out.ClosedAt}
 		if out.Opened {
 			d.Data = m.Data
+			d.Data.Opener, d.Data.OpenedAt = m.ID, m.EventMillis
 		}
 		out.Evicted += st.remember(d, run, t.window) // governs this record and the ones after
 	}
@@ -264,11 +276,12 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		st.LastActivity = last // out-of-order timestamps (and unknown ones) never shorten a session
 	}
 	st.applied(m, run)
+	st.Seen = max(st.Seen, nowMillis)
 	if m.Intent == "END_CHAT" {
-		out.Ended = true
+		out.Ended, out.EndedAt = true, m.EventMillis
 		st.Open, st.Ended = false, ReasonEndChat
 		// Governs the records after the END_CHAT, not the END_CHAT itself.
-		out.Evicted += st.remember(Decision{By: by, Closed: ReasonEndChat, ClosedAt: m.TimeMillis}, run, t.window)
+		out.Evicted += st.remember(Decision{By: by, Closed: ReasonEndChat, ClosedAt: m.EventMillis}, run, t.window)
 	}
 	t.touch(e, nowMillis)
 	out.State = st
@@ -314,7 +327,7 @@ func (e *entry) replay(src int, offset int64) Outcome {
 			out.Data = st.dataOf(i)
 		}
 		if d.madeBy(src, offset) {
-			out.Opened = d.ChannelSessionID != "" // a decision with ids is made only by a message that opens a session
+			out.Opened = d.Opener != ""
 			if d.Closed != "" && i > 0 {
 				p := st.Recent[i-1]
 				out.Closed, out.ClosedAt = d.Closed, d.ClosedAt
@@ -322,7 +335,7 @@ func (e *entry) replay(src int, offset int64) Outcome {
 			}
 		}
 		if i+1 < len(st.Recent) && st.Recent[i+1].madeBy(src, offset) && st.Recent[i+1].Closed == ReasonEndChat {
-			out.Ended = true
+			out.Ended, out.EndedAt = true, st.Recent[i+1].ClosedAt
 		}
 		return out
 	}

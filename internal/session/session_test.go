@@ -18,7 +18,7 @@ var hoursAgo = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
 // at is a message from source "in/0" at offset o with session time ms.
 func at(o int64, id string, ms int64) Message {
-	return Message{Position: Position{Source: "in/0", Offset: o}, Seq: o, ID: id, TimeMillis: ms}
+	return Message{Position: Position{Source: "in/0", Offset: o}, Seq: o, ID: id, TimeMillis: ms, EventMillis: ms}
 }
 
 func with(m Message, f func(*Message)) Message { f(&m); return m }

@@ -157,15 +157,19 @@ func (t *Table) Expire(nowMillis, upstreamMillis int64) []Change {
 	run := t.running(nowMillis)
 	horizon := min(nowMillis, upstreamMillis)
 	for len(t.due) > 0 && t.due[0].deadline < horizon {
-		changes = t.lapse(heap.Pop(&t.due).(*entry), run, changes)
+		changes = t.lapse(heap.Pop(&t.due).(*entry), run, nowMillis, changes)
 	}
 	return changes
 }
 
 // lapse ends e's open session by inactivity, or forgets e once ended; e is in no heap.
-func (t *Table) lapse(e *entry, run int64, changes []Change) []Change {
+func (t *Table) lapse(e *entry, run, nowMillis int64, changes []Change) []Change {
 	if e.Open {
-		c := Change{Key: e.key, State: &e.State, Expired: true, ClosedAt: e.LastActivity + t.idleOf(e.key).Milliseconds(),
+		at := e.LastActivity + t.idleOf(e.key).Milliseconds()
+		if e.LastActivity <= 0 { // opened without a trusted time: the expiry is dated when it happens
+			at = nowMillis
+		}
+		c := Change{Key: e.key, State: &e.State, Expired: true, ClosedAt: at,
 			Previous: Previous{ChannelSessionID: e.ChannelSessionID, ConversationID: e.ConversationID, Data: e.current()}}
 		e.Open, e.Ended = false, ReasonIdle
 		c.Evicted = e.remember(Decision{Closed: ReasonIdle, ClosedAt: c.ClosedAt}, run, t.window)
@@ -229,6 +233,9 @@ func (t *Table) Restore(key string, value []byte, nowMillis int64) error {
 		e.State = st
 	}
 	e.seen, e.touched = nowMillis, nowMillis
+	if st.Seen > 0 {
+		e.seen = min(st.Seen, nowMillis) // the idle countdown goes on where it was (the watermark guards it)
+	}
 	t.schedule(e)
 	return nil
 }

@@ -20,11 +20,12 @@ func newDevCommand() *cobra.Command {
 		Short: "Run the service with an in-process broker (no Java, no Docker)",
 		Long: `Run cimstream against an in-process Kafka-protocol broker on 127.0.0.1 (data in memory, gone on exit),
 with every topic created, for a first look without Java or Docker. It prints how to send and watch messages
-with kcat. When the configuration has no outbound.channels, dev routes serviceIdentifier 41445556677 to
-cim.outbound.whatsapp and web to cim.outbound.web, so the README's outbound example round-trips. A
-development convenience: every integration test runs against Apache Kafka.`,
+with kcat. When the configuration has no channels table, dev maps serviceIdentifier 41445556677 to the
+whatsapp channel and web to the web channel, so the README's examples round-trip. It serves the HTTP ingress
+(POST /cim-messages) on 127.0.0.1:8081 unless ingress.address is set. A development convenience: every
+integration test runs against Apache Kafka.`,
 		Example: `  cimstream dev
-  cimstream dev --port 19093 --set admin.address=127.0.0.1:18080
+  cimstream dev --port 19093 --set admin.address=127.0.0.1:18080 --set ingress.address=127.0.0.1:18081
   cimstream dev --config cimstream.yaml --log-format console`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,8 +50,11 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
 	}
 	defer cluster.Close()
 	cfg.Kafka.Brokers = cluster.ListenAddrs()
-	if len(cfg.Outbound.Channels) == 0 {
-		cfg.Outbound.Channels = devChannels()
+	if len(cfg.ChannelMap()) == 0 {
+		cfg.Channels = devChannels()
+	}
+	if cfg.Ingress.Address == "" {
+		cfg.Ingress.Address = DevIngressAddress
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -64,12 +68,16 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
   watch:   kcat -C -b %s -t %s -f 'key=%%k %%s\n'
   errors:  kcat -C -b %s -t %s -f '%%h\n%%s\n'
   health:  curl http://%s/readyz
+  http:    curl -H 'Content-Type: application/json' --data-binary @message.json http://%s/cim-messages
   outbound: replies written to %s go to %s; notifications: kcat -C -b %s -t %s
   Apache Kafka instead: make kafka-up (a broker on 127.0.0.1:9092), then cimstream topics create && cimstream run
-`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address,
-		cfg.Topics.CCMOutbound, channelList(cfg.Outbound.Channels), b, cfg.Topics.Notifications)
+`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address, cfg.Ingress.Address,
+		cfg.Topics.CCMOutbound, channelList(cfg.ChannelMap()), b, cfg.Topics.Notifications)
 	return runService(cfg)
 }
+
+// DevIngressAddress is where `cimstream dev` serves the HTTP ingress unless ingress.address says otherwise.
+const DevIngressAddress = "127.0.0.1:8081"
 
 // devChannels is dev's channel map when the configuration has none, so that the README's outbound example
 // (serviceIdentifier 41445556677) and replies to the web example's customers are routed out of the box.

@@ -56,7 +56,7 @@ command), 2 usage or file error.`,
 // routesTest routes sample messages with a configuration, so a routing change can be checked before it
 // is deployed.
 func routesTest(cfg config.Config, sources []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	router := route.New(cfg.Outbound.Routes, cfg.Outbound.Channels)
+	router := route.New(cfg.Outbound.Routes, cfg.ChannelMap())
 	total, failed := 0, 0
 	for _, src := range sources {
 		data, err := readSource(src, stdin)

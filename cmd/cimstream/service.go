@@ -44,6 +44,9 @@ func logStartup(log *zap.Logger, cfg config.Config) {
 		_ = yaml.Unmarshal(text, &effective)
 	}
 	log.Info("cimstream starting", zap.String("version", service.Version), zap.Any("config", effective))
+	for _, d := range cfg.Deprecations() {
+		log.Warn("deprecated configuration key", zap.String("problem", d))
+	}
 }
 
 func errField(err error) zap.Field { return zap.Error(err) }

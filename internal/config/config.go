@@ -12,6 +12,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -22,10 +23,14 @@ type Config struct {
 	Topics   Topics   `yaml:"topics"`
 	Inbound  Inbound  `yaml:"inbound"`
 	Outbound Outbound `yaml:"outbound"`
-	Admin    Admin    `yaml:"admin"`
-	Log      Log      `yaml:"log"`
-	Startup  Startup  `yaml:"startup"`
-	Shutdown Shutdown `yaml:"shutdown"`
+	// Channels maps a serviceIdentifier to its channel name, for both directions: the ingress writes to
+	// cim.inbound.<channel>, the default outbound route to cim.outbound.<channel>.
+	Channels map[string]string `yaml:"channels"`
+	Ingress  Ingress           `yaml:"ingress"`
+	Admin    Admin             `yaml:"admin"`
+	Log      Log               `yaml:"log"`
+	Startup  Startup           `yaml:"startup"`
+	Shutdown Shutdown          `yaml:"shutdown"`
 	// DeadLetters shapes the records written to topics.deadLetter.
 	DeadLetters DeadLetters `yaml:"deadLetters"`
 	Memory      Memory      `yaml:"memory"`
@@ -195,7 +200,8 @@ func (in Inbound) IdleTimeoutFor(serviceIdentifier string) time.Duration {
 // Outbound configures the CCM → connector pipeline.
 type Outbound struct {
 	Enabled bool `yaml:"enabled"`
-	// Channels maps a serviceIdentifier to the channel name used in cim.outbound.<channel>.
+	// Channels is the deprecated spelling of the top-level channels table (read when that one is empty,
+	// with a warning at start-up; setting both is an error).
 	Channels map[string]string `yaml:"channels"`
 	// AcceptedNotifications switches the ACCEPTED/202 notification (an extension of the documented statuses).
 	AcceptedNotifications bool `yaml:"acceptedNotifications"`
@@ -217,6 +223,61 @@ type Route struct {
 	Destinations      []string `yaml:"destinations"`
 	// Continue lets later routes, and the default route, add destinations too.
 	Continue bool `yaml:"continue"`
+}
+
+// Ingress configures the HTTP edge for connectors that speak REST (POST /cim-messages). It is off while
+// Address is empty.
+type Ingress struct {
+	Address string `yaml:"address"`
+	// DefaultChannel takes serviceIdentifiers the channels table does not name; empty answers them 404.
+	DefaultChannel string `yaml:"defaultChannel"`
+	// TokensFile holds the accepted bearer tokens, one a line, re-read when it changes. Empty: no auth.
+	TokensFile string     `yaml:"tokensFile"`
+	TLS        IngressTLS `yaml:"tls"`
+	// MaxBodyBytes is the largest request body; it must leave inbound.maxMessageBytes room for an id.
+	MaxBodyBytes      int           `yaml:"maxBodyBytes"`
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+	// ReadTimeout bounds reading a whole request, body included (slow senders).
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// MaxConcurrent bounds the requests handled at once; more are answered 429.
+	MaxConcurrent int `yaml:"maxConcurrent"`
+	// ProduceTimeout is how long a request waits for the broker's acknowledgement before it is answered 503.
+	ProduceTimeout time.Duration `yaml:"produceTimeout"`
+	// RetryAfter is the Retry-After given with 503 and 429.
+	RetryAfter time.Duration `yaml:"retryAfter"`
+	// IdempotencyWindow is how long an accepted id is remembered: a retry within it gets the same answer
+	// and writes nothing. IdempotencyMaxEntries bounds the ids remembered (the oldest go first).
+	IdempotencyWindow     time.Duration `yaml:"idempotencyWindow"`
+	IdempotencyMaxEntries int           `yaml:"idempotencyMaxEntries"`
+}
+
+// IngressTLS makes the ingress listener serve HTTPS when both files are set.
+type IngressTLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// IngressIDHeadroom is what the ingress may add to a body (an assigned id): ingress.maxBodyBytes must stay
+// this far under inbound.maxMessageBytes, or an accepted message could be too large for the pipeline.
+const IngressIDHeadroom = 1024
+
+// ChannelMap is the serviceIdentifier → channel table of both directions: channels, or the deprecated
+// outbound.channels when channels is empty.
+func (c Config) ChannelMap() map[string]string {
+	if len(c.Channels) > 0 {
+		return c.Channels
+	}
+	return c.Outbound.Channels
+}
+
+// Deprecations lists the deprecated keys in use, each with its replacement, for a warning at start-up.
+func (c Config) Deprecations() []string {
+	var out []string
+	if len(c.Outbound.Channels) > 0 {
+		out = append(out, "outbound.channels is deprecated: rename it to channels (one table for both directions)")
+	}
+	return out
 }
 
 // Admin configures the HTTP server for health and metrics.
@@ -295,7 +356,19 @@ func Default() Config {
 			ReplayWindow:         10 * time.Minute,
 			SessionEvents:        true,
 		},
-		Outbound:    Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
+		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
+		Channels: map[string]string{},
+		Ingress: Ingress{
+			MaxBodyBytes:          1<<20 - IngressIDHeadroom,
+			ReadHeaderTimeout:     5 * time.Second,
+			ReadTimeout:           30 * time.Second,
+			IdleTimeout:           2 * time.Minute,
+			MaxConcurrent:         512,
+			ProduceTimeout:        5 * time.Second,
+			RetryAfter:            time.Second,
+			IdempotencyWindow:     10 * time.Minute,
+			IdempotencyMaxEntries: 100_000,
+		},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
 		Log:         Log{Level: "info", Format: "json"},
 		Startup:     Startup{Timeout: 2 * time.Minute},
@@ -436,11 +509,19 @@ func (c *Config) Validate() error {
 	add(atLeast("kafka.consumer.batchSize", int64(cs.BatchSize), 1))
 	add(positive("kafka.consumer.linger", cs.Linger))
 	add(positive("outbound.deliveryTimeout", c.Outbound.DeliveryTimeout))
-	for sid, ch := range c.Outbound.Channels {
+	if len(c.Channels) > 0 && len(c.Outbound.Channels) > 0 {
+		add(fieldErr("channels", "set only channels: outbound.channels is its deprecated spelling, and both are set"))
+	}
+	channelsKey := "channels"
+	if len(c.Channels) == 0 && len(c.Outbound.Channels) > 0 {
+		channelsKey = "outbound.channels"
+	}
+	for sid, ch := range c.ChannelMap() {
 		if strings.TrimSpace(sid) == "" || !topicChars.MatchString(ch) {
-			add(fieldErr("outbound.channels", "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))
+			add(fieldErr(channelsKey, "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))
 		}
 	}
+	add(c.validateIngress())
 
 	for i, r := range c.Outbound.Routes {
 		add(r.validate(fmt.Sprintf("outbound.routes[%d]", i)))
@@ -454,6 +535,88 @@ func (c *Config) Validate() error {
 	add(positive("startup.timeout", c.Startup.Timeout))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateIngress() error {
+	in := c.Ingress
+	if in.Address == "" {
+		return nil
+	}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(in.Address); err != nil {
+		add(fieldErr("ingress.address", "%q is not host:port", in.Address))
+	} else if in.Address == c.Admin.Address {
+		add(fieldErr("ingress.address", "%q is admin.address too: the ingress needs its own listener", in.Address))
+	}
+	if in.DefaultChannel != "" && !topicChars.MatchString(in.DefaultChannel) {
+		add(fieldErr("ingress.defaultChannel", "%q is not a usable channel name (letters, digits, . _ -)", in.DefaultChannel))
+	}
+	if (in.TLS.CertFile == "") != (in.TLS.KeyFile == "") {
+		add(fieldErr("ingress.tls.certFile", "ingress.tls.certFile and ingress.tls.keyFile go together"))
+	}
+	add(atLeast("ingress.maxBodyBytes", int64(in.MaxBodyBytes), 1))
+	if limit := c.Inbound.MaxMessageBytes - IngressIDHeadroom; in.MaxBodyBytes > limit {
+		add(fieldErr("ingress.maxBodyBytes", "%d must be at most inbound.maxMessageBytes - %d = %d (room for an assigned id)",
+			in.MaxBodyBytes, IngressIDHeadroom, limit))
+	}
+	add(positive("ingress.readHeaderTimeout", in.ReadHeaderTimeout))
+	add(positive("ingress.readTimeout", in.ReadTimeout))
+	add(positive("ingress.idleTimeout", in.IdleTimeout))
+	add(atLeast("ingress.maxConcurrent", int64(in.MaxConcurrent), 1))
+	add(positive("ingress.produceTimeout", in.ProduceTimeout))
+	add(positive("ingress.retryAfter", in.RetryAfter))
+	add(positive("ingress.idempotencyWindow", in.IdempotencyWindow))
+	add(atLeast("ingress.idempotencyMaxEntries", int64(in.IdempotencyMaxEntries), 1))
+	// What the ingress writes must reach the inbound pipeline of the same configuration.
+	if c.Inbound.Enabled {
+		var re *regexp.Regexp
+		if c.Topics.InboundPattern != "" {
+			re, _ = regexp.Compile(c.Topics.InboundPattern)
+		}
+		for _, ch := range c.IngressChannels() {
+			topic := InboundTopic(ch)
+			if !consumed(topic, c.Topics.Inbound, re) {
+				add(fieldErr("ingress.address", "the ingress writes to %s, which neither topics.inbound nor topics.inboundPattern (%q) names: the inbound pipeline would never read it",
+					topic, c.Topics.InboundPattern))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IngressChannels lists the channels the ingress may write to: those of the channels table and the
+// default channel, sorted, without repeats.
+func (c Config) IngressChannels() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, ch := range c.ChannelMap() {
+		if !seen[ch] {
+			seen[ch] = true
+			out = append(out, ch)
+		}
+	}
+	if ch := c.Ingress.DefaultChannel; ch != "" && !seen[ch] {
+		out = append(out, ch)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// InboundTopic is the connector topic of a channel, where the ingress writes its messages.
+func InboundTopic(channel string) string { return "cim.inbound." + channel }
+
+func consumed(topic string, listed []string, pattern *regexp.Regexp) bool {
+	for _, t := range listed {
+		if t == topic {
+			return true
+		}
+	}
+	return pattern != nil && pattern.MatchString(topic)
 }
 
 func (r Route) validate(key string) error {

@@ -186,6 +186,10 @@ func (c Config) Masked() Config {
 	for k, v := range c.Outbound.Channels {
 		out.Outbound.Channels[k] = v
 	}
+	out.Channels = map[string]string{}
+	for k, v := range c.Channels {
+		out.Channels[k] = v
+	}
 	for _, f := range fields(&out) {
 		if f.secret && f.value.String() != "" {
 			f.value.SetString("********")

@@ -17,7 +17,7 @@ import (
 // anything else as the inbound pipeline would, unless the dead letter says it came from the outbound
 // pipeline and the target is its source.
 func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
-	router := route.New(cfg.Outbound.Routes, cfg.Outbound.Channels)
+	router := route.New(cfg.Outbound.Routes, cfg.ChannelMap())
 	maxBytes := cfg.Inbound.MaxMessageBytes
 	return func(l Letter, target string) cim.Violations {
 		outbound := target == cfg.Topics.CCMOutbound || (l.Pipeline == "outbound" && target == l.SourceTopic && target != cfg.Topics.Repartition)

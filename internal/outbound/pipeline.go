@@ -41,7 +41,7 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 		obs.Ready = func(string, error) {}
 	}
 	return &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "outbound")),
-		router: route.New(cfg.Outbound.Routes, cfg.Outbound.Channels), obs: obs}
+		router: route.New(cfg.Outbound.Routes, cfg.ChannelMap()), obs: obs}
 }
 
 // Name implements service.Pipeline.

@@ -78,7 +78,7 @@ func TestOutboundDocExamples(t *testing.T) {
 		if err != nil {
 			t.Fatalf("yaml example %d does not load: %v", n, err)
 		}
-		r := route.New(cfg.Outbound.Routes, cfg.Outbound.Channels)
+		r := route.New(cfg.Outbound.Routes, cfg.ChannelMap())
 		for _, row := range ex.rows {
 			got := strings.Join(r.Destinations(route.Message{ServiceIdentifier: row[0], SenderType: row[1], BodyType: row[2]}), ", ")
 			if got == "" {

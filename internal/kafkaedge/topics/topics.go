@@ -63,7 +63,7 @@ func Required(cfg config.Config) []Spec {
 	if cfg.Outbound.Enabled {
 		specs = append(specs, plain(t.CCMOutbound, "outbound messages from the CCM"))
 		channels := map[string]bool{}
-		for _, ch := range cfg.Outbound.Channels {
+		for _, ch := range cfg.ChannelMap() {
 			channels[ch] = true
 		}
 		for ch := range channels {
@@ -73,6 +73,11 @@ func Required(cfg config.Config) []Spec {
 			for _, d := range r.Destinations {
 				specs = append(specs, plain(d, "connector output (route "+r.Name+")"))
 			}
+		}
+	}
+	if cfg.Ingress.Address != "" {
+		for _, ch := range cfg.IngressChannels() {
+			specs = append(specs, plain(config.InboundTopic(ch), "connector input (HTTP ingress)"))
 		}
 	}
 	return dedupe(specs)

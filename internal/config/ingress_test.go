@@ -1,0 +1,99 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestChannelsTableSharedByBothDirections: the top-level channels table is what both directions read, and
+// the deprecated outbound.channels still works alone, with a deprecation naming its replacement.
+func TestChannelsTableSharedByBothDirections(t *testing.T) {
+	cfg, err := Load("", nil, []string{"channels=web=web,41445556677=whatsapp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ChannelMap(); got["41445556677"] != "whatsapp" || len(got) != 2 {
+		t.Fatalf("ChannelMap() = %v", got)
+	}
+	if d := cfg.Deprecations(); len(d) != 0 {
+		t.Errorf("no deprecated key set, got %v", d)
+	}
+	old, err := Load("", nil, []string{"outbound.channels=web=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.ChannelMap()["web"] != "web" {
+		t.Errorf("outbound.channels alone must still route: %v", old.ChannelMap())
+	}
+	d := old.Deprecations()
+	if len(d) != 1 || !strings.Contains(d[0], "outbound.channels") || !strings.Contains(d[0], "channels") {
+		t.Errorf("deprecation = %v, want one naming outbound.channels and its replacement", d)
+	}
+}
+
+func TestBothChannelTablesIsAnErrorNamingBothKeys(t *testing.T) {
+	_, err := Load("", nil, []string{"channels=web=web", "outbound.channels=web=web"})
+	if err == nil {
+		t.Fatal("channels and outbound.channels together were accepted")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "config channels:") || !strings.Contains(msg, "outbound.channels") {
+		t.Errorf("error %q must name channels and outbound.channels", msg)
+	}
+}
+
+func TestIngressErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct {
+		settings []string
+		key      string
+	}{
+		{[]string{"ingress.address=nohost"}, "ingress.address"},
+		{[]string{"ingress.address=127.0.0.1:8080"}, "ingress.address"}, // the admin listener's
+		{[]string{"ingress.address=:8081", "ingress.tls.certFile=c.pem"}, "ingress.tls.certFile"},
+		{[]string{"ingress.address=:8081", "ingress.maxBodyBytes=1048576"}, "ingress.maxBodyBytes"},
+		{[]string{"ingress.address=:8081", "ingress.maxConcurrent=0"}, "ingress.maxConcurrent"},
+		{[]string{"ingress.address=:8081", "ingress.defaultChannel=a/b"}, "ingress.defaultChannel"},
+		{[]string{"ingress.address=:8081", "ingress.produceTimeout=0s"}, "ingress.produceTimeout"},
+		// A channel whose inbound topic the pipeline would never read.
+		{[]string{"ingress.address=:8081", "channels=web=web", `topics.inboundPattern=^cim\.inbound\.sms$`}, "ingress.address"},
+	} {
+		_, err := Load("", nil, c.settings)
+		if err == nil || !strings.Contains(err.Error(), "config "+c.key+":") {
+			t.Errorf("%v: error %v, want one naming %s", c.settings, err, c.key)
+		}
+	}
+}
+
+// TestIngressTopicsAreReadByTheInboundPipeline: with the default pattern, every channel's topic is consumed.
+func TestIngressTopicsAreReadByTheInboundPipeline(t *testing.T) {
+	cfg, err := Load("", nil, []string{"ingress.address=127.0.0.1:8081", "channels=web=web,x=sms", "ingress.defaultChannel=other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(cfg.IngressChannels(), ",")
+	if got != "other,sms,web" {
+		t.Errorf("IngressChannels() = %s", got)
+	}
+	listed, err := Load("", nil, []string{"ingress.address=127.0.0.1:8081", "channels=web=web", "topics.inboundPattern=", "topics.inbound=cim.inbound.web"})
+	if err != nil {
+		t.Fatalf("a listed topic is consumed too: %v", err)
+	}
+	if InboundTopic("web") != listed.Topics.Inbound[0] {
+		t.Errorf("InboundTopic(web) = %s", InboundTopic("web"))
+	}
+}
+
+func TestChannelsFromYAMLFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("channels: {web: web}\ningress:\n  address: 127.0.0.1:8081\n  defaultChannel: web\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Ingress.DefaultChannel != "web" || cfg.ChannelMap()["web"] != "web" {
+		t.Errorf("ingress %+v, channels %v", cfg.Ingress, cfg.ChannelMap())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/cimstream/cimstream/internal/inbound"
+	"github.com/cimstream/cimstream/internal/ingress"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
@@ -32,6 +34,13 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 		m := svc.Metrics()
 		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, outbound.Observers{Notifications: m, Runner: m,
 			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
+	}
+	if cfg.Ingress.Address != "" {
+		srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), svc.Metrics(), log)
+		if err != nil {
+			return err
+		}
+		svc.AddFront(srv)
 	}
 	return nil
 }

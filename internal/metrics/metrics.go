@@ -47,6 +47,7 @@ type Metrics struct {
 	writeRetries   *prometheus.CounterVec
 	writeFailures  *prometheus.CounterVec
 	fetchFailures  *prometheus.CounterVec
+	ingress        ingressMetrics
 }
 
 // New registers every metric on reg.
@@ -104,6 +105,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Records given up on after the delivery timeout (outbound FAILED/500)."}, []string{"stage"}),
 		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_fetch_failures_total",
 			Help: "Fetches that failed with an error other than waiting for records (the reader retries them)."}, []string{"stage"}),
+		ingress: newIngressMetrics(),
 	}
 	reg.MustRegister(m.Collectors()...)
 	m.initSeries()
@@ -124,13 +126,15 @@ func (m *Metrics) initSeries() {
 	}
 	m.restoreSeconds.WithLabelValues("inbound-sessions")
 	m.notifications.WithLabelValues("FAILED", "500")
+	m.ingress.initSeries()
 }
 
 // Collectors lists every collector, for registration and for listing metric names.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
+	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
 		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
+	return append(all, m.ingress.collectors()...)
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)

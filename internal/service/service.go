@@ -50,6 +50,9 @@ type Service struct {
 	collectors []prometheus.Collector
 	ready      *admin.Readiness
 	pipelines  []Pipeline
+	// fronts take requests from outside (the HTTP ingress): on shutdown they stop first and answer what
+	// they hold while the pipelines still run.
+	fronts []Pipeline
 	// adminAddr receives the bound admin address once listening (tests bind port 0).
 	adminAddr chan string
 }
@@ -125,6 +128,10 @@ func (s *Service) AdminAddr() <-chan string { return s.adminAddr }
 
 // Add registers a pipeline to run.
 func (s *Service) Add(p Pipeline) { s.pipelines = append(s.pipelines, p) }
+
+// AddFront registers a front door (the HTTP ingress): it runs beside the pipelines and, on shutdown, is
+// stopped and drained before them, so every request it took gets its final answer.
+func (s *Service) AddFront(p Pipeline) { s.fronts = append(s.fronts, p) }
 
 // Backoff between attempts to reach the brokers at start-up.
 const (
@@ -291,7 +298,19 @@ func (s *Service) Run(ctx context.Context) error {
 			done <- err
 		}(p)
 	}
-	running := len(s.pipelines)
+	frontCtx, stopFronts := context.WithCancel(context.Background())
+	defer stopFronts()
+	frontDone := make(chan error, len(s.fronts))
+	for _, p := range s.fronts {
+		go func(p Pipeline) {
+			err := p.Run(frontCtx)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", p.Name(), err)
+			}
+			frontDone <- err
+		}(p)
+	}
+	running, fronts := len(s.pipelines), len(s.fronts)
 	var firstErr error
 	select {
 	case <-ctx.Done():
@@ -304,10 +323,30 @@ func (s *Service) Run(ctx context.Context) error {
 		if err == nil {
 			firstErr = errors.New("a pipeline stopped unexpectedly")
 		}
+	case err := <-frontDone:
+		fronts--
+		firstErr = err
+		if err == nil {
+			firstErr = errors.New("a front door stopped unexpectedly")
+		}
 	}
-	stop()
 	budget := time.NewTimer(s.cfg.Shutdown.Timeout)
 	defer budget.Stop()
+	// Fronts first: no new request is taken, and those in flight are answered while the pipelines run.
+	stopFronts()
+	for fronts > 0 {
+		select {
+		case err := <-frontDone:
+			fronts--
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		case <-budget.C:
+			stop()
+			return fmt.Errorf("shutdown budget of %v exceeded with %d front door(s) still answering requests", s.cfg.Shutdown.Timeout, fronts)
+		}
+	}
+	stop()
 	for running > 0 {
 		select {
 		case err := <-done:

@@ -1,0 +1,302 @@
+// Package ingress is the HTTP edge for connectors that speak REST (contract section 6): POST /cim-messages
+// (and the older POST /ccm/message/receive) with one CIM message, validated with the inbound rules before
+// anything is written, produced to the channel's inbound topic and answered 202 only once the broker
+// acknowledged it with acks=all.
+//
+// The handler is broker-free: it writes through Writer, which internal/kafkaedge.Sink implements.
+package ingress
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Routes are the paths the ingress answers; both take the same request.
+var Routes = []string{"/cim-messages", "/ccm/message/receive"}
+
+// routeOther labels requests to any other path, so the route label stays bounded.
+const routeOther = "other"
+
+// Writer writes records and reports an error per record once each is acknowledged (acks=all) or failed.
+type Writer interface {
+	Write(ctx context.Context, outputs []stream.Output) []error
+}
+
+// Observer receives the request metrics.
+type Observer interface {
+	IngressRequest(route string, code int, took time.Duration)
+	IngressInFlight(delta int)
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Channels maps serviceIdentifier → channel; DefaultChannel takes the others (empty: 404).
+	Channels       map[string]string
+	DefaultChannel string
+	MaxBodyBytes   int
+	MaxConcurrent  int
+	ProduceTimeout time.Duration
+	RetryAfter     time.Duration
+	// Tokens, when not nil, are the accepted bearer tokens.
+	Tokens *Tokens
+	// Seen remembers accepted ids; nil disables idempotent retries.
+	Seen *Seen
+	// NewID assigns an id to a message without one (tests fix it).
+	NewID func() string
+}
+
+// OptionsFrom builds Options from the configuration.
+func OptionsFrom(cfg config.Config, tokens *Tokens) Options {
+	in := cfg.Ingress
+	return Options{
+		Channels: cfg.ChannelMap(), DefaultChannel: in.DefaultChannel, MaxBodyBytes: in.MaxBodyBytes,
+		MaxConcurrent: in.MaxConcurrent, ProduceTimeout: in.ProduceTimeout, RetryAfter: in.RetryAfter,
+		Tokens: tokens, Seen: NewSeen(in.IdempotencyWindow, in.IdempotencyMaxEntries),
+	}
+}
+
+// Handler serves the ingress routes.
+type Handler struct {
+	opts  Options
+	w     Writer
+	obs   Observer
+	log   *zap.Logger
+	slots chan struct{}
+}
+
+// NewHandler returns the ingress handler; obs may be nil.
+func NewHandler(opts Options, w Writer, obs Observer, log *zap.Logger) *Handler {
+	if opts.NewID == nil {
+		opts.NewID = func() string { return uuid.NewString() }
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Handler{opts: opts, w: w, obs: obs, log: log, slots: make(chan struct{}, max(1, opts.MaxConcurrent))}
+}
+
+// Accepted is the 202 body.
+type Accepted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// Problem is the body of every error answer; Violations lists every broken rule of a 400.
+type Problem struct {
+	Status     int             `json:"status"`
+	Error      string          `json:"error"`
+	Message    string          `json:"message"`
+	Violations []cim.Violation `json:"violations,omitempty"`
+}
+
+// answer is a response, kept whole so an idempotent retry gets the same bytes.
+type answer struct {
+	code   int
+	body   []byte
+	header http.Header
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	route := routeOther
+	for _, p := range Routes {
+		if r.URL.Path == p {
+			route = p
+		}
+	}
+	h.obs.IngressInFlight(1)
+	a := h.handle(r, route)
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.code)
+	_, _ = w.Write(a.body)
+	h.obs.IngressInFlight(-1)
+	h.obs.IngressRequest(route, a.code, time.Since(start))
+}
+
+func (h *Handler) handle(r *http.Request, route string) answer {
+	if route == routeOther {
+		return problem(http.StatusNotFound, "not_found", "no such route: POST a CIM message to /cim-messages", nil)
+	}
+	if r.Method != http.MethodPost {
+		a := problem(http.StatusMethodNotAllowed, "method_not_allowed", "use POST", nil)
+		a.header = http.Header{"Allow": {http.MethodPost}}
+		return a
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		a := problem(http.StatusTooManyRequests, "too_many_requests",
+			"more than "+strconv.Itoa(cap(h.slots))+" requests in flight; retry later", nil)
+		a.header = http.Header{"Retry-After": {h.retryAfter()}}
+		return a
+	}
+	if h.opts.Tokens != nil && !h.opts.Tokens.Valid(bearer(r)) {
+		a := problem(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)", nil)
+		a.header = http.Header{"Www-Authenticate": {`Bearer realm="cimstream"`}}
+		return a
+	}
+	if msg := checkContentType(r.Header.Get("Content-Type")); msg != "" {
+		return problem(http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
+	}
+	body, a, ok := h.readBody(r)
+	if !ok {
+		return a
+	}
+	m, vs := decode(body, h.opts.MaxBodyBytes)
+	if len(vs) > 0 {
+		return problem(http.StatusBadRequest, "invalid_message", strconv.Itoa(len(vs))+" violation(s) of the CIM contract", vs)
+	}
+	channel, ok := h.channelOf(m)
+	if !ok {
+		return problem(http.StatusNotFound, "channel_not_found",
+			"no channel is configured for serviceIdentifier "+strconv.Quote(m.ServiceIdentifier()), nil)
+	}
+	id := m.ID()
+	if id == "" {
+		return h.produce(r.Context(), m, channel, h.opts.NewID(), true)
+	}
+	if h.opts.Seen == nil {
+		return h.produce(r.Context(), m, channel, id, false)
+	}
+	digest := sha256.Sum256(body)
+	return h.opts.Seen.Do(id, digest, func() (answer, bool) {
+		a := h.produce(r.Context(), m, channel, id, false)
+		return a, a.code == http.StatusAccepted
+	})
+}
+
+// readBody reads the body up to the limit: 413 over it, 400 when empty or cut short.
+func (h *Handler) readBody(r *http.Request) ([]byte, answer, bool) {
+	limit := int64(h.opts.MaxBodyBytes)
+	tooLarge := problem(http.StatusRequestEntityTooLarge, "too_large",
+		"the body exceeds "+strconv.FormatInt(limit, 10)+" bytes", nil)
+	if r.ContentLength > limit {
+		return nil, tooLarge, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge, false
+	case err != nil:
+		return nil, problem(http.StatusBadRequest, "bad_request", "reading the body: "+err.Error(), nil), false
+	case len(body) == 0:
+		return nil, problem(http.StatusBadRequest, "invalid_message", "the body is empty",
+			cim.Violations{{Code: cim.CodeMalformed, Message: "the body is empty: send one CIM message as JSON"}}), false
+	}
+	return body, answer{}, true
+}
+
+// decode checks body with the inbound rules, as the pipeline will.
+func decode(body []byte, maxBytes int) (*cim.Message, cim.Violations) {
+	m, err := cim.DecodeLimits(body, cim.Limits{MaxBytes: maxBytes})
+	if err != nil {
+		var de *cim.DecodeError
+		if errors.As(err, &de) {
+			return nil, cim.Violations{de.Violation}
+		}
+		return nil, cim.Violations{{Code: cim.CodeMalformed, Message: err.Error()}}
+	}
+	return m, cim.Validate(m, cim.Inbound)
+}
+
+func (h *Handler) channelOf(m *cim.Message) (string, bool) {
+	if ch, ok := h.opts.Channels[m.ServiceIdentifier()]; ok && m.ServiceIdentifier() != "" {
+		return ch, true
+	}
+	return h.opts.DefaultChannel, h.opts.DefaultChannel != ""
+}
+
+// produce writes the message, with its id set when assign, and answers 202 once acknowledged.
+func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id string, assign bool) answer {
+	value := m.Raw()
+	if assign {
+		var err error
+		if value, err = m.Encode(cim.Set(cim.StringValue(id), "id")); err != nil {
+			return problem(http.StatusInternalServerError, "internal", "assigning an id: "+err.Error(), nil)
+		}
+	}
+	// Keyed like the connector topics a Kafka connector writes: by customer, so the Murmur2 partition
+	// (the sink's, as the sessions stage's) keeps one customer's messages in order.
+	key := m.ChannelCustomerIdentifier()
+	if key == "" {
+		key = m.ConversationID()
+	}
+	out := stream.Output{Topic: config.InboundTopic(channel), Partition: stream.ByKey, Value: value, Time: time.Now()}
+	if key != "" {
+		out.Key = []byte(key)
+	}
+	// The request's own context is not used alone: a client that hangs up must not cut a write the broker
+	// may still acknowledge, and the answer must come within produceTimeout either way.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.ProduceTimeout)
+	defer cancel()
+	if err := h.w.Write(ctx, []stream.Output{out})[0]; err != nil {
+		h.log.Warn("ingress: produce failed; answered 503", zap.String("topic", out.Topic), zap.String("messageId", id), zap.Error(err))
+		return h.unavailable("Kafka did not acknowledge the message in time; nothing was accepted, retry")
+	}
+	body, _ := json.Marshal(Accepted{ID: id, Status: "ACCEPTED"})
+	return answer{code: http.StatusAccepted, body: body}
+}
+
+func (h *Handler) unavailable(msg string) answer {
+	a := problem(http.StatusServiceUnavailable, "unavailable", msg, nil)
+	a.header = http.Header{"Retry-After": {h.retryAfter()}}
+	return a
+}
+
+func (h *Handler) retryAfter() string {
+	return strconv.Itoa(max(1, int((h.opts.RetryAfter+time.Second-1)/time.Second)))
+}
+
+func problem(code int, kind, msg string, vs cim.Violations) answer {
+	body, _ := json.Marshal(Problem{Status: code, Error: kind, Message: msg, Violations: vs})
+	return answer{code: code, body: body}
+}
+
+// checkContentType accepts application/json with no charset or UTF-8 (JSON is UTF-8, RFC 8259).
+func checkContentType(ct string) string {
+	if ct == "" {
+		return "Content-Type application/json is required"
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return "Content-Type " + strconv.Quote(ct) + " is not application/json"
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return "charset " + strconv.Quote(cs) + " is not UTF-8"
+	}
+	return ""
+}
+
+func bearer(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) IngressRequest(string, int, time.Duration) {}
+func (nopObserver) IngressInFlight(int)                       {}

@@ -1,0 +1,97 @@
+package ingress
+
+import (
+	"container/list"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Seen remembers the answers given to accepted message ids for a window, so that a retry with the same
+// id gets the same answer and writes nothing. It is per process: a retry that reaches another instance
+// is written again (with the same id, so consumers can still dedupe on it).
+//
+// A request for an id whose first request is still in flight waits for that one's outcome: two
+// concurrent retries never both write. Failed attempts are forgotten, so a retry after a 503 writes.
+type Seen struct {
+	window time.Duration
+	limit  int
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*seenEntry
+	order   *list.List // accepted ids, oldest first
+}
+
+type seenEntry struct {
+	digest [32]byte
+	done   chan struct{}
+	answer answer
+	at     time.Time
+	elem   *list.Element
+}
+
+// NewSeen remembers up to limit ids for window each.
+func NewSeen(window time.Duration, limit int) *Seen {
+	return &Seen{window: window, limit: max(1, limit), now: time.Now, entries: map[string]*seenEntry{}, order: list.New()}
+}
+
+// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. A body
+// (digest) different from the one accepted under the same id is answered 409.
+func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) answer {
+	for {
+		s.mu.Lock()
+		s.expire()
+		e, found := s.entries[id]
+		if found {
+			s.mu.Unlock()
+			if e.digest != digest {
+				return problem(http.StatusConflict, "id_conflict",
+					"a different message was accepted with this id within the idempotency window; use a new id", nil)
+			}
+			<-e.done
+			if e.elem != nil {
+				return e.answer
+			}
+			continue // that attempt failed and was forgotten: try again
+		}
+		e = &seenEntry{digest: digest, done: make(chan struct{})}
+		s.entries[id] = e
+		s.mu.Unlock()
+
+		a, ok := attempt()
+		s.mu.Lock()
+		if ok {
+			e.answer, e.at = a, s.now()
+			e.elem = s.order.PushBack(id)
+		} else {
+			delete(s.entries, id)
+		}
+		close(e.done)
+		s.expire()
+		s.mu.Unlock()
+		return a
+	}
+}
+
+// Len is the number of ids remembered (accepted, within the window).
+func (s *Seen) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire()
+	return s.order.Len()
+}
+
+// expire forgets ids older than the window and the oldest beyond the limit; s.mu is held.
+func (s *Seen) expire() {
+	now := s.now()
+	for f := s.order.Front(); f != nil; f = s.order.Front() {
+		id := f.Value.(string)
+		e := s.entries[id]
+		if s.order.Len() <= s.limit && now.Sub(e.at) < s.window {
+			return
+		}
+		s.order.Remove(f)
+		delete(s.entries, id)
+	}
+}

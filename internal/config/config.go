@@ -548,9 +548,9 @@ func (c *Config) validateIngress() error {
 			errs = append(errs, err)
 		}
 	}
-	if _, _, err := net.SplitHostPort(in.Address); err != nil {
+	if _, port, err := net.SplitHostPort(in.Address); err != nil {
 		add(fieldErr("ingress.address", "%q is not host:port", in.Address))
-	} else if in.Address == c.Admin.Address {
+	} else if in.Address == c.Admin.Address && port != "0" {
 		add(fieldErr("ingress.address", "%q is admin.address too: the ingress needs its own listener", in.Address))
 	}
 	if in.DefaultChannel != "" && !topicChars.MatchString(in.DefaultChannel) {

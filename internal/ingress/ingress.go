@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -250,12 +251,33 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 	// may still acknowledge, and the answer must come within produceTimeout either way.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.ProduceTimeout)
 	defer cancel()
-	if err := h.w.Write(ctx, []stream.Output{out})[0]; err != nil {
-		h.log.Warn("ingress: produce failed; answered 503", zap.String("topic", out.Topic), zap.String("messageId", id), zap.Error(err))
-		return h.unavailable("Kafka did not acknowledge the message in time; nothing was accepted, retry")
+	if err := h.write(ctx, out); err != nil {
+		h.log.Warn("ingress: produce failed", zap.String("topic", out.Topic), zap.String("messageId", id), zap.Error(err))
+		if stage.Final(err) {
+			return problem(http.StatusInternalServerError, "refused", "the broker refused the record for good: "+err.Error(), nil)
+		}
+		return h.unavailable("Kafka did not acknowledge the message in time; retry (a retry with the same id is safe)")
 	}
 	body, _ := json.Marshal(Accepted{ID: id, Status: "ACCEPTED"})
 	return answer{code: http.StatusAccepted, body: body}
+}
+
+// write retries transient failures (a leader moving, metadata not yet current) until ctx ends, with
+// backoff; a retry may duplicate a record whose acknowledgement was lost, which at-least-once allows.
+func (h *Handler) write(ctx context.Context, out stream.Output) error {
+	delay := 20 * time.Millisecond
+	for {
+		err := h.w.Write(ctx, []stream.Output{out})[0]
+		if err == nil || stage.Final(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
 }
 
 func (h *Handler) unavailable(msg string) answer {

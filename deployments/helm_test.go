@@ -530,8 +530,8 @@ func TestChartFullValues(t *testing.T) {
 	if cfg.Kafka.SASL.Password != "s3cret" || cfg.Kafka.SASL.Mechanism != "scram-sha-512" || !cfg.Kafka.TLS.Enabled {
 		t.Errorf("SASL/TLS not configured: mechanism %q, tls %v", cfg.Kafka.SASL.Mechanism, cfg.Kafka.TLS.Enabled)
 	}
-	if cfg.Outbound.Channels["41445556677"] != "whatsapp" || len(cfg.Outbound.Routes) != 1 || cfg.Inbound.SessionIdleTimeout != 30*time.Minute {
-		t.Errorf("channels %v, routes %v, sessionIdleTimeout %v: values did not reach the configuration", cfg.Outbound.Channels, cfg.Outbound.Routes, cfg.Inbound.SessionIdleTimeout)
+	if cfg.Channels["41445556677"] != "whatsapp" || len(cfg.Deprecations()) != 0 || len(cfg.Outbound.Routes) != 1 || cfg.Inbound.SessionIdleTimeout != 30*time.Minute {
+		t.Errorf("channels %v (deprecations %v), routes %v, sessionIdleTimeout %v: values did not reach the configuration", cfg.Channels, cfg.Deprecations(), cfg.Outbound.Routes, cfg.Inbound.SessionIdleTimeout)
 	}
 	if cfg.Topics.Partitions != 24 || cfg.Kafka.Consumer.GroupID != "cimstream-cx" {
 		t.Errorf("partitions %d, group %s", cfg.Topics.Partitions, cfg.Kafka.Consumer.GroupID)

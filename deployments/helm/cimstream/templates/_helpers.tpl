@@ -105,7 +105,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 {{- $outbound := dict -}}
-{{- if .Values.channels }}{{ $_ := set $outbound "channels" .Values.channels }}{{ end -}}
 {{- if .Values.routes }}{{ $_ := set $outbound "routes" .Values.routes }}{{ end -}}
 {{- $cfg := dict
   "kafka" $kafka
@@ -114,6 +113,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   "shutdown" (dict "timeout" .Values.shutdownTimeout)
 -}}
 {{- if $outbound }}{{ $_ := set $cfg "outbound" $outbound }}{{ end -}}
+{{- if .Values.channels }}{{ $_ := set $cfg "channels" .Values.channels }}{{ end -}}
 {{- mustMergeOverwrite $cfg (deepCopy .Values.config) | toYaml -}}
 {{- end -}}
 

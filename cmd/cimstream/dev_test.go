@@ -24,9 +24,9 @@ func TestDevRunsWithoutExternalBroker(t *testing.T) {
 	broker := ln.Addr().String()
 	_, port, _ := net.SplitHostPort(broker)
 	ln.Close()
-	admin := freeAddr(t)
+	admin, ingressAddr := freeAddr(t), freeAddr(t)
 	var stdout, stderr syncBuffer
-	cmd := exec.Command(bin, "dev", "--port", port, "--set", "admin.address="+admin, "--log-level", "warn")
+	cmd := exec.Command(bin, "dev", "--port", port, "--set", "admin.address="+admin, "--set", "ingress.address="+ingressAddr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -62,11 +62,37 @@ func TestDevRunsWithoutExternalBroker(t *testing.T) {
 			}
 		}
 	}
+	// The README's HTTP ingress example, as printed, against dev's ingress: curl answers 202.
+	curls := readmeCommands(t, "curl ", map[string]string{"127.0.0.1:8081": ingressAddr})
+	posted := 0
+	for _, c := range curls {
+		if !strings.Contains(c, "/cim-messages") {
+			continue
+		}
+		out, err := exec.Command("sh", "-c", c).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"status":"ACCEPTED"`) {
+			t.Fatalf("README curl: %s\n%v %s", c, err, out)
+		}
+		posted++
+	}
+	if posted == 0 {
+		t.Fatal("the README has no curl that POSTs to /cim-messages")
+	}
 	for _, c := range commands {
 		if strings.Contains(c, "kcat -P") {
 			continue
 		}
 		topic := topicOf(c)
+		if strings.Contains(c, "grep web-http-1") {
+			// The message POSTed over HTTP, read enriched from the CCM topic.
+			waitFor(t, "the README's HTTP example on "+topic, 30*time.Second, func() bool {
+				out, _ := exec.Command("sh", "-c", c).Output()
+				return strings.Contains(string(out), `"id":"web-http-1"`) && strings.Contains(string(out), `"channelSessionId"`) &&
+					strings.Contains(string(out), `"conversationId"`)
+			})
+			posted--
+			continue
+		}
 		wants, ok := expect[topic]
 		if !ok {
 			t.Fatalf("README reads %s; this test does not know what to expect there: %s", topic, c)
@@ -84,6 +110,9 @@ func TestDevRunsWithoutExternalBroker(t *testing.T) {
 	}
 	if len(expect) > 0 {
 		t.Errorf("the README no longer reads %v", expect)
+	}
+	if posted != 0 {
+		t.Errorf("the README's HTTP example is not read back from the CCM topic with kcat (grep web-http-1)")
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
@@ -120,6 +149,13 @@ func (b *syncBuffer) String() string {
 // the README's broker address replaced by broker.
 func readmeKcatCommands(t *testing.T, broker string) []string {
 	t.Helper()
+	return readmeCommands(t, "kcat ", map[string]string{"127.0.0.1:9092": broker})
+}
+
+// readmeCommands returns the lines of the README's sh blocks (continuation lines joined) that contain word
+// and one of the addresses in replace, with those addresses replaced.
+func readmeCommands(t *testing.T, word string, replace map[string]string) []string {
+	t.Helper()
 	data, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -145,8 +181,14 @@ func readmeKcatCommands(t *testing.T, broker string) []string {
 		}
 		line = pending + line
 		pending = ""
-		if strings.Contains(line, "kcat ") && strings.Contains(line, "127.0.0.1:9092") {
-			out = append(out, strings.ReplaceAll(line, "127.0.0.1:9092", broker))
+		if !strings.Contains(line, word) {
+			continue
+		}
+		for from, to := range replace {
+			if strings.Contains(line, from) {
+				out = append(out, strings.ReplaceAll(line, from, to))
+				break
+			}
 		}
 	}
 	return out

@@ -40,6 +40,7 @@ type Results struct {
 	Micro    []Micro           `json:"micro"`
 	Figures  map[string]Figure `json:"figures"`
 	Latency  map[string]any    `json:"latency"`
+	Ingress  []IngressFigure   `json:"ingress"`
 	Commands []string          `json:"commands"`
 }
 
@@ -81,6 +82,24 @@ func run() error {
 	res := Results{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), Go: runtime.Version(), Kafka: "Apache Kafka 4.3.1 (KRaft, single node, same machine)",
 		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]any{}}
 	step := func(name string) { fmt.Fprintf(os.Stderr, "bench: %s\n", name) }
+	ingressRates := []float64{1000, 2000}
+	ingressFor := 10 * time.Second
+	if os.Getenv("BENCH_ONLY") == "ingress" {
+		// The ingress figure alone, printed and not written to the docs (the other figures would be lost).
+		prefix := fmt.Sprintf("bench.%x.", time.Now().Unix())
+		base := baseConfig(brokers)
+		factory := must(kafkaclient.New(base.Kafka))
+		for _, rate := range ingressRates {
+			step(fmt.Sprintf("HTTP ingress and its baseline at %.0f req/s", rate))
+			fig, err := ingressBench(factory, base, fmt.Sprintf("%s%.0f.", prefix, rate), rate, ingressFor)
+			if err != nil {
+				return err
+			}
+			res.Ingress = append(res.Ingress, fig)
+		}
+		fmt.Print(ingressTable(res.Ingress))
+		return nil
+	}
 
 	step("Go micro-benchmarks")
 	micro, cmd, err := microBenchmarks()
@@ -170,6 +189,15 @@ func run() error {
 		return err
 	}
 	res.Figures["cimstream outbound (fan-out 2 + notification)"] = outbound
+
+	for _, rate := range ingressRates {
+		step(fmt.Sprintf("HTTP ingress and its baseline at %.0f req/s", rate))
+		fig, err := ingressBench(factory, base, fmt.Sprintf("%s%.0f.", prefix, rate), rate, ingressFor)
+		if err != nil {
+			return err
+		}
+		res.Ingress = append(res.Ingress, fig)
+	}
 
 	res.Commands = append(res.Commands, "make bench   # scripts/bench.sh: starts Apache Kafka on 127.0.0.1:19392, runs cmd/cimstream-bench")
 	return write(res)

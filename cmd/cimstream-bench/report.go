@@ -71,6 +71,7 @@ func table(r Results) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", rate, l.Matched, ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max))
 	}
+	b.WriteString(ingressTable(r.Ingress))
 	b.WriteString("\nGo micro-benchmarks:\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
 	for _, m := range r.Micro {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsOp, m.BytesOp, m.AllocsOp)

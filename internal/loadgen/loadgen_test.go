@@ -1,6 +1,11 @@
 package loadgen
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,5 +77,33 @@ func TestSummarize(t *testing.T) {
 	l := summarize(lat)
 	if l.Matched != 1000 || l.P50 != 501*time.Millisecond || l.P99 != 991*time.Millisecond || l.Max != time.Second {
 		t.Fatalf("%+v", l)
+	}
+}
+
+func TestRunHTTPIsOpenLoopAndCountsOutcomes(t *testing.T) {
+	var mu sync.Mutex
+	seen := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen++
+		n := seen
+		mu.Unlock()
+		if n%10 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	st := RunHTTP(context.Background(), srv.Client(), HTTPOptions{URL: srv.URL, Rate: 200, Duration: time.Second, MaxInFlight: 50,
+		Body: func(i int) []byte { return []byte(strconv.Itoa(i)) }})
+	if st.Sent+st.Dropped != 200 || st.Accepted+st.Failed != st.Sent {
+		t.Fatalf("stats %+v: every due request is sent or dropped, every sent one answered", st)
+	}
+	if st.Failed < 15 || st.Accepted < 150 || st.Latency.Matched != int(st.Accepted) || st.Latency.P99 <= 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if st.Elapsed < 900*time.Millisecond {
+		t.Errorf("200 requests at 200/s took %v: not paced", st.Elapsed)
 	}
 }

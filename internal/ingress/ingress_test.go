@@ -214,15 +214,15 @@ func TestBodyBoundaries(t *testing.T) {
 func TestContentTypes(t *testing.T) {
 	srv := serve(t, testOptions(), &recorder{})
 	for ct, want := range map[string]int{
-		"application/json":                  http.StatusAccepted,
-		"application/json; charset=utf-8":   http.StatusAccepted,
-		"application/json;charset=UTF-8":    http.StatusAccepted,
+		"application/json":                   http.StatusAccepted,
+		"application/json; charset=utf-8":    http.StatusAccepted,
+		"application/json;charset=UTF-8":     http.StatusAccepted,
 		"Application/JSON; charset=\"utf8\"": http.StatusAccepted,
-		"application/json; charset=latin1":  http.StatusUnsupportedMediaType,
-		"text/plain":                        http.StatusUnsupportedMediaType,
-		"application/x-www-form-urlencoded": http.StatusUnsupportedMediaType,
-		"":                                  http.StatusUnsupportedMediaType,
-		"application/json; charset":         http.StatusUnsupportedMediaType,
+		"application/json; charset=latin1":   http.StatusUnsupportedMediaType,
+		"text/plain":                         http.StatusUnsupportedMediaType,
+		"application/x-www-form-urlencoded":  http.StatusUnsupportedMediaType,
+		"":                                   http.StatusUnsupportedMediaType,
+		"application/json; charset":          http.StatusUnsupportedMediaType,
 	} {
 		r := post(t, srv.URL+"/cim-messages", ct, valid)
 		if r.code != want {

@@ -10,4 +10,4 @@ trap 'scripts/kafka.sh down' EXIT
 KAFKA_BROKERS=$(KAFKA_HEAP=-Xmx2g scripts/kafka.sh up)
 export KAFKA_BROKERS
 make --no-print-directory build
-go run ./cmd/cimstream-bench
+go run ./cmd/cimstream-bench     # BENCH_ONLY=ingress: only the HTTP ingress figure, printed, docs untouched

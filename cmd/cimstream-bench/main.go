@@ -431,7 +431,7 @@ func producerPerformance(f *kafkaclient.Factory, brokers, topic string) (Figure,
 var benchLine = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+([\d.]+) ns/op(?:\s+[\d.]+ MB/s)?\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
 
 func microBenchmarks() ([]Micro, string, error) {
-	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", "./pkg/cim", "./internal/inbound"}
+	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", "./pkg/cim", "./internal/inbound", "./internal/ingress"}
 	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		return nil, "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)

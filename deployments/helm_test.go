@@ -797,3 +797,44 @@ func TestChartGoMemLimitFromAValuesFile(t *testing.T) {
 		}
 	}
 }
+
+// TestChartHTTPIngress: httpIngress.enabled opens the ingress on its port in the configuration, the
+// container and the Service; off by default.
+func TestChartHTTPIngress(t *testing.T) {
+	configOf := func(r rendered) config.Config {
+		for _, o := range r.kind("ConfigMap") {
+			if str(o, "metadata", "annotations", "helm.sh/hook") == "" {
+				return loadConfig(t, str(o, "data", "cimstream.yaml"), nil)
+			}
+		}
+		t.Fatal("no ConfigMap")
+		return config.Config{}
+	}
+	portNames := func(ports []any) map[string]string {
+		out := map[string]string{}
+		for _, p := range ports {
+			out[str(p, "name")] = fmt.Sprint(dig(p, "port")) + "/" + fmt.Sprint(dig(p, "containerPort"))
+		}
+		return out
+	}
+	off := render(t)
+	if cfg := configOf(off); cfg.Ingress.Address != "" {
+		t.Errorf("ingress on by default: %q", cfg.Ingress.Address)
+	}
+	if _, ok := portNames(list(off.one(t, "Service"), "spec", "ports"))["ingress"]; ok {
+		t.Error("the Service has an ingress port by default")
+	}
+	on := render(t, "--set", "httpIngress.enabled=true", "--set", "httpIngress.port=9443", "--set", "channels.web=web",
+		"--set", "config.ingress.tokensFile=/etc/cimstream/ingress/tokens")
+	cfg := configOf(on)
+	if cfg.Ingress.Address != "0.0.0.0:9443" || cfg.Ingress.TokensFile != "/etc/cimstream/ingress/tokens" || cfg.ChannelMap()["web"] != "web" {
+		t.Errorf("ingress %+v, channels %v", cfg.Ingress, cfg.ChannelMap())
+	}
+	if got := portNames(list(on.one(t, "Service"), "spec", "ports"))["ingress"]; got != "9443/<nil>" {
+		t.Errorf("Service ingress port %q, want 9443", got)
+	}
+	container := list(on.one(t, "Deployment"), "spec", "template", "spec", "containers")[0]
+	if got := portNames(list(container, "ports"))["ingress"]; got != "<nil>/9443" {
+		t.Errorf("container ingress port %q, want 9443", got)
+	}
+}

@@ -114,6 +114,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 -}}
 {{- if $outbound }}{{ $_ := set $cfg "outbound" $outbound }}{{ end -}}
 {{- if .Values.channels }}{{ $_ := set $cfg "channels" .Values.channels }}{{ end -}}
+{{- if .Values.httpIngress.enabled }}{{ $_ := set $cfg "ingress" (dict "address" (printf "0.0.0.0:%d" (int .Values.httpIngress.port))) }}{{ end -}}
 {{- mustMergeOverwrite $cfg (deepCopy .Values.config) | toYaml -}}
 {{- end -}}
 

@@ -45,4 +45,6 @@ func BenchmarkHandler(b *testing.B) {
 // ackWriter acknowledges every record at once and keeps nothing.
 type ackWriter struct{}
 
-func (ackWriter) Write(_ context.Context, outs []stream.Output) []error { return make([]error, len(outs)) }
+func (ackWriter) Write(_ context.Context, outs []stream.Output) []error {
+	return make([]error, len(outs))
+}

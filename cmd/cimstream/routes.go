@@ -35,7 +35,7 @@ messages, or one message per line.
 Exit status: 0 every message would be ACCEPTED, 1 some would fail or a configuration error (as for every
 command), 2 usage or file error.`,
 		Example: `  cimstream routes test --config cimstream.yaml samples.ndjson
-  cat reply.json | cimstream routes test - --set outbound.channels=web=web`,
+  cat reply.json | cimstream routes test - --set channels=web=web`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("name at least one message file, or - for standard input")

@@ -103,3 +103,62 @@ func TestIntegrationWrongBrokerAddressSaysWhatToFix(t *testing.T) {
 		t.Fatalf("want an error naming the address and kafka.brokers, got %v", err)
 	}
 }
+
+// orderPipeline records when it was told to stop and when it returned.
+type orderPipeline struct {
+	name    string
+	linger  time.Duration
+	events  chan<- string
+	started chan struct{}
+}
+
+func (p *orderPipeline) Name() string { return p.name }
+
+func (p *orderPipeline) Run(ctx context.Context) error {
+	close(p.started)
+	<-ctx.Done()
+	p.events <- p.name + " cancelled"
+	time.Sleep(p.linger) // answering what it holds
+	p.events <- p.name + " returned"
+	return nil
+}
+
+// TestIntegrationFrontsStopBeforePipelines: on shutdown the front door (the HTTP ingress) is stopped and
+// drained first; the pipelines are cancelled only once it returned, so a request in flight still finds
+// its producer and the pipelines running.
+func TestIntegrationFrontsStopBeforePipelines(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	kafkatest.CreateRequired(t, cfg)
+	svc, err := service.New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan string, 8)
+	front := &orderPipeline{name: "front", linger: 300 * time.Millisecond, events: events, started: make(chan struct{})}
+	pipe := &orderPipeline{name: "pipeline", events: events, started: make(chan struct{})}
+	svc.Add(pipe)
+	svc.AddFront(front)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	for _, p := range []*orderPipeline{front, pipe} {
+		select {
+		case <-p.started:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s not started", p.name)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(events)
+	var got []string
+	for e := range events {
+		got = append(got, e)
+	}
+	want := "front cancelled,front returned,pipeline cancelled,pipeline returned"
+	if strings.Join(got, ",") != want {
+		t.Errorf("shutdown order %v, want %s", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 
+	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/ingress"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
@@ -41,6 +42,13 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 			return err
 		}
 		svc.AddFront(srv)
+	}
+	if len(cfg.Egress.Webhooks) > 0 {
+		for _, w := range cfg.Egress.Webhooks {
+			svc.Readiness().Set(egress.ReadyCondition+w.Channel, errors.New("not started"))
+		}
+		svc.Add(egress.NewPipeline(cfg, svc.Kafka(), log, egress.Observers{Egress: svc.EgressMetrics(), Runner: svc.Metrics(),
+			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -34,6 +35,38 @@ type Config struct {
 	// DeadLetters shapes the records written to topics.deadLetter.
 	DeadLetters DeadLetters `yaml:"deadLetters"`
 	Memory      Memory      `yaml:"memory"`
+	// Egress configures the webhook channels (docs/http-egress.md).
+	Egress Egress `yaml:"egress"`
+}
+
+// Egress configures the webhook channels: each consumes its connector topic cim.outbound.<channel> and
+// POSTs every message to the connector's URL, signed.
+type Egress struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+	// RequestTimeout bounds one POST (connect, send, and read the answer).
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+	// Concurrency is how many POSTs one channel has in flight at most (different customers).
+	Concurrency int `yaml:"concurrency"`
+	// MaxInFlight bounds the records a channel holds (fetched, not yet settled) per partition.
+	MaxInFlight int         `yaml:"maxInFlight"`
+	Retry       EgressRetry `yaml:"retry"`
+}
+
+// EgressRetry is the retry policy of 5xx answers, timeouts and connection errors.
+type EgressRetry struct {
+	MinBackoff time.Duration `yaml:"minBackoff"`
+	MaxBackoff time.Duration `yaml:"maxBackoff"`
+	// Deadline is how long after its first attempt a message is still tried; then it is FAILED/500.
+	Deadline time.Duration `yaml:"deadline"`
+}
+
+// Webhook is one channel delivered over HTTP.
+type Webhook struct {
+	Channel    string `yaml:"channel"`
+	URL        string `yaml:"url"`
+	SecretFile string `yaml:"secretFile"`
+	// Secret is read from SecretFile at load; never printed.
+	Secret []byte `yaml:"-"`
 }
 
 // DeadLetters shapes dead-letter records.
@@ -375,6 +408,8 @@ func Default() Config {
 		Shutdown:    Shutdown{Timeout: 30 * time.Second},
 		DeadLetters: DeadLetters{MaxValueBytes: 512 << 10},
 		Memory:      Memory{BudgetBytes: 128 << 20},
+		Egress: Egress{RequestTimeout: 10 * time.Second, Concurrency: 32, MaxInFlight: 1000,
+			Retry: EgressRetry{MinBackoff: time.Second, MaxBackoff: time.Minute, Deadline: 10 * time.Minute}},
 	}
 }
 
@@ -534,6 +569,43 @@ func (c *Config) Validate() error {
 	add(oneOf("log.format", c.Log.Format, "json", "console"))
 	add(positive("startup.timeout", c.Startup.Timeout))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
+	add(c.Egress.validate())
+	return errors.Join(errs...)
+}
+
+func (e Egress) validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(positive("egress.requestTimeout", e.RequestTimeout))
+	add(atLeast("egress.concurrency", int64(e.Concurrency), 1))
+	add(atLeast("egress.maxInFlight", int64(e.MaxInFlight), 1))
+	add(positive("egress.retry.minBackoff", e.Retry.MinBackoff))
+	add(positive("egress.retry.maxBackoff", e.Retry.MaxBackoff))
+	if e.Retry.MaxBackoff < e.Retry.MinBackoff {
+		add(fieldErr("egress.retry.maxBackoff", "must be at least egress.retry.minBackoff (%v)", e.Retry.MinBackoff))
+	}
+	add(positive("egress.retry.deadline", e.Retry.Deadline))
+	seen := map[string]bool{}
+	for i, w := range e.Webhooks {
+		key := fmt.Sprintf("egress.webhooks[%d]", i)
+		switch {
+		case !topicChars.MatchString(w.Channel):
+			add(fieldErr(key+".channel", "%q is not a usable channel name (letters, digits, . _ -)", w.Channel))
+		case seen[w.Channel]:
+			add(fieldErr(key+".channel", "%q is configured twice", w.Channel))
+		}
+		seen[w.Channel] = true
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(fieldErr(key+".url", "%q is not an absolute http(s) URL", w.URL))
+		}
+		if strings.TrimSpace(w.SecretFile) == "" {
+			add(fieldErr(key+".secretFile", "required: the file holding the signing secret"))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -72,6 +72,20 @@ func (c *Config) resolveSecrets() error {
 		}
 		c.Kafka.SASL.Password = strings.TrimRight(string(data), "\r\n")
 	}
+	for i, w := range c.Egress.Webhooks {
+		if w.SecretFile == "" {
+			continue // Validate names the missing key
+		}
+		data, err := os.ReadFile(w.SecretFile)
+		if err != nil {
+			return fieldErr(fmt.Sprintf("egress.webhooks[%d].secretFile", i), "cannot read: %v", err)
+		}
+		secret := bytes.TrimRight(data, "\r\n")
+		if len(secret) == 0 {
+			return fieldErr(fmt.Sprintf("egress.webhooks[%d].secretFile", i), "%s is empty", w.SecretFile)
+		}
+		c.Egress.Webhooks[i].Secret = secret
+	}
 	return nil
 }
 

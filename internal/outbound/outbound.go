@@ -174,36 +174,42 @@ func (p *Processor) Settle(outcomes []stage.Outcome) []stream.Result {
 	return out
 }
 
-// notification builds the DELIVERYNOTIFICATION for a message. Its id is derived from the message id and
-// outcome (status and reason code), its time is the input record's and its text never carries error
-// details, so a notification sent again after a crash is byte-identical.
+// notification builds the DELIVERYNOTIFICATION for a pending message.
 func (p *Processor) notification(pd pending) stream.Output {
+	return Notification(p.opts.Notifications, pd.rec, pd.msg, pd.status, pd.reason, pd.text)
+}
+
+// Notification builds the DELIVERYNOTIFICATION, for topic, of the message rec carries (msg is nil when
+// undecodable). Its id is derived from the message id and outcome (status and reason code), its time is
+// the input record's and text never carries error details, so a notification sent again after a crash is
+// byte-identical. The webhook egress builds its notifications here too.
+func Notification(topic string, rec stream.Record, msg *cim.Message, status string, reason int, text string) stream.Output {
 	messageID := ""
 	var n note
-	if pd.msg != nil {
-		messageID = pd.msg.ID()
-		n.Header.ConversationID, _ = pd.msg.String("header", "conversationId")
-		n.Header.ChannelSessionID, _ = pd.msg.String("header", "channelSessionId")
-		n.Header.Customer = rawObject(pd.msg.RawValue("header", "customer"))
-		n.Header.ChannelData = rawObject(pd.msg.RawValue("header", "channelData"))
+	if msg != nil {
+		messageID = msg.ID()
+		n.Header.ConversationID, _ = msg.String("header", "conversationId")
+		n.Header.ChannelSessionID, _ = msg.String("header", "channelSessionId")
+		n.Header.Customer = rawObject(msg.RawValue("header", "customer"))
+		n.Header.ChannelData = rawObject(msg.RawValue("header", "channelData"))
 	}
 	if strings.TrimSpace(messageID) == "" { // an invalid message may have none: name it by its coordinates
-		messageID = session.DeriveID("message", pd.rec.Topic, strconv.Itoa(pd.rec.Partition), strconv.FormatInt(pd.rec.Offset, 10))
+		messageID = session.DeriveID("message", rec.Topic, strconv.Itoa(rec.Partition), strconv.FormatInt(rec.Offset, 10))
 	}
 	// The reason code is part of the outcome: FAILED/404 and FAILED/500 of one message (a route added
 	// between a crash and its replay) are different notifications, not duplicates.
-	n.ID = session.DeriveID("notification", messageID, pd.status, strconv.Itoa(pd.reason))
+	n.ID = session.DeriveID("notification", messageID, status, strconv.Itoa(reason))
 	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
-	n.Header.Timestamp = recordMillis(pd.rec.Time)
-	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: pd.status,
-		ReasonCode: pd.reason, MarkdownText: pd.text}
+	n.Header.Timestamp = recordMillis(rec.Time)
+	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: status,
+		ReasonCode: reason, MarkdownText: text}
 	value, _ := json.Marshal(n) // strings, numbers and validated raw JSON only
 	key := n.Header.ConversationID
 	if key == "" {
 		key = messageID
 	}
-	return stream.Output{Topic: p.opts.Notifications, Partition: stream.ByKey, Key: []byte(key), Value: value,
-		Headers: deadletter.SourceHeaders(pd.rec), Time: pd.rec.Time}
+	return stream.Output{Topic: topic, Partition: stream.ByKey, Key: []byte(key), Value: value,
+		Headers: deadletter.SourceHeaders(rec), Time: rec.Time}
 }
 
 // recordMillis is the input record's time in epoch milliseconds, never negative: a record without a

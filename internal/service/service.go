@@ -44,6 +44,7 @@ type Service struct {
 	kafka    *kafkaclient.Factory
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
+	egress   *metrics.Egress
 	stats    *kafkaedge.Stats
 	budget   *stage.Budget
 	// collectors is everything registered, to list the metric names.
@@ -94,9 +95,14 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 	reg.MustRegister(base...)
 	m := metrics.New(reg)
 	stats := kafkaedge.NewStats(reg)
-	collectors := append(append(base, m.Collectors()...), stats.Collectors()...)
+	var channels []string
+	for _, w := range cfg.Egress.Webhooks {
+		channels = append(channels, w.Channel)
+	}
+	egress := metrics.NewEgress(reg, channels)
+	collectors := append(append(append(base, m.Collectors()...), stats.Collectors()...), egress.Collectors()...)
 	return &Service{
-		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: m, stats: stats, budget: budget, collectors: collectors,
+		cfg: cfg, log: log, kafka: factory, registry: reg, metrics: m, egress: egress, stats: stats, budget: budget, collectors: collectors,
 		ready:     ready,
 		adminAddr: make(chan string, 1),
 	}, nil
@@ -113,6 +119,9 @@ func (s *Service) MetricNames() []string { return metrics.Names(s.collectors...)
 
 // Metrics is what pipelines report to.
 func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
+
+// EgressMetrics is what the webhook channels report to.
+func (s *Service) EgressMetrics() *metrics.Egress { return s.egress }
 
 // Stats is where the Kafka clients report.
 func (s *Service) Stats() *kafkaedge.Stats { return s.stats }

@@ -1,0 +1,327 @@
+package egress
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// stageName labels the egress in the stage metrics (records consumed and produced, dead letters).
+const stageName = "egress"
+
+// Config describes one webhook channel.
+type Config struct {
+	Channel       string
+	Topic         string // cim.outbound.<channel>
+	GroupID       string // one group per channel, so a dead connector holds up no other channel
+	Notifications string
+	DeadLetters   deadletter.Builder
+	Retry         RetryPolicy
+	Concurrency   int // POSTs in flight at most, across the channel's partitions
+	MaxInFlight   int // records held per partition
+	// CommitInterval is how often settled offsets are committed; RevokeWait how long outcome writes
+	// outlive the partition (a rebalance or a stop) so decided messages are recorded.
+	CommitInterval time.Duration
+	RevokeWait     time.Duration
+	Budget         *stage.Budget
+	Runner         stage.Observer // nil: nobody
+	Observer       Observer       // nil: nobody
+	Ready          func(error)    // nil: nobody
+}
+
+// Channel consumes one webhook channel's topic and delivers it.
+type Channel struct {
+	cfg    Config
+	broker stage.Broker
+	sink   stage.Sink
+	del    *deliverer
+	out    outcome
+	log    *zap.Logger
+}
+
+// NewChannel returns a channel that posts through post.
+func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, log *zap.Logger) *Channel {
+	if cfg.Runner == nil {
+		cfg.Runner = nopStage{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(error) {}
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	cfg.MaxInFlight = max(cfg.MaxInFlight, 1)
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 200 * time.Millisecond
+	}
+	if cfg.RevokeWait <= 0 {
+		cfg.RevokeWait = 5 * time.Second
+	}
+	cfg.DeadLetters.Pipeline = stageName
+	log = log.With(zap.String("stage", stageName), zap.String("channel", cfg.Channel))
+	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log,
+		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency),
+			obs: cfg.Observer, now: time.Now, sleep: sleep},
+		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters}}
+}
+
+// Run consumes until ctx ends, then records what was decided, commits and returns nil.
+func (c *Channel) Run(ctx context.Context) error {
+	c.cfg.Ready(fmt.Errorf("joining the consumer group of %s", c.cfg.Topic))
+	backoff := stage.Rejoins
+	for ctx.Err() == nil {
+		if err := c.runGroup(ctx); err != nil && ctx.Err() == nil {
+			c.cfg.Ready(err)
+			c.log.Warn("consumer group stopped; rejoining", zap.Error(err))
+			backoff.Wait(ctx)
+		}
+	}
+	return nil
+}
+
+func (c *Channel) runGroup(ctx context.Context) error {
+	group, err := c.broker.Group(c.cfg.GroupID, []string{c.cfg.Topic})
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", c.cfg.GroupID, err)
+	}
+	defer group.Close()
+	for ctx.Err() == nil {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		c.generation(ctx, gen)
+	}
+	return nil
+}
+
+// generation delivers the assigned partitions until the generation ends or the stage stops; as in the
+// stage runtime, one function runs every partition so a stop drains them all before the last commit.
+func (c *Channel) generation(stop context.Context, gen stage.Generation) {
+	assignments := gen.Assignments()
+	commits := stage.NewCommitter(gen, c.log)
+	finished := make(chan struct{})
+	var mu sync.Mutex
+	live := map[int]*keyed{}
+	gen.Start(func(genCtx context.Context) {
+		defer close(finished)
+		tickerDone := make(chan struct{})
+		go func() {
+			t := time.NewTicker(c.cfg.CommitInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-tickerDone:
+					return
+				case <-t.C:
+					commits.Flush()
+					mu.Lock()
+					c.reportOldest(live)
+					mu.Unlock()
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		for _, a := range assignments {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k := c.newKeyed(a, commits)
+				mu.Lock()
+				live[a.Partition] = k
+				mu.Unlock()
+				c.partition(genCtx, stop, a, k)
+			}()
+		}
+		c.cfg.Ready(nil)
+		wg.Wait()
+		close(tickerDone)
+		commits.Flush()
+		c.cfg.Observer.OldestPending(c.cfg.Channel, 0)
+	})
+	c.cfg.Runner.Generation(stageName, len(assignments))
+	c.log.Info("partitions assigned", zap.Int32("generation", gen.ID()), zap.Int("partitions", len(assignments)))
+	<-finished
+}
+
+func (c *Channel) reportOldest(live map[int]*keyed) {
+	var oldest time.Time
+	for _, k := range live {
+		if t, ok := k.oldest(); ok && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	age := time.Duration(0)
+	if !oldest.IsZero() {
+		age = max(0, time.Since(oldest))
+	}
+	c.cfg.Observer.OldestPending(c.cfg.Channel, age)
+}
+
+func (c *Channel) newKeyed(a stage.Assignment, commits stage.Committer) *keyed {
+	k := newKeyed(c.cfg.MaxInFlight)
+	k.deliver = c.del.deliver
+	k.moved = func(next int64) { commits.Mark(a.Topic, a.Partition, next) }
+	return k
+}
+
+// partition fetches one partition into its keyed scheduler until the partition is lost or the stage
+// stops, then lets the outcomes already decided reach the broker.
+func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k *keyed) {
+	ctx, cancel := context.WithCancel(genCtx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	log := c.log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
+	reader, ok := c.open(ctx, log, a)
+	if !ok {
+		return
+	}
+	defer reader.Close()
+
+	writeCtx, stopWrites := revocable(ctx, c.cfg.RevokeWait)
+	defer stopWrites()
+	rec := newRecorder(c.sink, c.cfg.DeadLetters.Topic, log, c.cfg.Runner)
+	go rec.run(writeCtx)
+	k.record = func(r stream.Record, v Verdict, done func()) {
+		outs := c.out.records(r, v)
+		if len(outs) == 0 {
+			done()
+			return
+		}
+		select {
+		case rec.jobs <- job{rec: r, outs: outs, done: done}:
+		case <-ctx.Done(): // stopping: the message stays unsettled and is delivered again
+		}
+	}
+	fetched := map[int64]time.Time{} // fetch time of each record held, until it settles
+	var fmu sync.Mutex
+	k.settled = func(r stream.Record, v Verdict) {
+		fmu.Lock()
+		c.cfg.Budget.Give(int64(r.Size()))
+		took := time.Since(fetched[r.Offset])
+		delete(fetched, r.Offset)
+		fmu.Unlock()
+		c.cfg.Observer.Delivered(c.cfg.Channel, v.Kind.String(), took)
+		if v.Kind == Rejected || v.Kind == Failed {
+			code := CodeFailed
+			if v.Kind == Rejected {
+				code = CodeRejected
+			}
+			c.cfg.Runner.DeadLettered(stageName, r, []string{code})
+			log.Warn("dead-lettered", zap.Int64("offset", r.Offset), zap.String("outcome", v.Kind.String()), zap.String("why", v.Why))
+		}
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		if !c.cfg.Budget.Wait(ctx) || !k.waitSpace(ctx) {
+			break
+		}
+		r, err := reader.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.cfg.Runner.FetchFailed(stageName)
+				if failures++; failures%100 == 1 {
+					log.Warn("fetch failed", zap.Error(err), zap.Int("failures", failures))
+				}
+				sleep(ctx, 100*time.Millisecond)
+			}
+			continue
+		}
+		c.cfg.Runner.Consumed(stageName, a.Topic, 1)
+		c.cfg.Budget.Take(int64(r.Size()))
+		fmu.Lock()
+		fetched[r.Offset] = time.Now()
+		fmu.Unlock()
+		k.add(ctx, r)
+	}
+	k.wait()
+	unsettled := k.unsettled()
+	close(rec.jobs)
+	<-rec.finished
+	// Records never settled give their bytes back: the next owner fetches them again.
+	fmu.Lock()
+	for _, r := range unsettled {
+		if _, held := fetched[r.Offset]; held {
+			c.cfg.Budget.Give(int64(r.Size()))
+		}
+	}
+	fetched = nil
+	fmu.Unlock()
+}
+
+// open opens the partition's reader, retrying while the broker is unavailable.
+func (c *Channel) open(ctx context.Context, log *zap.Logger, a stage.Assignment) (stage.Reader, bool) {
+	backoff := stage.Rejoins
+	for {
+		r, err := c.broker.Reader(stageName, a.Topic, a.Partition, a.Offset)
+		if err == nil {
+			return r, true
+		}
+		c.cfg.Ready(fmt.Errorf("start %s/%d: %w", a.Topic, a.Partition, err))
+		log.Warn("cannot open partition; retrying", zap.Error(err))
+		if !backoff.Wait(ctx) {
+			return nil, false
+		}
+	}
+}
+
+// revocable returns a context for writes that ends wait after parent ends.
+func revocable(parent context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	go func() {
+		select {
+		case <-parent.Done():
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type nopStage struct{}
+
+func (nopStage) Consumed(string, string, int)                 {}
+func (nopStage) Produced(string, string, int)                 {}
+func (nopStage) Batch(string, time.Duration, []time.Time)     {}
+func (nopStage) Retried(string, int)                          {}
+func (nopStage) GaveUp(string, int)                           {}
+func (nopStage) Generation(string, int)                       {}
+func (nopStage) Lag(string, string, int, int64)               {}
+func (nopStage) ForgetLag(string)                             {}
+func (nopStage) FetchFailed(string)                           {}
+func (nopStage) DeadLettered(string, stream.Record, []string) {}

@@ -1,0 +1,125 @@
+package egress
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/outbound"
+	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Observer is told what the egress does (metrics). Every method must be cheap and safe for concurrent use.
+type Observer interface {
+	// Attempted counts one POST by result: 2xx, 3xx, 4xx, 5xx, timeout, error.
+	Attempted(channel, result string)
+	// Delivered counts a settled message by outcome (forwarded, accepted, rejected, failed) and the time
+	// from its fetch to its outcome.
+	Delivered(channel, outcome string, took time.Duration)
+	// OldestPending is the age (record time) of the oldest message not yet settled, 0 when none.
+	OldestPending(channel string, age time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Attempted(string, string)                {}
+func (nopObserver) Delivered(string, string, time.Duration) {}
+func (nopObserver) OldestPending(string, time.Duration)     {}
+
+// RetryPolicy bounds the retries of one message.
+type RetryPolicy struct {
+	MinBackoff, MaxBackoff time.Duration
+	// Deadline is counted from the first attempt: an attempt is made only if it starts before it.
+	Deadline time.Duration
+}
+
+// deliverer makes the attempts of one message until an answer decides it or the deadline passes.
+type deliverer struct {
+	channel string
+	post    Poster
+	retry   RetryPolicy
+	slots   chan struct{} // the channel's concurrency limit, held only during a POST
+	obs     Observer
+	now     func() time.Time
+	sleep   func(ctx context.Context, d time.Duration) bool
+}
+
+// deliver returns the message's verdict, and false when ctx ended first (the message stays unsettled).
+func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Verdict, bool) {
+	deadline := d.now().Add(d.retry.Deadline)
+	backoff := stage.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
+	for n := 1; ; n++ {
+		select {
+		case d.slots <- struct{}{}:
+		case <-ctx.Done():
+			return Verdict{}, false
+		}
+		a := d.post.Post(ctx, rec, n)
+		<-d.slots
+		if ctx.Err() != nil {
+			return Verdict{}, false
+		}
+		d.obs.Attempted(d.channel, AttemptResult(a))
+		v := Decide(a)
+		if v.Kind != Retry {
+			return v, true
+		}
+		// A failing customer sleeps without a slot, so it never holds up the others.
+		wait := max(backoff.Next(), a.RetryAfter)
+		if !d.now().Add(wait).Before(deadline) {
+			return Verdict{Kind: Failed, Why: fmt.Sprintf("%d attempts in %v, the last: %s", n, d.retry.Deadline, v.Why)}, true
+		}
+		if !d.sleep(ctx, wait) {
+			return Verdict{}, false
+		}
+	}
+}
+
+// Dead-letter codes of the egress.
+const (
+	CodeRejected = "webhook_rejected" // the connector answered a final 4xx
+	CodeFailed   = "webhook_failed"   // no 2xx before the deadline
+)
+
+// Reason code of a message never accepted before the deadline.
+const ReasonFailed = 500
+
+// outcome turns a verdict into the records that settle the message: the forwarded notification, or a
+// FAILED notification (built as the outbound stage builds its own) and a dead letter; nothing for an
+// accepted message, whose ACCEPTED/202 the outbound stage already sent.
+type outcome struct {
+	notifications string
+	deadLetters   deadletter.Builder
+}
+
+func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
+	msg, _ := cim.Decode(rec.Value) // nil for an undecodable value: the notification names its coordinates
+	switch v.Kind {
+	case Forwarded:
+		key := []byte(nil)
+		if msg != nil {
+			key = []byte(msg.ConversationID())
+		}
+		if len(key) == 0 {
+			key = rec.Key
+		}
+		return []stream.Output{{Topic: o.notifications, Partition: stream.ByKey, Key: key, Value: v.Note,
+			Headers: deadletter.SourceHeaders(rec), Time: rec.Time}}
+	case Rejected:
+		return []stream.Output{
+			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, v.Reason,
+				fmt.Sprintf("Rejected by the connector: HTTP %d", v.Reason)),
+			o.deadLetters.Build(rec, cim.Violations{{Code: CodeRejected, Message: "the connector answered " + v.Why}}),
+		}
+	case Failed:
+		return []stream.Output{
+			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, ReasonFailed,
+				"Delivery failed: the connector did not accept the message before the retry deadline"),
+			o.deadLetters.Build(rec, cim.Violations{{Code: CodeFailed, Message: v.Why}}),
+		}
+	}
+	return nil
+}

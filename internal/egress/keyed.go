@@ -1,0 +1,137 @@
+package egress
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// keyed runs the deliveries of one partition: per record key one message at a time in offset order,
+// different keys in parallel. Records settle in any order; the committable offset moves only over a
+// prefix of settled records (stage.Offsets), so a crash repeats at most the records held, never skips one.
+//
+// Unlike Parallel Consumer, the offsets settled above the first unsettled one are not written into the
+// commit's metadata (kafka-go commits offsets only): after a crash they are delivered again.
+type keyed struct {
+	deliver func(ctx context.Context, rec stream.Record) (Verdict, bool)
+	// record makes the verdict durable and calls done once it is (now, for nothing to write).
+	record func(rec stream.Record, v Verdict, done func())
+	// moved is told the committable offset (the next to read) whenever it moves; called in order.
+	moved func(next int64)
+	// settled is told each settled record (the budget's bytes, metrics).
+	settled func(rec stream.Record, v Verdict)
+	max     int // records held at most
+
+	mu      sync.Mutex
+	offsets *stage.Offsets
+	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
+	held    map[int64]stream.Record    // every record not yet settled
+	space   chan struct{} // a token whenever held drops
+	workers sync.WaitGroup
+}
+
+func newKeyed(max int) *keyed {
+	return &keyed{max: max, offsets: stage.NewOffsets(), queues: map[string][]stream.Record{},
+		held: map[int64]stream.Record{}, space: make(chan struct{}, 1)}
+}
+
+// waitSpace blocks while max records are held; false when ctx ended.
+func (k *keyed) waitSpace(ctx context.Context) bool {
+	for {
+		k.mu.Lock()
+		ok := len(k.held) < k.max
+		k.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-k.space:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// add takes a fetched record: it queues behind its key's earlier records, or starts its key's worker.
+func (k *keyed) add(ctx context.Context, rec stream.Record) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.offsets.Track(rec.Offset)
+	k.held[rec.Offset] = rec
+	key := string(rec.Key)
+	q, running := k.queues[key]
+	k.queues[key] = append(q, rec)
+	if !running {
+		k.workers.Add(1)
+		go k.work(ctx, key)
+	}
+}
+
+// work delivers key's records one after the other until its queue is empty or ctx ends.
+func (k *keyed) work(ctx context.Context, key string) {
+	defer k.workers.Done()
+	for {
+		k.mu.Lock()
+		rec := k.queues[key][0]
+		k.mu.Unlock()
+		v, ok := k.deliver(ctx, rec)
+		if !ok {
+			return // the partition is stopping: rec stays unsettled, so uncommitted
+		}
+		// The next message of the key goes out once this one is decided; its records may still be on
+		// their way to the broker, which keeps them in order.
+		k.record(rec, v, func() { k.settle(rec, v) })
+		k.mu.Lock()
+		q := k.queues[key][1:]
+		if len(q) == 0 {
+			delete(k.queues, key)
+			k.mu.Unlock()
+			return
+		}
+		k.queues[key] = q
+		k.mu.Unlock()
+	}
+}
+
+func (k *keyed) settle(rec stream.Record, v Verdict) {
+	k.mu.Lock()
+	if k.offsets.Settle(rec.Offset) {
+		next, _ := k.offsets.Committable()
+		k.moved(next)
+	}
+	delete(k.held, rec.Offset)
+	k.mu.Unlock()
+	select {
+	case k.space <- struct{}{}:
+	default:
+	}
+	k.settled(rec, v)
+}
+
+// oldest is the record time of the oldest record not settled, and false when none is held.
+func (k *keyed) oldest() (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	off, ok := k.offsets.Oldest()
+	if !ok {
+		return time.Time{}, false
+	}
+	return k.held[off].Time, true
+}
+
+// unsettled is every record held and not settled.
+func (k *keyed) unsettled() []stream.Record {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]stream.Record, 0, len(k.held))
+	for _, r := range k.held {
+		out = append(out, r)
+	}
+	return out
+}
+
+// wait returns when every worker has stopped.
+func (k *keyed) wait() { k.workers.Wait() }

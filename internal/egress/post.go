@@ -1,0 +1,165 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// Attempt is what one POST came to.
+type Attempt struct {
+	Status     int // 0 when there was no answer
+	Body       []byte
+	RetryAfter time.Duration // from a Retry-After header, 0 without one
+	Err        error         // no answer: connection error or timeout
+}
+
+// Poster sends one message to the connector.
+type Poster interface {
+	Post(ctx context.Context, rec stream.Record, attempt int) Attempt
+}
+
+// maxAnswer bounds the answer body read: a notification is small, and the rest is discarded unread.
+const maxAnswer = 64 << 10
+
+// HTTPPoster POSTs to a connector's URL, signed with its secret.
+type HTTPPoster struct {
+	URL    string
+	Secret []byte
+	Client *http.Client
+	Now    func() time.Time
+}
+
+// NewHTTPPoster returns a poster whose client times out each attempt after timeout, keeps up to conns
+// connections to the connector, and never follows a redirect (the signed body would go to another host).
+func NewHTTPPoster(url string, secret []byte, timeout time.Duration, conns int) *HTTPPoster {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
+	return &HTTPPoster{URL: url, Secret: secret, Now: time.Now, Client: &http.Client{
+		Timeout:       timeout,
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Post implements Poster.
+func (p *HTTPPoster) Post(ctx context.Context, rec stream.Record, attempt int) Attempt {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(rec.Value))
+	if err != nil {
+		return Attempt{Err: err}
+	}
+	ts := p.Now().Unix()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "cimstream-webhook/1")
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(p.Secret, ts, rec.Value))
+	req.Header.Set(HeaderDelivery, fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
+	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return Attempt{Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // lets the connection be reused
+	a := Attempt{Status: resp.StatusCode, Body: body, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), p.Now())}
+	if err != nil && resp.StatusCode == http.StatusOK {
+		a.Body = nil // a cut answer is not a notification; the status still counts
+	}
+	return a
+}
+
+// retryAfter reads a Retry-After value: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Kind is the outcome of a delivery.
+type Kind int
+
+// Outcomes of a delivery; Retry only between attempts.
+const (
+	Retry     Kind = iota
+	Forwarded      // 200 with a DELIVERYNOTIFICATION: forwarded to the notifications topic
+	Accepted       // another 2xx: the connector reports later
+	Rejected       // a final 4xx: FAILED with that reason code, and a dead letter
+	Failed         // retried until the deadline: FAILED/500 and a dead letter
+)
+
+// String is the outcome label of metrics.
+func (k Kind) String() string {
+	return [...]string{"retry", "forwarded", "accepted", "rejected", "failed"}[k]
+}
+
+// Verdict is what an answer decides.
+type Verdict struct {
+	Kind   Kind
+	Reason int    // the status of a rejection
+	Note   []byte // the notification to forward
+	Why    string // for a dead letter and the logs
+}
+
+// Decide classifies one attempt (docs/decisions.md, "Webhook answers"):
+//   - 200 with a valid CIM message whose body is a DELIVERYNOTIFICATION: forwarded;
+//   - any other 2xx, a 200 without a valid notification included: accepted;
+//   - 408 and 429: retried (429 waits at least its Retry-After);
+//   - any other 4xx: rejected, final;
+//   - 3xx (never followed), 5xx, timeouts and connection errors: retried.
+func Decide(a Attempt) Verdict {
+	switch s := a.Status; {
+	case a.Err != nil || s == 0:
+		return Verdict{Kind: Retry, Why: fmt.Sprintf("no answer: %v", a.Err)}
+	case s == http.StatusOK && isNotification(a.Body):
+		return Verdict{Kind: Forwarded, Note: a.Body}
+	case s >= 200 && s < 300:
+		return Verdict{Kind: Accepted}
+	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests:
+		return Verdict{Kind: Retry, Why: fmt.Sprintf("HTTP %d", s)}
+	case s >= 400 && s < 500:
+		return Verdict{Kind: Rejected, Reason: s, Why: fmt.Sprintf("HTTP %d", s)}
+	}
+	return Verdict{Kind: Retry, Why: fmt.Sprintf("HTTP %d", a.Status)}
+}
+
+// isNotification reports whether body is a CIM message that the inbound rules accept, with a
+// DELIVERYNOTIFICATION body: what the CCM would accept from the connector itself.
+func isNotification(body []byte) bool {
+	if len(body) == 0 || len(body) > maxAnswer {
+		return false
+	}
+	m, err := cim.Decode(body)
+	return err == nil && m.BodyType() == "DELIVERYNOTIFICATION" && len(cim.Validate(m, cim.Inbound)) == 0
+}
+
+// AttemptResult is the result label of an attempt: 2xx, 3xx, 4xx, 5xx, timeout or error.
+func AttemptResult(a Attempt) string {
+	switch {
+	case a.Err != nil:
+		var ne net.Error
+		if errors.Is(a.Err, context.DeadlineExceeded) || (errors.As(a.Err, &ne) && ne.Timeout()) {
+			return "timeout"
+		}
+		return "error"
+	case a.Status >= 200 && a.Status < 600:
+		return strconv.Itoa(a.Status/100) + "xx"
+	}
+	return "error"
+}

@@ -29,7 +29,7 @@ type keyed struct {
 	offsets *stage.Offsets
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
-	space   chan struct{} // a token whenever held drops
+	space   chan struct{}              // a token whenever held drops
 	workers sync.WaitGroup
 }
 

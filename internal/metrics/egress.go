@@ -34,7 +34,7 @@ func NewEgress(reg prometheus.Registerer, channels []string) *Egress {
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_egress_attempts_total",
 			Help: "Webhook POSTs, by channel and result: 2xx, 3xx, 4xx, 5xx, timeout, error."}, []string{"channel", "result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_egress_delivery_seconds",
-			Help: "From a webhook message's fetch to its outcome being recorded, retries and the wait behind the customer's earlier messages included.",
+			Help:    "From a webhook message's fetch to its outcome being recorded, retries and the wait behind the customer's earlier messages included.",
 			Buckets: EgressBuckets}, []string{"channel"}),
 		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_egress_oldest_pending_seconds",
 			Help: "Age (from its record timestamp) of the oldest webhook message fetched and not yet settled, by channel; 0 when none."},

@@ -105,7 +105,9 @@ func (o *Offsets) Oldest() (int64, bool) {
 type Committer struct{ c *committer }
 
 // NewCommitter returns a committer for gen.
-func NewCommitter(gen Generation, log *zap.Logger) Committer { return Committer{newCommitter(gen, log)} }
+func NewCommitter(gen Generation, log *zap.Logger) Committer {
+	return Committer{newCommitter(gen, log)}
+}
 
 // Mark records next (the next offset to read) as committable for topic and partition.
 func (c Committer) Mark(topic string, partition int, next int64) { c.c.mark(topic, partition, next) }

@@ -80,6 +80,9 @@ func Required(cfg config.Config) []Spec {
 			specs = append(specs, plain(config.InboundTopic(ch), "connector input (HTTP ingress)"))
 		}
 	}
+	for _, w := range cfg.Egress.Webhooks {
+		specs = append(specs, plain(OutboundTopic(w.Channel), "webhook channel input (egress)"))
+	}
 	return dedupe(specs)
 }
 

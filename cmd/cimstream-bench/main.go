@@ -7,12 +7,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +44,8 @@ type Results struct {
 	Latency  map[string]any    `json:"latency"`
 	Ingress  []IngressFigure   `json:"ingress"`
 	Commands []string          `json:"commands"`
+	// EgressDate is when the egress figures were measured (a BENCH_ONLY=egress run keeps the others).
+	EgressDate string `json:"egress_date,omitempty"`
 }
 
 // Micro is one Go benchmark line.
@@ -70,6 +74,8 @@ func main() {
 var (
 	root     = must(os.Getwd())
 	messages = envInt("BENCH_MESSAGES", 200000)
+	// egressMessages is smaller: every one is an HTTP round trip, and the baseline loop does them one by one.
+	egressMessages = envInt("BENCH_EGRESS_MESSAGES", 20000)
 	size     = 1024
 	log      = zap.NewNop()
 )
@@ -78,6 +84,9 @@ func run() error {
 	brokers := os.Getenv("KAFKA_BROKERS")
 	if brokers == "" {
 		return fmt.Errorf("KAFKA_BROKERS is not set (make bench starts a broker)")
+	}
+	if os.Getenv("BENCH_ONLY") == "egress" {
+		return egressOnly(brokers)
 	}
 	res := Results{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), Go: runtime.Version(), Kafka: "Apache Kafka 4.3.1 (KRaft, single node, same machine)",
 		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]any{}}
@@ -197,6 +206,10 @@ func run() error {
 			return err
 		}
 		res.Ingress = append(res.Ingress, fig)
+
+	step(fmt.Sprintf("egress: %d webhook deliveries to a local connector answering 202, and a sequential POST loop", egressMessages))
+	if err := addEgress(&res, base, factory, prefix); err != nil {
+		return err
 	}
 
 	res.Commands = append(res.Commands, "make bench   # scripts/bench.sh: starts Apache Kafka on 127.0.0.1:19392, runs cmd/cimstream-bench")
@@ -319,8 +332,7 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	}
 	defer os.Remove(path)
 	f := must(kafkaclient.New(cfg.Kafka))
-	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
-	cmd.Stderr = os.Stderr
+	cmd := execCimstream(path)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Figure{}, err
@@ -347,6 +359,54 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	}
 	s := end.Sub(start).Seconds()
 	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS}, nil
+}
+
+// execCimstream is the built binary running the configuration at path.
+func execCimstream(path string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// addEgress measures the webhook egress and its baseline into res.
+func addEgress(res *Results, base config.Config, factory *kafkaclient.Factory, prefix string) error {
+	seq, eg, err := egressBench(base, factory, prefix, egressMessages)
+	if err != nil {
+		return err
+	}
+	res.Figures[figSequential], res.Figures[figEgress] = seq, eg
+	res.EgressDate = time.Now().UTC().Format("2006-01-02")
+	return nil
+}
+
+// egressOnly (BENCH_ONLY=egress) measures the egress alone and keeps the other figures of bench/results.json.
+func egressOnly(brokers string) error {
+	var res Results
+	data, err := os.ReadFile(filepath.Join(root, "bench", "results.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return err
+	}
+	for k, v := range res.Latency { // back from JSON to the type the table prints
+		raw, _ := json.Marshal(v)
+		var l loadgen.Latencies
+		if json.Unmarshal(raw, &l) == nil {
+			res.Latency[k] = l
+		}
+	}
+	base := baseConfig(brokers)
+	factory := must(kafkaclient.New(base.Kafka))
+	fmt.Fprintf(os.Stderr, "bench: egress only, %d webhook deliveries\n", egressMessages)
+	if err := addEgress(&res, base, factory, fmt.Sprintf("bench.%x.", time.Now().Unix())); err != nil {
+		return err
+	}
+	cmd := "BENCH_ONLY=egress scripts/bench.sh   # only the egress figures, the others kept"
+	if !slices.Contains(res.Commands, cmd) {
+		res.Commands = append(res.Commands, cmd)
+	}
+	return write(res)
 }
 
 func rssMiB(pid int) float64 {

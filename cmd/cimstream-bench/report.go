@@ -10,6 +10,12 @@ import (
 	"github.com/cimstream/cimstream/internal/loadgen"
 )
 
+// Names of the egress figures.
+const (
+	figSequential = "baseline sequential POST loop"
+	figEgress     = "cimstream egress (webhook, 202)"
+)
+
 const (
 	beginMarker = "<!-- bench:begin -->"
 	endMarker   = "<!-- bench:end -->"
@@ -61,6 +67,20 @@ func table(r Results) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %.2f× | %.2f× | %s |\n", name, f.Records, f.Seconds, f.PerSecond,
 			ratio(f.PerSecond, copier), ratio(f.PerSecond, ceiling), rss)
+	}
+	if seq, ok := r.Figures[figSequential]; ok {
+		eg := r.Figures[figEgress]
+		fmt.Fprintf(&b, "\nWebhook egress (measured %s): one channel topic, %d records of %d bytes over 6 partitions and 5,000 customers, to a local HTTP connector answering 202; the baseline is a sequential loop that reads the partitions in turn and POSTs each record, waiting for each answer:\n\n",
+			r.EgressDate, eg.Records, r.Size)
+		b.WriteString("| measurement | records | seconds | deliveries/s | vs sequential loop | max RSS |\n|---|---|---|---|---|---|\n")
+		for _, name := range []string{figSequential, figEgress} {
+			f := r.Figures[name]
+			rss := ""
+			if f.MaxRSSMiB > 0 {
+				rss = fmt.Sprintf("%.0f MiB", f.MaxRSSMiB)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %.2f× | %s |\n", name, f.Records, f.Seconds, f.PerSecond, ratio(f.PerSecond, seq.PerSecond), rss)
+		}
 	}
 	b.WriteString("\nEnd-to-end latency (loadgen send → record on `ccm.inbound`, through both inbound stages):\n\n")
 	b.WriteString("| rate | matched | p50 | p99 | p999 | max |\n|---|---|---|---|---|---|\n")

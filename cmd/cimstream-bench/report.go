@@ -70,7 +70,7 @@ func table(r Results) string {
 	}
 	if seq, ok := r.Figures[figSequential]; ok {
 		eg := r.Figures[figEgress]
-		fmt.Fprintf(&b, "\nWebhook egress (measured %s): one channel topic, %d records of %d bytes over 6 partitions and 5,000 customers, to a local HTTP connector answering 202; the baseline is a sequential loop that reads the partitions in turn and POSTs each record, waiting for each answer:\n\n",
+		fmt.Fprintf(&b, "\nWebhook egress (measured %s): one channel topic, %d records of %d bytes over 6 partitions and 5,000 customers, to a local HTTP connector answering 202; the baseline is a sequential loop that reads the partitions in turn and POSTs each record, waiting for each answer. Both are timed from the connector's first delivery to its last (the binary's start and group join excluded):\n\n",
 			r.EgressDate, eg.Records, r.Size)
 		b.WriteString("| measurement | records | seconds | deliveries/s | vs sequential loop | max RSS |\n|---|---|---|---|---|---|\n")
 		for _, name := range []string{figSequential, figEgress} {

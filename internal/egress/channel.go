@@ -171,13 +171,12 @@ func (c *Channel) reportOldest(live map[int]*keyed) {
 
 func (c *Channel) newKeyed(a stage.Assignment, commits stage.Committer) *keyed {
 	k := newKeyed(c.cfg.MaxInFlight)
-	k.deliver = c.del.deliver
 	k.moved = func(next int64) { commits.Mark(a.Topic, a.Partition, next) }
 	return k
 }
 
 // partition fetches one partition into its keyed scheduler until the partition is lost or the stage
-// stops, then lets the outcomes already decided reach the broker.
+// stops; then POSTs already sent finish and the outcomes decided reach the broker, both within RevokeWait.
 func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k *keyed) {
 	ctx, cancel := context.WithCancel(genCtx)
 	defer cancel()
@@ -199,15 +198,17 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	defer stopWrites()
 	rec := newRecorder(c.sink, c.cfg.DeadLetters.Topic, log, c.cfg.Runner)
 	go rec.run(writeCtx)
+	k.deliver = func(ctx context.Context, r stream.Record) (Verdict, bool) { return c.del.deliverDraining(ctx, writeCtx, r) }
 	k.record = func(r stream.Record, v Verdict, done func()) {
 		outs := c.out.records(r, v)
 		if len(outs) == 0 {
 			done()
 			return
 		}
+		// The recorder runs until every worker is gone or writeCtx ends, so this send is taken.
 		select {
 		case rec.jobs <- job{rec: r, outs: outs, done: done}:
-		case <-ctx.Done(): // stopping: the message stays unsettled and is delivered again
+		case <-writeCtx.Done(): // given up: the message stays unsettled and is delivered again
 		}
 	}
 	fetched := map[int64]time.Time{} // fetch time of each record held, until it settles

@@ -49,6 +49,13 @@ type deliverer struct {
 
 // deliver returns the message's verdict, and false when ctx ended first (the message stays unsettled).
 func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Verdict, bool) {
+	return d.deliverDraining(ctx, ctx, rec)
+}
+
+// deliverDraining is deliver where a POST already sent may finish under post after ctx ended (a stop or
+// a revocation): its answer is still recorded when it decides the message, so the connector does not get
+// it again from the next owner. No attempt starts after ctx ended.
+func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record) (Verdict, bool) {
 	deadline := d.now().Add(d.retry.Deadline)
 	backoff := stage.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
 	for n := 1; ; n++ {
@@ -57,15 +64,22 @@ func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Verdict, bo
 		case <-ctx.Done():
 			return Verdict{}, false
 		}
-		a := d.post.Post(ctx, rec, n)
-		<-d.slots
 		if ctx.Err() != nil {
+			<-d.slots
 			return Verdict{}, false
+		}
+		a := d.post.Post(post, rec, n)
+		<-d.slots
+		if post.Err() != nil {
+			return Verdict{}, false // cut short: no answer to go by
 		}
 		d.obs.Attempted(d.channel, AttemptResult(a))
 		v := Decide(a)
 		if v.Kind != Retry {
 			return v, true
+		}
+		if ctx.Err() != nil {
+			return Verdict{}, false
 		}
 		// A failing customer sleeps without a slot, so it never holds up the others.
 		wait := max(backoff.Next(), a.RetryAfter)
@@ -96,6 +110,9 @@ type outcome struct {
 }
 
 func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
+	if v.Kind == Accepted {
+		return nil
+	}
 	msg, _ := cim.Decode(rec.Value) // nil for an undecodable value: the notification names its coordinates
 	switch v.Kind {
 	case Forwarded:

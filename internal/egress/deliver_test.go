@@ -152,3 +152,49 @@ func TestOutcomeRecords(t *testing.T) {
 		t.Errorf("forwarded: %+v", outs)
 	}
 }
+
+// blockingPoster answers status once released.
+type blockingPoster struct {
+	sent    chan struct{}
+	release chan struct{}
+	status  int
+}
+
+func (p blockingPoster) Post(ctx context.Context, _ stream.Record, _ int) Attempt {
+	p.sent <- struct{}{}
+	select {
+	case <-p.release:
+		return Attempt{Status: p.status}
+	case <-ctx.Done():
+		return Attempt{Err: ctx.Err()}
+	}
+}
+
+// TestDeliverDrainsAPostInFlight: a stop while a POST is in flight lets it finish; a deciding answer is
+// kept (so the message is recorded, not sent again by the next owner), a 5xx is not retried.
+func TestDeliverDrainsAPostInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		ok     bool
+	}{{202, true}, {503, false}} {
+		p := blockingPoster{sent: make(chan struct{}, 1), release: make(chan struct{}), status: tc.status}
+		d, _ := testDeliverer(p, RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Hour})
+		ctx, stop := context.WithCancel(context.Background())
+		type result struct {
+			v  Verdict
+			ok bool
+		}
+		done := make(chan result, 1)
+		go func() {
+			v, ok := d.deliverDraining(ctx, context.Background(), stream.Record{})
+			done <- result{v, ok}
+		}()
+		<-p.sent
+		stop()
+		close(p.release)
+		r := <-done
+		if r.ok != tc.ok || (tc.ok && r.v.Kind != Accepted) {
+			t.Errorf("answer %d after the stop: %v %v, want decided=%v", tc.status, r.v.Kind, r.ok, tc.ok)
+		}
+	}
+}

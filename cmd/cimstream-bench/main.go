@@ -76,8 +76,8 @@ var (
 	messages = envInt("BENCH_MESSAGES", 200000)
 	// egressMessages is smaller: every one is an HTTP round trip, and the baseline loop does them one by one.
 	egressMessages = envInt("BENCH_EGRESS_MESSAGES", 20000)
-	size     = 1024
-	log      = zap.NewNop()
+	size           = 1024
+	log            = zap.NewNop()
 )
 
 func run() error {

@@ -198,7 +198,9 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	defer stopWrites()
 	rec := newRecorder(c.sink, c.cfg.DeadLetters.Topic, log, c.cfg.Runner)
 	go rec.run(writeCtx)
-	k.deliver = func(ctx context.Context, r stream.Record) (Verdict, bool) { return c.del.deliverDraining(ctx, writeCtx, r) }
+	k.deliver = func(ctx context.Context, r stream.Record) (Verdict, bool) {
+		return c.del.deliverDraining(ctx, writeCtx, r)
+	}
 	k.record = func(r stream.Record, v Verdict, done func()) {
 		outs := c.out.records(r, v)
 		if len(outs) == 0 {

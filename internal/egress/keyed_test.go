@@ -12,7 +12,6 @@ import (
 
 // gate is a fake delivery: each record waits until the test releases its offset.
 type gate struct {
-	mu      sync.Mutex
 	release map[int64]chan struct{}
 	started chan int64 // offsets in the order their delivery began
 }

@@ -110,10 +110,24 @@ func (c *Channel) runGroup(ctx context.Context) error {
 // stage runtime, one function runs every partition so a stop drains them all before the last commit.
 func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 	assignments := gen.Assignments()
-	commits := stage.NewCommitter(gen, c.log)
+	commits := newCommitter(gen, c.log)
 	finished := make(chan struct{})
 	var mu sync.Mutex
-	live := map[int]*keyed{}
+	live := map[stage.Assignment]*keyed{}
+	flush := func() {
+		snap := map[string]map[int]stage.OffsetMeta{}
+		mu.Lock()
+		for a, k := range live {
+			if om, ok := k.commit(); ok {
+				if snap[a.Topic] == nil {
+					snap[a.Topic] = map[int]stage.OffsetMeta{}
+				}
+				snap[a.Topic][a.Partition] = om
+			}
+		}
+		mu.Unlock()
+		commits.flush(snap)
+	}
 	gen.Start(func(genCtx context.Context) {
 		defer close(finished)
 		tickerDone := make(chan struct{})
@@ -125,7 +139,7 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 				case <-tickerDone:
 					return
 				case <-t.C:
-					commits.Flush()
+					flush()
 					mu.Lock()
 					c.reportOldest(live)
 					mu.Unlock()
@@ -137,9 +151,9 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				k := c.newKeyed(a, commits)
+				k := newKeyed(c.cfg.MaxInFlight)
 				mu.Lock()
-				live[a.Partition] = k
+				live[a] = k
 				mu.Unlock()
 				c.partition(genCtx, stop, a, k)
 			}()
@@ -147,7 +161,7 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 		c.cfg.Ready(nil)
 		wg.Wait()
 		close(tickerDone)
-		commits.Flush()
+		flush() // the last outcomes of a graceful stop, while the generation is still ours
 		c.cfg.Observer.OldestPending(c.cfg.Channel, 0)
 	})
 	c.cfg.Runner.Generation(stageName, len(assignments))
@@ -155,7 +169,7 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 	<-finished
 }
 
-func (c *Channel) reportOldest(live map[int]*keyed) {
+func (c *Channel) reportOldest(live map[stage.Assignment]*keyed) {
 	var oldest time.Time
 	for _, k := range live {
 		if t, ok := k.oldest(); ok && (oldest.IsZero() || t.Before(oldest)) {
@@ -167,12 +181,6 @@ func (c *Channel) reportOldest(live map[int]*keyed) {
 		age = max(0, time.Since(oldest))
 	}
 	c.cfg.Observer.OldestPending(c.cfg.Channel, age)
-}
-
-func (c *Channel) newKeyed(a stage.Assignment, commits stage.Committer) *keyed {
-	k := newKeyed(c.cfg.MaxInFlight)
-	k.moved = func(next int64) { commits.Mark(a.Topic, a.Partition, next) }
-	return k
 }
 
 // partition fetches one partition into its keyed scheduler until the partition is lost or the stage
@@ -193,6 +201,7 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 		return
 	}
 	defer reader.Close()
+	done := c.settledBefore(ctx, log, a)
 
 	writeCtx, stopWrites := revocable(ctx, c.cfg.RevokeWait)
 	defer stopWrites()
@@ -248,6 +257,11 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 			continue
 		}
 		c.cfg.Runner.Consumed(stageName, a.Topic, 1)
+		if done[r.Offset] {
+			delete(done, r.Offset)
+			k.skip(r)
+			continue
+		}
 		c.cfg.Budget.Take(int64(r.Size()))
 		fmu.Lock()
 		fetched[r.Offset] = time.Now()
@@ -267,6 +281,25 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	}
 	fetched = nil
 	fmu.Unlock()
+}
+
+// settledBefore is the offsets above the committed one that an earlier owner settled (the commit's
+// metadata), when the broker can tell; they are not delivered again.
+func (c *Channel) settledBefore(ctx context.Context, log *zap.Logger, a stage.Assignment) map[int64]bool {
+	mf, ok := c.broker.(stage.MetadataFetcher)
+	if !ok || a.Offset < 0 {
+		return nil
+	}
+	om, err := mf.Committed(ctx, c.cfg.GroupID, a.Topic, a.Partition)
+	if err != nil || om.Offset != a.Offset {
+		log.Warn("settled offsets of the last owner unknown; they are delivered again", zap.Error(err))
+		return nil
+	}
+	done := DecodeSettled(om.Offset, om.Metadata)
+	if len(done) > 0 {
+		log.Info("skipping messages settled before the restart", zap.Int("messages", len(done)))
+	}
+	return done
 }
 
 // open opens the partition's reader, retrying while the broker is unavailable.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ type request struct {
 	ID, Customer, Text string
 	Delivery           string // X-Cimstream-Delivery: topic/partition/offset
 	Status             int    // what the connector answered
+	Run                int64  // the connector's run number when the request arrived
 }
 
 // connector is a real HTTP server standing in for a webhook connector. It verifies every request's
@@ -43,6 +45,7 @@ type connector struct {
 	log    []request
 	tries  map[string]int
 	badSig int
+	run    atomic.Int64 // set by a test that restarts cimstream
 }
 
 func newConnector(t *testing.T, answer func(r request, attempt int) (int, string)) *connector {
@@ -73,7 +76,8 @@ func (c *connector) serve(w http.ResponseWriter, r *http.Request) {
 		} `json:"body"`
 	}
 	_ = json.Unmarshal(body, &m)
-	req := request{ID: m.ID, Customer: m.Header.ChannelData.Customer, Text: m.Body.Text, Delivery: r.Header.Get(egress.HeaderDelivery)}
+	req := request{ID: m.ID, Customer: m.Header.ChannelData.Customer, Text: m.Body.Text, Delivery: r.Header.Get(egress.HeaderDelivery),
+		Run: c.run.Load()}
 	c.mu.Lock()
 	c.tries[m.ID]++
 	attempt := c.tries[m.ID]

@@ -19,7 +19,7 @@ type keyed struct {
 	deliver func(ctx context.Context, rec stream.Record) (Verdict, bool)
 	// record makes the verdict durable and calls done once it is (now, for nothing to write).
 	record func(rec stream.Record, v Verdict, done func())
-	// moved is told the committable offset (the next to read) whenever it moves; called in order.
+	// moved, when set, is told the committable offset (the next to read) whenever it moves, in order.
 	moved func(next int64)
 	// settled is told each settled record (the budget's bytes, metrics).
 	settled func(rec stream.Record, v Verdict)
@@ -29,13 +29,14 @@ type keyed struct {
 	offsets *stage.Offsets
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
+	base    int64                      // the first offset tracked (-1 before): where this owner began
 	space   chan struct{}              // a token whenever held drops
 	workers sync.WaitGroup
 }
 
 func newKeyed(max int) *keyed {
 	return &keyed{max: max, offsets: stage.NewOffsets(), queues: map[string][]stream.Record{},
-		held: map[int64]stream.Record{}, space: make(chan struct{}, 1)}
+		held: map[int64]stream.Record{}, base: -1, space: make(chan struct{}, 1)}
 }
 
 // waitSpace blocks while max records are held; false when ctx ended.
@@ -59,7 +60,7 @@ func (k *keyed) waitSpace(ctx context.Context) bool {
 func (k *keyed) add(ctx context.Context, rec stream.Record) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.offsets.Track(rec.Offset)
+	k.track(rec.Offset)
 	k.held[rec.Offset] = rec
 	key := string(rec.Key)
 	q, running := k.queues[key]
@@ -98,7 +99,7 @@ func (k *keyed) work(ctx context.Context, key string) {
 
 func (k *keyed) settle(rec stream.Record, v Verdict) {
 	k.mu.Lock()
-	if k.offsets.Settle(rec.Offset) {
+	if k.offsets.Settle(rec.Offset) && k.moved != nil {
 		next, _ := k.offsets.Committable()
 		k.moved(next)
 	}
@@ -109,6 +110,41 @@ func (k *keyed) settle(rec stream.Record, v Verdict) {
 	default:
 	}
 	k.settled(rec, v)
+}
+
+// track adds an offset in flight (under mu).
+func (k *keyed) track(offset int64) {
+	if k.base < 0 {
+		k.base = offset
+	}
+	k.offsets.Track(offset)
+}
+
+// skip settles a record that was settled before a restart (the commit metadata says so): it is not
+// delivered again.
+func (k *keyed) skip(rec stream.Record) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.track(rec.Offset)
+	if k.offsets.Settle(rec.Offset) && k.moved != nil {
+		next, _ := k.offsets.Committable()
+		k.moved(next)
+	}
+}
+
+// commit is what to commit now: the committable offset, with the settled offsets above it as metadata;
+// false before anything settled.
+func (k *keyed) commit() (stage.OffsetMeta, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	next, ok := k.offsets.Committable()
+	if !ok {
+		// Nothing settled from the start yet: the start itself, so what settled above it is kept.
+		if next, ok = k.base, k.base >= 0 && len(k.offsets.SettledAbove()) > 0; !ok {
+			return stage.OffsetMeta{}, false
+		}
+	}
+	return stage.OffsetMeta{Offset: next, Metadata: EncodeSettled(next, k.offsets.SettledAbove())}, true
 }
 
 // oldest is the record time of the oldest record not settled, and false when none is held.

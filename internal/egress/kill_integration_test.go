@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 )
 
@@ -57,20 +58,25 @@ func startBinary(t *testing.T, bin, configPath string) *exec.Cmd {
 }
 
 // TestIntegrationEgressSIGKILLLosesNothing: cimstream is killed with SIGKILL mid-delivery and started
-// again. Every message reaches the connector (nothing lost); the second run sends again only messages at
-// or above the offset committed when it was killed (unsettled ones), and each customer's messages are
-// accepted in topic order within each run.
+// again. Every message reaches the connector (nothing lost); the second run sends again only messages
+// that were not settled in the commit when it was killed (at or above the committed offset, and not among
+// the settled offsets the commit's metadata names), and each customer's messages are accepted in topic
+// order within each run.
 func TestIntegrationEgressSIGKILLLosesNothing(t *testing.T) {
 	bin := buildBinary(t)
 	c := newConnector(t, func(r request, attempt int) (int, string) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // slow enough that many messages are still to go at the kill
 		if strings.HasSuffix(r.ID, "7") && attempt == 1 {
 			return 500, "" // some settle late, so settled records sit above unsettled ones
+		}
+		if r.ID == "m-0-3" && attempt < 5 {
+			return 503, "" // one message retries for seconds: the kill comes while it does
 		}
 		return 202, ""
 	})
 	cfg := setup(t, c, 3)
 	cfg.Egress.Concurrency = 4
+	cfg.Egress.Retry.MinBackoff, cfg.Egress.Retry.MaxBackoff = 300*time.Millisecond, 2*time.Second
 	text, err := cfg.YAML()
 	if err != nil {
 		t.Fatal(err)
@@ -89,13 +95,29 @@ func TestIntegrationEgressSIGKILLLosesNothing(t *testing.T) {
 	kafkatest.KcatProduce(t, topic(cfg), true, lines...)
 
 	first := startBinary(t, bin, configPath)
-	c.waitFor(t, "a third of the messages", 60*time.Second, func(rs []request) bool { return len(rs) >= len(lines)/3 })
+	c.waitFor(t, "m-0-3 retried while others proceed", 60*time.Second, func(rs []request) bool {
+		n := 0
+		for _, r := range rs {
+			if r.ID == "m-0-3" {
+				n++
+			}
+		}
+		return n >= 3 && len(rs) >= len(lines)/3
+	})
+	time.Sleep(3 * cfg.Kafka.Consumer.CommitInterval) // a commit with the settled offsets above m-0-3
 	_ = first.Process.Signal(syscall.SIGKILL)
 	_, _ = first.Process.Wait()
+	c.run.Store(1) // requests arriving from now on come from the second run
 	run1 := len(c.requests())
-	committed := committedOffsets(t, cfg.Kafka.Consumer.GroupID+".egress."+cfg.Egress.Webhooks[0].Channel, topic(cfg), 3)
-	if run1 >= len(lines) {
-		t.Fatalf("the kill came after all %d messages were sent; nothing was mid-delivery", run1)
+	committed, settled := committedOffsets(t, cfg.Kafka.Consumer.GroupID+".egress."+cfg.Egress.Webhooks[0].Channel, topic(cfg), 3)
+	accepted := map[string]bool{}
+	for _, r := range c.requests() {
+		if r.Status == 202 {
+			accepted[r.ID] = true
+		}
+	}
+	if len(accepted) >= len(lines) {
+		t.Fatalf("the kill came after all %d messages were accepted; nothing was mid-delivery", len(lines))
 	}
 
 	startBinary(t, bin, configPath)
@@ -115,21 +137,24 @@ func TestIntegrationEgressSIGKILLLosesNothing(t *testing.T) {
 		return len(seen) == len(want)
 	})
 	all := c.requests()
-	for i, r := range all {
-		if r.Status != 202 {
+	for _, r := range all {
+		if r.Status != 202 || r.Run == 0 {
 			continue
 		}
 		parts := strings.Split(r.Delivery, "/")
 		p, _ := strconv.Atoi(parts[len(parts)-2])
 		off, _ := strconv.ParseInt(parts[len(parts)-1], 10, 64)
-		if i >= run1 && off < committed[p] {
+		if off < committed[p] {
 			t.Errorf("%s (partition %d offset %d) sent again after the restart, below the committed offset %d", r.ID, p, off, committed[p])
 		}
+		if settled[p][off] {
+			t.Errorf("%s (partition %d offset %d) sent again after the restart, though the commit names it settled", r.ID, p, off)
+		}
 	}
-	for _, part := range [][]request{all[:run1], all[run1:]} {
+	for run := int64(0); run < 2; run++ {
 		last := map[string]int{}
-		for _, r := range part {
-			if r.Status != 202 {
+		for _, r := range all {
+			if r.Status != 202 || r.Run != run {
 				continue
 			}
 			seq, _ := strconv.Atoi(r.Text)
@@ -149,11 +174,20 @@ func TestIntegrationEgressSIGKILLLosesNothing(t *testing.T) {
 			seen[r.ID] = true
 		}
 	}
-	t.Logf("%d messages, %d requests before the kill, %d duplicates after it, committed at the kill %v", len(lines), run1, dups, committed)
+	skipped := 0
+	for _, s := range settled {
+		skipped += len(s)
+	}
+	if skipped == 0 {
+		t.Error("the commit at the kill names no settled offset above the committed one, though m-0-3 was retrying")
+	}
+	t.Logf("%d messages, %d requests before the kill, %d duplicates after it, committed at the kill %v with %d settled above",
+		len(lines), run1, dups, committed, skipped)
 }
 
-// committedOffsets reads the group's committed offsets (-1 for none).
-func committedOffsets(t *testing.T, group, topic string, partitions int) map[int]int64 {
+// committedOffsets reads the group's committed offsets (-1 for none) and the settled offsets above each
+// that the commit's metadata names.
+func committedOffsets(t *testing.T, group, topic string, partitions int) (map[int]int64, map[int]map[int64]bool) {
 	t.Helper()
 	f := kafkatest.Factory(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -166,9 +200,10 @@ func committedOffsets(t *testing.T, group, topic string, partitions int) map[int
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]int64{}
+	out, settled := map[int]int64{}, map[int]map[int64]bool{}
 	for _, p := range resp.Topics[topic] {
 		out[p.Partition] = p.CommittedOffset
+		settled[p.Partition] = egress.DecodeSettled(p.CommittedOffset, p.Metadata)
 	}
-	return out
+	return out, settled
 }

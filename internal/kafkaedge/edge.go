@@ -6,6 +6,7 @@ package kafkaedge
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -32,22 +33,28 @@ func (b *Broker) Group(groupID string, topics []string) (stage.Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	return group{cg}, nil
+	return group{cg: cg, client: b.factory.Client()}, nil
 }
 
-type group struct{ cg *kafka.ConsumerGroup }
+type group struct {
+	cg     *kafka.ConsumerGroup
+	client *kafka.Client
+}
 
 func (g group) Next(ctx context.Context) (stage.Generation, error) {
 	gen, err := kafkaclient.NextGeneration(ctx, g.cg)
 	if err != nil {
 		return nil, err
 	}
-	return generation{gen}, nil
+	return generation{gen: gen, client: g.client}, nil
 }
 
 func (g group) Close() error { return g.cg.Close() }
 
-type generation struct{ gen *kafka.Generation }
+type generation struct {
+	gen    *kafka.Generation
+	client *kafka.Client
+}
 
 func (g generation) ID() int32 { return g.gen.ID }
 
@@ -65,6 +72,53 @@ func (g generation) Start(fn func(ctx context.Context)) { g.gen.Start(fn) }
 
 func (g generation) Commit(offsets map[string]map[int]int64) error {
 	return g.gen.CommitOffsets(offsets)
+}
+
+// CommitMetadata implements stage.MetadataCommitter: an OffsetCommit request of this generation and
+// member (kafka-go's Generation.CommitOffsets sends no metadata), which the coordinator refuses once the
+// generation is over.
+func (g generation) CommitMetadata(offsets map[string]map[int]stage.OffsetMeta) error {
+	req := &kafka.OffsetCommitRequest{GroupID: g.gen.GroupID, GenerationID: int(g.gen.ID), MemberID: g.gen.MemberID,
+		Topics: map[string][]kafka.OffsetCommit{}}
+	for topic, parts := range offsets {
+		for p, om := range parts {
+			req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: p, Offset: om.Offset, Metadata: om.Metadata})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := g.client.OffsetCommit(ctx, req)
+	if err != nil {
+		return err
+	}
+	for topic, parts := range resp.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				return fmt.Errorf("commit %s/%d: %w", topic, p.Partition, p.Error)
+			}
+		}
+	}
+	return nil
+}
+
+// Committed implements stage.MetadataFetcher.
+func (b *Broker) Committed(ctx context.Context, group, topic string, partition int) (stage.OffsetMeta, error) {
+	resp, err := b.factory.Client().OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {partition}}})
+	if err != nil {
+		return stage.OffsetMeta{}, err
+	}
+	if resp.Error != nil {
+		return stage.OffsetMeta{}, resp.Error
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Partition == partition {
+			if p.Error != nil {
+				return stage.OffsetMeta{}, p.Error
+			}
+			return stage.OffsetMeta{Offset: p.CommittedOffset, Metadata: p.Metadata}, nil
+		}
+	}
+	return stage.OffsetMeta{Offset: -1}, nil
 }
 
 // Reader opens one partition at offset.

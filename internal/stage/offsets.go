@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"slices"
 	"sync"
 
 	"go.uber.org/zap"
@@ -91,6 +92,17 @@ func (c *committer) flush() {
 	}
 }
 
+// SettledAbove lists, in order, the settled inputs above the committable offset (those a restart from
+// it would process again).
+func (o *Offsets) SettledAbove() []int64 {
+	out := make([]int64, 0, len(o.settled))
+	for off := range o.settled {
+		out = append(out, off)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Oldest is the oldest input not yet settled, and false when none is in flight.
 func (o *Offsets) Oldest() (int64, bool) {
 	if len(o.pending) == 0 {
@@ -98,19 +110,3 @@ func (o *Offsets) Oldest() (int64, bool) {
 	}
 	return o.pending[0], true
 }
-
-// Committer commits offsets for a stage that runs its own partition loop (the webhook egress, which
-// settles inputs out of order): Mark the committable offset whenever it moves, Flush every commit
-// interval and once when the generation ends.
-type Committer struct{ c *committer }
-
-// NewCommitter returns a committer for gen.
-func NewCommitter(gen Generation, log *zap.Logger) Committer {
-	return Committer{newCommitter(gen, log)}
-}
-
-// Mark records next (the next offset to read) as committable for topic and partition.
-func (c Committer) Mark(topic string, partition int, next int64) { c.c.mark(topic, partition, next) }
-
-// Flush commits what was marked since the last flush.
-func (c Committer) Flush() { c.c.flush() }

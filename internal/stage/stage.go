@@ -92,6 +92,23 @@ type Generation interface {
 	Commit(offsets map[string]map[int]int64) error
 }
 
+// OffsetMeta is a committed offset with the metadata the group stores beside it.
+type OffsetMeta struct {
+	Offset   int64
+	Metadata string
+}
+
+// MetadataCommitter is a Generation that commits metadata with each offset: the webhook egress stores
+// there the offsets it settled above the committed one, so a restart does not deliver them again.
+type MetadataCommitter interface {
+	CommitMetadata(offsets map[string]map[int]OffsetMeta) error
+}
+
+// MetadataFetcher reads a group's committed offset of a partition with its metadata (Offset -1: none).
+type MetadataFetcher interface {
+	Committed(ctx context.Context, group, topic string, partition int) (OffsetMeta, error)
+}
+
 // Reader reads one partition.
 type Reader interface {
 	// Fetch returns the next record, waiting until ctx ends.

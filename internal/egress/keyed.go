@@ -12,9 +12,8 @@ import (
 // keyed runs the deliveries of one partition: per record key one message at a time in offset order,
 // different keys in parallel. Records settle in any order; the committable offset moves only over a
 // prefix of settled records (stage.Offsets), so a crash repeats at most the records held, never skips one.
-//
-// Unlike Parallel Consumer, the offsets settled above the first unsettled one are not written into the
-// commit's metadata (kafka-go commits offsets only): after a crash they are delivered again.
+// The records settled above that prefix go into the commit's metadata (commit), as Parallel Consumer
+// does, so a new owner skips them (skip) instead of delivering them again.
 type keyed struct {
 	deliver func(ctx context.Context, rec stream.Record) (Verdict, bool)
 	// record makes the verdict durable and calls done once it is (now, for nothing to write).

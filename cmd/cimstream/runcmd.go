@@ -16,8 +16,8 @@ func newRunCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Run the service against a Kafka cluster",
-		Long: `Run the inbound and outbound pipelines against the configured Kafka cluster until SIGTERM or Ctrl-C,
-then drain and commit within shutdown.timeout.
+		Long: `Run the inbound and outbound pipelines, and the webhook channels of egress.webhooks, against the
+configured Kafka cluster until SIGTERM or Ctrl-C, then drain and commit within shutdown.timeout.
 
 At start-up it serves /healthz, /readyz and /metrics on admin.address, waits for the brokers (with backoff, up
 to startup.timeout, readiness false meanwhile), checks that every topic exists and that the session topics can

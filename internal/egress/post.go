@@ -33,38 +33,41 @@ const maxAnswer = 64 << 10
 
 // HTTPPoster POSTs to a connector's URL, signed with its secret.
 type HTTPPoster struct {
-	URL    string
-	Secret []byte
-	Client *http.Client
-	Now    func() time.Time
+	URL     string
+	Secret  []byte
+	Timeout time.Duration // bounds one attempt: connect, send, read the answer
+	// Transport sends the requests. A RoundTripper, not an http.Client: it never follows a redirect (the
+	// signed body would go to another host) and skips the client's per-request header copying.
+	Transport http.RoundTripper
+	Now       func() time.Time
 }
 
-// NewHTTPPoster returns a poster whose client times out each attempt after timeout, keeps up to conns
-// connections to the connector, and never follows a redirect (the signed body would go to another host).
+// NewHTTPPoster returns a poster whose attempts time out after timeout and that keeps up to conns
+// connections to the connector.
 func NewHTTPPoster(url string, secret []byte, timeout time.Duration, conns int) *HTTPPoster {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
-	return &HTTPPoster{URL: url, Secret: secret, Now: time.Now, Client: &http.Client{
-		Timeout:       timeout,
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	return &HTTPPoster{URL: url, Secret: secret, Timeout: timeout, Transport: tr, Now: time.Now}
 }
 
 // Post implements Poster.
 func (p *HTTPPoster) Post(ctx context.Context, rec stream.Record, attempt int) Attempt {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(rec.Value))
 	if err != nil {
 		return Attempt{Err: err}
 	}
 	ts := p.Now().Unix()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "cimstream-webhook/1")
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(p.Secret, ts, rec.Value))
-	req.Header.Set(HeaderDelivery, fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
-	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
-	resp, err := p.Client.Do(req)
+	req.Header = http.Header{
+		"Content-Type":  {"application/json"},
+		"User-Agent":    {"cimstream-webhook/1"},
+		HeaderTimestamp: {strconv.FormatInt(ts, 10)},
+		HeaderSignature: {Sign(p.Secret, ts, rec.Value)},
+		HeaderDelivery:  {rec.Topic + "/" + strconv.Itoa(rec.Partition) + "/" + strconv.FormatInt(rec.Offset, 10)},
+		HeaderAttempt:   {strconv.Itoa(attempt)},
+	}
+	resp, err := p.Transport.RoundTrip(req)
 	if err != nil {
 		return Attempt{Err: err}
 	}

@@ -23,6 +23,7 @@ import (
 // connector is a local webhook connector answering 202 to every POST; it counts distinct deliveries
 // (X-Cimstream-Delivery, or the body for the baseline) so a duplicate after a retry is not counted twice.
 type connector struct {
+	delay time.Duration // before each answer: a connector doing real work
 	srv   *http.Server
 	url   string
 	mu    sync.Mutex
@@ -31,14 +32,17 @@ type connector struct {
 	first time.Time // the first delivery since the last reset
 }
 
-func startConnector() (*connector, error) {
+func startConnector(delay time.Duration) (*connector, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	c := &connector{seen: map[string]bool{}, url: "http://" + ln.Addr().String() + "/hook"}
+	c := &connector{delay: delay, seen: map[string]bool{}, url: "http://" + ln.Addr().String() + "/hook"}
 	c.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if c.delay > 0 {
+			time.Sleep(c.delay)
+		}
 		id := r.Header.Get("X-Cimstream-Delivery")
 		if id == "" {
 			id = string(body)
@@ -84,10 +88,10 @@ func (c *connector) wait(want int, limit time.Duration) (time.Time, error) {
 }
 
 // egressBench preloads one webhook channel's topic and times, against the same local connector answering
-// 202: the baseline (one loop reading the partitions in turn and POSTing each record, one at a time), then
-// the cimstream binary's webhook egress until every record was delivered.
-func egressBench(base config.Config, factory *kafkaclient.Factory, prefix string, n int) (baseline, egress Figure, err error) {
-	conn, err := startConnector()
+// 202 after delay: the baseline (one loop reading the partitions in turn and POSTing each record, one at a
+// time), then the cimstream binary's webhook egress until every record was delivered.
+func egressBench(base config.Config, factory *kafkaclient.Factory, prefix string, n int, delay time.Duration) (baseline, egress Figure, err error) {
+	conn, err := startConnector(delay)
 	if err != nil {
 		return
 	}

@@ -75,7 +75,8 @@ var (
 	root     = must(os.Getwd())
 	messages = envInt("BENCH_MESSAGES", 200000)
 	// egressMessages is smaller: every one is an HTTP round trip, and the baseline loop does them one by one.
-	egressMessages = envInt("BENCH_EGRESS_MESSAGES", 20000)
+	egressMessages = envInt("BENCH_EGRESS_MESSAGES", 50000)
+	egressDelay    = 5 * time.Millisecond
 	size           = 1024
 	log            = zap.NewNop()
 )
@@ -370,11 +371,17 @@ func execCimstream(path string) *exec.Cmd {
 
 // addEgress measures the webhook egress and its baseline into res.
 func addEgress(res *Results, base config.Config, factory *kafkaclient.Factory, prefix string) error {
-	seq, eg, err := egressBench(base, factory, prefix, egressMessages)
+	seq, eg, err := egressBench(base, factory, prefix+"fast.", egressMessages, 0)
 	if err != nil {
 		return err
 	}
 	res.Figures[figSequential], res.Figures[figEgress] = seq, eg
+	// A connector that takes 5 ms per message: what the parallelism across customers is for.
+	seq, eg, err = egressBench(base, factory, prefix+"slow.", egressMessages/25, egressDelay)
+	if err != nil {
+		return err
+	}
+	res.Figures[figSequentialSlow], res.Figures[figEgressSlow] = seq, eg
 	res.EgressDate = time.Now().UTC().Format("2006-01-02")
 	return nil
 }

@@ -526,7 +526,14 @@ func TestChartFullValues(t *testing.T) {
 	if !maps.Equal(before, secretFiles) {
 		t.Errorf("the Job mounts %v, the pods %v", secretFiles, before)
 	}
-	cfg := loadConfig(t, text, map[string]string{"/etc/cimstream/sasl/password": "s3cret"})
+	hooks := list(cfgDoc, "egress", "webhooks")
+	if len(hooks) != 1 || secretFiles[filepath.Dir(str(hooks[0], "secretFile"))] != "web-webhook" {
+		t.Errorf("egress.webhooks %v: the signing secret is not mounted from Secret web-webhook (mounts: %v)", hooks, secretFiles)
+	}
+	cfg := loadConfig(t, text, map[string]string{"/etc/cimstream/sasl/password": "s3cret", "/etc/cimstream/webhooks/web/hmac": "whsec"})
+	if len(cfg.Egress.Webhooks) != 1 || string(cfg.Egress.Webhooks[0].Secret) != "whsec" || cfg.Egress.Webhooks[0].Channel != "web" {
+		t.Errorf("egress.webhooks %+v: the webhook values did not reach the configuration", cfg.Egress.Webhooks)
+	}
 	if cfg.Kafka.SASL.Password != "s3cret" || cfg.Kafka.SASL.Mechanism != "scram-sha-512" || !cfg.Kafka.TLS.Enabled {
 		t.Errorf("SASL/TLS not configured: mechanism %q, tls %v", cfg.Kafka.SASL.Mechanism, cfg.Kafka.TLS.Enabled)
 	}

@@ -115,6 +115,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if $outbound }}{{ $_ := set $cfg "outbound" $outbound }}{{ end -}}
 {{- if .Values.channels }}{{ $_ := set $cfg "channels" .Values.channels }}{{ end -}}
 {{- if .Values.httpIngress.enabled }}{{ $_ := set $cfg "ingress" (dict "address" (printf "0.0.0.0:%d" (int .Values.httpIngress.port))) }}{{ end -}}
+
+{{- if .Values.webhooks -}}
+{{- $hooks := list -}}
+{{- range .Values.webhooks -}}
+{{- $hooks = append $hooks (dict "channel" .channel "url" .url "secretFile" (printf "/etc/cimstream/webhooks/%s/%s" .channel (.secret.key | default "secret"))) -}}
+{{- end -}}
+{{- $_ := set $cfg "egress" (dict "webhooks" $hooks) -}}
+{{- end -}}
 {{- mustMergeOverwrite $cfg (deepCopy .Values.config) | toYaml -}}
 {{- end -}}
 
@@ -142,6 +150,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
         path: {{ .passwordSecret.key }}
 {{- end }}
 {{- end }}
+{{- range $i, $w := .root.Values.webhooks }}
+{{- with $w }}
+- name: webhook-{{ $i }}
+  secret:
+    secretName: {{ .secret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .secret.key | default "secret" }}
+        path: {{ .secret.key | default "secret" }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "cimstream.volumeMounts" -}}
@@ -156,6 +175,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.kafka.sasl.mechanism (ne .Values.kafka.sasl.mechanism "none") }}
 - name: kafka-sasl
   mountPath: /etc/cimstream/sasl
+  readOnly: true
+{{- end }}
+{{- range $i, $w := .Values.webhooks }}
+- name: webhook-{{ $i }}
+  mountPath: /etc/cimstream/webhooks/{{ $w.channel }}
   readOnly: true
 {{- end }}
 {{- end -}}

@@ -152,6 +152,11 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 			go func() {
 				defer wg.Done()
 				k := newKeyed(c.cfg.MaxInFlight)
+				// A channel holds at most a quarter of the instance's memory budget, so a connector that
+				// keeps failing cannot stall the other channels and pipelines that share the budget.
+				if total := c.cfg.Budget.Total(); total > 0 {
+					k.maxSize = total / 4 / int64(len(assignments))
+				}
 				mu.Lock()
 				live[a] = k
 				mu.Unlock()

@@ -22,13 +22,15 @@ type keyed struct {
 	moved func(next int64)
 	// settled is told each settled record (the budget's bytes, metrics).
 	settled func(rec stream.Record, v Verdict)
-	max     int // records held at most
+	max     int   // records held at most
+	maxSize int64 // bytes held at most (0: no bound); one record is always let in
 
 	mu      sync.Mutex
 	offsets *stage.Offsets
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
 	base    int64                      // the first offset tracked (-1 before): where this owner began
+	size    int64                      // bytes of the records held
 	space   chan struct{}              // a token whenever held drops
 	workers sync.WaitGroup
 }
@@ -42,7 +44,7 @@ func newKeyed(max int) *keyed {
 func (k *keyed) waitSpace(ctx context.Context) bool {
 	for {
 		k.mu.Lock()
-		ok := len(k.held) < k.max
+		ok := len(k.held) == 0 || (len(k.held) < k.max && (k.maxSize <= 0 || k.size < k.maxSize))
 		k.mu.Unlock()
 		if ok {
 			return true
@@ -61,6 +63,7 @@ func (k *keyed) add(ctx context.Context, rec stream.Record) {
 	defer k.mu.Unlock()
 	k.track(rec.Offset)
 	k.held[rec.Offset] = rec
+	k.size += int64(rec.Size())
 	key := string(rec.Key)
 	q, running := k.queues[key]
 	k.queues[key] = append(q, rec)
@@ -102,7 +105,10 @@ func (k *keyed) settle(rec stream.Record, v Verdict) {
 		next, _ := k.offsets.Committable()
 		k.moved(next)
 	}
-	delete(k.held, rec.Offset)
+	if _, ok := k.held[rec.Offset]; ok {
+		k.size -= int64(rec.Size())
+		delete(k.held, rec.Offset)
+	}
 	k.mu.Unlock()
 	select {
 	case k.space <- struct{}{}:

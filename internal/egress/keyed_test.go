@@ -221,3 +221,31 @@ func TestKeyedManyKeysRandomSettleOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyedBoundsBytesHeld: past maxSize bytes held, waitSpace blocks; a single record larger than the
+// bound is still let in when nothing is held, so a partition never stalls on one big record.
+func TestKeyedBoundsBytesHeld(t *testing.T) {
+	g := newGate(3)
+	var m moves
+	k := newTestKeyed(g, 100, &m)
+	k.maxSize = 100
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big := rec(0, "a")
+	big.Value = make([]byte, 500)
+	if !k.waitSpace(ctx) {
+		t.Fatal("an empty partition must take a record larger than the bound")
+	}
+	k.add(ctx, big)
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if k.waitSpace(short) {
+		t.Fatal("waitSpace returned with 500 of 100 bytes held")
+	}
+	g.open(0)
+	long, stop2 := context.WithTimeout(ctx, 2*time.Second)
+	defer stop2()
+	if !k.waitSpace(long) {
+		t.Fatal("waitSpace still blocked after the record settled")
+	}
+}

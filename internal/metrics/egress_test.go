@@ -5,19 +5,31 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
-// series gathers reg into name → the metrics of that family.
-func series(t *testing.T, reg *prometheus.Registry) map[string][]*dto.Metric {
+// sample is one gathered series: its labels and value (a histogram's sample count and sum).
+type sample struct {
+	labels     map[string]string
+	value      float64
+	count, sum float64
+}
+
+func gather(t *testing.T, reg *prometheus.Registry) map[string][]sample {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]*dto.Metric{}
+	out := map[string][]sample{}
 	for _, mf := range mfs {
-		out[mf.GetName()] = mf.GetMetric()
+		for _, m := range mf.GetMetric() {
+			s := sample{labels: map[string]string{}, value: m.GetCounter().GetValue() + m.GetGauge().GetValue(),
+				count: float64(m.GetHistogram().GetSampleCount()), sum: m.GetHistogram().GetSampleSum()}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
+			}
+			out[mf.GetName()] = append(out[mf.GetName()], s)
+		}
 	}
 	return out
 }
@@ -28,7 +40,7 @@ func series(t *testing.T, reg *prometheus.Registry) map[string][]*dto.Metric {
 func TestEgressSeriesExistAtZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := NewEgress(reg, []string{"web", "whatsapp"})
-	s := series(t, reg)
+	s := gather(t, reg)
 	if n := len(s["cimstream_egress_attempts_total"]); n != 2*len(AttemptResults) {
 		t.Errorf("%d attempt series at start, want %d", n, 2*len(AttemptResults))
 	}
@@ -38,31 +50,22 @@ func TestEgressSeriesExistAtZero(t *testing.T) {
 	e.Attempted("web", "5xx")
 	e.Delivered("web", "failed", 3*time.Second)
 	e.OldestPending("web", 90*time.Second)
-	label := func(m *dto.Metric, name string) string {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == name {
-				return l.GetValue()
-			}
-		}
-		return ""
-	}
-	s = series(t, reg)
+	s = gather(t, reg)
 	for _, m := range s["cimstream_egress_attempts_total"] {
 		want := 0.0
-		if label(m, "channel") == "web" && label(m, "result") == "5xx" {
+		if m.labels["channel"] == "web" && m.labels["result"] == "5xx" {
 			want = 1
 		}
-		if got := m.GetCounter().GetValue(); got != want {
-			t.Errorf("attempts %s/%s = %v, want %v", label(m, "channel"), label(m, "result"), got, want)
+		if m.value != want {
+			t.Errorf("attempts %v = %v, want %v", m.labels, m.value, want)
 		}
 	}
 	for _, m := range s["cimstream_egress_oldest_pending_seconds"] {
-		if label(m, "channel") == "web" && m.GetGauge().GetValue() != 90 {
-			t.Errorf("oldest pending %v, want 90", m.GetGauge().GetValue())
+		if m.labels["channel"] == "web" && m.value != 90 {
+			t.Errorf("oldest pending %v, want 90", m.value)
 		}
 	}
-	h := s["cimstream_egress_delivery_seconds"]
-	if len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 1 || h[0].GetHistogram().GetSampleSum() != 3 {
+	if h := s["cimstream_egress_delivery_seconds"]; len(h) != 1 || h[0].count != 1 || h[0].sum != 3 {
 		t.Errorf("delivery latency %v, want one sample of 3 s", h)
 	}
 }

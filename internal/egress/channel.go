@@ -31,9 +31,12 @@ type Config struct {
 	CommitInterval time.Duration
 	RevokeWait     time.Duration
 	Budget         *stage.Budget
-	Runner         stage.Observer // nil: nobody
-	Observer       Observer       // nil: nobody
-	Ready          func(error)    // nil: nobody
+	// Lag computes the group's lag every 10 s for the Runner observer (nil: not computed), so the
+	// consumer-lag panel and alert cover webhook channels too.
+	Lag      func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error)
+	Runner   stage.Observer // nil: nobody
+	Observer Observer       // nil: nobody
+	Ready    func(error)    // nil: nobody
 }
 
 // Channel consumes one webhook channel's topic and delivers it.
@@ -93,6 +96,11 @@ func (c *Channel) runGroup(ctx context.Context) error {
 		return fmt.Errorf("consumer group %s: %w", c.cfg.GroupID, err)
 	}
 	defer group.Close()
+	if c.cfg.Lag != nil {
+		lagCtx, stopLag := context.WithCancel(ctx)
+		defer stopLag()
+		go c.reportLag(lagCtx)
+	}
 	for ctx.Err() == nil {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -172,6 +180,25 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 	c.cfg.Runner.Generation(stageName, len(assignments))
 	c.log.Info("partitions assigned", zap.Int32("generation", gen.ID()), zap.Int("partitions", len(assignments)))
 	<-finished
+}
+
+// reportLag reports the channel group's lag every 10 s, as the stage runtime does for its groups.
+func (c *Channel) reportLag(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		if lags, err := c.cfg.Lag(ctx, c.cfg.GroupID, []string{c.cfg.Topic}); err == nil {
+			c.cfg.Runner.ForgetLag(c.cfg.GroupID)
+			for _, l := range lags {
+				c.cfg.Runner.Lag(c.cfg.GroupID, l.Topic, l.Partition, l.Lag)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (c *Channel) reportOldest(live map[stage.Assignment]*keyed) {

@@ -33,6 +33,7 @@ type request struct {
 	Delivery           string // X-Cimstream-Delivery: topic/partition/offset
 	Status             int    // what the connector answered
 	Run                int64  // the connector's run number when the request arrived
+	At                 time.Time
 }
 
 // connector is a real HTTP server standing in for a webhook connector. It verifies every request's
@@ -77,7 +78,7 @@ func (c *connector) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.Unmarshal(body, &m)
 	req := request{ID: m.ID, Customer: m.Header.ChannelData.Customer, Text: m.Body.Text, Delivery: r.Header.Get(egress.HeaderDelivery),
-		Run: c.run.Load()}
+		Run: c.run.Load(), At: time.Now()}
 	c.mu.Lock()
 	c.tries[m.ID]++
 	attempt := c.tries[m.ID]
@@ -88,6 +89,9 @@ func (c *connector) serve(w http.ResponseWriter, r *http.Request) {
 	c.log = append(c.log, req)
 	c.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, answer)
 }
@@ -215,7 +219,8 @@ func notes(t *testing.T, recs []kafkatest.KcatRecord) map[string]note {
 }
 
 // TestIntegrationEgressOutcomes: one connector, one answer per message: 200 with a notification, 202,
-// 400, 500 then 200 with a notification, and hanging past the request timeout until the deadline.
+// 400, 500 then 200 with a notification, 429 with Retry-After: 1 then 202, and hanging past the request
+// timeout until the deadline.
 func TestIntegrationEgressOutcomes(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
@@ -231,6 +236,10 @@ func TestIntegrationEgressOutcomes(t *testing.T) {
 			return 500, "oops"
 		case strings.HasPrefix(r.ID, "flaky"):
 			return 200, connectorNote(r.ID)
+		case strings.HasPrefix(r.ID, "busy") && attempt == 1:
+			return 429, "slow down"
+		case strings.HasPrefix(r.ID, "busy"):
+			return 202, ""
 		case strings.HasPrefix(r.ID, "hang"):
 			select {
 			case <-release:
@@ -243,7 +252,7 @@ func TestIntegrationEgressOutcomes(t *testing.T) {
 	cfg := setup(t, c, 3)
 	run(t, cfg)
 	kafkatest.KcatProduce(t, topic(cfg), true,
-		msg("note-1", "ann", "a"), msg("acc-1", "bob", "b"), msg("bad-1", "cyd", "c"), msg("flaky-1", "dan", "d"), msg("hang-1", "eve", "e"))
+		msg("note-1", "ann", "a"), msg("acc-1", "bob", "b"), msg("bad-1", "cyd", "c"), msg("flaky-1", "dan", "d"), msg("hang-1", "eve", "e"), msg("busy-1", "fay", "f"))
 
 	got := notes(t, kafkatest.KcatConsume(t, cfg.Topics.Notifications, kafkatest.AtLeast(4)))
 	for id, want := range map[string]string{"note-1": "DELIVERED/200", "flaky-1": "DELIVERED/200", "bad-1": "FAILED/400", "hang-1": "FAILED/500"} {
@@ -271,8 +280,18 @@ func TestIntegrationEgressOutcomes(t *testing.T) {
 	for _, r := range c.requests() {
 		tries[r.ID]++
 	}
-	if tries["flaky-1"] != 2 || tries["bad-1"] != 1 || tries["acc-1"] != 1 || tries["note-1"] != 1 {
-		t.Errorf("attempts %v: flaky-1 twice, the others once (hang-1 until the deadline)", tries)
+	if tries["flaky-1"] != 2 || tries["busy-1"] != 2 || tries["bad-1"] != 1 || tries["acc-1"] != 1 || tries["note-1"] != 1 {
+		t.Errorf("attempts %v: flaky-1 and busy-1 twice, the others once (hang-1 until the deadline)", tries)
+	}
+	var busy []time.Time
+	for _, r := range c.requests() {
+		if r.ID == "busy-1" {
+			busy = append(busy, r.At)
+		}
+	}
+	// The backoff alone would be 50-60 ms; the 429's Retry-After asks for a second.
+	if len(busy) == 2 && busy[1].Sub(busy[0]) < 900*time.Millisecond {
+		t.Errorf("busy-1 retried %v after its 429 with Retry-After: 1", busy[1].Sub(busy[0]))
 	}
 	c.mu.Lock()
 	bad := c.badSig

@@ -443,6 +443,15 @@ func TestValidatorUsesThePipelinesRules(t *testing.T) {
 	if vs := v(out, web); len(vs) != 0 {
 		t.Errorf("an outbound message is valid inbound too: %v", vs)
 	}
+	// A webhook dead letter back to its connector topic: outbound rules, no route needed.
+	eg := Letter{Pipeline: "egress", SourceTopic: "cim.outbound.web", Record: stream.Record{Value: []byte(outMsg)}}
+	if vs := Validator(config.Default())(eg, "cim.outbound.web"); len(vs) != 0 {
+		t.Errorf("egress dead letter to its connector topic: %v, want valid without a route", vs)
+	}
+	eg.Record.Value = []byte(strings.Replace(outMsg, `"channelSessionId":"s",`, "", 1))
+	if vs := v(eg, "cim.outbound.web"); len(vs) != 1 || vs[0].Path != "header.channelSessionId" {
+		t.Errorf("egress dead letter without channelSessionId: %v, want the outbound rule's violation", vs)
+	}
 }
 
 func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {

@@ -15,11 +15,21 @@ import (
 // pipeline would check it, including that a route matches (a no_route dead letter stays invalid until
 // a route or channel is configured); one replayed to the repartition topic, a connector topic or
 // anything else as the inbound pipeline would, unless the dead letter says it came from the outbound
-// pipeline and the target is its source.
+// pipeline and the target is its source. A webhook egress dead letter replayed to its connector topic is
+// checked as an outbound message without routing.
 func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
 	router := route.New(cfg.Outbound.Routes, cfg.ChannelMap())
 	maxBytes := cfg.Inbound.MaxMessageBytes
 	return func(l Letter, target string) cim.Violations {
+		// A webhook egress dead letter goes back to its connector topic: it is checked as an outbound
+		// message, with no route to match (the route was taken before it reached that topic).
+		if l.Pipeline == "egress" && target == l.SourceTopic {
+			m, err := cim.DecodeLimits(l.Record.Value, cim.Limits{MaxBytes: maxBytes})
+			if err != nil {
+				return cim.Violations{err.(*cim.DecodeError).Violation}
+			}
+			return cim.Validate(m, cim.Outbound)
+		}
 		outbound := target == cfg.Topics.CCMOutbound || (l.Pipeline == "outbound" && target == l.SourceTopic && target != cfg.Topics.Repartition)
 		if !outbound {
 			return inbound.Check(l.Record.Value, maxBytes)

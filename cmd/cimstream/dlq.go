@@ -53,7 +53,7 @@ func (f *dlqFilters) register(cmd *cobra.Command) {
 	fl.StringVar(&f.topic, "topic", "", "dead-letter topic (default: topics.deadLetter of the configuration)")
 	fl.StringSliceVar(&f.codes, "code", nil, "only dead letters with one of these error codes (repeatable or comma-separated), e.g. required,malformed")
 	fl.StringSliceVar(&f.sourceTopics, "source-topic", nil, "only dead letters of records from these topics (repeatable or comma-separated)")
-	fl.StringSliceVar(&f.pipelines, "pipeline", nil, "only dead letters of this pipeline: inbound or outbound")
+	fl.StringSliceVar(&f.pipelines, "pipeline", nil, "only dead letters of this pipeline: inbound, outbound or egress (webhook channels)")
 	fl.StringSliceVar(&f.ids, "id", nil, "only dead letters of messages with these CIM ids (repeatable or comma-separated)")
 	fl.StringVar(&f.since, "since", "", "only records from this time on: RFC 3339 (2026-05-01T12:00:00Z) or an age (90m, 2h, 7d)")
 	fl.StringVar(&f.until, "until", "", "only records before this time: RFC 3339 or an age")
@@ -86,8 +86,8 @@ func (f *dlqFilters) filter(now time.Time) (dlq.Filter, error) {
 		}
 	}
 	for _, p := range f.pipelines {
-		if p != "inbound" && p != "outbound" {
-			return out, dlqUsagef("--pipeline must be inbound or outbound, not %q", p)
+		if p != "inbound" && p != "outbound" && p != "egress" {
+			return out, dlqUsagef("--pipeline must be inbound, outbound or egress, not %q", p)
 		}
 		out.Pipelines = append(out.Pipelines, p)
 	}

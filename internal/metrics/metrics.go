@@ -113,7 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 }
 
 // Stages are the pipeline stages, the values of every stage label.
-var Stages = []string{"inbound-ingest", "inbound-sessions", "outbound"}
+var Stages = []string{"inbound-ingest", "inbound-sessions", "outbound", "egress"}
 
 // initSeries creates at zero the series that alert rules compare over time. A labelled series otherwise
 // appears only with its first value, and rate() or increase() cannot see that first value as an increase:

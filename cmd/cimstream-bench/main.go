@@ -207,6 +207,7 @@ func run() error {
 			return err
 		}
 		res.Ingress = append(res.Ingress, fig)
+	}
 
 	step(fmt.Sprintf("egress: %d webhook deliveries to a local connector answering 202, and a sequential POST loop", egressMessages))
 	if err := addEgress(&res, base, factory, prefix); err != nil {

@@ -160,6 +160,10 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 			go func() {
 				defer wg.Done()
 				k := newKeyed(c.cfg.MaxInFlight)
+				// One key holds at most its share of the POSTs in flight in full; its later records wait as
+				// offset and key, re-read when their turn comes, so a failing customer's backlog leaves the
+				// bound to the other customers of the partition.
+				k.perKey = max(1, c.cfg.MaxInFlight/c.cfg.Concurrency)
 				// A channel holds at most a quarter of the instance's memory budget, so a connector that
 				// keeps failing cannot stall the other channels and pipelines that share the budget.
 				if total := c.cfg.Budget.Total(); total > 0 {
@@ -272,6 +276,13 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 			log.Warn("dead-lettered", zap.Int64("offset", r.Offset), zap.String("outcome", v.Kind.String()), zap.String("why", v.Why))
 		}
 	}
+	k.load = func(ctx context.Context, stub stream.Record) (stream.Record, bool) {
+		r, ok := c.reread(ctx, log, stub)
+		if ok && r.Offset == stub.Offset {
+			c.cfg.Budget.Take(int64(r.Size()))
+		}
+		return r, ok
+	}
 	failures := 0
 	for ctx.Err() == nil {
 		if !c.cfg.Budget.Wait(ctx) || !k.waitSpace(ctx) {
@@ -298,7 +309,9 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 		fmu.Lock()
 		fetched[r.Offset] = time.Now()
 		fmu.Unlock()
-		k.add(ctx, r)
+		if k.add(ctx, r) {
+			c.cfg.Budget.Give(int64(r.Size())) // kept as a stub: re-read when its turn comes
+		}
 	}
 	k.wait()
 	unsettled := k.unsettled()
@@ -332,6 +345,40 @@ func (c *Channel) settledBefore(ctx context.Context, log *zap.Logger, a stage.As
 		log.Info("skipping messages settled before the restart", zap.Int("messages", len(done)))
 	}
 	return done
+}
+
+// reread fetches the record of a stub (kept as offset and key) again, retrying while the broker fails;
+// false when ctx ended first. A record the topic no longer holds (retention) comes back as the stub
+// itself, with no value (its POST carries no body, the connector decides).
+func (c *Channel) reread(ctx context.Context, log *zap.Logger, stub stream.Record) (stream.Record, bool) {
+	backoff := stage.Rejoins
+	for {
+		r, err := c.readOne(ctx, stub)
+		if err == nil {
+			if r.Offset != stub.Offset {
+				log.Error("message gone from the topic (retention) before its turn; its POST carries no body", zap.Int64("offset", stub.Offset))
+				return stub, true
+			}
+			return r, true
+		}
+		if ctx.Err() != nil {
+			return stub, false
+		}
+		c.cfg.Runner.FetchFailed(stageName)
+		log.Warn("cannot re-read a message; retrying", zap.Int64("offset", stub.Offset), zap.Error(err))
+		if !backoff.Wait(ctx) {
+			return stub, false
+		}
+	}
+}
+
+func (c *Channel) readOne(ctx context.Context, stub stream.Record) (stream.Record, error) {
+	reader, err := c.broker.Reader(stageName, stub.Topic, stub.Partition, stub.Offset)
+	if err != nil {
+		return stream.Record{}, err
+	}
+	defer reader.Close()
+	return reader.Fetch(ctx)
 }
 
 // open opens the partition's reader, retrying while the broker is unavailable.

@@ -22,13 +22,22 @@ type keyed struct {
 	moved func(next int64)
 	// settled is told each settled record (the budget's bytes, metrics).
 	settled func(rec stream.Record, v Verdict)
-	max     int   // records held at most
+	// load re-reads a record kept as a stub (offset and key only) when its turn comes; false when ctx
+	// ended first.
+	load    func(ctx context.Context, stub stream.Record) (stream.Record, bool)
+	max     int   // records held in full at most
 	maxSize int64 // bytes held at most (0: no bound); one record is always let in
+	// perKey is how many records of one key are held in full; the key's later records are kept as stubs
+	// (at most maxStubs of them per partition), so a customer with a long backlog cannot fill the bound
+	// and stop the fetching for the other customers of the partition (Parallel Consumer does the same).
+	perKey   int
+	maxStubs int
 
 	mu      sync.Mutex
 	offsets *stage.Offsets
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
+	stubs   map[int64]bool             // the records of held kept without their value, to be re-read
 	base    int64                      // the first offset tracked (-1 before): where this owner began
 	size    int64                      // bytes of the records held
 	space   chan struct{}              // a token whenever held drops
@@ -36,15 +45,17 @@ type keyed struct {
 }
 
 func newKeyed(max int) *keyed {
-	return &keyed{max: max, offsets: stage.NewOffsets(), queues: map[string][]stream.Record{},
-		held: map[int64]stream.Record{}, base: -1, space: make(chan struct{}, 1)}
+	return &keyed{max: max, perKey: max, maxStubs: 100 * max, offsets: stage.NewOffsets(),
+		queues: map[string][]stream.Record{}, held: map[int64]stream.Record{}, stubs: map[int64]bool{},
+		base: -1, space: make(chan struct{}, 1)}
 }
 
 // waitSpace blocks while max records are held; false when ctx ended.
 func (k *keyed) waitSpace(ctx context.Context) bool {
 	for {
 		k.mu.Lock()
-		ok := len(k.held) == 0 || (len(k.held) < k.max && (k.maxSize <= 0 || k.size < k.maxSize))
+		full := len(k.held) - len(k.stubs)
+		ok := full == 0 || (full < k.max && len(k.stubs) < k.maxStubs && (k.maxSize <= 0 || k.size < k.maxSize))
 		k.mu.Unlock()
 		if ok {
 			return true
@@ -58,19 +69,26 @@ func (k *keyed) waitSpace(ctx context.Context) bool {
 }
 
 // add takes a fetched record: it queues behind its key's earlier records, or starts its key's worker.
-func (k *keyed) add(ctx context.Context, rec stream.Record) {
+// It reports whether the record was kept as a stub (its bytes are no longer held).
+func (k *keyed) add(ctx context.Context, rec stream.Record) (stub bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.track(rec.Offset)
-	k.held[rec.Offset] = rec
-	k.size += int64(rec.Size())
 	key := string(rec.Key)
 	q, running := k.queues[key]
+	if stub = len(q) >= k.perKey && k.load != nil; stub {
+		rec = stream.Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Time: rec.Time}
+		k.stubs[rec.Offset] = true
+	} else {
+		k.size += int64(rec.Size())
+	}
+	k.held[rec.Offset] = rec
 	k.queues[key] = append(q, rec)
 	if !running {
 		k.workers.Add(1)
 		go k.work(ctx, key)
 	}
+	return stub
 }
 
 // work delivers key's records one after the other until its queue is empty or ctx ends.
@@ -79,7 +97,19 @@ func (k *keyed) work(ctx context.Context, key string) {
 	for {
 		k.mu.Lock()
 		rec := k.queues[key][0]
+		stub := k.stubs[rec.Offset]
 		k.mu.Unlock()
+		if stub {
+			full, ok := k.load(ctx, rec)
+			if !ok {
+				return // the partition is stopping: rec stays unsettled, so uncommitted
+			}
+			k.mu.Lock()
+			delete(k.stubs, rec.Offset)
+			k.held[rec.Offset], k.queues[key][0], rec = full, full, full
+			k.size += int64(full.Size())
+			k.mu.Unlock()
+		}
 		v, ok := k.deliver(ctx, rec)
 		if !ok {
 			return // the partition is stopping: rec stays unsettled, so uncommitted
@@ -163,13 +193,15 @@ func (k *keyed) oldest() (time.Time, bool) {
 	return k.held[off].Time, true
 }
 
-// unsettled is every record held and not settled.
+// unsettled is every record held in full and not settled.
 func (k *keyed) unsettled() []stream.Record {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := make([]stream.Record, 0, len(k.held))
-	for _, r := range k.held {
-		out = append(out, r)
+	for off, r := range k.held {
+		if !k.stubs[off] {
+			out = append(out, r)
+		}
 	}
 	return out
 }

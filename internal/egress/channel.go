@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -238,6 +239,9 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	}
 	defer reader.Close()
 	done := c.settledBefore(ctx, log, a)
+	k.mu.Lock()
+	k.prior = maps.Clone(done)
+	k.mu.Unlock()
 
 	writeCtx, stopWrites := revocable(ctx, c.cfg.RevokeWait)
 	defer stopWrites()

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type keyed struct {
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
 	stubs   map[int64]bool             // the records of held kept without their value, to be re-read
+	// prior is the offsets the last commit's metadata listed as settled: they stay in this owner's commits
+	// until the committed offset passes them, whether or not this owner fetched them.
+	prior map[int64]bool
 	base    int64                      // the first offset tracked (-1 before): where this owner began
 	size    int64                      // bytes of the records held
 	space   chan struct{}              // a token whenever held drops
@@ -175,11 +179,34 @@ func (k *keyed) commit() (stage.OffsetMeta, bool) {
 	next, ok := k.offsets.Committable()
 	if !ok {
 		// Nothing settled from the start yet: the start itself, so what settled above it is kept.
-		if next, ok = k.base, k.base >= 0 && len(k.offsets.SettledAbove()) > 0; !ok {
+		if next, ok = k.base, k.base >= 0 && len(k.settledAbove(k.base)) > 0; !ok {
 			return stage.OffsetMeta{}, false
 		}
 	}
-	return stage.OffsetMeta{Offset: next, Metadata: EncodeSettled(next, k.offsets.SettledAbove())}, true
+	return stage.OffsetMeta{Offset: next, Metadata: EncodeSettled(next, k.settledAbove(next))}, true
+}
+
+// settledAbove is the offsets settled above next, this owner's and those of the last commit still above
+// it, sorted (under mu).
+func (k *keyed) settledAbove(next int64) []int64 {
+	above := k.offsets.SettledAbove()
+	if len(k.prior) == 0 {
+		return above
+	}
+	seen := make(map[int64]bool, len(above))
+	for _, off := range above {
+		seen[off] = true
+	}
+	for off := range k.prior {
+		switch {
+		case off < next:
+			delete(k.prior, off)
+		case !seen[off]:
+			above = append(above, off)
+		}
+	}
+	slices.Sort(above)
+	return above
 }
 
 // oldest is the record time of the oldest record not settled, and false when none is held.

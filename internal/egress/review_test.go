@@ -62,3 +62,54 @@ func TestReviewFailingCustomerBacklogStallsPartition(t *testing.T) {
 	}
 	t.Errorf("customer good's message never POSTed (POSTs: %v): the failing customer's backlog holds the partition until its deadline (10 min per message)", got)
 }
+
+// Promise: after a restart only messages unsettled at the last commit are delivered again.
+// Fault: the partition moves twice; the middle owner does not reach (fetch) every offset the first owner
+// listed as settled before it commits, and its commit metadata forgets them.
+func TestReviewMetadataForgottenByIntermediateOwner(t *testing.T) {
+	b := newRvBroker()
+	b.add("t", 0, 0, "A", "a0") // hangs at every owner but the last
+	b.add("t", 0, 1, "X", "x1")
+	b.add("t", 0, 2, "A", "a2")
+	b.add("t", 0, 3, "A", "a3")
+	b.add("t", 0, 4, "B", "b4") // settled by owner 1
+	hangHead := func(ctx context.Context, r stream.Record) Attempt {
+		if r.Offset == 0 {
+			return hang(ctx)
+		}
+		return Attempt{Status: http.StatusAccepted}
+	}
+
+	p1 := &rvPoster{answer: hangHead}
+	stop1 := runOwner(b, rvChannel(b, &rvSink{}, p1, "t", 10, nil))
+	g1 := b.startGen("t", 0)
+	waitUntil(t, "owner 1 commits 0 with {1,4} settled", func() bool {
+		om, _ := b.commit("t", 0)
+		d := DecodeSettled(om.Offset, om.Metadata)
+		return om.Offset == 0 && d[1] && d[4]
+	})
+	g1.end()
+	stop1()
+
+	p2 := &rvPoster{answer: hangHead}
+	stop2 := runOwner(b, rvChannel(b, &rvSink{}, p2, "t", 3, nil)) // another instance, maxInFlight 3
+	g2 := b.startGen("t", 0)
+	time.Sleep(300 * time.Millisecond)
+	g2.end()
+	stop2()
+	om, _ := b.commit("t", 0)
+	t.Logf("after owner 2: committed %d, settled above %v", om.Offset, DecodeSettled(om.Offset, om.Metadata))
+
+	p3 := &rvPoster{answer: func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusAccepted} }}
+	stop3 := runOwner(b, rvChannel(b, &rvSink{}, p3, "t", 10, nil))
+	g3 := b.startGen("t", 0)
+	waitUntil(t, "owner 3 settles everything", func() bool { om, _ := b.commit("t", 0); return om.Offset == 5 })
+	g3.end()
+	stop3()
+	t.Logf("owner 3 POSTed offsets %v", postedOffsets(p3))
+	for _, off := range postedOffsets(p3) {
+		if off == 4 {
+			t.Errorf("offset 4 was settled (202) by owner 1 and listed in its commit, yet POSTed again by owner 3")
+		}
+	}
+}

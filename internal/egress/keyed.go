@@ -118,9 +118,15 @@ func (k *keyed) work(ctx context.Context, key string) {
 		if !ok {
 			return // the partition is stopping: rec stays unsettled, so uncommitted
 		}
-		// The next message of the key goes out once this one is decided; its records may still be on
-		// their way to the broker, which keeps them in order.
-		k.record(rec, v, func() { k.settle(rec, v) })
+		// The next message of the key goes out once this one is settled (its outcome acknowledged), so the
+		// commit never lists a later message of the key as settled while an earlier one is to be sent again.
+		settled := make(chan struct{})
+		k.record(rec, v, func() { k.settle(rec, v); close(settled) })
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return // the partition is stopping: the key's later records stay unsettled
+		}
 		k.mu.Lock()
 		q := k.queues[key][1:]
 		if len(q) == 0 {

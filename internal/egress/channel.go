@@ -32,6 +32,8 @@ type Config struct {
 	CommitInterval time.Duration
 	RevokeWait     time.Duration
 	Budget         *stage.Budget
+	// Channels is how many webhook channels share the egress's half of Budget (0: one).
+	Channels int
 	// Lag computes the group's lag every 10 s for the Runner observer (nil: not computed), so the
 	// consumer-lag panel and alert cover webhook channels too.
 	Lag      func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error)
@@ -165,10 +167,11 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 				// offset and key, re-read when their turn comes, so a failing customer's backlog leaves the
 				// bound to the other customers of the partition.
 				k.perKey = max(1, c.cfg.MaxInFlight/c.cfg.Concurrency)
-				// A channel holds at most a quarter of the instance's memory budget, so a connector that
-				// keeps failing cannot stall the other channels and pipelines that share the budget.
+				// The egress as a whole holds at most half of the instance's memory budget, split over the
+				// configured channels, so connectors that keep failing cannot stall a healthy channel or
+				// the other pipelines that share the budget.
 				if total := c.cfg.Budget.Total(); total > 0 {
-					k.maxSize = total / 4 / int64(len(assignments))
+					k.maxSize = max(1, total/2/int64(max(c.cfg.Channels, 1))/int64(len(assignments)))
 				}
 				mu.Lock()
 				live[a] = k

@@ -88,8 +88,8 @@ type rvGen struct {
 	over   bool
 }
 
-func (g *rvGen) ID() int32                         { return 1 }
-func (g *rvGen) Assignments() []stage.Assignment   { return g.assign }
+func (g *rvGen) ID() int32                          { return 1 }
+func (g *rvGen) Assignments() []stage.Assignment    { return g.assign }
 func (g *rvGen) Start(fn func(ctx context.Context)) { go func() { defer close(g.done); fn(g.ctx) }() }
 func (g *rvGen) Commit(map[string]map[int]int64) error {
 	return errors.New("plain commit")
@@ -198,7 +198,11 @@ func (p *rvPoster) posted() []stream.Record {
 func hang(ctx context.Context) Attempt { <-ctx.Done(); return Attempt{Err: ctx.Err()} }
 
 func rvChannel(b *rvBroker, sink stage.Sink, post Poster, topic string, maxInFlight int, budget *stage.Budget) *Channel {
-	return NewChannel(Config{Channel: "c", Topic: topic, GroupID: "g", Notifications: "notes",
+	return rvChannelOf(b, sink, post, topic, maxInFlight, budget, 1)
+}
+
+func rvChannelOf(b *rvBroker, sink stage.Sink, post Poster, topic string, maxInFlight int, budget *stage.Budget, channels int) *Channel {
+	return NewChannel(Config{Channels: channels, Channel: "c", Topic: topic, GroupID: "g", Notifications: "notes",
 		Retry:       RetryPolicy{MinBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: 10 * time.Hour},
 		Concurrency: 8, MaxInFlight: maxInFlight, CommitInterval: 20 * time.Millisecond, RevokeWait: 100 * time.Millisecond,
 		Budget: budget}, b, sink, post, zap.NewNop())

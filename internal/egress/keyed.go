@@ -39,13 +39,14 @@ type keyed struct {
 	queues  map[string][]stream.Record // per key, in offset order; present while its worker runs
 	held    map[int64]stream.Record    // every record not yet settled
 	stubs   map[int64]bool             // the records of held kept without their value, to be re-read
-	// prior is the offsets the last commit's metadata listed as settled: they stay in this owner's commits
-	// until the committed offset passes them, whether or not this owner fetched them.
-	prior map[int64]bool
 	base    int64                      // the first offset tracked (-1 before): where this owner began
 	size    int64                      // bytes of the records held
 	space   chan struct{}              // a token whenever held drops
 	workers sync.WaitGroup
+
+	// prior is the offsets the last commit's metadata listed as settled: they stay in this owner's commits
+	// until the committed offset passes them, whether or not this owner fetched them.
+	prior map[int64]bool
 }
 
 func newKeyed(max int) *keyed {

@@ -50,7 +50,7 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 			Retry:         RetryPolicy{MinBackoff: e.Retry.MinBackoff, MaxBackoff: e.Retry.MaxBackoff, Deadline: e.Retry.Deadline},
 			Concurrency:   e.Concurrency, MaxInFlight: e.MaxInFlight,
 			CommitInterval: cfg.Kafka.Consumer.CommitInterval, RevokeWait: cfg.Kafka.Consumer.RevokeWait,
-			Budget: obs.Budget, Lag: kafkaedge.Lag(factory), Runner: obs.Runner, Observer: obs.Egress,
+			Budget: obs.Budget, Channels: len(e.Webhooks), Lag: kafkaedge.Lag(factory), Runner: obs.Runner, Observer: obs.Egress,
 			Ready: func(err error) { obs.Ready(condition, err) },
 		}
 		post := NewHTTPPoster(w.URL, w.Secret, e.RequestTimeout, e.Concurrency)

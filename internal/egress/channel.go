@@ -48,6 +48,7 @@ type Channel struct {
 	broker stage.Broker
 	sink   stage.Sink
 	del    *deliverer
+	busy   *keyBusy // keys with a message in flight, across the channel's partitions
 	out    outcome
 	log    *zap.Logger
 }
@@ -73,7 +74,7 @@ func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, l
 	}
 	cfg.DeadLetters.Pipeline = stageName
 	log = log.With(zap.String("stage", stageName), zap.String("channel", cfg.Channel))
-	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log,
+	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log, busy: newKeyBusy(),
 		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency),
 			obs: cfg.Observer, now: time.Now, sleep: sleep},
 		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters}}
@@ -167,6 +168,7 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 				// offset and key, re-read when their turn comes, so a failing customer's backlog leaves the
 				// bound to the other customers of the partition.
 				k.perKey = max(1, c.cfg.MaxInFlight/c.cfg.Concurrency)
+				k.busy = c.busy
 				// The egress as a whole holds at most half of the instance's memory budget, split over the
 				// configured channels, so connectors that keep failing cannot stall a healthy channel or
 				// the other pipelines that share the budget.

@@ -33,6 +33,7 @@ type keyed struct {
 	// and stop the fetching for the other customers of the partition (Parallel Consumer does the same).
 	perKey   int
 	maxStubs int
+	busy     *keyBusy // the keys in flight on the channel's other partitions too (nil: this one only)
 
 	mu      sync.Mutex
 	offsets *stage.Offsets
@@ -100,33 +101,8 @@ func (k *keyed) add(ctx context.Context, rec stream.Record) (stub bool) {
 func (k *keyed) work(ctx context.Context, key string) {
 	defer k.workers.Done()
 	for {
-		k.mu.Lock()
-		rec := k.queues[key][0]
-		stub := k.stubs[rec.Offset]
-		k.mu.Unlock()
-		if stub {
-			full, ok := k.load(ctx, rec)
-			if !ok {
-				return // the partition is stopping: rec stays unsettled, so uncommitted
-			}
-			k.mu.Lock()
-			delete(k.stubs, rec.Offset)
-			k.held[rec.Offset], k.queues[key][0], rec = full, full, full
-			k.size += int64(full.Size())
-			k.mu.Unlock()
-		}
-		v, ok := k.deliver(ctx, rec)
-		if !ok {
-			return // the partition is stopping: rec stays unsettled, so uncommitted
-		}
-		// The next message of the key goes out once this one is settled (its outcome acknowledged), so the
-		// commit never lists a later message of the key as settled while an earlier one is to be sent again.
-		settled := make(chan struct{})
-		k.record(rec, v, func() { k.settle(rec, v); close(settled) })
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return // the partition is stopping: the key's later records stay unsettled
+		if !k.one(ctx, key) {
+			return // the partition is stopping: the key's records left stay unsettled, so uncommitted
 		}
 		k.mu.Lock()
 		q := k.queues[key][1:]
@@ -138,6 +114,81 @@ func (k *keyed) work(ctx context.Context, key string) {
 		k.queues[key] = q
 		k.mu.Unlock()
 	}
+}
+
+// one delivers the head of key's queue and waits until it is settled; false when ctx ended first.
+func (k *keyed) one(ctx context.Context, key string) bool {
+	// The key may also be on another partition of the channel (partitions added, another partitioner):
+	// one message of it at a time across them.
+	if k.busy != nil {
+		if !k.busy.acquire(ctx, key) {
+			return false
+		}
+		defer k.busy.release(key)
+	}
+	k.mu.Lock()
+	rec := k.queues[key][0]
+	stub := k.stubs[rec.Offset]
+	k.mu.Unlock()
+	if stub {
+		full, ok := k.load(ctx, rec)
+		if !ok {
+			return false
+		}
+		k.mu.Lock()
+		delete(k.stubs, rec.Offset)
+		k.held[rec.Offset], k.queues[key][0], rec = full, full, full
+		k.size += int64(full.Size())
+		k.mu.Unlock()
+	}
+	v, ok := k.deliver(ctx, rec)
+	if !ok {
+		return false
+	}
+	// The next message of the key goes out once this one is settled (its outcome acknowledged), so the
+	// commit never lists a later message of the key as settled while an earlier one is to be sent again.
+	settled := make(chan struct{})
+	k.record(rec, v, func() { k.settle(rec, v); close(settled) })
+	select {
+	case <-settled:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// keyBusy is the keys with a message in flight, shared by a channel's partitions within an instance.
+type keyBusy struct {
+	mu   sync.Mutex
+	busy map[string]chan struct{} // closed when the key is free again
+}
+
+func newKeyBusy() *keyBusy { return &keyBusy{busy: map[string]chan struct{}{}} }
+
+// acquire waits until key is free and takes it; false when ctx ended first.
+func (b *keyBusy) acquire(ctx context.Context, key string) bool {
+	for {
+		b.mu.Lock()
+		free, taken := b.busy[key]
+		if !taken {
+			b.busy[key] = make(chan struct{})
+			b.mu.Unlock()
+			return true
+		}
+		b.mu.Unlock()
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (b *keyBusy) release(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.busy[key])
+	delete(b.busy, key)
 }
 
 func (k *keyed) settle(rec stream.Record, v Verdict) {

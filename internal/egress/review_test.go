@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,5 +192,35 @@ func TestReviewFourHangingChannelsTakeTheWholeBudget(t *testing.T) {
 	}
 	if got == 0 {
 		t.Errorf("the healthy channel POSTed nothing: four hanging connectors hold the whole budget (%d of %d)", budget.Used(), budget.Total())
+	}
+}
+
+// Promise: one customer, one message at a time. Fault: the same key on two partitions (partitions added,
+// or a producer with another partitioner): both messages are POSTed at the same time.
+func TestReviewSameKeyTwoPartitionsConcurrent(t *testing.T) {
+	b := newRvBroker()
+	b.add("t", 0, 0, "K", "k-on-p0")
+	b.add("t", 1, 0, "K", "k-on-p1")
+	var inFlight, maxSeen atomic.Int32
+	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt {
+		n := inFlight.Add(1)
+		for {
+			m := maxSeen.Load()
+			if n <= m || maxSeen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		inFlight.Add(-1)
+		return Attempt{Status: http.StatusAccepted}
+	}}
+	stop := runOwner(b, rvChannel(b, &rvSink{}, p, "t", 10, nil))
+	g := b.startGen("t", 0, 1)
+	waitUntil(t, "both POSTed", func() bool { return len(p.posted()) == 2 })
+	time.Sleep(150 * time.Millisecond)
+	g.end()
+	stop()
+	if maxSeen.Load() > 1 {
+		t.Errorf("customer K had %d POSTs in flight at once", maxSeen.Load())
 	}
 }

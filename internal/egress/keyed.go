@@ -2,6 +2,8 @@ package egress
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -80,7 +82,7 @@ func (k *keyed) add(ctx context.Context, rec stream.Record) (stub bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.track(rec.Offset)
-	key := string(rec.Key)
+	key := queueKey(rec)
 	q, running := k.queues[key]
 	if stub = len(q) >= k.perKey && k.load != nil; stub {
 		rec = stream.Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Time: rec.Time}
@@ -293,3 +295,23 @@ func (k *keyed) unsettled() []stream.Record {
 
 // wait returns when every worker has stopped.
 func (k *keyed) wait() { k.workers.Wait() }
+
+// queueKey is the queue of rec: its record key, the customer; for a record without one, the customer the
+// value names (header.channelData.channelCustomerIdentifier), or else a queue of its own, so keyless
+// records of different customers do not wait behind each other.
+func queueKey(rec stream.Record) string {
+	if len(rec.Key) > 0 {
+		return string(rec.Key)
+	}
+	var m struct {
+		Header struct {
+			ChannelData struct {
+				ChannelCustomerIdentifier string `json:"channelCustomerIdentifier"`
+			} `json:"channelData"`
+		} `json:"header"`
+	}
+	if json.Unmarshal(rec.Value, &m) == nil && m.Header.ChannelData.ChannelCustomerIdentifier != "" {
+		return m.Header.ChannelData.ChannelCustomerIdentifier
+	}
+	return fmt.Sprintf("\x00%d/%d", rec.Partition, rec.Offset)
+}

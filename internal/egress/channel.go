@@ -250,7 +250,7 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 
 	writeCtx, stopWrites := revocable(ctx, c.cfg.RevokeWait)
 	defer stopWrites()
-	rec := newRecorder(c.sink, c.cfg.DeadLetters.Topic, log, c.cfg.Runner)
+	rec := newRecorder(c.sink, c.cfg.DeadLetters, log, c.cfg.Runner)
 	go rec.run(writeCtx)
 	k.deliver = func(ctx context.Context, r stream.Record) (Verdict, bool) {
 		return c.del.deliverDraining(ctx, writeCtx, r)

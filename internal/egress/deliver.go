@@ -96,6 +96,9 @@ func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record
 const (
 	CodeRejected = "webhook_rejected" // the connector answered a final 4xx
 	CodeFailed   = "webhook_failed"   // no 2xx before the deadline
+	// CodeNotificationRefused: the connector's DELIVERYNOTIFICATION (the dead letter's value) was refused
+	// for good by the notifications topic.
+	CodeNotificationRefused = "webhook_notification_refused"
 )
 
 // Reason code of a message never accepted before the deadline.

@@ -10,6 +10,7 @@ import (
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // job is the records that settle one message, and what to call once the broker acknowledged them.
@@ -25,6 +26,7 @@ type job struct {
 type recorder struct {
 	sink     stage.Sink
 	dead     string // the dead-letter topic: its records are shrunk when refused as too large
+	letters  deadletter.Builder
 	log      *zap.Logger
 	obs      stage.Observer
 	jobs     chan job
@@ -34,8 +36,8 @@ type recorder struct {
 // maxJobs bounds the messages recorded in one write.
 const maxJobs = 256
 
-func newRecorder(sink stage.Sink, deadTopic string, log *zap.Logger, obs stage.Observer) *recorder {
-	return &recorder{sink: sink, dead: deadTopic, log: log, obs: obs, jobs: make(chan job, maxJobs), finished: make(chan struct{})}
+func newRecorder(sink stage.Sink, letters deadletter.Builder, log *zap.Logger, obs stage.Observer) *recorder {
+	return &recorder{sink: sink, dead: letters.Topic, letters: letters, log: log, obs: obs, jobs: make(chan job, maxJobs), finished: make(chan struct{})}
 }
 
 // run writes jobs until the channel is closed and drained, or ctx ends.
@@ -65,9 +67,10 @@ func (r *recorder) run(ctx context.Context) {
 }
 
 type entry struct {
-	out  stream.Output
-	rec  stream.Record
-	dead bool
+	out       stream.Output
+	rec       stream.Record
+	dead      bool
+	restamped bool // a forwarded notification already restamped with the time of now
 }
 
 // write retries until every record of batch is acknowledged; false when ctx ended first. A retry sends
@@ -103,10 +106,24 @@ func (r *recorder) write(ctx context.Context, batch []job) bool {
 				}
 				last = err
 				retry = append(retry, e)
+			case stage.Final(err) && errors.Is(err, stage.ErrRefused) && !e.restamped:
+				// A connector's notification refused for its timestamp (the original record's, after a
+				// long retry): the notification of now is taken, as a dead letter's is.
+				e.out.Time, e.restamped = time.Now(), true
+				last = err
+				retry = append(retry, e)
 			case stage.Final(err):
-				// A connector's notification the topic refuses for good: the dead letter is what is left.
-				r.log.Error("notification refused by the broker; dropped", zap.String("topic", e.out.Topic),
+				// A connector's notification the topic refuses for good: a dead letter carrying it instead.
+				r.log.Error("notification refused by the broker; dead-lettered", zap.String("topic", e.out.Topic),
 					zap.Int64("offset", e.rec.Offset), zap.Error(err))
+				note := e.rec
+				note.Value = e.out.Value
+				e = entry{out: r.letters.Build(note, cim.Violations{{Code: CodeNotificationRefused,
+					Message: "the connector's DELIVERYNOTIFICATION was refused by " + e.out.Topic + ": " + err.Error()}}),
+					rec: note, dead: true}
+				r.obs.DeadLettered(stageName, note, []string{CodeNotificationRefused})
+				last = err
+				retry = append(retry, e)
 			default:
 				last = err
 				retry = append(retry, e)

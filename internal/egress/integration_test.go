@@ -305,7 +305,7 @@ func TestIntegrationEgressOutcomes(t *testing.T) {
 // while the others' messages go through: every other customer's messages are all delivered while the
 // failing one is still retrying its first (progress, not a clock), each customer's in topic order; the
 // failing customer's second message, produced while its first is retrying, is not sent before the first
-// was accepted.
+// was accepted. Most records are held as offset and key only (a small egress.maxInFlight) and re-read.
 func TestIntegrationEgressOrderAndIsolation(t *testing.T) {
 	unblock := make(chan struct{})
 	c := newConnector(t, func(r request, attempt int) (int, string) {
@@ -321,6 +321,9 @@ func TestIntegrationEgressOrderAndIsolation(t *testing.T) {
 	})
 	cfg := setup(t, c, 1)
 	cfg.Egress.Retry.Deadline = time.Minute
+	// Two records per customer held in full (16 / concurrency 8): the rest wait as offset and key and are
+	// re-read from the broker when their turn comes.
+	cfg.Egress.MaxInFlight = 16
 	run(t, cfg)
 	const customers, each = 10, 20
 	lines := []string{msg("stuck-0", "stuck", "0")}

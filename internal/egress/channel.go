@@ -287,8 +287,8 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	}
 	k.load = func(ctx context.Context, stub stream.Record) (stream.Record, bool) {
 		r, ok := c.reread(ctx, log, stub)
-		if ok && r.Offset == stub.Offset {
-			c.cfg.Budget.Take(int64(r.Size()))
+		if ok {
+			c.cfg.Budget.Take(int64(r.Size())) // given back when it settles, or at the end if it does not
 		}
 		return r, ok
 	}

@@ -249,3 +249,48 @@ func TestKeyedBoundsBytesHeld(t *testing.T) {
 		t.Fatal("waitSpace still blocked after the record settled")
 	}
 }
+
+// TestKeyedStubsBeyondPerKey: a key's records beyond perKey are held as offset and key only (they do not
+// count against max), re-read when their turn comes; the stubs have a bound of their own.
+func TestKeyedStubsBeyondPerKey(t *testing.T) {
+	g := newGate(6)
+	var m moves
+	k := newTestKeyed(g, 2, &m)
+	k.perKey, k.maxStubs = 1, 3
+	var loaded []int64
+	k.load = func(_ context.Context, stub stream.Record) (stream.Record, bool) {
+		loaded = append(loaded, stub.Offset) // only the key's worker loads, one at a time
+		full := stub
+		full.Value = []byte("re-read")
+		return full, true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for off := int64(0); off < 4; off++ {
+		if !k.waitSpace(ctx) {
+			t.Fatal("no space")
+		}
+		if stub := k.add(ctx, rec(off, "bad")); stub != (off > 0) {
+			t.Fatalf("offset %d: stub %v", off, stub)
+		}
+	}
+	expectStarted(t, g, 0)
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if k.waitSpace(short) {
+		t.Fatal("space with maxStubs stubs held")
+	}
+	if u := k.unsettled(); len(u) != 1 || u[0].Offset != 0 {
+		t.Fatalf("unsettled in full: %v, want offset 0 only", u)
+	}
+	for off := int64(0); off < 4; off++ {
+		if off > 0 {
+			expectStarted(t, g, off)
+		}
+		g.open(off)
+	}
+	waitFor(t, "everything settled", func() bool { return m.last() == 4 })
+	if fmt.Sprint(loaded) != "[1 2 3]" {
+		t.Errorf("re-read %v, want [1 2 3]", loaded)
+	}
+}

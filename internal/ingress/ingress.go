@@ -180,10 +180,15 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 		return h.produce(r.Context(), m, channel, id, false)
 	}
 	digest := sha256.Sum256(body)
-	return h.opts.Seen.Do(id, digest, func() (answer, bool) {
+	a, differs := h.opts.Seen.Do(id, digest, func() (answer, bool) {
 		a := h.produce(r.Context(), m, channel, id, false)
 		return a, a.code == http.StatusAccepted
 	})
+	if differs {
+		h.log.Info("ingress: a retry of an accepted id with another body; answered as the accepted one, not written",
+			zap.String("messageId", id))
+	}
+	return a
 }
 
 // readBody reads the body up to the limit: 413 over it, 400 when empty or cut short.

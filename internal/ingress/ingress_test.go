@@ -346,9 +346,48 @@ func TestIdempotentRetries(t *testing.T) {
 	if n := len(rec.written()); n != 1 {
 		t.Errorf("%d records for one id", n)
 	}
-	changed := strings.Replace(valid, "Hello", "Hello again", 1)
-	if r := post(t, srv.URL+"/cim-messages", "application/json", changed); r.code != http.StatusConflict || problemOf(t, r).Error != "id_conflict" {
-		t.Errorf("another message under an accepted id: %d %s", r.code, r.body)
+}
+
+// TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer: a connector resending an accepted message re-serialised
+// (other whitespace, a new header.timestamp) gets the 202 it got first, not a 4xx it would take as final, and
+// nothing is written again. The remembered answer wins whatever the body.
+func TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer(t *testing.T) {
+	rec := &recorder{}
+	srv := serve(t, testOptions(), rec)
+	first := post(t, srv.URL+"/cim-messages", "application/json", valid)
+	if first.code != http.StatusAccepted {
+		t.Fatalf("first: %d %s", first.code, first.body)
+	}
+	for name, body := range map[string]string{
+		"other whitespace": strings.ReplaceAll(valid, ",", ", "),
+		"a new timestamp":  strings.Replace(valid, `"header":{`, `"header":{"timestamp":"2026-12-02T10:00:00Z",`, 1),
+		"another text":     strings.Replace(valid, "Hello", "Hello again", 1),
+	} {
+		if r := post(t, srv.URL+"/cim-messages", "application/json", body); r.code != http.StatusAccepted || !bytes.Equal(r.body, first.body) {
+			t.Errorf("%s: %d %s, want the remembered 202", name, r.code, r.body)
+		}
+	}
+	if n := len(rec.written()); n != 1 {
+		t.Errorf("%d records for one id", n)
+	}
+}
+
+// TestNoConflictAnswerForAnIDThatWasNotAccepted: another body under an id whose first request is still in
+// flight waits for it; when that fails, nothing says the id was accepted.
+func TestNoConflictAnswerForAnIDThatWasNotAccepted(t *testing.T) {
+	rec := &recorder{block: make(chan struct{}), began: make(chan struct{}, 2), err: errors.New("broker down")}
+	opts := testOptions()
+	opts.ProduceTimeout = 300 * time.Millisecond
+	srv := serve(t, opts, rec)
+	first := make(chan reply, 1)
+	go func() { first <- post(t, srv.URL+"/cim-messages", "application/json", valid) }()
+	<-rec.began
+	r := post(t, srv.URL+"/cim-messages", "application/json", strings.Replace(valid, "Hello", "Bye", 1))
+	if a := <-first; a.code != http.StatusServiceUnavailable {
+		t.Fatalf("first: %d %s", a.code, a.body)
+	}
+	if r.code == http.StatusConflict || r.code < 500 || strings.Contains(string(r.body), "accepted") {
+		t.Errorf("another body while the first was in flight, which then failed: %d %s", r.code, r.body)
 	}
 }
 

@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"container/list"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -36,22 +35,20 @@ func NewSeen(window time.Duration, limit int) *Seen {
 	return &Seen{window: window, limit: max(1, limit), now: time.Now, entries: map[string]*seenEntry{}, order: list.New()}
 }
 
-// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. A body
-// (digest) different from the one accepted under the same id is answered 409.
-func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) answer {
+// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. The remembered
+// answer wins whatever the body: a resent copy of an accepted message is often re-serialised (whitespace,
+// key order, a new header.timestamp), and a 4xx would tell its sender the message was not delivered when it
+// was. differs reports that the body (digest) is not the one accepted, for the caller to log.
+func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) (a answer, differs bool) {
 	for {
 		s.mu.Lock()
 		s.expire()
 		e, found := s.entries[id]
 		if found {
 			s.mu.Unlock()
-			if e.digest != digest {
-				return problem(http.StatusConflict, "id_conflict",
-					"a different message was accepted with this id within the idempotency window; use a new id", nil)
-			}
 			<-e.done
 			if e.elem != nil {
-				return e.answer
+				return e.answer, e.digest != digest
 			}
 			continue // that attempt failed and was forgotten: try again
 		}
@@ -70,7 +67,7 @@ func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) ans
 		close(e.done)
 		s.expire()
 		s.mu.Unlock()
-		return a
+		return a, false
 	}
 }
 

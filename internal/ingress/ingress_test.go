@@ -391,6 +391,46 @@ func TestNoConflictAnswerForAnIDThatWasNotAccepted(t *testing.T) {
 	}
 }
 
+// TestConcurrentRetriesShareAFailedAttempt: requests for one id that wait on an attempt share its 503 rather
+// than each starting an attempt after the previous one failed (the k-th would answer after k produceTimeouts,
+// holding a slot and passing the write deadline); a request arriving after the failure writes again.
+func TestConcurrentRetriesShareAFailedAttempt(t *testing.T) {
+	rec := &recorder{err: errors.New("broker down"), block: make(chan struct{})}
+	opts := testOptions()
+	opts.ProduceTimeout = 300 * time.Millisecond
+	srv := serve(t, opts, rec)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst time.Duration
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r := post(t, srv.URL+"/cim-messages", "application/json", valid)
+			took := time.Since(start)
+			if r.code != http.StatusServiceUnavailable {
+				t.Errorf("%d %s", r.code, r.body)
+			}
+			mu.Lock()
+			worst = max(worst, took)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// One attempt (two if a request arrived just after the first failed), never six in a row.
+	if worst > 2*opts.ProduceTimeout+200*time.Millisecond {
+		t.Errorf("the slowest answer took %v, produceTimeout %v", worst, opts.ProduceTimeout)
+	}
+	close(rec.block)
+	rec.mu.Lock()
+	rec.err = nil
+	rec.mu.Unlock()
+	if r := post(t, srv.URL+"/cim-messages", "application/json", valid); r.code != http.StatusAccepted {
+		t.Errorf("a request after the failure: %d %s", r.code, r.body)
+	}
+}
+
 func TestSeenForgetsAfterTheWindowAndBeyondTheLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s := NewSeen(time.Minute, 2)

@@ -508,6 +508,41 @@ func TestBearerTokensFromAFileReloadedOnChange(t *testing.T) {
 	}
 }
 
+// TestTokensFileWithABOMAndAHalfWrittenRewrite: a leading UTF-8 BOM is not part of the first token, and an
+// empty file read right after tokens (a rewrite in place caught half-way) keeps them for one more reload.
+func TestTokensFileWithABOMAndAHalfWrittenRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte("\ufeffs3cret\r\nother\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadTokens(path, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tokens.Valid("s3cret") || !tokens.Valid("other") {
+		t.Fatal("the tokens of a file starting with a BOM are not all accepted")
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.reload(); err != nil || !tokens.Valid("s3cret") {
+		t.Fatalf("an empty file read once must keep the tokens (%v)", err)
+	}
+	if err := tokens.reload(); err != nil || tokens.Valid("s3cret") {
+		t.Fatalf("an empty file read twice accepts no token (%v)", err)
+	}
+	// Half-written then complete: the tokens are never dropped in between.
+	_ = os.WriteFile(path, []byte("a\n"), 0o600)
+	_ = tokens.reload()
+	_ = os.WriteFile(path, nil, 0o600)
+	_ = tokens.reload()
+	_ = os.WriteFile(path, []byte("a\nb\n"), 0o600)
+	_ = tokens.reload()
+	if !tokens.Valid("a") || !tokens.Valid("b") {
+		t.Error("after a rewrite in place: a and b must be accepted")
+	}
+}
+
 func TestUnreadableTokensFileNamesTheKey(t *testing.T) {
 	_, err := LoadTokens(filepath.Join(t.TempDir(), "missing"), zap.NewNop())
 	if err == nil || !strings.Contains(err.Error(), "ingress.tokensFile") {

@@ -242,8 +242,9 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 			return problem(http.StatusInternalServerError, "internal", "assigning an id: "+err.Error(), nil)
 		}
 	}
-	// Keyed like the connector topics a Kafka connector writes: by customer, so the Murmur2 partition
-	// (the sink's, as the sessions stage's) keeps one customer's messages in order.
+	// Keyed like the connector topics a Kafka connector writes: by customer, so one customer's messages all
+	// land on one input partition, in order. That partition is not the sessions stage's: the ingest stage
+	// repartitions by session.Key(serviceIdentifier, customer), in order per key again.
 	key := m.ChannelCustomerIdentifier()
 	if key == "" {
 		key = m.ConversationID()

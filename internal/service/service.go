@@ -255,10 +255,6 @@ func (s *Service) watchBrokers(ctx context.Context) {
 	}
 }
 
-// PipelineReserve is the part of shutdown.timeout kept for the pipelines to drain and commit when a front
-// door (the HTTP ingress) is slow to stop: a quarter of it, at most 5 s.
-func PipelineReserve(timeout time.Duration) time.Duration { return min(5*time.Second, timeout/4) }
-
 // Run serves the admin endpoints, checks Kafka and the topics, runs the pipelines until ctx is
 // cancelled, then drains them within the shutdown budget.
 func (s *Service) Run(ctx context.Context) error {
@@ -339,7 +335,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// Fronts first: no new request is taken, and those in flight are answered while the pipelines run. They
 	// get the budget less a reserve: a front that overruns it is left behind, and the pipelines are still
 	// cancelled and given the reserve to drain and commit.
-	frontBudget := time.NewTimer(s.cfg.Shutdown.Timeout - PipelineReserve(s.cfg.Shutdown.Timeout))
+	frontBudget := time.NewTimer(s.cfg.Shutdown.FrontBudget())
 	defer frontBudget.Stop()
 	stopFronts()
 fronts:
@@ -352,7 +348,7 @@ fronts:
 			}
 		case <-frontBudget.C:
 			err := fmt.Errorf("%d front door(s) still answering requests after %v of the shutdown budget; stopping the pipelines anyway",
-				fronts, s.cfg.Shutdown.Timeout-PipelineReserve(s.cfg.Shutdown.Timeout))
+				fronts, s.cfg.Shutdown.FrontBudget())
 			s.log.Error("shutdown", zap.Error(err))
 			if firstErr == nil {
 				firstErr = err

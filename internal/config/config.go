@@ -337,6 +337,13 @@ type Shutdown struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// PipelineReserve is the part of the timeout kept for the pipelines to drain and commit, even when a front
+// door (the HTTP ingress) is slow to stop: a quarter of it, at most 5 s.
+func (s Shutdown) PipelineReserve() time.Duration { return min(5*time.Second, s.Timeout/4) }
+
+// FrontBudget is the part of the timeout the front doors have to answer the requests in flight.
+func (s Shutdown) FrontBudget() time.Duration { return s.Timeout - s.PipelineReserve() }
+
 // Default returns the configuration used when nothing overrides it.
 func Default() Config {
 	return Config{
@@ -394,7 +401,7 @@ func Default() Config {
 		Ingress: Ingress{
 			MaxBodyBytes:          1<<20 - IngressIDHeadroom,
 			ReadHeaderTimeout:     5 * time.Second,
-			ReadTimeout:           30 * time.Second,
+			ReadTimeout:           15 * time.Second,
 			IdleTimeout:           2 * time.Minute,
 			MaxConcurrent:         512,
 			ProduceTimeout:        5 * time.Second,
@@ -641,6 +648,12 @@ func (c *Config) validateIngress() error {
 	add(positive("ingress.idleTimeout", in.IdleTimeout))
 	add(atLeast("ingress.maxConcurrent", int64(in.MaxConcurrent), 1))
 	add(positive("ingress.produceTimeout", in.ProduceTimeout))
+	// A request read just before SIGTERM must be answered within the ingress's part of the shutdown budget;
+	// a slow body must not use up the pipelines' reserve for draining and committing.
+	if need, have := in.ReadTimeout+in.ProduceTimeout+time.Second, c.Shutdown.FrontBudget(); in.ReadTimeout > 0 && need > have {
+		add(fieldErr("ingress.readTimeout", "ingress.readTimeout (%v) + ingress.produceTimeout (%v) + 1s must be at most shutdown.timeout (%v) less the pipelines' reserve (%v) = %v: lower them or raise shutdown.timeout",
+			in.ReadTimeout, in.ProduceTimeout, c.Shutdown.Timeout, c.Shutdown.PipelineReserve(), have))
+	}
 	add(positive("ingress.retryAfter", in.RetryAfter))
 	add(positive("ingress.idempotencyWindow", in.IdempotencyWindow))
 	add(atLeast("ingress.idempotencyMaxEntries", int64(in.IdempotencyMaxEntries), 1))

@@ -55,6 +55,9 @@ func TestIngressErrorsNameTheKey(t *testing.T) {
 		{[]string{"ingress.address=:8081", "ingress.maxConcurrent=0"}, "ingress.maxConcurrent"},
 		{[]string{"ingress.address=:8081", "ingress.defaultChannel=a/b"}, "ingress.defaultChannel"},
 		{[]string{"ingress.address=:8081", "ingress.produceTimeout=0s"}, "ingress.produceTimeout"},
+		// A slow body could use the whole shutdown budget, leaving the pipelines no time to drain.
+		{[]string{"ingress.address=:8081", "ingress.readTimeout=30s"}, "ingress.readTimeout"},
+		{[]string{"ingress.address=:8081", "shutdown.timeout=20s"}, "ingress.readTimeout"},
 		// A channel whose inbound topic the pipeline would never read.
 		{[]string{"ingress.address=:8081", "channels=web=web", `topics.inboundPattern=^cim\.inbound\.sms$`}, "ingress.address"},
 	} {
@@ -66,6 +69,19 @@ func TestIngressErrorsNameTheKey(t *testing.T) {
 }
 
 // TestIngressTopicsAreReadByTheInboundPipeline: with the default pattern, every channel's topic is consumed.
+// TestIngressTimeoutsFitTheShutdownBudget: the defaults fit, and the error names every key involved.
+func TestIngressTimeoutsFitTheShutdownBudget(t *testing.T) {
+	if _, err := Load("", nil, []string{"ingress.address=:8081"}); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	_, err := Load("", nil, []string{"ingress.address=:8081", "ingress.readTimeout=30s"})
+	for _, key := range []string{"ingress.readTimeout", "ingress.produceTimeout", "shutdown.timeout"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error %v does not name %s", err, key)
+		}
+	}
+}
+
 func TestIngressTopicsAreReadByTheInboundPipeline(t *testing.T) {
 	cfg, err := Load("", nil, []string{"ingress.address=127.0.0.1:8081", "channels=web=web,x=sms", "ingress.defaultChannel=other"})
 	if err != nil {

@@ -180,10 +180,15 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 		return h.produce(r.Context(), m, channel, id, false)
 	}
 	digest := sha256.Sum256(body)
-	return h.opts.Seen.Do(id, digest, func() (answer, bool) {
+	a, differs := h.opts.Seen.Do(id, digest, func() (answer, bool) {
 		a := h.produce(r.Context(), m, channel, id, false)
 		return a, a.code == http.StatusAccepted
 	})
+	if differs {
+		h.log.Info("ingress: a retry of an accepted id with another body; answered as the accepted one, not written",
+			zap.String("messageId", id))
+	}
+	return a
 }
 
 // readBody reads the body up to the limit: 413 over it, 400 when empty or cut short.
@@ -237,8 +242,9 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 			return problem(http.StatusInternalServerError, "internal", "assigning an id: "+err.Error(), nil)
 		}
 	}
-	// Keyed like the connector topics a Kafka connector writes: by customer, so the Murmur2 partition
-	// (the sink's, as the sessions stage's) keeps one customer's messages in order.
+	// Keyed like the connector topics a Kafka connector writes: by customer, so one customer's messages all
+	// land on one input partition, in order. That partition is not the sessions stage's: the ingest stage
+	// repartitions by session.Key(serviceIdentifier, customer), in order per key again.
 	key := m.ChannelCustomerIdentifier()
 	if key == "" {
 		key = m.ConversationID()

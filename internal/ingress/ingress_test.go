@@ -346,9 +346,88 @@ func TestIdempotentRetries(t *testing.T) {
 	if n := len(rec.written()); n != 1 {
 		t.Errorf("%d records for one id", n)
 	}
-	changed := strings.Replace(valid, "Hello", "Hello again", 1)
-	if r := post(t, srv.URL+"/cim-messages", "application/json", changed); r.code != http.StatusConflict || problemOf(t, r).Error != "id_conflict" {
-		t.Errorf("another message under an accepted id: %d %s", r.code, r.body)
+}
+
+// TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer: a connector resending an accepted message re-serialised
+// (other whitespace, a new header.timestamp) gets the 202 it got first, not a 4xx it would take as final, and
+// nothing is written again. The remembered answer wins whatever the body.
+func TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer(t *testing.T) {
+	rec := &recorder{}
+	srv := serve(t, testOptions(), rec)
+	first := post(t, srv.URL+"/cim-messages", "application/json", valid)
+	if first.code != http.StatusAccepted {
+		t.Fatalf("first: %d %s", first.code, first.body)
+	}
+	for name, body := range map[string]string{
+		"other whitespace": strings.ReplaceAll(valid, ",", ", "),
+		"a new timestamp":  strings.Replace(valid, `"header":{`, `"header":{"timestamp":"2026-12-02T10:00:00Z",`, 1),
+		"another text":     strings.Replace(valid, "Hello", "Hello again", 1),
+	} {
+		if r := post(t, srv.URL+"/cim-messages", "application/json", body); r.code != http.StatusAccepted || !bytes.Equal(r.body, first.body) {
+			t.Errorf("%s: %d %s, want the remembered 202", name, r.code, r.body)
+		}
+	}
+	if n := len(rec.written()); n != 1 {
+		t.Errorf("%d records for one id", n)
+	}
+}
+
+// TestNoConflictAnswerForAnIDThatWasNotAccepted: another body under an id whose first request is still in
+// flight waits for it; when that fails, nothing says the id was accepted.
+func TestNoConflictAnswerForAnIDThatWasNotAccepted(t *testing.T) {
+	rec := &recorder{block: make(chan struct{}), began: make(chan struct{}, 2), err: errors.New("broker down")}
+	opts := testOptions()
+	opts.ProduceTimeout = 300 * time.Millisecond
+	srv := serve(t, opts, rec)
+	first := make(chan reply, 1)
+	go func() { first <- post(t, srv.URL+"/cim-messages", "application/json", valid) }()
+	<-rec.began
+	r := post(t, srv.URL+"/cim-messages", "application/json", strings.Replace(valid, "Hello", "Bye", 1))
+	if a := <-first; a.code != http.StatusServiceUnavailable {
+		t.Fatalf("first: %d %s", a.code, a.body)
+	}
+	if r.code == http.StatusConflict || r.code < 500 || strings.Contains(string(r.body), "accepted") {
+		t.Errorf("another body while the first was in flight, which then failed: %d %s", r.code, r.body)
+	}
+}
+
+// TestConcurrentRetriesShareAFailedAttempt: requests for one id that wait on an attempt share its 503 rather
+// than each starting an attempt after the previous one failed (the k-th would answer after k produceTimeouts,
+// holding a slot and passing the write deadline); a request arriving after the failure writes again.
+func TestConcurrentRetriesShareAFailedAttempt(t *testing.T) {
+	rec := &recorder{err: errors.New("broker down"), block: make(chan struct{})}
+	opts := testOptions()
+	opts.ProduceTimeout = 300 * time.Millisecond
+	srv := serve(t, opts, rec)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst time.Duration
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r := post(t, srv.URL+"/cim-messages", "application/json", valid)
+			took := time.Since(start)
+			if r.code != http.StatusServiceUnavailable {
+				t.Errorf("%d %s", r.code, r.body)
+			}
+			mu.Lock()
+			worst = max(worst, took)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// One attempt (two if a request arrived just after the first failed), never six in a row.
+	if worst > 2*opts.ProduceTimeout+200*time.Millisecond {
+		t.Errorf("the slowest answer took %v, produceTimeout %v", worst, opts.ProduceTimeout)
+	}
+	close(rec.block)
+	rec.mu.Lock()
+	rec.err = nil
+	rec.mu.Unlock()
+	if r := post(t, srv.URL+"/cim-messages", "application/json", valid); r.code != http.StatusAccepted {
+		t.Errorf("a request after the failure: %d %s", r.code, r.body)
 	}
 }
 
@@ -426,6 +505,41 @@ func TestBearerTokensFromAFileReloadedOnChange(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if r := post(t, srv.URL+"/cim-messages", "application/json", valid, "Authorization", "Bearer new-token"); r.code != http.StatusAccepted {
 		t.Errorf("after the file vanished: %d", r.code)
+	}
+}
+
+// TestTokensFileWithABOMAndAHalfWrittenRewrite: a leading UTF-8 BOM is not part of the first token, and an
+// empty file read right after tokens (a rewrite in place caught half-way) keeps them for one more reload.
+func TestTokensFileWithABOMAndAHalfWrittenRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte("\ufeffs3cret\r\nother\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadTokens(path, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tokens.Valid("s3cret") || !tokens.Valid("other") {
+		t.Fatal("the tokens of a file starting with a BOM are not all accepted")
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.reload(); err != nil || !tokens.Valid("s3cret") {
+		t.Fatalf("an empty file read once must keep the tokens (%v)", err)
+	}
+	if err := tokens.reload(); err != nil || tokens.Valid("s3cret") {
+		t.Fatalf("an empty file read twice accepts no token (%v)", err)
+	}
+	// Half-written then complete: the tokens are never dropped in between.
+	_ = os.WriteFile(path, []byte("a\n"), 0o600)
+	_ = tokens.reload()
+	_ = os.WriteFile(path, nil, 0o600)
+	_ = tokens.reload()
+	_ = os.WriteFile(path, []byte("a\nb\n"), 0o600)
+	_ = tokens.reload()
+	if !tokens.Valid("a") || !tokens.Valid("b") {
+		t.Error("after a rewrite in place: a and b must be accepted")
 	}
 }
 

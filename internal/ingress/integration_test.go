@@ -40,6 +40,7 @@ func ingressConfig(t *testing.T, brokers ...string) (config.Config, string) {
 	cfg.Inbound.TopicRefreshInterval = time.Second
 	cfg.Kafka.Consumer.CommitInterval = 100 * time.Millisecond
 	cfg.Ingress.Address = "127.0.0.1:0"
+	cfg.Ingress.ReadTimeout = 5 * time.Second // within kafkatest's shutdown.timeout of 15s
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

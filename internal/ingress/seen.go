@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"container/list"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -11,8 +10,10 @@ import (
 // id gets the same answer and writes nothing. It is per process: a retry that reaches another instance
 // is written again (with the same id, so consumers can still dedupe on it).
 //
-// A request for an id whose first request is still in flight waits for that one's outcome: two
-// concurrent retries never both write. Failed attempts are forgotten, so a retry after a 503 writes.
+// A request for an id whose first request is still in flight waits for that one's outcome and gets its
+// answer, 202 or 503: two concurrent retries never both write, and while Kafka is down they never queue one
+// attempt after another (each would hold a concurrency slot for a further produceTimeout). Failed attempts
+// are then forgotten, so a request arriving after a 503 writes.
 type Seen struct {
 	window time.Duration
 	limit  int
@@ -36,42 +37,35 @@ func NewSeen(window time.Duration, limit int) *Seen {
 	return &Seen{window: window, limit: max(1, limit), now: time.Now, entries: map[string]*seenEntry{}, order: list.New()}
 }
 
-// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. A body
-// (digest) different from the one accepted under the same id is answered 409.
-func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) answer {
-	for {
-		s.mu.Lock()
-		s.expire()
-		e, found := s.entries[id]
-		if found {
-			s.mu.Unlock()
-			if e.digest != digest {
-				return problem(http.StatusConflict, "id_conflict",
-					"a different message was accepted with this id within the idempotency window; use a new id", nil)
-			}
-			<-e.done
-			if e.elem != nil {
-				return e.answer
-			}
-			continue // that attempt failed and was forgotten: try again
-		}
-		e = &seenEntry{digest: digest, done: make(chan struct{})}
-		s.entries[id] = e
+// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. The remembered
+// answer wins whatever the body: a resent copy of an accepted message is often re-serialised (whitespace,
+// key order, a new header.timestamp), and a 4xx would tell its sender the message was not delivered when it
+// was. differs reports that the body (digest) is not the one accepted, for the caller to log.
+func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) (a answer, differs bool) {
+	s.mu.Lock()
+	s.expire()
+	if e, found := s.entries[id]; found {
 		s.mu.Unlock()
-
-		a, ok := attempt()
-		s.mu.Lock()
-		if ok {
-			e.answer, e.at = a, s.now()
-			e.elem = s.order.PushBack(id)
-		} else {
-			delete(s.entries, id)
-		}
-		close(e.done)
-		s.expire()
-		s.mu.Unlock()
-		return a
+		<-e.done
+		return e.answer, e.elem != nil && e.digest != digest
 	}
+	e := &seenEntry{digest: digest, done: make(chan struct{})}
+	s.entries[id] = e
+	s.mu.Unlock()
+
+	a, ok := attempt()
+	s.mu.Lock()
+	e.answer = a
+	if ok {
+		e.at = s.now()
+		e.elem = s.order.PushBack(id)
+	} else {
+		delete(s.entries, id)
+	}
+	close(e.done)
+	s.expire()
+	s.mu.Unlock()
+	return a, false
 }
 
 // Len is the number of ids remembered (accepted, within the window).

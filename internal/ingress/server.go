@@ -44,7 +44,7 @@ func NewServer(cfg config.Config, w Writer, obs Observer, log *zap.Logger) (*Ser
 		}
 	}
 	return &Server{
-		cfg: in, budget: cfg.Shutdown.Timeout, handler: NewHandler(OptionsFrom(cfg, tokens), w, obs, log),
+		cfg: in, budget: cfg.Shutdown.FrontBudget(), handler: NewHandler(OptionsFrom(cfg, tokens), w, obs, log),
 		tokens: tokens, log: log, addr: make(chan string, 1),
 	}, nil
 }
@@ -58,8 +58,8 @@ func (s *Server) Addr() <-chan string { return s.addr }
 // Handler is the request handler (for tests and the benchmark).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run serves until ctx ends, then stops accepting and waits (up to shutdown.timeout) for the requests in
-// flight to be answered.
+// Run serves until ctx ends, then stops accepting and waits (up to shutdown.timeout less the pipelines'
+// reserve) for the requests in flight to be answered; the connections still open then are closed.
 func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Address)
 	if err != nil {
@@ -98,7 +98,9 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.budget)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("ingress: requests still in flight after %v: %w", s.budget, err)
+		// A client still sending (or a request still producing) must not use the pipelines' reserve: cut it.
+		_ = srv.Close()
+		return fmt.Errorf("ingress: requests still in flight after %v, their connections closed: %w", s.budget, err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -116,5 +117,45 @@ func TestServerRefusesABadCertificateNamingTheKey(t *testing.T) {
 	cfg.Ingress.TLS = config.IngressTLS{CertFile: filepath.Join(dir, "c"), KeyFile: filepath.Join(dir, "c")}
 	if _, err := NewServer(cfg, &recorder{}, nil, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "ingress.tls.certFile") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestServerClosesASlowRequestWithinItsShareOfTheBudget: a body still trickling in at shutdown (readTimeout
+// longer than the budget, which validation refuses but the server must survive) does not keep Run past the
+// front doors' part of shutdown.timeout: its connection is closed, so the pipelines keep their reserve.
+func TestServerClosesASlowRequestWithinItsShareOfTheBudget(t *testing.T) {
+	cfg := serverConfig()
+	cfg.Shutdown.Timeout = 2 * time.Second
+	cfg.Ingress.ReadTimeout = 10 * time.Second
+	srv, err := NewServer(cfg, &recorder{}, nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	c, err := net.Dial("tcp", <-srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "POST /cim-messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if took := time.Since(start); took > cfg.Shutdown.FrontBudget()+500*time.Millisecond {
+			t.Errorf("Run returned after %v, the ingress's budget is %v", took, cfg.Shutdown.FrontBudget())
+		}
+		if err == nil {
+			t.Error("Run must report the request it cut")
+		}
+	case <-time.After(cfg.Shutdown.Timeout + time.Second):
+		t.Fatal("Run did not return within shutdown.timeout: the slow body kept the front door open")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the slow connection is still open")
 	}
 }

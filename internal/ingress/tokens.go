@@ -23,6 +23,8 @@ type Tokens struct {
 	// set holds SHA-256 digests: comparing digests in constant time does not leak a token's length or prefix.
 	set  atomic.Pointer[[][32]byte]
 	last atomic.Pointer[[32]byte]
+	// emptyKept is set when an empty file was read once and the tokens before it kept (reload's goroutine only).
+	emptyKept bool
 }
 
 // LoadTokens reads path; an unreadable file is an error naming ingress.tokensFile.
@@ -48,7 +50,8 @@ func (t *Tokens) Valid(token string) bool {
 }
 
 // Watch reads the file again every interval and takes its tokens when its content changed, until ctx ends. A file that
-// cannot be read keeps the tokens last read (logged); an empty file accepts no token.
+// cannot be read keeps the tokens last read (logged); a file with no token accepts no token, from the second
+// reload that finds it so (a non-atomic rewrite read half-way keeps the tokens).
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -76,7 +79,8 @@ func (t *Tokens) reload() error {
 		return nil
 	}
 	var set [][32]byte
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token.
+	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -84,6 +88,17 @@ func (t *Tokens) reload() error {
 		}
 		set = append(set, sha256.Sum256([]byte(line)))
 	}
+	// An empty file right after tokens is more likely a rewrite caught half-way (truncated, not yet written)
+	// than a decision to refuse every connector: keep the tokens for one more reload.
+	if prev := t.set.Load(); len(set) == 0 && prev != nil && len(*prev) > 0 && !t.emptyKept {
+		t.emptyKept = true
+		if t.log != nil {
+			t.log.Warn("ingress: ingress.tokensFile has no token; keeping the tokens read before until the next reload",
+				zap.String("file", t.path))
+		}
+		return nil
+	}
+	t.emptyKept = false
 	t.set.Store(&set)
 	t.last.Store(&sum)
 	if t.log != nil {

@@ -341,8 +341,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	budget := time.NewTimer(s.cfg.Shutdown.Timeout)
 	defer budget.Stop()
-	// Fronts first: no new request is taken, and those in flight are answered while the pipelines run.
+	// Fronts first: no new request is taken, and those in flight are answered while the pipelines run. They
+	// get the budget less a reserve: a front that overruns it is left behind, and the pipelines are still
+	// cancelled and given the reserve to drain and commit.
+	frontBudget := time.NewTimer(s.cfg.Shutdown.FrontBudget())
+	defer frontBudget.Stop()
 	stopFronts()
+fronts:
 	for fronts > 0 {
 		select {
 		case err := <-frontDone:
@@ -350,9 +355,14 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
-		case <-budget.C:
-			stop()
-			return fmt.Errorf("shutdown budget of %v exceeded with %d front door(s) still answering requests", s.cfg.Shutdown.Timeout, fronts)
+		case <-frontBudget.C:
+			err := fmt.Errorf("%d front door(s) still answering requests after %v of the shutdown budget; stopping the pipelines anyway",
+				fronts, s.cfg.Shutdown.FrontBudget())
+			s.log.Error("shutdown", zap.Error(err))
+			if firstErr == nil {
+				firstErr = err
+			}
+			break fronts
 		}
 	}
 	stop()

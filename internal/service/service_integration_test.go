@@ -162,3 +162,57 @@ func TestIntegrationFrontsStopBeforePipelines(t *testing.T) {
 		t.Errorf("shutdown order %v, want %s", got, want)
 	}
 }
+
+// stuckFront ignores cancellation, as an ingress would with a request it cannot finish.
+type stuckFront struct{ started chan struct{} }
+
+func (stuckFront) Name() string { return "stuck front" }
+
+func (f stuckFront) Run(context.Context) error {
+	close(f.started)
+	select {}
+}
+
+// TestIntegrationPipelinesDrainWhenAFrontOverruns: a front door that does not stop within the budget less
+// the pipelines' reserve is left behind; the pipelines are still cancelled and waited for, and Run reports it.
+func TestIntegrationPipelinesDrainWhenAFrontOverruns(t *testing.T) {
+	cfg := kafkatest.Config(t)
+	cfg.Shutdown.Timeout = 2 * time.Second
+	kafkatest.CreateRequired(t, cfg)
+	svc, err := service.New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan string, 8)
+	front := stuckFront{started: make(chan struct{})}
+	pipe := &orderPipeline{name: "pipeline", linger: 100 * time.Millisecond, events: events, started: make(chan struct{})}
+	svc.Add(pipe)
+	svc.AddFront(front)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	for _, started := range []chan struct{}{front.started, pipe.started} {
+		select {
+		case <-started:
+		case <-time.After(60 * time.Second):
+			t.Fatal("not started")
+		}
+	}
+	start := time.Now()
+	cancel()
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "front door") {
+		t.Errorf("Run: %v, want an error naming the front door", err)
+	}
+	if took := time.Since(start); took > cfg.Shutdown.Timeout+time.Second {
+		t.Errorf("Run returned after %v, shutdown.timeout %v", took, cfg.Shutdown.Timeout)
+	}
+	close(events)
+	var got []string
+	for e := range events {
+		got = append(got, e)
+	}
+	if strings.Join(got, ",") != "pipeline cancelled,pipeline returned" {
+		t.Errorf("pipeline events %v: it must be cancelled and drained after the front overran", got)
+	}
+}

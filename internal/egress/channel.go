@@ -358,14 +358,14 @@ func (c *Channel) settledBefore(ctx context.Context, log *zap.Logger, a stage.As
 
 // reread fetches the record of a stub (kept as offset and key) again, retrying while the broker fails;
 // false when ctx ended first. A record the topic no longer holds (retention) comes back as the stub
-// itself, with no value (its POST carries no body, the connector decides).
+// itself, with no value: it is not POSTed but reported FAILED/500 and dead-lettered.
 func (c *Channel) reread(ctx context.Context, log *zap.Logger, stub stream.Record) (stream.Record, bool) {
 	backoff := stage.Rejoins
 	for {
 		r, err := c.readOne(ctx, stub)
 		if err == nil {
 			if r.Offset != stub.Offset {
-				log.Error("message gone from the topic (retention) before its turn; its POST carries no body", zap.Int64("offset", stub.Offset))
+				log.Error("message gone from the topic (retention) before its turn; reported FAILED and dead-lettered", zap.Int64("offset", stub.Offset))
 				return stub, true
 			}
 			return r, true

@@ -56,6 +56,11 @@ func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Verdict, bo
 // a revocation): its answer is still recorded when it decides the message, so the connector does not get
 // it again from the next owner. No attempt starts after ctx ended.
 func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record) (Verdict, bool) {
+	if rec.Value == nil {
+		// Nothing to send (a tombstone, or a message retention deleted before its turn): the connector
+		// never gets an empty POST; FAILED/500 and a dead letter naming the coordinates say what was lost.
+		return Verdict{Kind: Failed, Why: "no message to deliver: the record has no value (deleted from the topic before its turn, or a tombstone)"}, true
+	}
 	deadline := d.now().Add(d.retry.Deadline)
 	backoff := stage.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
 	for n := 1; ; n++ {

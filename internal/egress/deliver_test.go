@@ -47,7 +47,7 @@ func TestDeliverDeadlineReachedExactly(t *testing.T) {
 		s := &script{answers: []Attempt{busy}}
 		d, clock := testDeliverer(s, RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: tc.deadline})
 		start := clock.now
-		v, ok := d.deliver(context.Background(), stream.Record{})
+		v, ok := d.deliver(context.Background(), stream.Record{Value: []byte("{}")})
 		if !ok || v.Kind != Failed {
 			t.Fatalf("deadline %v: verdict %v %v, want failed", tc.deadline, v.Kind, ok)
 		}
@@ -64,7 +64,7 @@ func TestDeliverDeadlineReachedExactly(t *testing.T) {
 func TestDeliverRetriesUntilAnswer(t *testing.T) {
 	s := &script{answers: []Attempt{{Status: 500}, {Err: context.DeadlineExceeded}, {Status: 302}, {Status: 202}}}
 	d, _ := testDeliverer(s, RetryPolicy{MinBackoff: time.Second, MaxBackoff: 4 * time.Second, Deadline: time.Hour})
-	v, ok := d.deliver(context.Background(), stream.Record{})
+	v, ok := d.deliver(context.Background(), stream.Record{Value: []byte("{}")})
 	if !ok || v.Kind != Accepted || s.n != 4 {
 		t.Fatalf("verdict %v %v after %d attempts, want accepted after 4", v.Kind, ok, s.n)
 	}
@@ -76,7 +76,7 @@ func TestDeliverStopsWithContext(t *testing.T) {
 	d, _ := testDeliverer(s, RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	d.sleep = func(context.Context, time.Duration) bool { cancel(); return false }
-	if _, ok := d.deliver(ctx, stream.Record{}); ok {
+	if _, ok := d.deliver(ctx, stream.Record{Value: []byte("{}")}); ok {
 		t.Fatal("a stopped delivery must not be decided")
 	}
 }
@@ -186,7 +186,7 @@ func TestDeliverDrainsAPostInFlight(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			v, ok := d.deliverDraining(ctx, context.Background(), stream.Record{})
+			v, ok := d.deliverDraining(ctx, context.Background(), stream.Record{Value: []byte("{}")})
 			done <- result{v, ok}
 		}()
 		<-p.sent
@@ -196,5 +196,20 @@ func TestDeliverDrainsAPostInFlight(t *testing.T) {
 		if r.ok != tc.ok || (tc.ok && r.v.Kind != Accepted) {
 			t.Errorf("answer %d after the stop: %v %v, want decided=%v", tc.status, r.v.Kind, r.ok, tc.ok)
 		}
+	}
+}
+
+// TestDeliverNothingForARecordWithoutValue: a record with no value (deleted by retention before its turn,
+// or a tombstone) is never POSTed: it is FAILED, which writes FAILED/500 and a dead letter.
+func TestDeliverNothingForARecordWithoutValue(t *testing.T) {
+	s := &script{answers: []Attempt{{Status: 202}}}
+	d, _ := testDeliverer(s, RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Hour})
+	v, ok := d.deliver(context.Background(), stream.Record{Topic: "cim.outbound.web", Offset: 7})
+	if !ok || v.Kind != Failed || s.n != 0 {
+		t.Fatalf("verdict %v %v after %d POSTs, want failed without a POST", v.Kind, ok, s.n)
+	}
+	outs := outcome{notifications: "notes", deadLetters: deadletter.Builder{Topic: "dlq"}}.records(stream.Record{Topic: "cim.outbound.web", Offset: 7}, v)
+	if len(outs) != 2 || outs[1].Topic != "dlq" {
+		t.Fatalf("want a FAILED notification and a dead letter, got %d outputs", len(outs))
 	}
 }

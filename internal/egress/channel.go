@@ -56,7 +56,7 @@ type Channel struct {
 // NewChannel returns a channel that posts through post.
 func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, log *zap.Logger) *Channel {
 	if cfg.Runner == nil {
-		cfg.Runner = nopStage{}
+		cfg.Runner = stage.NopObserver{}
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -248,7 +248,7 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	k.prior = maps.Clone(done)
 	k.mu.Unlock()
 
-	writeCtx, stopWrites := revocable(ctx, c.cfg.RevokeWait)
+	writeCtx, stopWrites := stage.Revocable(ctx, c.cfg.RevokeWait)
 	defer stopWrites()
 	rec := newRecorder(c.sink, c.cfg.DeadLetters, log, c.cfg.Runner)
 	go rec.run(writeCtx)
@@ -406,25 +406,6 @@ func (c *Channel) open(ctx context.Context, log *zap.Logger, a stage.Assignment)
 	}
 }
 
-// revocable returns a context for writes that ends wait after parent ends.
-func revocable(parent context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	go func() {
-		select {
-		case <-parent.Done():
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
-}
-
 // sleep waits d or until ctx ends; it reports whether the full wait elapsed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -436,16 +417,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-type nopStage struct{}
-
-func (nopStage) Consumed(string, string, int)                 {}
-func (nopStage) Produced(string, string, int)                 {}
-func (nopStage) Batch(string, time.Duration, []time.Time)     {}
-func (nopStage) Retried(string, int)                          {}
-func (nopStage) GaveUp(string, int)                           {}
-func (nopStage) Generation(string, int)                       {}
-func (nopStage) Lag(string, string, int, int64)               {}
-func (nopStage) ForgetLag(string)                             {}
-func (nopStage) FetchFailed(string)                           {}
-func (nopStage) DeadLettered(string, stream.Record, []string) {}

@@ -42,7 +42,7 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 
 	// Writes outlive a revocation by up to RevokeWait: a write already sent finishes (or is abandoned)
 	// before the rebalance can hand the partition to its next owner.
-	writeCtx, stopWrites := revocable(genCtx, r.cfg.RevokeWait)
+	writeCtx, stopWrites := Revocable(genCtx, r.cfg.RevokeWait)
 	defer stopWrites()
 
 	ticker, _ := handler.(Ticker)
@@ -187,8 +187,9 @@ func (r *Runner) fetchFailed(ctx, wait context.Context, err error, log *rateLimi
 	log.Warn("fetch failed", zap.Error(err))
 }
 
-// revocable returns a context for writes that ends wait after parent ends (or when stop is called).
-func revocable(parent context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
+// Revocable returns a context for writes that ends wait after parent ends (or when stop is called), so a
+// write already sent when a partition is revoked can finish before the next owner starts.
+func Revocable(parent context.Context, wait time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	go func() {
 		select {

@@ -28,18 +28,19 @@ type Observer interface {
 	DeadLettered(stage string, rec stream.Record, codes []string)
 }
 
-type nopObserver struct{}
+// NopObserver is an Observer that is told nothing.
+type NopObserver struct{}
 
-func (nopObserver) Consumed(string, string, int)                 {}
-func (nopObserver) Produced(string, string, int)                 {}
-func (nopObserver) Batch(string, time.Duration, []time.Time)     {}
-func (nopObserver) Retried(string, int)                          {}
-func (nopObserver) GaveUp(string, int)                           {}
-func (nopObserver) Generation(string, int)                       {}
-func (nopObserver) Lag(string, string, int, int64)               {}
-func (nopObserver) ForgetLag(string)                             {}
-func (nopObserver) FetchFailed(string)                           {}
-func (nopObserver) DeadLettered(string, stream.Record, []string) {}
+func (NopObserver) Consumed(string, string, int)                 {}
+func (NopObserver) Produced(string, string, int)                 {}
+func (NopObserver) Batch(string, time.Duration, []time.Time)     {}
+func (NopObserver) Retried(string, int)                          {}
+func (NopObserver) GaveUp(string, int)                           {}
+func (NopObserver) Generation(string, int)                       {}
+func (NopObserver) Lag(string, string, int, int64)               {}
+func (NopObserver) ForgetLag(string)                             {}
+func (NopObserver) FetchFailed(string)                           {}
+func (NopObserver) DeadLettered(string, stream.Record, []string) {}
 
 // PartitionLag is the lag of one partition for a group.
 type PartitionLag struct {
@@ -93,7 +94,7 @@ func New(cfg Config, broker Broker, sink Sink, log *zap.Logger) *Runner {
 		cfg.Ready = func(error) {}
 	}
 	if cfg.Observer == nil {
-		cfg.Observer = nopObserver{}
+		cfg.Observer = NopObserver{}
 	}
 	if cfg.LagInterval <= 0 {
 		cfg.LagInterval = 10 * time.Second

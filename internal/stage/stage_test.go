@@ -490,7 +490,7 @@ func (r *failingReader) Fetch(ctx context.Context) (stream.Record, error) {
 func (r *failingReader) Close() error { return nil }
 
 type fetchCounter struct {
-	nopObserver
+	NopObserver
 	failed atomic.Int64
 }
 

@@ -186,22 +186,9 @@ func runEgress(cfg config.Config, conn *connector, n int) (Figure, error) {
 		return Figure{}, err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	maxRSS := 0.0
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-				if r := rssMiB(cmd.Process.Pid); r > maxRSS {
-					maxRSS = r
-				}
-			}
-		}
-	}()
+	stopRSS := sampleMaxRSS(cmd.Process.Pid)
 	end, err := conn.wait(n, 10*time.Minute)
-	close(stop)
+	maxRSS := stopRSS()
 	if err != nil {
 		return Figure{}, err
 	}

@@ -340,27 +340,33 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 		return Figure{}, err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	maxRSS := 0.0
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-				if r := rssMiB(cmd.Process.Pid); r > maxRSS {
-					maxRSS = r
-				}
-			}
-		}
-	}()
+	stopRSS := sampleMaxRSS(cmd.Process.Pid)
 	end, err := waitCount(f, topic, want, 10*time.Minute)
-	close(stop)
+	maxRSS := stopRSS()
 	if err != nil {
 		return Figure{}, err
 	}
 	s := end.Sub(start).Seconds()
 	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS}, nil
+}
+
+// sampleMaxRSS samples the resident memory of process pid every 100 ms until the returned function is
+// called; that function returns the highest sample (MiB).
+func sampleMaxRSS(pid int) func() float64 {
+	stop, done := make(chan struct{}), make(chan float64)
+	go func() {
+		maxRSS := 0.0
+		for {
+			select {
+			case <-stop:
+				done <- maxRSS
+				return
+			case <-time.After(100 * time.Millisecond):
+				maxRSS = max(maxRSS, rssMiB(pid))
+			}
+		}
+	}()
+	return func() float64 { close(stop); return <-done }
 }
 
 // execCimstream is the built binary running the configuration at path.

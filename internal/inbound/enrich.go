@@ -156,7 +156,7 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 	}
 	sm := session.Message{
 		Position:         sourcePosition(rec),
-		Seq:              rec.Offset,
+		Seq:              e.table.NextSeq(),
 		ID:               m.ID(),
 		Intent:           m.Intent(),
 		TimeMillis:       sessionTime,

@@ -73,8 +73,9 @@ type State struct {
 	Ended Reason `json:"e,omitempty"`
 	// LastActivity is the session time (epoch ms, record time) of the latest activity.
 	LastActivity int64 `json:"t"`
-	// Seq is the repartition offset of the latest record applied: restore keeps the state with the
-	// highest, whatever order the changelog records landed in.
+	// Seq is the partition's sequence number of the latest record applied (Table.NextSeq): restore keeps
+	// the state with the highest, whatever order the changelog records landed in. It counts records of
+	// both inbound paths (repartitioned or taken where they are), whose offsets are not comparable.
 	Seq int64 `json:"q"`
 	// Running is the partition's running clock (ms) at the latest change; a restore resumes the clock
 	// from the highest of them.
@@ -147,7 +148,7 @@ type Position struct {
 // Message is what a decision needs to know about one inbound message.
 type Message struct {
 	Position Position
-	Seq      int64 // offset on the repartition partition
+	Seq      int64 // Table.NextSeq when the record is applied
 	ID       string
 	Intent   string
 	// TimeMillis is the session time (trusted record time), epoch ms; 0 when unknown (an untrusted time
@@ -195,6 +196,7 @@ type Outcome struct {
 // Apply decides the ids of m for key; nowMillis is the processing clock, used only to schedule
 // proactive expiry (see Expire).
 func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
+	t.seq = max(t.seq, m.Seq)
 	e := t.sessions[key]
 	if e != nil {
 		if src := e.source(m.Position.Source); src >= 0 && m.Position.Offset <= e.Applied[src] {

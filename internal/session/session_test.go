@@ -526,3 +526,27 @@ func TestEndedKeyKeptForTheReplayWindow(t *testing.T) {
 		t.Fatalf("forgotten once the window passed: %+v", got)
 	}
 }
+
+// States written after a restore must win over every state restored, whichever input their records
+// came from: the sequence resumes above the highest restored, not from an input offset.
+func TestNextSeqResumesAboveRestoredStates(t *testing.T) {
+	tb := NewTable(Fixed(time.Hour))
+	for key, seq := range map[string]int64{"a": 7, "b": 41, "c": 3} {
+		if err := tb.Restore(key, Encode(&State{ChannelSessionID: "s", ConversationID: "c", Open: true, Seq: seq}), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tb.NextSeq(); got != 42 {
+		t.Fatalf("next seq %d after restoring up to 41, want 42", got)
+	}
+	out := tb.Apply("c", Message{Position: Position{Source: "in/0", Offset: 0}, Seq: tb.NextSeq(), ID: "m", TimeMillis: 1}, 0)
+	again := NewTable(Fixed(time.Hour))
+	for _, v := range [][]byte{Encode(out.State), Encode(&State{ChannelSessionID: "s", ConversationID: "c", Open: true, Seq: 3})} {
+		if err := again.Restore("c", v, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := again.Get("c"); got.Seq != 43 {
+		t.Fatalf("restore kept seq %d, want the later state's 43", got.Seq)
+	}
+}

@@ -21,6 +21,7 @@ type Table struct {
 	open     int       // sessions open in the table
 	window   int64     // replay window, ms of running time
 	clock    runningClock
+	seq      int64 // highest State.Seq restored or applied
 }
 
 // runningClock is the partition's running time: it resumes from the highest value a restored state
@@ -73,6 +74,13 @@ type entry struct {
 // NewTable returns an empty table with the idle timeouts.
 func NewTable(idle IdleTimeouts) *Table {
 	return &Table{idle: idle, sessions: map[string]*entry{}, window: DefaultReplayWindow.Milliseconds()}
+}
+
+// NextSeq numbers the next record applied: above every state restored or applied, so a restore can
+// tell the later of two states of a key whichever input partition their records came from.
+func (t *Table) NextSeq() int64 {
+	t.seq++
+	return t.seq
 }
 
 // Len is the number of keys held.
@@ -223,6 +231,7 @@ func (t *Table) Restore(key string, value []byte, nowMillis int64) error {
 		return fmt.Errorf("%w: key %q: %v", ErrCorrupt, key, err)
 	}
 	t.clock.restored = max(t.clock.restored, st.Running)
+	t.seq = max(t.seq, st.Seq)
 	e := t.sessions[key]
 	if e != nil && st.Seq < e.Seq {
 		return nil

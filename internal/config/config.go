@@ -194,6 +194,10 @@ type Inbound struct {
 	// SessionEvents switches the CHANNEL_SESSION_STARTED / ENDED / EXPIRED events (to
 	// topics.sessionEvents).
 	SessionEvents bool `yaml:"sessionEvents"`
+	// FastPath lets the sessions stage take a record where it is when it already sits on its customer's
+	// home partition of a channel topic with the repartition topic's partition count, instead of
+	// sending it through the repartition topic (docs/design.md, "The single-stage fast path").
+	FastPath bool `yaml:"fastPath"`
 }
 
 // SessionEventsTopic is where session lifecycle events go ("" when they are off).
@@ -395,6 +399,7 @@ func Default() Config {
 			TopicRefreshInterval: 10 * time.Second,
 			ReplayWindow:         10 * time.Minute,
 			SessionEvents:        true,
+			FastPath:             true,
 		},
 		Outbound: Outbound{Enabled: true, AcceptedNotifications: true, Channels: map[string]string{}, DeliveryTimeout: 30 * time.Second},
 		Channels: map[string]string{},

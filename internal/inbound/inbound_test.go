@@ -21,6 +21,7 @@ func rec(offset int64, key, value string) stream.Record {
 type counting struct{ unknown int }
 
 func (c *counting) UnknownIntent(string) { c.unknown++ }
+func (c *counting) Routed(int, int)      {}
 
 // only is the single output of an accepted record.
 func only(t testing.TB, r stream.Result) stream.Output {

@@ -31,11 +31,15 @@ type Topics struct {
 // are counted by the stage runtime, which writes them.
 type Observer interface {
 	UnknownIntent(stage string)
+	// Routed counts channel records taken where they are by the fast path (home) and sent through the
+	// repartition topic (repartitioned).
+	Routed(home, repartitioned int)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) UnknownIntent(string) {}
+func (nopObserver) Routed(int, int)      {}
 
 // Normalizer is stage 1.
 type Normalizer struct {
@@ -77,6 +81,9 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 	case m.HasChannelData():
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(session.Key(m.ServiceIdentifier(), m.ChannelCustomerIdentifier()))
+		// Partitioned by customer alone: the partition a connector keying by channelCustomerIdentifier
+		// already put the record on, so the sessions stage can take it there (see Home).
+		out.HashKey = []byte(m.ChannelCustomerIdentifier())
 	default: // a reply inside an existing conversation: keyed by it, passes stage 2 unchanged
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(conversationKeyPrefix + m.ConversationID())

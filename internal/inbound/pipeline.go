@@ -48,12 +48,21 @@ type Pipeline struct {
 	pattern *regexp.Regexp
 	marks   *Watermarks // how far each repartition partition's input is known to have come
 	kept    *keptTables // session tables of partitions given up cleanly, for a rebalance that hands them back
+	homes   *homeTables // the sessions stage's session tables of the current generation
+	// home is the partition of n a key hashes to (the sink's partitioner); bounds reads a partition's
+	// first and end offsets. Both are the broker's, replaced in tests.
+	home   func(key []byte, n int) int
+	bounds func(ctx context.Context, topic string, partition int) (first, end int64, err error)
 }
 
 // NewPipeline builds the inbound pipeline from the configuration.
 func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logger, obs Observers) (*Pipeline, error) {
 	p := &Pipeline{cfg: cfg, kafka: factory, log: log.With(zap.String("pipeline", "inbound")), obs: obs, marks: NewWatermarks(),
-		kept: newKeptTables(2 * (cfg.Kafka.Consumer.SessionTimeout + cfg.Kafka.Consumer.RebalanceTimeout))}
+		kept: newKeptTables(2 * (cfg.Kafka.Consumer.SessionTimeout + cfg.Kafka.Consumer.RebalanceTimeout)), homes: newHomeTables(),
+		home: kafkaedge.HomePartition}
+	p.bounds = func(ctx context.Context, topic string, partition int) (int64, int64, error) {
+		return kafkaedge.Bounds(ctx, factory, topic, partition)
+	}
 	if cfg.Topics.InboundPattern != "" {
 		re, err := regexp.Compile(cfg.Topics.InboundPattern)
 		if err != nil {
@@ -96,25 +105,31 @@ func (p *Pipeline) stageConfig(name, group string) stage.Config {
 func (p *Pipeline) Run(ctx context.Context) error {
 	c := p.cfg
 	broker := kafkaedge.NewBroker(p.kafka, p.obs.Stats)
-	ingestCfg := p.stageConfig("inbound-ingest", c.Kafka.Consumer.GroupID)
-	ingestCfg.Topics = p.connectorTopics
+	offsets := func(ctx context.Context, group string, topics []string) ([]kafkaedge.PartitionOffsets, error) {
+		return kafkaedge.GroupOffsets(ctx, p.kafka, group, topics)
+	}
+	ingestGroup, sessionsGroup := c.Kafka.Consumer.GroupID, c.Kafka.Consumer.GroupID+".sessions"
+	ingestCfg := p.stageConfig("inbound-ingest", ingestGroup)
+	ingestCfg.Topics = p.ingestTopics
 	ingestCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	ingestCfg.NewHandler = func(context.Context, string, int) (stage.Handler, error) {
 		return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
 	}
 	ingestCfg.Ready = func(err error) { p.obs.Ready(ReadyIngest, err) }
-	ingest := stage.New(ingestCfg, broker, kafkaedge.NewSink(p.kafka, ingestCfg.Name, p.obs.Stats), p.log)
+	ingest := stage.New(ingestCfg, handoverBroker{Broker: broker, p: p, otherGroup: sessionsGroup, offsets: offsets},
+		kafkaedge.NewSink(p.kafka, ingestCfg.Name, p.obs.Stats), p.log)
 
-	sessionsCfg := p.stageConfig("inbound-sessions", c.Kafka.Consumer.GroupID+".sessions")
-	sessionsCfg.Topics = func(context.Context) ([]string, error) { return []string{c.Topics.Repartition}, nil }
-	sessionsCfg.RefreshInterval = time.Minute
-	sessionsCfg.NewHandler = p.restoreSessions
+	sessionsCfg := p.stageConfig("inbound-sessions", sessionsGroup)
+	sessionsCfg.Topics = p.sessionsTopics
+	sessionsCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
+	sessionsCfg.NewHandler = p.newSessionsHandler
 	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
-	sessions := stage.New(sessionsCfg, broker, kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)
+	sessions := stage.New(sessionsCfg, handoverBroker{Broker: broker, p: p, otherGroup: ingestGroup, offsets: offsets, assigned: p.homes.assign},
+		kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go p.watchUpstream(watchCtx, ingestCfg.GroupID, sessionsCfg.GroupID)
+	go p.watchUpstream(watchCtx, ingestGroup, sessionsGroup)
 
 	errc := make(chan error, 2)
 	go func() { errc <- ingest.Run(ctx) }()
@@ -122,22 +137,52 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(<-errc, <-errc)
 }
 
-// connectorTopics lists the topics named in the configuration or matching the pattern, sorted.
-func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
+// channelTopics lists the topics named in the configuration or matching the pattern, sorted, and
+// splits off those the fast path takes: with the repartition topic's partition count, when it is on.
+func (p *Pipeline) channelTopics(ctx context.Context) (all, coPartitioned []string, partitions int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Kafka.RequestTimeout)
 	defer cancel()
-	names, err := kafkaedge.TopicNames(ctx, p.kafka)
+	counts, err := kafkaedge.TopicPartitions(ctx, p.kafka)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	n := counts[p.cfg.Topics.Repartition]
+	for name, count := range counts {
+		if slices.Contains(p.cfg.Topics.Inbound, name) || (p.pattern != nil && p.pattern.MatchString(name)) {
+			all = append(all, name)
+			if p.cfg.Inbound.FastPath && n > 0 && count == n {
+				coPartitioned = append(coPartitioned, name)
+			}
+		}
+	}
+	slices.Sort(all)
+	slices.Sort(coPartitioned)
+	return all, coPartitioned, n, nil
+}
+
+// connectorTopics lists every channel topic, sorted.
+func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
+	all, _, _, err := p.channelTopics(ctx)
+	return all, err
+}
+
+// ingestTopics are the channel topics stage 1 reads: those the fast path does not take.
+func (p *Pipeline) ingestTopics(ctx context.Context) ([]string, error) {
+	all, co, _, err := p.channelTopics(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, n := range names {
-		if slices.Contains(p.cfg.Topics.Inbound, n) || (p.pattern != nil && p.pattern.MatchString(n)) {
-			out = append(out, n)
-		}
+	return slices.DeleteFunc(all, func(t string) bool { return slices.Contains(co, t) }), nil
+}
+
+// sessionsTopics are the repartition topic and the channel topics the fast path takes.
+func (p *Pipeline) sessionsTopics(ctx context.Context) ([]string, error) {
+	_, co, n, err := p.channelTopics(ctx)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(out)
-	return out, nil
+	p.homes.setTopics(co, n)
+	return append([]string{p.cfg.Topics.Repartition}, co...), nil
 }
 
 // watchInterval is how often the upstream watermarks are read: each reading costs a few requests per
@@ -172,23 +217,81 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 			p.log.Debug("upstream watermark: ingest offsets not read", zap.Error(err))
 			continue
 		}
-		sessions, err := kafkaedge.GroupOffsets(ctx, p.kafka, sessionsGroup, []string{p.cfg.Topics.Repartition})
+		// The sessions group reads the channel topics the fast path takes: a channel partition has come
+		// as far as the further of the two groups (handoverBroker starts it there).
+		sessions, err := kafkaedge.GroupOffsets(ctx, p.kafka, sessionsGroup, append(slices.Clone(topics), p.cfg.Topics.Repartition))
 		if err != nil {
 			p.log.Debug("upstream watermark: sessions offsets not read", zap.Error(err))
 			continue
 		}
-		p.marks.Observe(at.UnixMilli(), ingest, sessions)
+		channels, repartition := furthest(ingest, sessions, p.cfg.Topics.Repartition)
+		p.marks.Observe(at.UnixMilli(), channels, repartition)
 	}
 }
 
-// restoreSessions builds the stage-2 handler of one partition: the table this instance kept from an
-// earlier generation, caught up from the changelog offset it stopped at, or else a new one replaying the
-// changelog partition from its beginning.
-func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int) (stage.Handler, error) {
+// furthest merges two readings of the channel partitions by the further committed offset, and splits
+// the repartition topic's partitions off the sessions group's reading.
+func furthest(ingest, sessions []kafkaedge.PartitionOffsets, repartitionTopic string) (channels, repartition []kafkaedge.PartitionOffsets) {
+	at := make(map[partitionKey]int, len(ingest))
+	channels = slices.Clone(ingest)
+	for i, o := range channels {
+		at[partitionKey{o.Topic, o.Partition}] = i
+	}
+	for _, o := range sessions {
+		if o.Topic == repartitionTopic {
+			repartition = append(repartition, o)
+			continue
+		}
+		if i, ok := at[partitionKey{o.Topic, o.Partition}]; ok {
+			channels[i].Committed = max(channels[i].Committed, o.Committed)
+			channels[i].End = max(channels[i].End, o.End)
+		} else {
+			channels = append(channels, o)
+		}
+	}
+	return channels, repartition
+}
+
+// newSessionsHandler builds a sessions-stage handler: of a repartition partition, or of a channel
+// topic's partition the fast path takes. Partition p's handlers share p's session table, restored by
+// the first of them. A channel partition whose repartition partition went to another member (the
+// assignor did not co-partition them) sends every record through the repartition topic.
+func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partition int) (stage.Handler, error) {
+	repartition := topic == p.cfg.Topics.Repartition
+	n, owned := p.homes.owns(topic, partition)
+	if !repartition && !owned {
+		p.log.Info("channel partition not co-assigned with its repartition partition; sending its records through the repartition topic",
+			zap.String("topic", topic), zap.Int("partition", partition))
+		return ingestHandler{NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records)}, nil
+	}
+	s, err := p.homes.acquire(partition,
+		func() (*Enricher, error) { return p.restoreTable(ctx, partition) },
+		func() (int64, int64, error) { return p.backlog(ctx, partition) })
+	if err != nil {
+		return nil, err
+	}
+	if repartition {
+		return &sessionsHandler{s: s, p: p, partition: partition}, nil
+	}
+	return &homeHandler{n: NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records), p: p, s: s,
+		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records()}, nil
+}
+
+func (p *Pipeline) records() Observer {
+	if p.obs.Records == nil {
+		return nopObserver{}
+	}
+	return p.obs.Records
+}
+
+// restoreTable gives partition's session table: the one this instance kept from an earlier generation,
+// caught up from the changelog offset it stopped at, or else a new one replaying the changelog
+// partition from its beginning.
+func (p *Pipeline) restoreTable(ctx context.Context, partition int) (*Enricher, error) {
 	if k, ok := p.kept.take(partition); ok {
-		h, err := p.resume(ctx, partition, k)
+		err := p.resume(ctx, partition, k)
 		if err == nil {
-			return h, nil
+			return k.e, nil
 		}
 		if !errors.Is(err, kafkaedge.ErrGap) {
 			p.kept.put(partition, k.e, k.next) // reading failed: the table is still good to catch up
@@ -210,16 +313,16 @@ func (p *Pipeline) restoreSessions(ctx context.Context, _ string, partition int)
 	p.obs.Restored("inbound-sessions", n, time.Since(start), false)
 	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
 		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))
-	return &sessionsHandler{e: e, p: p, partition: partition}, nil
+	return e, nil
 }
 
 // resume catches a kept table up with what the changelog partition got after it was given up: nothing
 // when no one else owned the partition meanwhile.
-func (p *Pipeline) resume(ctx context.Context, partition int, k kept) (stage.Handler, error) {
+func (p *Pipeline) resume(ctx context.Context, partition int, k kept) error {
 	start := time.Now()
 	n, end, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, k.next, p.restoreRecord(k.e, partition))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if n > 0 {
 		// Another owner wrote meanwhile: take its states up as a restore would (its proactive expiries'
@@ -229,7 +332,7 @@ func (p *Pipeline) resume(ctx context.Context, partition int, k kept) (stage.Han
 	p.obs.Restored("inbound-sessions", n, time.Since(start), true)
 	p.log.Info("sessions kept", zap.Int("partition", partition), zap.Int("records", n), zap.Int64("from", k.next), zap.Int64("end", end),
 		zap.Int("sessions", k.e.Sessions()), zap.Duration("took", time.Since(start)))
-	return &sessionsHandler{e: k.e, p: p, partition: partition}, nil
+	return nil
 }
 
 func (p *Pipeline) restoreRecord(e *Enricher, partition int) func(key, value []byte) error {
@@ -249,43 +352,65 @@ func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
 	for i, rec := range batch {
 		out[i] = h.n.Process(rec)
 	}
+	h.n.observer.Routed(0, repartitioned(out, h.n.topics.Repartition))
 	return out
 }
 
-// sessionsHandler is stage 2 of one partition. When the partition is given up with every output
-// acknowledged, its table is kept (see keptTables).
+// sessionsHandler is stage 2 of one repartition partition. When the partition is given up with every
+// output acknowledged, its table is kept (see keptTables).
 type sessionsHandler struct {
-	e         *Enricher
+	s         *slot
 	p         *Pipeline
 	partition int
-	abandoned bool
 }
 
 func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
 	for i, rec := range batch {
-		out[i] = h.e.Process(rec)
+		out[i] = h.s.e.Process(rec)
+	}
+	if len(batch) > 0 {
+		h.s.applied(batch[len(batch)-1].Offset)
 	}
 	return out
 }
 
-func (h *sessionsHandler) Tick(now time.Time) []stream.Output { return h.e.Expire(now) }
+func (h *sessionsHandler) Tick(now time.Time) []stream.Output {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return h.s.e.Expire(now)
+}
 
 // Abandoned: the table holds decisions whose changelog records were never written; it must go.
-func (h *sessionsHandler) Abandoned() { h.abandoned = true }
+func (h *sessionsHandler) Abandoned() {
+	h.s.mu.Lock()
+	h.s.abandoned = true
+	h.s.mu.Unlock()
+}
 
 func (h *sessionsHandler) Close() {
-	h.e.Close()
-	if h.abandoned {
+	h.s.mu.Lock()
+	h.s.finishDrain() // records taken where they are wait for this handler no longer
+	h.s.mu.Unlock()
+	h.p.releaseSlot(h.partition, h.s)
+}
+
+// closeTable withdraws a partition's table; unless it is abandoned, it is kept with the changelog end
+// offset, for a rebalance that hands the partition back.
+func (p *Pipeline) closeTable(e *Enricher, partition int, abandoned bool) {
+	e.Close()
+	if abandoned {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(h.p.cfg.Kafka.RequestTimeout, 10*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(p.cfg.Kafka.RequestTimeout, 10*time.Second))
 	defer cancel()
-	_, end, err := kafkaedge.Bounds(ctx, h.p.kafka, h.p.cfg.Topics.Sessions, h.partition)
+	_, end, err := p.bounds(ctx, p.cfg.Topics.Sessions, partition)
 	if err != nil {
-		h.p.log.Debug("sessions not kept: changelog end unknown", zap.Int("partition", h.partition), zap.Error(err))
+		p.log.Debug("sessions not kept: changelog end unknown", zap.Int("partition", partition), zap.Error(err))
 		return
 	}
-	h.e.table.Pause()
-	h.p.kept.put(h.partition, h.e, end)
+	e.table.Pause()
+	p.kept.put(partition, e, end)
 }

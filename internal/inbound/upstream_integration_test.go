@@ -22,7 +22,9 @@ func TestIntegrationHeldRecordsDoNotExpireTheirSession(t *testing.T) {
 	start(t, cfg, f)
 	topic := kafkatest.InboundTopic(cfg, "web")
 
-	held := kafkatest.StallMember(t, cfg.Kafka.Consumer.GroupID, topic)
+	// The fast path reads the channel topic (as many partitions as the repartition topic) in the
+	// sessions group: the stalled member joins that one.
+	held := kafkatest.StallMember(t, cfg.Kafka.Consumer.GroupID+".sessions", topic)
 	if len(held.Partitions) != 1 {
 		t.Fatalf("the stalled member must hold one of the two partitions: %v", held.Partitions)
 	}

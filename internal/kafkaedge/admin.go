@@ -14,17 +14,30 @@ import (
 
 // TopicNames lists the cluster's topics.
 func TopicNames(ctx context.Context, factory *kafkaclient.Factory) ([]string, error) {
+	counts, err := TopicPartitions(ctx, factory)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(counts))
+	for name := range counts {
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// TopicPartitions lists the cluster's topics with their partition counts.
+func TopicPartitions(ctx context.Context, factory *kafkaclient.Factory) (map[string]int, error) {
 	md, err := factory.Client().Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
-	names := make([]string, 0, len(md.Topics))
+	counts := make(map[string]int, len(md.Topics))
 	for _, t := range md.Topics {
 		if t.Error == nil && !t.Internal {
-			names = append(names, t.Name)
+			counts[t.Name] = len(t.Partitions)
 		}
 	}
-	return names, nil
+	return counts, nil
 }
 
 // PartitionOffsets is a group's committed offset on one partition and the partition's end offset.

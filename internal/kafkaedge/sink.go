@@ -37,7 +37,6 @@ type Sink struct {
 	timeout     time.Duration
 	ttl         time.Duration
 	stats       *Stats
-	murmur      kafka.Murmur2Balancer
 	roundRobin  atomic.Uint32
 
 	mu     sync.Mutex
@@ -232,21 +231,33 @@ func (s *Sink) produce(ctx context.Context, topic string, partition int, outputs
 	return kafkaclient.Explain(fmt.Errorf("produce to %s/%d: %w", topic, partition, err))
 }
 
-// partitionOf is the explicit partition of o, or the one its key hashes to (Murmur2, as the Java
-// client); records without a key are spread round-robin.
+// partitionOf is the explicit partition of o, or the one its key (HashKey, else Key) hashes to;
+// records without a key are spread round-robin.
 func (s *Sink) partitionOf(o stream.Output, n int) int {
 	if o.Partition >= 0 {
 		return o.Partition % n // the topic shrank: never happens with managed topics
 	}
-	if o.Key == nil {
+	key := o.HashKey
+	if key == nil {
+		key = o.Key
+	}
+	if key == nil {
 		return int(s.roundRobin.Add(1) % uint32(n))
 	}
+	return HomePartition(key, n)
+}
+
+// HomePartition is the partition of n that key hashes to with the Java client's default partitioner
+// (Murmur2, kafka-go's Murmur2Balancer): where a Java or kafka-go producer keying by key puts a record.
+func HomePartition(key []byte, n int) int {
 	parts := make([]int, n)
 	for i := range parts {
 		parts[i] = i
 	}
-	return s.murmur.Balance(kafka.Message{Key: o.Key}, parts...)
+	return murmur.Balance(kafka.Message{Key: key}, parts...)
 }
+
+var murmur kafka.Murmur2Balancer
 
 // partitions is topic's partition count, cached for the metadata TTL.
 func (s *Sink) partitions(ctx context.Context, topic string) (int, error) {

@@ -27,6 +27,7 @@ type Metrics struct {
 	validation     *prometheus.CounterVec
 	notifications  *prometheus.CounterVec
 	unknownIntents *prometheus.CounterVec
+	inboundPaths   *prometheus.CounterVec
 	batchDuration  *prometheus.HistogramVec
 	latency        *prometheus.HistogramVec
 	lag            *prometheus.GaugeVec
@@ -65,6 +66,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Delivery notifications emitted for outbound messages, by status and reason code."}, []string{"status", "reason_code"}),
 		unknownIntents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_unknown_intents_total",
 			Help: "Messages accepted with a header.intent outside the documented values, by stage."}, []string{"stage"}),
+		inboundPaths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_inbound_path_records_total",
+			Help: "Valid channel records by the way they reached the sessions stage: taken where they are (home) or through the repartition topic (repartition)."}, []string{"path"}),
 		batchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_batch_duration_seconds",
 			Help: "Time to process a batch and have its outputs acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_end_to_end_latency_seconds",
@@ -131,7 +134,7 @@ func (m *Metrics) initSeries() {
 
 // Collectors lists every collector, for registration and for listing metric names.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents,
+	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
 		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
 	return append(all, m.ingress.collectors()...)
@@ -173,6 +176,16 @@ func (m *Metrics) DeadLettered(stage string, _ stream.Record, codes []string) {
 
 // UnknownIntent implements inbound.Observer.
 func (m *Metrics) UnknownIntent(stage string) { m.unknownIntents.WithLabelValues(stage).Inc() }
+
+// Routed implements inbound.Observer.
+func (m *Metrics) Routed(home, repartitioned int) {
+	if home > 0 {
+		m.inboundPaths.WithLabelValues("home").Add(float64(home))
+	}
+	if repartitioned > 0 {
+		m.inboundPaths.WithLabelValues("repartition").Add(float64(repartitioned))
+	}
+}
 
 // Notified implements outbound.Observer.
 func (m *Metrics) Notified(status string, reasonCode int) {

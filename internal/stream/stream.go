@@ -31,9 +31,12 @@ type Output struct {
 	Topic     string
 	Partition int
 	Key       []byte
-	Value     []byte // nil is a tombstone
-	Headers   []Header
-	Time      time.Time
+	// HashKey, when set, chooses the partition instead of Key: the repartition topic is keyed by session
+	// but partitioned by customer, the key connectors partition by, so their records are already home.
+	HashKey []byte
+	Value   []byte // nil is a tombstone
+	Headers []Header
+	Time    time.Time
 }
 
 // Size is the bytes the output holds in memory and on the wire, roughly (key, value and headers).

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,9 @@ type Factory struct {
 	cfg       config.Kafka
 	tls       *tls.Config
 	mechanism sasl.Mechanism
+
+	clientOnce sync.Once
+	client     *kafka.Client
 }
 
 // New checks the TLS and SASL settings (files readable, mechanism known) and returns a Factory.
@@ -82,12 +86,33 @@ func (f *Factory) Dialer() *kafka.Dialer {
 	}
 }
 
-// Client returns an admin and metadata client.
+// Client returns the factory's admin and metadata client, one for all callers.
+//
+// It is shared on purpose: a kafka.Transport starts, on first use, a connection pool whose goroutine
+// re-reads the whole cluster's metadata every MetadataTTL (on average every TTL/2) and keeps a
+// connection open until the transport is closed. A new client per call (as periodic callers such as
+// the upstream watermark watch make several times a second) leaked one such pool each: after a minute
+// of running hundreds of pools polled the broker hundreds of times a second, which took the broker's
+// CPU from the data path and multiplied end-to-end latency. The shared transport's metadata is at most
+// MetadataTTL old, and it is refreshed at once for topics this client creates.
 func (f *Factory) Client() *kafka.Client {
-	return &kafka.Client{
-		Addr:      kafka.TCP(f.cfg.Brokers...),
-		Timeout:   f.cfg.RequestTimeout,
-		Transport: f.Transport(),
+	f.clientOnce.Do(func() {
+		f.client = &kafka.Client{
+			Addr:      kafka.TCP(f.cfg.Brokers...),
+			Timeout:   f.cfg.RequestTimeout,
+			Transport: f.Transport(),
+		}
+	})
+	return f.client
+}
+
+// Close closes the shared client's connections and stops its metadata refresh.
+func (f *Factory) Close() {
+	f.clientOnce.Do(func() {}) // no client made later
+	if f.client != nil {
+		if t, ok := f.client.Transport.(*kafka.Transport); ok {
+			t.CloseIdleConnections()
+		}
 	}
 }
 

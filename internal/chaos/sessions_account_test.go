@@ -416,8 +416,10 @@ func settle(t *testing.T, cfg config.Config) bool {
 	lastCCM, stableSince := int64(-1), time.Time{}
 	for deadline := time.Now().Add(settleLimit); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ingestLag, err1 := groupLag(ctx, client, cfg.Kafka.Consumer.GroupID, cfg.Topics.InboundChannels)
-		sessionsLag, err2 := groupLag(ctx, client, cfg.Kafka.Consumer.GroupID+".sessions", []string{cfg.Topics.Repartition})
+		// A channel topic is committed by the ingest group, or by the sessions group when the fast path
+		// takes it.
+		ingestLag, err1 := groupLag(ctx, client, cfg.Topics.InboundChannels, cfg.Kafka.Consumer.GroupID, cfg.Kafka.Consumer.GroupID+".sessions")
+		sessionsLag, err2 := groupLag(ctx, client, []string{cfg.Topics.Repartition}, cfg.Kafka.Consumer.GroupID+".sessions")
 		ccm, err3 := endOffsets(ctx, client, cfg.Topics.CCMInbound)
 		cancel()
 		if err1 != nil || err2 != nil || err3 != nil || ingestLag != 0 || sessionsLag != 0 {
@@ -481,17 +483,30 @@ func endOffsets(ctx context.Context, client *kafka.Client, topic string) (map[in
 }
 
 // groupLag is the number of records of topics that group has not committed.
-func groupLag(ctx context.Context, client *kafka.Client, group string, topics []string) (int64, error) {
+func groupLag(ctx context.Context, client *kafka.Client, topics []string, groups ...string) (int64, error) {
 	parts, err := partitionsOf(ctx, client, topics)
 	if err != nil {
 		return 0, err
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
-	if err != nil {
-		return 0, err
-	}
-	if committed.Error != nil {
-		return 0, committed.Error
+	done := map[string]map[int]int64{}
+	for _, group := range groups {
+		committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: parts})
+		if err != nil {
+			return 0, err
+		}
+		if committed.Error != nil {
+			return 0, committed.Error
+		}
+		for topic, ps := range committed.Topics {
+			if done[topic] == nil {
+				done[topic] = map[int]int64{}
+			}
+			for _, p := range ps {
+				if p.Error == nil && p.CommittedOffset > 0 {
+					done[topic][p.Partition] = max(done[topic][p.Partition], p.CommittedOffset)
+				}
+			}
+		}
 	}
 	var lag int64
 	for _, topic := range topics {
@@ -499,12 +514,7 @@ func groupLag(ctx context.Context, client *kafka.Client, group string, topics []
 		if err != nil {
 			return 0, err
 		}
-		done := map[int]int64{}
-		for _, p := range committed.Topics[topic] {
-			if p.Error == nil && p.CommittedOffset > 0 {
-				done[p.Partition] = p.CommittedOffset
-			}
-		}
+		done := done[topic]
 		for p, end := range ends {
 			if end > done[p] {
 				lag += end - done[p]

@@ -214,9 +214,10 @@ func pipelineProgress(t *testing.T, cfg config.Config) string {
 		return n
 	}
 	in, rep, ccm := sum(cfg.Topics.InboundChannels[0]), sum(cfg.Topics.Repartition), sum(cfg.Topics.CCMInbound)
-	ingestLag, _ := groupLag(ctx, client, cfg.Kafka.Consumer.GroupID, cfg.Topics.InboundChannels)
-	sessionsLag, _ := groupLag(ctx, client, cfg.Kafka.Consumer.GroupID+".sessions", []string{cfg.Topics.Repartition})
-	return fmt.Sprintf("inbound=%d ingest_committed=%d repartition=%d sessions_committed=%d ccm=%d", in, in-ingestLag, rep, rep-sessionsLag, ccm)
+	// A channel topic is read by the ingest group, or by the sessions group when the fast path takes it.
+	channelLag, _ := groupLag(ctx, client, cfg.Topics.InboundChannels, cfg.Kafka.Consumer.GroupID, cfg.Kafka.Consumer.GroupID+".sessions")
+	sessionsLag, _ := groupLag(ctx, client, []string{cfg.Topics.Repartition}, cfg.Kafka.Consumer.GroupID+".sessions")
+	return fmt.Sprintf("inbound=%d channel_committed=%d repartition=%d sessions_committed=%d ccm=%d", in, in-channelLag, rep, rep-sessionsLag, ccm)
 }
 
 // 6. Scripted customers, record time now, cimstream killed twice while the traffic flows.
@@ -247,6 +248,36 @@ func TestChaosSessionsKilledDuringSteadyTraffic(t *testing.T) {
 	lp.finish(t)
 	checkSessions(t, cfg, s, 0)
 	rc.add(in)
+	rc.log(t)
+}
+
+// 6b. The fast path under rebalances: two instances share the traffic (keyed customers taken where
+// they are, unkeyed ones on both paths), a third joins mid-stream (every partition moves or is kept),
+// and one of the first two is SIGKILLed later. Nothing lost, no divergent duplicate, no split session
+// of a keyed customer.
+func TestChaosSessionsThirdInstanceJoinsThenOneKilled(t *testing.T) {
+	cfg, path := sessionsSetup(t)
+	if !cfg.Inbound.FastPath {
+		t.Fatal("this test is about the fast path: inbound.fastPath must be on")
+	}
+	s := newScript(scriptOptions{seed: 9, keyed: 8, unkeyed: 4, conversations: 8 * scale(), maxBody: 4})
+	p := sessionsProducer(t, cfg)
+	first, second := start(t, path), start(t, path)
+	var rc replayCount
+	lp := produceLive(p, s, 350*time.Millisecond)
+	lp.waitShare(30, time.Minute)
+	third := start(t, path)
+	t.Logf("third joined after %d of %d rounds: %s", lp.sent.Load(), lp.rounds, pipelineProgress(t, cfg))
+	lp.waitShare(60, time.Minute)
+	lp.waitNext(5 * time.Second)
+	time.Sleep(30 * time.Millisecond)
+	rc.add(first)
+	first.kill(t)
+	t.Logf("first killed after %d of %d rounds: %s", lp.sent.Load(), lp.rounds, pipelineProgress(t, cfg))
+	lp.finish(t)
+	checkSessions(t, cfg, s, 0)
+	rc.add(second)
+	rc.add(third)
 	rc.log(t)
 }
 

@@ -138,6 +138,7 @@ func Factory(t testing.TB) *kafkaclient.Factory {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(f.Close) // its shared client's metadata refresh
 	return f
 }
 

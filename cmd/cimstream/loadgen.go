@@ -117,10 +117,14 @@ func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
 	}
 	if o.asJSON {
 		_ = json.NewEncoder(stdout).Encode(map[string]any{"sent": stats.Sent, "errors": stats.Errors, "invalid": stats.Invalid,
-			"seconds": stats.Elapsed.Seconds(), "rate": stats.Rate(), "latency": lat})
+			"seconds": stats.Elapsed.Seconds(), "rate": stats.Rate(), "requested_rate": o.rate, "latency": lat})
 	} else {
-		fmt.Fprintf(stdout, "sent=%d errors=%d invalid=%d elapsed=%v rate=%.0f msg/s\n", stats.Sent, stats.Errors, stats.Invalid,
-			stats.Elapsed.Round(time.Millisecond), stats.Rate())
+		requested := "as fast as acknowledged"
+		if o.rate > 0 {
+			requested = fmt.Sprintf("%.0f msg/s", o.rate)
+		}
+		fmt.Fprintf(stdout, "sent=%d errors=%d invalid=%d elapsed=%v rate=%.0f msg/s (requested: %s)\n", stats.Sent, stats.Errors, stats.Invalid,
+			stats.Elapsed.Round(time.Millisecond), stats.Rate(), requested)
 		if o.measure != "" {
 			fmt.Fprintf(stdout, "end-to-end latency: %s\n", lat)
 		}

@@ -155,8 +155,9 @@ func (p *Producer) Stats(start time.Time) Stats {
 	return Stats{Sent: p.sent.Load(), Errors: p.errs.Load(), Invalid: p.inval.Load(), Elapsed: time.Since(start)}
 }
 
-// Run sends until Count, Duration or ctx ends. With a rate, messages go out in small batches every tick;
-// without, in batches of 1,000 as fast as acknowledgements come back.
+// Run sends until Count, Duration or ctx ends. With a rate, every tick sends what is due by the time
+// elapsed since the start (a slow acknowledgement is made up at the next tick, so the achieved rate holds
+// the requested one); without, batches of 1,000 go as fast as acknowledgements come back.
 func (p *Producer) Run(ctx context.Context) (Stats, error) {
 	start := time.Now()
 	if p.opts.Duration > 0 {
@@ -164,35 +165,31 @@ func (p *Producer) Run(ctx context.Context) (Stats, error) {
 		ctx, cancel = context.WithTimeout(ctx, p.opts.Duration)
 		defer cancel()
 	}
-	batch := 1000
-	tick := time.Duration(0)
-	if p.opts.Rate > 0 {
-		tick = 5 * time.Millisecond
-		batch = max(1, int(p.opts.Rate*tick.Seconds()))
-		if batch == 1 {
-			tick = time.Duration(float64(time.Second) / p.opts.Rate)
-		}
-	}
+	const maxBatch = 1000
 	var ticker *time.Ticker
-	if tick > 0 {
-		ticker = time.NewTicker(tick)
+	if p.opts.Rate > 0 {
+		ticker = time.NewTicker(time.Millisecond)
 		defer ticker.Stop()
 	}
-	msgs := make([]kafka.Message, 0, batch)
+	msgs := make([]kafka.Message, 0, maxBatch)
 	for i := 0; ; {
 		if p.opts.Count > 0 && i >= p.opts.Count {
 			break
 		}
+		n := maxBatch
 		if ticker != nil {
 			select {
 			case <-ctx.Done():
 				return p.Stats(start), nil
 			case <-ticker.C:
 			}
+			n = min(maxBatch, int(p.opts.Rate*time.Since(start).Seconds())-i)
+			if n <= 0 {
+				continue
+			}
 		} else if ctx.Err() != nil {
 			break
 		}
-		n := batch
 		if p.opts.Count > 0 {
 			n = min(n, p.opts.Count-i)
 		}

@@ -129,6 +129,7 @@ func (e *Enricher) Restore(key, value []byte) error {
 // the expiry events of the replay window are queued again: the changelog cannot tell whether an event
 // landed before its state did, so a restore repeats them (byte for byte; consumers dedupe on id).
 func (e *Enricher) Restored() {
+	e.table.Restored()
 	e.latest = e.table.LatestActivity()
 	if e.events.topic == "" {
 		return

@@ -536,17 +536,20 @@ func TestNextSeqResumesAboveRestoredStates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := tb.NextSeq(); got != 42 {
-		t.Fatalf("next seq %d after restoring up to 41, want 42", got)
+	// A late write of the previous owner (its sequence a batch beyond what had landed) must lose.
+	late := Encode(&State{ChannelSessionID: "late", ConversationID: "late", Open: true, Seq: 41 + 500})
+	tb.Restored()
+	if got := tb.NextSeq(); got != 42+SeqGap {
+		t.Fatalf("next seq %d after restoring up to 41, want 42+SeqGap", got)
 	}
 	out := tb.Apply("c", Message{Position: Position{Source: "in/0", Offset: 0}, Seq: tb.NextSeq(), ID: "m", TimeMillis: 1}, 0)
 	again := NewTable(Fixed(time.Hour))
-	for _, v := range [][]byte{Encode(out.State), Encode(&State{ChannelSessionID: "s", ConversationID: "c", Open: true, Seq: 3})} {
+	for _, v := range [][]byte{Encode(out.State), Encode(&State{ChannelSessionID: "s", ConversationID: "c", Open: true, Seq: 3}), late} {
 		if err := again.Restore("c", v, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := again.Get("c"); got.Seq != 43 {
-		t.Fatalf("restore kept seq %d, want the later state's 43", got.Seq)
+	if got := again.Get("c"); got.Seq != 43+SeqGap || got.ChannelSessionID == "late" {
+		t.Fatalf("restore kept seq %d (%s), want this owner's state, seq 43+SeqGap", got.Seq, got.ChannelSessionID)
 	}
 }

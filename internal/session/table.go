@@ -83,6 +83,16 @@ func (t *Table) NextSeq() int64 {
 	return t.seq
 }
 
+// SeqGap is how far a restore moves the sequence past the highest state it read: further than the
+// records a previous owner can still have in flight (a batch), whose late writes must lose to this
+// owner's on the next restore.
+const SeqGap = 1 << 20
+
+// Restored ends a restore: the sequence goes on SeqGap past the highest state read.
+func (t *Table) Restored() {
+	t.seq += SeqGap
+}
+
 // Len is the number of keys held.
 func (t *Table) Len() int { return len(t.sessions) }
 

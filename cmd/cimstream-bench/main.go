@@ -33,17 +33,18 @@ import (
 
 // Results is bench/results.json.
 type Results struct {
-	Date     string            `json:"date"`
-	Machine  string            `json:"machine"`
-	Go       string            `json:"go"`
-	Kafka    string            `json:"kafka"`
-	Messages int               `json:"messages"`
-	Size     int               `json:"message_bytes"`
-	Micro    []Micro           `json:"micro"`
-	Figures  map[string]Figure `json:"figures"`
-	Latency  map[string]any    `json:"latency"`
-	Ingress  []IngressFigure   `json:"ingress"`
-	Commands []string          `json:"commands"`
+	Date     string                   `json:"date"`
+	Machine  string                   `json:"machine"`
+	Go       string                   `json:"go"`
+	Kafka    string                   `json:"kafka"`
+	Messages int                      `json:"messages"`
+	Size     int                      `json:"message_bytes"`
+	Micro    []Micro                  `json:"micro"`
+	Figures  map[string]Figure        `json:"figures"`
+	Latency  map[string]LatencyFigure `json:"latency"`
+	Ingress  []IngressFigure          `json:"ingress"`
+	Restore  []RestoreFigure          `json:"restore"`
+	Commands []string                 `json:"commands"`
 	// EgressDate is when the egress figures were measured (a BENCH_ONLY=egress run keeps the others).
 	EgressDate string `json:"egress_date,omitempty"`
 }
@@ -90,7 +91,7 @@ func run() error {
 		return egressOnly(brokers)
 	}
 	res := Results{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), Go: runtime.Version(), Kafka: "Apache Kafka 4.3.1 (KRaft, single node, same machine)",
-		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]any{}}
+		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]LatencyFigure{}}
 	step := func(name string) { fmt.Fprintf(os.Stderr, "bench: %s\n", name) }
 	ingressRates := []float64{1000, 2000}
 	ingressFor := 10 * time.Second
@@ -122,43 +123,60 @@ func run() error {
 	factory := must(kafkaclient.New(base.Kafka))
 	prefix := fmt.Sprintf("bench.%x.", time.Now().Unix())
 
-	// The same preloaded input for cimstream and the copier.
-	in := base
-	setTopics(&in, prefix+"in.")
-	in.Outbound.Enabled = false
-	channels := []string{prefix + "cim.inbound.web", prefix + "cim.inbound.whatsapp", prefix + "cim.inbound.sms", prefix + "cim.inbound.fb"}
-	in.Topics.InboundChannels = channels
-	in.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
-	if err := createTopics(factory, in, prefix+"copy"); err != nil {
-		return err
-	}
-	step(fmt.Sprintf("preload %d messages of %d bytes over %d channel topics", messages, size, len(channels)))
-	pre, err := produce(factory, loadgen.Options{Direction: cim.Inbound, Topics: channels, Customers: 5000, Count: messages, Size: size, Keyed: true, RunID: "pre"})
-	if err != nil {
-		return err
-	}
-	res.Figures["preload (loadgen, kafka-go writer)"] = pre
+	// The same preloaded input for cimstream and the copier, twice: keyed by customer with kafka-go's
+	// Murmur2 (each record on its customer's home partition, as connectors keying by
+	// channelCustomerIdentifier write it: the fast path), and unkeyed (spread round robin: a sixth of the
+	// records is home, the rest goes through the repartition topic).
+	var in config.Config
+	for _, keyed := range []bool{true, false} {
+		name := map[bool]string{true: "keyed", false: "unkeyed"}[keyed]
+		cfg := base
+		setTopics(&cfg, prefix+name+".")
+		cfg.Outbound.Enabled = false
+		channels := []string{prefix + name + ".cim.inbound.web", prefix + name + ".cim.inbound.whatsapp"}
+		cfg.Topics.InboundChannels = channels
+		cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix+name+".") + `cim\.inbound\..+$`
+		if err := createTopics(factory, cfg, prefix+name+".copy"); err != nil {
+			return err
+		}
+		step(fmt.Sprintf("preload %d %s messages of %d bytes over %d channel topics", messages, name, size, len(channels)))
+		pre, err := produce(factory, loadgen.Options{Direction: cim.Inbound, Topics: channels, Customers: 5000, Count: messages, Size: size, Keyed: keyed, RunID: "pre-" + name})
+		if err != nil {
+			return err
+		}
+		res.Figures[figPreload+", "+name] = pre
 
-	step("baseline copier: consume → produce, same client settings, no processing")
-	copier, err := copyAll(factory, in, channels, prefix+"copy")
-	if err != nil {
-		return err
-	}
-	res.Figures["baseline copier"] = copier
+		step("baseline copier: consume → produce, same client settings, no processing (" + name + " input)")
+		copier, err := copyAll(factory, cfg, channels, prefix+name+".copy")
+		if err != nil {
+			return err
+		}
+		res.Figures[figCopier+", "+name+" input"] = copier
 
-	step("inbound: cimstream consumes the preloaded topics until all are on the CCM topic")
-	inbound, err := runCimstream(in, in.Topics.CCMInbound, messages)
+		step("inbound: cimstream consumes the preloaded topics until all are on the CCM topic (" + name + ")")
+		inbound, err := runCimstream(cfg, cfg.Topics.CCMInbound, messages)
+		if err != nil {
+			return err
+		}
+		res.Figures[figInbound+", "+name] = inbound
+		if keyed {
+			in = cfg
+		}
+	}
+
+	step("rebalance restore: one instance restores the keyed run's sessions, a second joins")
+	restore, err := restoreBench(in)
 	if err != nil {
 		return err
 	}
-	res.Figures["cimstream inbound"] = inbound
+	res.Restore = restore
 
 	step("broker ceiling: Kafka's ProducerPerformance")
 	ceiling, cmd, err := producerPerformance(factory, brokers, prefix+"ceiling")
 	if err != nil {
 		return err
 	}
-	res.Figures["broker ceiling (ProducerPerformance, acks=all)"] = ceiling
+	res.Figures[figCeiling] = ceiling
 	res.Commands = append(res.Commands, cmd)
 
 	step("latency at fixed rates")
@@ -198,7 +216,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	res.Figures["cimstream outbound (fan-out 2 + notification)"] = outbound
+	res.Figures[figOutbound] = outbound
 
 	for _, rate := range ingressRates {
 		step(fmt.Sprintf("HTTP ingress and its baseline at %.0f req/s", rate))
@@ -403,13 +421,6 @@ func egressOnly(brokers string) error {
 	if err := json.Unmarshal(data, &res); err != nil {
 		return err
 	}
-	for k, v := range res.Latency { // back from JSON to the type the table prints
-		raw, _ := json.Marshal(v)
-		var l loadgen.Latencies
-		if json.Unmarshal(raw, &l) == nil {
-			res.Latency[k] = l
-		}
-	}
 	base := baseConfig(brokers)
 	factory := must(kafkaclient.New(base.Kafka))
 	fmt.Fprintf(os.Stderr, "bench: egress only, %d webhook deliveries\n", egressMessages)
@@ -437,17 +448,24 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
-func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration) (loadgen.Latencies, error) {
+// LatencyFigure is end-to-end latency at a requested rate, with the rate loadgen achieved.
+type LatencyFigure struct {
+	loadgen.Latencies
+	Requested float64 `json:"requested_per_second"`
+	Achieved  float64 `json:"achieved_per_second"`
+}
+
+func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration) (LatencyFigure, error) {
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-lat-%d.yaml", time.Now().UnixNano()))
 	text, _ := cfg.YAML()
 	if err := os.WriteFile(path, text, 0o600); err != nil {
-		return loadgen.Latencies{}, err
+		return LatencyFigure{}, err
 	}
 	defer os.Remove(path)
 	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return loadgen.Latencies{}, err
+		return LatencyFigure{}, err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
 	time.Sleep(5 * time.Second) // joined and restored
@@ -464,10 +482,11 @@ func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Dur
 		res <- l
 	}()
 	time.Sleep(500 * time.Millisecond)
-	if _, err := p.Run(ctx); err != nil {
-		return loadgen.Latencies{}, err
+	stats, err := p.Run(ctx)
+	if err != nil {
+		return LatencyFigure{}, err
 	}
-	return <-res, nil
+	return LatencyFigure{Latencies: <-res, Requested: rate, Achieved: stats.Rate()}, nil
 }
 
 var perfLine = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)

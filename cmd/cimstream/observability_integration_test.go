@@ -136,8 +136,11 @@ scrape_configs:
 	}
 	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
 
-	waitFor(t, "51 records consumed by the ingest stage", 45*time.Second, func() bool {
-		return scrape(t, admin, "cimstream_records_consumed_total{stage=\"inbound-ingest\"")["cimstream_records_consumed_total"] >= 51
+	// The channel topic has the repartition topic's partition count: the sessions stage reads it (the
+	// fast path, docs/inbound.md).
+	consumed := fmt.Sprintf(`cimstream_records_consumed_total{stage="inbound-sessions",topic=%q`, channel)
+	waitFor(t, "51 records consumed from the channel topic", 45*time.Second, func() bool {
+		return scrape(t, admin, consumed)["cimstream_records_consumed_total"] >= 51
 	})
 	waitFor(t, "50 records produced to the CCM topic", 45*time.Second, func() bool {
 		return scrape(t, admin, "cimstream_records_produced_total{stage=\"inbound-sessions\",topic=\""+cfg.Topics.CCMInbound)["cimstream_records_produced_total"] >= 50
@@ -153,11 +156,11 @@ scrape_configs:
 		t.Errorf("latency count %v, ready %v", m["cimstream_end_to_end_latency_seconds_count"], m["cimstream_ready"])
 	}
 
-	// Through Prometheus: the traffic is there, and the ingest group's lag is back to zero (that lag rises
-	// with unconsumed input is tested on GroupLag itself, in internal/consumer).
-	lagQuery := fmt.Sprintf(`sum(cimstream_consumer_lag_records{group=%q})`, cfg.Kafka.Consumer.GroupID)
+	// Through Prometheus: the traffic is there, and the sessions group's lag (channel and repartition
+	// topics) is back to zero (that lag rises with unconsumed input is tested on GroupLag itself).
+	lagQuery := fmt.Sprintf(`sum(cimstream_consumer_lag_records{group=%q})`, cfg.Kafka.Consumer.GroupID+".sessions")
 	waitFor(t, "Prometheus to see the consumed records", 45*time.Second, func() bool {
-		return promQuery(t, promAddr, `sum(cimstream_records_consumed_total{stage="inbound-ingest"})`) >= 51
+		return promQuery(t, promAddr, fmt.Sprintf(`sum(cimstream_records_consumed_total{topic=%q})`, channel)) >= 51
 	})
 	waitFor(t, "lag to fall to zero in Prometheus", 45*time.Second, func() bool {
 		return promQuery(t, promAddr, lagQuery) == 0

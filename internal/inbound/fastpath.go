@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -18,42 +19,26 @@ import (
 // sent through the repartition topic as stage 1 would. A customer whose connector keys consistently by
 // channelCustomerIdentifier with the standard partitioner always takes the same path, so its order holds.
 
-// drainWait bounds how long a fast-path partition waits, at the start of a generation, for the
-// repartition records that were already waiting on its partition to be applied first.
-const drainWait = 30 * time.Second
-
 // slot is the session state of one partition, shared by the sessions stage's handlers of that
 // partition in one generation: the repartition topic's and each co-partitioned channel topic's.
 type slot struct {
+	// writes is held by the stage runtime from a handler's Process until its outputs are settled
+	// (stage.Serialized): the handlers write the changelog and CCM partitions in the order they applied.
+	writes sync.Mutex
+
 	mu        sync.Mutex
 	e         *Enricher
 	failed    bool // the restore failed: acquire again
 	users     int  // handlers holding the slot (guarded by homeTables.mu)
 	abandoned bool
 
-	// The repartition records waiting when the slot was made (offsets next..target-1) go before any
-	// record taken where it is: a customer's older records, sent through the repartition topic by an
-	// earlier generation or version, must not be overtaken by its newer ones.
+	// next is the repartition offset after the last one applied; target the repartition end offset that
+	// must be applied before records are taken where they are (see homeHandler.ready).
 	next, target int64
-	drained      chan struct{} // closed once next >= target, or when the repartition handler is gone
-	closed       bool
 }
 
-// applied moves the drain forward past a processed repartition offset; s.mu is held.
-func (s *slot) applied(offset int64) {
-	s.next = max(s.next, offset+1)
-	if s.next >= s.target {
-		s.finishDrain()
-	}
-}
-
-// finishDrain releases records taken where they are; s.mu is held.
-func (s *slot) finishDrain() {
-	if !s.closed {
-		s.closed = true
-		close(s.drained)
-	}
-}
+// applied moves past a processed repartition offset; s.mu is held.
+func (s *slot) applied(offset int64) { s.next = max(s.next, offset+1) }
 
 // homeTables are the slots of the sessions stage's current generation.
 type homeTables struct {
@@ -120,7 +105,7 @@ func (h *homeTables) acquire(p int, restore func() (*Enricher, error), backlog f
 			}
 			continue // its restore failed and it was removed: try ours
 		}
-		s = &slot{users: 1, drained: make(chan struct{})}
+		s = &slot{users: 1}
 		s.mu.Lock()
 		h.slots[p] = s
 		h.mu.Unlock()
@@ -137,9 +122,6 @@ func (h *homeTables) acquire(p int, restore func() (*Enricher, error), backlog f
 			return nil, err
 		}
 		s.e = e
-		if s.next >= s.target {
-			s.finishDrain()
-		}
 		s.mu.Unlock()
 		return s, nil
 	}
@@ -169,8 +151,11 @@ type homeHandler struct {
 	partitions  int // the repartition topic's
 	repartition string
 	observer    Observer
-	waited      bool
+	fast        bool // the repartition backlog was applied: records on their home partition are taken here
 }
+
+func (h *homeHandler) Lock()   { h.s.writes.Lock() }
+func (h *homeHandler) Unlock() { h.s.writes.Unlock() }
 
 func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
@@ -181,12 +166,12 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 			home = append(home, i)
 		}
 	}
+	if len(home) > 0 && !h.ready() {
+		home = home[:0] // through the repartition topic, behind what waits there
+	}
 	h.observer.Routed(len(home), repartitioned(out, h.repartition)-len(home))
 	if len(home) == 0 {
 		return out
-	}
-	if !h.waited {
-		h.waitDrained()
 	}
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
@@ -199,25 +184,50 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	return out
 }
 
-// isHome reports whether res is a record for the repartition topic whose home is this partition. A
-// record keyed by conversation holds no session state: it is taken wherever it is.
+// isHome reports whether res is a record for the repartition topic whose partition there is this one.
 func (h *homeHandler) isHome(res stream.Result) bool {
 	if len(res.Reject) > 0 || len(res.Outputs) != 1 || res.Outputs[0].Topic != h.repartition {
 		return false
 	}
 	o := res.Outputs[0]
-	return o.HashKey == nil || h.p.home(o.HashKey, h.partitions) == h.partition
+	key := o.HashKey
+	if key == nil {
+		key = o.Key
+	}
+	return h.p.home(key, h.partitions) == h.partition
 }
 
-func (h *homeHandler) waitDrained() {
-	t := time.NewTimer(drainWait)
-	defer t.Stop()
-	select {
-	case <-h.s.drained:
-	case <-t.C:
-		h.p.log.Warn("repartitioned records still waiting; taking records where they are anyway")
+// ready reports whether records may be taken where they are: every repartition record of the partition
+// is applied, those waiting when the generation began (a customer's older records, sent by an earlier
+// generation or version) and those this handler sent there meanwhile, so none is overtaken. Until then
+// records go through the repartition topic, behind them; once ready, the handler stays so for the
+// generation (every record of its customers is then taken here).
+func (h *homeHandler) ready() bool {
+	if h.fast {
+		return true
 	}
-	h.waited = true
+	h.s.mu.Lock()
+	applied := h.s.next >= h.s.target
+	h.s.mu.Unlock()
+	if !applied {
+		return false
+	}
+	// What this handler sent through the repartition topic is acknowledged (a batch settles before the
+	// next is processed): it is below the end offset read now.
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(h.p.cfg.Kafka.RequestTimeout, 10*time.Second))
+	defer cancel()
+	_, end, err := h.p.bounds(ctx, h.repartition, h.partition)
+	if err != nil {
+		return false
+	}
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if h.s.next >= end {
+		h.fast = true
+		return true
+	}
+	h.s.target = max(h.s.target, end)
+	return false
 }
 
 func (h *homeHandler) Abandoned() {
@@ -250,7 +260,7 @@ func (p *Pipeline) backlog(ctx context.Context, partition int) (next, target int
 	if err != nil {
 		return 0, 0, err
 	}
-	if start < 0 {
+	if start < first { // none committed (negative), or deleted by retention: the reader starts at first
 		start = first
 	}
 	return start, end, nil

@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -38,9 +39,9 @@ func fastInput() []stream.Record {
 		case 5:
 			add(c, text(c, fmt.Sprint("m", i), `,"intent":"END_CHAT"`), at)
 		case 6:
-			add(c, `{"header":{"sender":{"id":"w","type":"CONNECTOR"},"conversationId":"conv-`+c+`"},"body":{"type":"PLAIN","markdownText":"reply"}}`, at)
+			add(c, `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"conversationId":"conv-`+c+`"},"body":{"type":"PLAIN","markdownText":"reply"}}`, at)
 		case 7:
-			add(c, `{"header":{"sender":{"id":"w","type":"CONNECTOR"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"`+c+
+			add(c, `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"`+c+
 				`"}},"body":{"type":"NOTIFICATION","notificationType":"TYPING"}}`, at)
 		case 8:
 			add(c, `{"header":{"sender":{"id":"w"}},"body":{"type":"PLAIN"}}`, at) // invalid
@@ -51,7 +52,7 @@ func fastInput() []stream.Record {
 		}
 	}
 	add("cust-far", text("cust-far", "future", ""), base.AddDate(5, 0, 0))
-	add("cust-0", `{"header":{"sender":{"id":"w","type":"CONNECTOR"},"conversationId":"conv-cust-0"},"body":{"type":"DELIVERYNOTIFICATION","messageId":"x","status":"DELIVERED"}}`, base)
+	add("cust-0", `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"conversationId":"conv-cust-0"},"body":{"type":"DELIVERYNOTIFICATION","messageId":"x","status":"DELIVERED"}}`, base)
 	return recs
 }
 
@@ -59,9 +60,18 @@ func fastEnricher(p int, clk *clock) *Enricher {
 	return NewEnricher(testTopics, "sessions", p, session.Fixed(2*time.Minute), nil, clk.Now).WithEvents(testTopics.CCM)
 }
 
+// homePartitionOf is where the repartition topic puts a stage-1 output: by HashKey, else by key.
+func homePartitionOf(o stream.Output) int {
+	if o.HashKey != nil {
+		return kafkaedge.HomePartition(o.HashKey, fastPartitions)
+	}
+	return kafkaedge.HomePartition(o.Key, fastPartitions)
+}
+
 // The fast path and the repartition path give the same outputs, byte for byte (CCM messages, events,
 // changelog, dead letters), for the same input: a record taken where it is is the record stage 1 would
-// have written, enriched by the same table.
+// have written, enriched by the same table. Replies keyed by conversation are not on their home
+// partition here: they go through the repartition topic on both paths.
 func TestFastPathMatchesRepartitionPath(t *testing.T) {
 	input := fastInput()
 	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
@@ -69,7 +79,6 @@ func TestFastPathMatchesRepartitionPath(t *testing.T) {
 	// The repartition path: stage 1, the record written to its home partition and read back there.
 	n := NewNormalizer(testTopics, 1<<20, nil)
 	slow := map[int]*Enricher{}
-	nextOffset := map[int]int64{}
 	var viaRepartition []stream.Result
 	for _, rec := range input {
 		res := n.Process(rec)
@@ -78,45 +87,38 @@ func TestFastPathMatchesRepartitionPath(t *testing.T) {
 			continue
 		}
 		o := res.Outputs[0]
-		p := rec.Partition // a conversation-keyed record stays where it is on both paths
-		if o.HashKey != nil {
-			p = kafkaedge.HomePartition(o.HashKey, fastPartitions)
-		}
+		p := homePartitionOf(o)
 		if slow[p] == nil {
 			slow[p] = fastEnricher(p, clk)
 		}
-		back := stream.Record{Topic: testTopics.Repartition, Partition: p, Offset: nextOffset[p], Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time}
-		nextOffset[p]++
+		back := stream.Record{Topic: testTopics.Repartition, Partition: p, Offset: 7, Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time}
 		viaRepartition = append(viaRepartition, slow[p].Process(back))
 	}
 
-	// The fast path: each partition's handler, batches of 3.
+	// The fast path: each channel partition's handler, sharing its partition's table with the
+	// repartition handler of the same number, which applies what the fast path sends through.
 	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
 	handlers := map[int]*homeHandler{}
-	var byPartition = map[int][]int{}
-	for i, rec := range input {
-		byPartition[rec.Partition] = append(byPartition[rec.Partition], i)
+	repartitionHandlers := map[int]*sessionsHandler{}
+	obs := &routes{}
+	for p := range fastPartitions {
+		s := &slot{e: fastEnricher(p, clk)}
+		handlers[p] = &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, partition: p, partitions: fastPartitions,
+			repartition: testTopics.Repartition, observer: obs, fast: true}
+		repartitionHandlers[p] = &sessionsHandler{s: s, p: pl, partition: p}
 	}
 	viaHome := make([]stream.Result, len(input))
-	obs := &routes{}
-	for p, idx := range byPartition {
-		s := &slot{e: fastEnricher(p, clk), drained: make(chan struct{})}
-		s.finishDrain()
-		handlers[p] = &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, partition: p, partitions: fastPartitions,
-			repartition: testTopics.Repartition, observer: obs}
-		for start := 0; start < len(idx); start += 3 {
-			end := min(start+3, len(idx))
-			batch := make([]stream.Record, 0, 3)
-			for _, i := range idx[start:end] {
-				batch = append(batch, input[i])
-			}
-			for j, res := range handlers[p].Process(batch) {
-				viaHome[idx[start+j]] = res
-			}
+	for i, rec := range input {
+		res := handlers[rec.Partition].Process([]stream.Record{rec})[0]
+		if len(res.Reject) == 0 && len(res.Outputs) == 1 && res.Outputs[0].Topic == testTopics.Repartition {
+			o := res.Outputs[0]
+			res = repartitionHandlers[homePartitionOf(o)].Process([]stream.Record{{Topic: testTopics.Repartition,
+				Partition: homePartitionOf(o), Offset: 7, Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time}})[0]
 		}
+		viaHome[i] = res
 	}
-	if obs.repartitioned != 0 || obs.home == 0 {
-		t.Fatalf("keyed input: %d records taken home, %d repartitioned; want all home", obs.home, obs.repartitioned)
+	if obs.home == 0 || obs.repartitioned == 0 {
+		t.Fatalf("%d records taken home, %d repartitioned: the input must exercise both", obs.home, obs.repartitioned)
 	}
 	for i := range input {
 		a, b := viaRepartition[i], viaHome[i]
@@ -137,11 +139,10 @@ func TestFastPathSendsForeignRecordsThroughRepartition(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 	home := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
 	elsewhere := (home + 1) % fastPartitions
-	s := &slot{e: fastEnricher(elsewhere, clk), drained: make(chan struct{})}
-	s.finishDrain()
+	s := &slot{e: fastEnricher(elsewhere, clk)}
 	obs := &routes{}
 	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
-		partition: elsewhere, partitions: fastPartitions, repartition: testTopics.Repartition, observer: obs}
+		partition: elsewhere, partitions: fastPartitions, repartition: testTopics.Repartition, observer: obs, fast: true}
 	rec := stream.Record{Topic: "cim.inbound.web", Partition: elsewhere, Offset: 5, Value: []byte(text("cust-1", "hi", "")), Time: clk.now}
 	got := h.Process([]stream.Record{rec})[0]
 	want := NewNormalizer(testTopics, 1<<20, nil).Process(rec)
@@ -153,42 +154,52 @@ func TestFastPathSendsForeignRecordsThroughRepartition(t *testing.T) {
 	}
 }
 
-// Records taken where they are wait until the repartition records already waiting on the partition
-// when the generation began were applied (a customer's older records go first).
+// Records on their home partition go through the repartition topic until every repartition record of
+// the partition is applied: those waiting when the generation began (a customer's older records) and
+// those the handler itself sent there meanwhile. Only then are they taken where they are, so none of a
+// customer's records is overtaken.
 func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 	p := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
-	s := &slot{e: fastEnricher(p, clk), drained: make(chan struct{}), next: 10, target: 12}
-	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
+	s := &slot{e: fastEnricher(p, clk), next: 10, target: 12}
+	end := int64(12) // the repartition partition's end offset, as the broker would answer
+	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop(),
+		bounds: func(context.Context, string, int) (int64, int64, error) { return 0, end, nil }}
 	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, partition: p, partitions: fastPartitions,
 		repartition: testTopics.Repartition, observer: &routes{}}
 	sh := &sessionsHandler{s: s, p: pl, partition: p}
-	done := make(chan []stream.Result)
-	go func() {
-		done <- h.Process([]stream.Record{{Topic: "cim.inbound.web", Partition: p, Offset: 0, Value: []byte(text("cust-1", "new", "")), Time: clk.now}})
-	}()
+	newer := func(i int) stream.Record {
+		return stream.Record{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("new", i), "")), Time: clk.now}
+	}
+	taken := func(res stream.Result) bool {
+		return len(res.Outputs) > 0 && res.Outputs[0].Topic != testTopics.Repartition
+	}
+	repartitioned := func(offset int64, res stream.Result) stream.Record {
+		o := res.Outputs[0]
+		return stream.Record{Topic: testTopics.Repartition, Partition: p, Offset: offset, Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time}
+	}
 	older := NewNormalizer(testTopics, 1<<20, nil).Process(stream.Record{Topic: "cim.inbound.web", Partition: 0, Offset: 3,
-		Value: []byte(text("cust-1", "old", "")), Time: clk.now.Add(-time.Second)}).Outputs[0]
-	select {
-	case <-done:
+		Value: []byte(text("cust-1", "old", "")), Time: clk.now.Add(-time.Second)})
+
+	// Backlog 10..11 waiting: the first newer record goes behind it (it lands at 12).
+	first := h.Process([]stream.Record{newer(0)})[0]
+	if taken(first) {
 		t.Fatal("a record was taken before the repartition backlog was applied")
-	case <-time.After(100 * time.Millisecond):
 	}
-	sh.Process([]stream.Record{{Topic: testTopics.Repartition, Partition: p, Offset: 10, Key: older.Key, Value: older.Value, Headers: older.Headers, Time: older.Time}})
-	select {
-	case <-done:
-		t.Fatal("taken with one backlog record still waiting")
-	case <-time.After(100 * time.Millisecond):
+	end = 13
+	sh.Process([]stream.Record{repartitioned(10, older), repartitioned(11, older)})
+	// The backlog is applied, but the record the handler sent (12) is not: still behind.
+	if second := h.Process([]stream.Record{newer(1)})[0]; taken(second) {
+		t.Fatal("taken while the handler's own repartitioned record was not applied")
+	} else {
+		end = 14
+		sh.Process([]stream.Record{repartitioned(12, first), repartitioned(13, second)})
 	}
-	sh.Process([]stream.Record{{Topic: testTopics.Repartition, Partition: p, Offset: 11, Key: []byte("conversation:x"),
-		Value: []byte(`{"header":{"sender":{"id":"w","type":"CONNECTOR"},"conversationId":"x"},"body":{"type":"PLAIN"}}`)}})
-	select {
-	case res := <-done:
-		if len(res[0].Outputs) == 0 || res[0].Outputs[0].Topic == testTopics.Repartition {
-			t.Fatalf("record not taken where it is: %s", describe(res[0]))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("still waiting after the backlog was applied")
+	if third := h.Process([]stream.Record{newer(2)})[0]; !taken(third) {
+		t.Fatalf("everything applied, yet not taken where it is: %s", describe(third))
+	}
+	if !h.fast {
+		t.Fatal("the handler must stay on the fast path for the generation")
 	}
 }
 

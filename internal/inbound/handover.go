@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/stage"
@@ -43,7 +44,18 @@ func (g handoverGroup) Next(ctx context.Context) (stage.Generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	as, err := g.b.startOffsets(ctx, gen.Assignments())
+	// A reading that fails is tried again a few times before the member gives the generation up (which
+	// rebalances the whole group).
+	var as []stage.Assignment
+	for attempt := 0; ; attempt++ {
+		if as, err = g.b.startOffsets(ctx, gen.Assignments()); err == nil || attempt == 2 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,16 @@ type Normalizer struct {
 	topics   Topics
 	limits   cim.Limits
 	observer Observer
+	// bySession partitions the repartition topic by the whole session key, as before the fast path
+	// (inbound.fastPath off): a rolling upgrade keeps every customer's state where it is.
+	bySession bool
+}
+
+// PartitionBySession makes the repartition topic partitioned by session key instead of customer (the
+// layout without the fast path).
+func (n *Normalizer) PartitionBySession() *Normalizer {
+	n.bySession = true
+	return n
 }
 
 // NewNormalizer returns stage 1; observer may be nil.
@@ -81,9 +91,11 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 	case m.HasChannelData():
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(session.Key(m.ServiceIdentifier(), m.ChannelCustomerIdentifier()))
-		// Partitioned by customer alone: the partition a connector keying by channelCustomerIdentifier
-		// already put the record on, so the sessions stage can take it there (see Home).
-		out.HashKey = []byte(m.ChannelCustomerIdentifier())
+		if !n.bySession {
+			// Partitioned by customer alone: the partition a connector keying by
+			// channelCustomerIdentifier already put the record on, so the fast path can take it there.
+			out.HashKey = []byte(m.ChannelCustomerIdentifier())
+		}
 	default: // a reply inside an existing conversation: keyed by it, passes stage 2 unchanged
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(conversationKeyPrefix + m.ConversationID())

@@ -113,7 +113,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	ingestCfg.Topics = p.ingestTopics
 	ingestCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	ingestCfg.NewHandler = func(context.Context, string, int) (stage.Handler, error) {
-		return ingestHandler{NewNormalizer(p.topics(), c.Inbound.MaxMessageBytes, p.obs.Records)}, nil
+		return ingestHandler{p.normalizer()}, nil
 	}
 	ingestCfg.Ready = func(err error) { p.obs.Ready(ReadyIngest, err) }
 	ingest := stage.New(ingestCfg, handoverBroker{Broker: broker, p: p, otherGroup: sessionsGroup, offsets: offsets},
@@ -262,7 +262,7 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 	if !repartition && !owned {
 		p.log.Info("channel partition not co-assigned with its repartition partition; sending its records through the repartition topic",
 			zap.String("topic", topic), zap.Int("partition", partition))
-		return ingestHandler{NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records)}, nil
+		return ingestHandler{p.normalizer()}, nil
 	}
 	s, err := p.homes.acquire(partition,
 		func() (*Enricher, error) { return p.restoreTable(ctx, partition) },
@@ -273,8 +273,17 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 	if repartition {
 		return &sessionsHandler{s: s, p: p, partition: partition}, nil
 	}
-	return &homeHandler{n: NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records), p: p, s: s,
+	return &homeHandler{n: p.normalizer(), p: p, s: s,
 		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records()}, nil
+}
+
+// normalizer is stage 1 as both stages run it.
+func (p *Pipeline) normalizer() *Normalizer {
+	n := NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records)
+	if !p.cfg.Inbound.FastPath {
+		n.PartitionBySession()
+	}
+	return n
 }
 
 func (p *Pipeline) records() Observer {
@@ -390,12 +399,10 @@ func (h *sessionsHandler) Abandoned() {
 	h.s.mu.Unlock()
 }
 
-func (h *sessionsHandler) Close() {
-	h.s.mu.Lock()
-	h.s.finishDrain() // records taken where they are wait for this handler no longer
-	h.s.mu.Unlock()
-	h.p.releaseSlot(h.partition, h.s)
-}
+func (h *sessionsHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
+
+func (h *sessionsHandler) Lock()   { h.s.writes.Lock() }
+func (h *sessionsHandler) Unlock() { h.s.writes.Unlock() }
 
 // closeTable withdraws a partition's table; unless it is abandoned, it is kept with the changelog end
 // offset, for a rebalance that hands the partition back.

@@ -46,6 +46,7 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 	defer stopWrites()
 
 	ticker, _ := handler.(Ticker)
+	serialized, _ := handler.(Serialized)
 	offsets := NewOffsets()
 	fetchLog := newRateLimited(log, 10*time.Second)
 	lastTick := time.Now()
@@ -55,45 +56,23 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		var held int64
 		batch, held = r.fetch(ctx, reader, batch[:0], fetchLog)
 		began := time.Now()
-		var results []stream.Result
-		if len(batch) > 0 {
-			r.cfg.Observer.Consumed(r.cfg.Name, a.Topic, len(batch))
-			results = handler.Process(batch)
-			if len(results) != len(batch) {
-				panic(fmt.Sprintf("stage %s: handler returned %d results for %d records", r.cfg.Name, len(results), len(batch)))
-			}
-			for _, rec := range batch {
-				offsets.Track(rec.Offset)
-			}
-			for _, res := range results {
-				for _, o := range res.Outputs {
-					held += int64(o.Size())
-				}
-			}
+		if serialized != nil {
+			serialized.Lock()
 		}
-		var ticks []stream.Output
-		if now := time.Now(); ticker != nil && now.Sub(lastTick) >= r.cfg.CommitInterval {
-			ticks = ticker.Tick(now)
-			lastTick = now
-		}
-		r.cfg.Budget.Take(held - r.fetchedBytes(batch))
-		// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
-		// partition (genCtx) abandons it, since its records are then someone else's: no write starts then.
-		if genCtx.Err() != nil {
-			r.cfg.Budget.Give(held)
-			abandoned = len(batch) > 0 || len(ticks) > 0
+		if !r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned) {
+			if serialized != nil {
+				serialized.Unlock()
+			}
 			return
 		}
-		done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
-		r.cfg.Budget.Give(held)
-		if !done {
-			abandoned = true
-			return // the partition moved while writes failed: nothing past the last commit is committed
+		if serialized != nil {
+			serialized.Unlock()
 		}
 		if len(batch) == 0 {
 			continue
 		}
 		for _, rec := range batch {
+			offsets.Track(rec.Offset)
 			offsets.Settle(rec.Offset)
 		}
 		if next, ok := offsets.Committable(); ok {
@@ -105,6 +84,45 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		}
 		r.cfg.Observer.Batch(r.cfg.Name, time.Since(began), times)
 	}
+}
+
+// step processes one batch (and the housekeeping due) and settles its outputs. It reports false when the
+// partition was lost meanwhile; abandoned then says whether outputs were made and never written.
+func (r *Runner) step(genCtx, writeCtx context.Context, log *zap.Logger, topic string, handler Handler, ticker Ticker, batch []stream.Record,
+	held int64, lastTick *time.Time, abandoned *bool) bool {
+	var results []stream.Result
+	if len(batch) > 0 {
+		r.cfg.Observer.Consumed(r.cfg.Name, topic, len(batch))
+		results = handler.Process(batch)
+		if len(results) != len(batch) {
+			panic(fmt.Sprintf("stage %s: handler returned %d results for %d records", r.cfg.Name, len(results), len(batch)))
+		}
+		for _, res := range results {
+			for _, o := range res.Outputs {
+				held += int64(o.Size())
+			}
+		}
+	}
+	var ticks []stream.Output
+	if now := time.Now(); ticker != nil && now.Sub(*lastTick) >= r.cfg.CommitInterval {
+		ticks = ticker.Tick(now)
+		*lastTick = now
+	}
+	r.cfg.Budget.Take(held - r.fetchedBytes(batch))
+	// A batch in hand is finished even when the stage is stopping (SIGTERM drains); only losing the
+	// partition (genCtx) abandons it, since its records are then someone else's: no write starts then.
+	if genCtx.Err() != nil {
+		r.cfg.Budget.Give(held)
+		*abandoned = len(batch) > 0 || len(ticks) > 0
+		return false
+	}
+	done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
+	r.cfg.Budget.Give(held)
+	if !done {
+		*abandoned = true
+		return false // the partition moved while writes failed: nothing past the last commit is committed
+	}
+	return true
 }
 
 // start restores the partition's handler and opens its reader. Both can fail while the broker is

@@ -47,6 +47,16 @@ type Abandoner interface {
 	Abandoned()
 }
 
+// Serialized is a Handler that shares state and output partitions with other handlers of its stage
+// (the inbound fast path: one session table and changelog partition for a repartition partition and
+// the channel partitions of the same number). The runtime holds Lock from before Process until that
+// batch's outputs (and the Tick's) are settled or abandoned, so the outputs of handlers sharing the lock
+// land in the order their inputs were applied.
+type Serialized interface {
+	Lock()
+	Unlock()
+}
+
 // Outcome is what became of one input's outputs.
 type Outcome struct {
 	Record stream.Record

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -553,5 +554,93 @@ func TestHandlerIsToldOfAbandonedOutputs(t *testing.T) {
 	r.gen.revoke()
 	if !eventually(failing.closed.Load) || !failing.abandoned.Load() {
 		t.Fatalf("revoke with a write failing: closed=%v abandoned=%v", failing.closed.Load(), failing.abandoned.Load())
+	}
+}
+
+// lockedHandler is a Serialized handler of one topic: Process logs "P <topic> <offset>" and emits the
+// record to "out"; every handler of a test shares mu.
+type lockedHandler struct {
+	mu    *sync.Mutex
+	log   *eventLog
+	topic string
+}
+
+func (h lockedHandler) Lock()   { h.mu.Lock() }
+func (h lockedHandler) Unlock() { h.mu.Unlock() }
+func (h lockedHandler) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
+	for i, rec := range batch {
+		h.log.add(fmt.Sprintf("P %s %d", h.topic, rec.Offset))
+		out[i] = stream.Emit(stream.Output{Topic: "out", Partition: 0, Value: []byte(fmt.Sprintf("%s %d", h.topic, rec.Offset))})
+	}
+	return out
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(e string) { l.mu.Lock(); l.events = append(l.events, e); l.mu.Unlock() }
+func (l *eventLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
+}
+
+// loggingSink logs "W <value>" for each record it acknowledges, after a delay that leaves room for the
+// other partition's worker to run.
+type loggingSink struct{ log *eventLog }
+
+func (s loggingSink) Write(_ context.Context, outs []stream.Output) []error {
+	time.Sleep(2 * time.Millisecond)
+	for _, o := range outs {
+		s.log.add("W " + string(o.Value))
+	}
+	return make([]error, len(outs))
+}
+
+// Handlers sharing a lock (Serialized) have their outputs written in the order their inputs were
+// processed: a batch's outputs are acknowledged before another handler of the lock processes anything.
+func TestSerializedHandlersWriteInProcessOrder(t *testing.T) {
+	gen := newGeneration(Assignment{Topic: "a", Partition: 0}, Assignment{Topic: "b", Partition: 0})
+	var recsA, recsB []stream.Record
+	for i := range 30 {
+		recsA = append(recsA, stream.Record{Topic: "a", Offset: int64(i), Value: []byte("x")})
+		recsB = append(recsB, stream.Record{Topic: "b", Offset: int64(i), Value: []byte("x")})
+	}
+	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"a": {recs: recsA}, "b": {recs: recsB}}}
+	log := &eventLog{}
+	var mu sync.Mutex
+	cfg := Config{Name: "test", GroupID: "g", Topics: func(context.Context) ([]string, error) { return []string{"a", "b"}, nil },
+		RefreshInterval: time.Hour,
+		NewHandler: func(_ context.Context, topic string, _ int) (Handler, error) {
+			return lockedHandler{mu: &mu, log: log, topic: topic}, nil
+		},
+		BatchSize: 3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = New(cfg, broker, loggingSink{log}, zap.NewNop()).Run(ctx) }()
+	defer func() { cancel(); gen.revoke(); <-done }()
+	if !eventually(func() bool { return len(log.all()) == 120 }) {
+		t.Fatalf("%d events, want 120", len(log.all()))
+	}
+	// Every processed record is written before a record of the other topic is processed.
+	pending := map[string]bool{}
+	for _, e := range log.all() {
+		var kind, topic string
+		var off int
+		fmt.Sscanf(e, "%s %s %d", &kind, &topic, &off)
+		id := fmt.Sprint(topic, " ", off)
+		if kind == "W" {
+			delete(pending, id)
+			continue
+		}
+		for p := range pending {
+			if !strings.HasPrefix(p, topic+" ") {
+				t.Fatalf("%s processed while %s was not yet written: %v", id, p, log.all())
+			}
+		}
+		pending[id] = true
 	}
 }

@@ -112,12 +112,16 @@ func run() error {
 		return nil
 	}
 
-	step("Go micro-benchmarks")
-	micro, cmd, err := microBenchmarks()
-	if err != nil {
-		return err
+	// BENCH_ONLY=inbound: the inbound figures (keyed, unkeyed, restore, latency), printed, docs untouched.
+	inboundOnly := os.Getenv("BENCH_ONLY") == "inbound"
+	if !inboundOnly {
+		step("Go micro-benchmarks")
+		micro, cmd, err := microBenchmarks()
+		if err != nil {
+			return err
+		}
+		res.Micro, res.Commands = micro, append(res.Commands, cmd)
 	}
-	res.Micro, res.Commands = micro, append(res.Commands, cmd)
 
 	base := baseConfig(brokers)
 	factory := must(kafkaclient.New(base.Kafka))
@@ -171,13 +175,15 @@ func run() error {
 	}
 	res.Restore = restore
 
-	step("broker ceiling: Kafka's ProducerPerformance")
-	ceiling, cmd, err := producerPerformance(factory, brokers, prefix+"ceiling")
-	if err != nil {
-		return err
+	if !inboundOnly {
+		step("broker ceiling: Kafka's ProducerPerformance")
+		ceiling, cmd, err := producerPerformance(factory, brokers, prefix+"ceiling")
+		if err != nil {
+			return err
+		}
+		res.Figures[figCeiling] = ceiling
+		res.Commands = append(res.Commands, cmd)
 	}
-	res.Figures[figCeiling] = ceiling
-	res.Commands = append(res.Commands, cmd)
 
 	step("latency at fixed rates")
 	lat := base
@@ -197,6 +203,10 @@ func run() error {
 			return err
 		}
 		res.Latency[fmt.Sprintf("%.0f msg/s", r.rate)] = l
+	}
+	if inboundOnly {
+		fmt.Print(table(res))
+		return nil
 	}
 
 	step("outbound: fan-out to 2 topics plus a notification per message")

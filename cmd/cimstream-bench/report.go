@@ -119,10 +119,14 @@ func table(r Results) string {
 		fmt.Fprintf(&b, "| %.0f msg/s | %.0f msg/s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", l.Requested, l.Achieved, l.Matched,
 			ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max))
 	}
-	b.WriteString(ingressTable(r.Ingress))
-	b.WriteString("\nGo micro-benchmarks:\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
-	for _, m := range r.Micro {
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsOp, m.BytesOp, m.AllocsOp)
+	if len(r.Ingress) > 0 {
+		b.WriteString(ingressTable(r.Ingress))
+	}
+	if len(r.Micro) > 0 {
+		b.WriteString("\nGo micro-benchmarks:\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
+		for _, m := range r.Micro {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsOp, m.BytesOp, m.AllocsOp)
+		}
 	}
 	b.WriteString("\nCommands:\n\n")
 	for _, c := range r.Commands {

@@ -167,7 +167,7 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 		EventMillis:      outputTime,
 	}
 	if e.events.topic != "" {
-		sm.Data = sessionData(m)
+		sm.LoadData = func() session.Data { return sessionData(m) }
 	}
 	out := e.table.Apply(key, sm, now.UnixMilli())
 	value := rec.Value

@@ -161,8 +161,10 @@ type Message struct {
 	// ids while one is active and none otherwise.
 	Passive bool
 	// Data is kept with a session this message opens, for its lifecycle events (Opener and OpenedAt are
-	// set here).
-	Data Data
+	// set here). LoadData, when set, gives it instead, called only for a message that opens a session
+	// (most messages do not, and compacting their channel data would be wasted).
+	Data     Data
+	LoadData func() Data
 	// EventMillis is the time of the events this message causes (its output's record time; always
 	// positive), kept with the decision so a replay dates them alike.
 	EventMillis int64
@@ -265,6 +267,9 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			Closed: out.Closed, ClosedAt: out.ClosedAt}
 		if out.Opened {
 			d.Data = m.Data
+			if m.LoadData != nil {
+				d.Data = m.LoadData()
+			}
 			d.Data.Opener, d.Data.OpenedAt = m.ID, m.EventMillis
 		}
 		out.Evicted += st.remember(d, run, t.window) // governs this record and the ones after

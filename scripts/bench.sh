@@ -2,7 +2,8 @@
 # `make bench`: end-to-end benchmarks against a real Apache Kafka broker started here on its own port
 # (127.0.0.1:19392, stopped afterwards), with baselines measured in the same run. Writes
 # bench/results.json and the generated table in docs/benchmarks.md. BENCH_ONLY=egress measures only the
-# webhook egress and its baseline (keeping the other figures of bench/results.json); with KAFKA_BROKERS set
+# webhook egress and its baseline (keeping the other figures of bench/results.json), BENCH_ONLY=inbound the
+# inbound figures alone (printed); with KAFKA_BROKERS set
 # it uses that broker instead of starting one.
 set -euo pipefail
 cd "$(dirname "$0")/.."

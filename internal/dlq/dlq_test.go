@@ -12,6 +12,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -825,5 +826,27 @@ func TestReplayCopyOfARefusedRecordIsNotCountedReplayed(t *testing.T) {
 	acct, err := r.Run(context.Background(), h)
 	if err != nil || acct.Unreplayable != 2 || acct.AlreadyReplayed != 0 || !acct.Exact() {
 		t.Errorf("%s %v, want both copies unreplayable", acct, err)
+	}
+}
+
+// A dead letter of the sessions stage replayed to the repartition topic lands where its customer's
+// session table is: partitioned by channelCustomerIdentifier with the fast path on (as the pipeline
+// writes that topic), by its session key with it off. Other targets keep their key's partition.
+func TestReplayPartitionsRepartitionLettersByCustomer(t *testing.T) {
+	cfg := config.Default()
+	part := Partitioner(cfg)
+	key := []byte(session.Key("web", "cust-7"))
+	if got := string(part(cfg.Topics.Repartition, key)); got != "cust-7" {
+		t.Fatalf("fast path on: partitioned by %q, want the customer", got)
+	}
+	if got := part(cfg.Topics.Repartition, []byte("conversation:c1")); got != nil {
+		t.Fatalf("a reply's key: partitioned by %q, want its own key", got)
+	}
+	if got := part("cim.inbound.web", key); got != nil {
+		t.Fatalf("a channel topic: partitioned by %q, want the record's key", got)
+	}
+	cfg.Inbound.FastPath = false
+	if got := Partitioner(cfg)(cfg.Topics.Repartition, key); got != nil {
+		t.Fatalf("fast path off: partitioned by %q, want the session key", got)
 	}
 }

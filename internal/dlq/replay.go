@@ -54,6 +54,9 @@ type Replay struct {
 	// intent, a batch and a done marker take to write): a younger one makes the run refuse to start with
 	// ErrBusy; an older one is recovered (0: DefaultActiveWindow).
 	ActiveWindow time.Duration
+	// Partition chooses the partition key of a replayed record (nil: its key). The inbound repartition
+	// topic is partitioned by customer, not by its session key (inbound.Partitioner).
+	Partition func(target string, key []byte) []byte
 
 	st *runState
 }
@@ -261,6 +264,9 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 			}
 			r.st.batched[l.Origin(r.Topic)] = true
 			out := replayed(l, d.Target, r.Topic)
+			if r.Partition != nil {
+				out.HashKey = r.Partition(d.Target, out.Key)
+			}
 			batch = append(batch, pending{letter: l, target: d.Target, out: out})
 			bytes += out.Size()
 			if len(batch) >= r.BatchSize || bytes >= 4<<20 {

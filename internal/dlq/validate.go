@@ -7,6 +7,7 @@ import (
 	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
@@ -48,4 +49,19 @@ func checkOutbound(router *route.Router, value []byte, maxBytes int) cim.Violati
 			Message: "no route matches and no channel is configured for " + strconv.Quote(v.Message.ServiceIdentifier())}}
 	}
 	return nil
+}
+
+// Partitioner is Replay.Partition for cfg: a record replayed to the inbound repartition topic is
+// partitioned by its customer, as the pipeline partitions that topic with the fast path on, so it meets
+// its customer's session table (by its session key with the fast path off).
+func Partitioner(cfg config.Config) func(target string, key []byte) []byte {
+	return func(target string, key []byte) []byte {
+		if !cfg.Inbound.FastPath || target != cfg.Topics.Repartition {
+			return nil
+		}
+		if customer, ok := session.Customer(string(key)); ok {
+			return []byte(customer)
+		}
+		return nil
+	}
 }

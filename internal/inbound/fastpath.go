@@ -1,9 +1,9 @@
 package inbound
 
 import (
-	"cmp"
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,13 +32,42 @@ type slot struct {
 	users     int  // handlers holding the slot (guarded by homeTables.mu)
 	abandoned bool
 
-	// next is the repartition offset after the last one applied; target the repartition end offset that
-	// must be applied before records are taken where they are (see homeHandler.ready).
+	// next is the repartition offset after the last one applied, target the repartition end offset when
+	// the slot was made: the records waiting then are applied once next reaches it.
 	next, target int64
+	// appliedFrom is the highest channel offset applied through the repartition topic, by source
+	// ("topic/partition", from the records' source headers).
+	appliedFrom map[string]int64
+	// progress is closed (and replaced) whenever the repartition handler applied a batch.
+	progress chan struct{}
 }
 
-// applied moves past a processed repartition offset; s.mu is held.
-func (s *slot) applied(offset int64) { s.next = max(s.next, offset+1) }
+func newSlot() *slot {
+	return &slot{users: 1, appliedFrom: map[string]int64{}, progress: make(chan struct{})}
+}
+
+// applied records a processed repartition record; s.mu is held.
+func (s *slot) applied(rec stream.Record) {
+	s.next = max(s.next, rec.Offset+1)
+	topic, okT := rec.Header(stream.HeaderSourceTopic)
+	part, okP := rec.Header(stream.HeaderSourcePartition)
+	off, okO := rec.Header(stream.HeaderSourceOffset)
+	if !okT || !okP || !okO {
+		return
+	}
+	if o, err := strconv.ParseInt(string(off), 10, 64); err == nil {
+		src := string(topic) + "/" + string(part)
+		if prev, ok := s.appliedFrom[src]; !ok || o > prev {
+			s.appliedFrom[src] = o
+		}
+	}
+}
+
+// progressed wakes the home handlers waiting for the repartition handler; s.mu is held.
+func (s *slot) progressed() {
+	close(s.progress)
+	s.progress = make(chan struct{})
+}
 
 // homeTables are the slots of the sessions stage's current generation.
 type homeTables struct {
@@ -105,13 +134,15 @@ func (h *homeTables) acquire(p int, restore func() (*Enricher, error), backlog f
 			}
 			continue // its restore failed and it was removed: try ours
 		}
-		s = &slot{users: 1}
+		s = newSlot()
 		s.mu.Lock()
 		h.slots[p] = s
 		h.mu.Unlock()
-		e, err := restore()
-		if err == nil {
-			s.next, s.target, err = backlog()
+		// The backlog first: once a kept table is taken, a failure must not drop it.
+		var e *Enricher
+		var err error
+		if s.next, s.target, err = backlog(); err == nil {
+			e, err = restore()
 		}
 		if err != nil {
 			s.failed = true
@@ -147,14 +178,45 @@ type homeHandler struct {
 	n           *Normalizer
 	p           *Pipeline
 	s           *slot
+	source      string // "topic/partition" of its channel partition
 	partition   int
 	partitions  int // the repartition topic's
 	repartition string
 	observer    Observer
-	fast        bool // the repartition backlog was applied: records on their home partition are taken here
+	// routed is the highest offset of a record on its home partition this handler sent through the
+	// repartition topic while it was not ready (-1: none).
+	routed int64
+	fast   bool // ready: records on their home partition are taken here for the rest of the generation
 }
 
-func (h *homeHandler) Lock()   { h.s.writes.Lock() }
+// homeWait bounds how long a home handler waits for the repartition records it must not overtake; a
+// batch that waited in vain goes through the repartition topic (behind them, so in order).
+const homeWait = time.Second
+
+// Lock waits (up to homeWait, outside the lock, so the repartition handler can go on) until the
+// handler is ready, then takes the slot's write lock.
+func (h *homeHandler) Lock() {
+	if !h.fast {
+		deadline := time.NewTimer(homeWait)
+		defer deadline.Stop()
+		for {
+			h.s.mu.Lock()
+			ready, progress := h.readyLocked(), h.s.progress
+			h.s.mu.Unlock()
+			if ready {
+				break
+			}
+			select {
+			case <-progress:
+				continue
+			case <-deadline.C:
+			}
+			break
+		}
+	}
+	h.s.writes.Lock()
+}
+
 func (h *homeHandler) Unlock() { h.s.writes.Unlock() }
 
 func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
@@ -166,15 +228,14 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 			home = append(home, i)
 		}
 	}
-	if len(home) > 0 && !h.ready() {
-		home = home[:0] // through the repartition topic, behind what waits there
-	}
-	h.observer.Routed(len(home), repartitioned(out, h.repartition)-len(home))
-	if len(home) == 0 {
-		return out
-	}
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
+	if len(home) > 0 && !h.readyLocked() {
+		// Through the repartition topic, behind what waits there.
+		h.routed = max(h.routed, batch[home[len(home)-1]].Offset)
+		home = home[:0]
+	}
+	h.observer.Routed(len(home), repartitioned(out, h.repartition)-len(home))
 	for _, i := range home {
 		o := out[i].Outputs[0]
 		// The record stage 1 would have written, as the sessions stage would have read it back.
@@ -197,37 +258,19 @@ func (h *homeHandler) isHome(res stream.Result) bool {
 	return h.p.home(key, h.partitions) == h.partition
 }
 
-// ready reports whether records may be taken where they are: every repartition record of the partition
-// is applied, those waiting when the generation began (a customer's older records, sent by an earlier
-// generation or version) and those this handler sent there meanwhile, so none is overtaken. Until then
-// records go through the repartition topic, behind them; once ready, the handler stays so for the
-// generation (every record of its customers is then taken here).
-func (h *homeHandler) ready() bool {
-	if h.fast {
-		return true
+// readyLocked reports whether records may be taken where they are: the repartition records waiting when
+// the generation began (a customer's older records, sent there by an earlier generation or version)
+// are applied, and so are those this handler sent there since. Records other channel partitions send
+// to the repartition topic have no order with this one's and are not waited for. Once ready, the
+// handler stays so for the generation. h.s.mu is held.
+func (h *homeHandler) readyLocked() bool {
+	if h.fast || h.s.next < h.s.target {
+		return h.fast
 	}
-	h.s.mu.Lock()
-	applied := h.s.next >= h.s.target
-	h.s.mu.Unlock()
-	if !applied {
-		return false
-	}
-	// What this handler sent through the repartition topic is acknowledged (a batch settles before the
-	// next is processed): it is below the end offset read now.
-	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(h.p.cfg.Kafka.RequestTimeout, 10*time.Second))
-	defer cancel()
-	_, end, err := h.p.bounds(ctx, h.repartition, h.partition)
-	if err != nil {
-		return false
-	}
-	h.s.mu.Lock()
-	defer h.s.mu.Unlock()
-	if h.s.next >= end {
+	if applied, ok := h.s.appliedFrom[h.source]; h.routed < 0 || ok && applied >= h.routed {
 		h.fast = true
-		return true
 	}
-	h.s.target = max(h.s.target, end)
-	return false
+	return h.fast
 }
 
 func (h *homeHandler) Abandoned() {

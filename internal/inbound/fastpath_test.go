@@ -2,7 +2,6 @@ package inbound
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -102,7 +101,8 @@ func TestFastPathMatchesRepartitionPath(t *testing.T) {
 	repartitionHandlers := map[int]*sessionsHandler{}
 	obs := &routes{}
 	for p := range fastPartitions {
-		s := &slot{e: fastEnricher(p, clk)}
+		s := newSlot()
+		s.e = fastEnricher(p, clk)
 		handlers[p] = &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, partition: p, partitions: fastPartitions,
 			repartition: testTopics.Repartition, observer: obs, fast: true}
 		repartitionHandlers[p] = &sessionsHandler{s: s, p: pl, partition: p}
@@ -139,7 +139,8 @@ func TestFastPathSendsForeignRecordsThroughRepartition(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 	home := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
 	elsewhere := (home + 1) % fastPartitions
-	s := &slot{e: fastEnricher(elsewhere, clk)}
+	s := newSlot()
+	s.e = fastEnricher(elsewhere, clk)
 	obs := &routes{}
 	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
 		partition: elsewhere, partitions: fastPartitions, repartition: testTopics.Repartition, observer: obs, fast: true}
@@ -154,22 +155,26 @@ func TestFastPathSendsForeignRecordsThroughRepartition(t *testing.T) {
 	}
 }
 
-// Records on their home partition go through the repartition topic until every repartition record of
-// the partition is applied: those waiting when the generation began (a customer's older records) and
-// those the handler itself sent there meanwhile. Only then are they taken where they are, so none of a
-// customer's records is overtaken.
+// Records on their home partition go through the repartition topic until the repartition records that
+// waited when the generation began and those the handler itself sent there are applied; only then are
+// they taken where they are, so none of a customer's records is overtaken. Records of other channel
+// partitions flowing into the repartition topic meanwhile do not hold the fast path off.
 func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 	p := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
-	s := &slot{e: fastEnricher(p, clk), next: 10, target: 12}
-	end := int64(12) // the repartition partition's end offset, as the broker would answer
-	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop(),
-		bounds: func(context.Context, string, int) (int64, int64, error) { return 0, end, nil }}
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, partition: p, partitions: fastPartitions,
-		repartition: testTopics.Repartition, observer: &routes{}}
+	s := newSlot()
+	s.e, s.next, s.target = fastEnricher(p, clk), 10, 12
+	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
+	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, source: fmt.Sprint("cim.inbound.web/", p), partition: p,
+		partitions: fastPartitions, repartition: testTopics.Repartition, observer: &routes{}, routed: -1}
 	sh := &sessionsHandler{s: s, p: pl, partition: p}
 	newer := func(i int) stream.Record {
 		return stream.Record{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("new", i), "")), Time: clk.now}
+	}
+	process := func(rec stream.Record) stream.Result {
+		h.Lock()
+		defer h.Unlock()
+		return h.Process([]stream.Record{rec})[0]
 	}
 	taken := func(res stream.Result) bool {
 		return len(res.Outputs) > 0 && res.Outputs[0].Topic != testTopics.Repartition
@@ -181,25 +186,61 @@ func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 	older := NewNormalizer(testTopics, 1<<20, nil).Process(stream.Record{Topic: "cim.inbound.web", Partition: 0, Offset: 3,
 		Value: []byte(text("cust-1", "old", "")), Time: clk.now.Add(-time.Second)})
 
-	// Backlog 10..11 waiting: the first newer record goes behind it (it lands at 12).
-	first := h.Process([]stream.Record{newer(0)})[0]
+	// Backlog 10..11 waiting: the first newer record goes behind it (it lands at 12), after a bounded wait.
+	began := time.Now()
+	first := process(newer(0))
 	if taken(first) {
 		t.Fatal("a record was taken before the repartition backlog was applied")
 	}
-	end = 13
-	sh.Process([]stream.Record{repartitioned(10, older), repartitioned(11, older)})
-	// The backlog is applied, but the record the handler sent (12) is not: still behind.
-	if second := h.Process([]stream.Record{newer(1)})[0]; taken(second) {
-		t.Fatal("taken while the handler's own repartitioned record was not applied")
-	} else {
-		end = 14
-		sh.Process([]stream.Record{repartitioned(12, first), repartitioned(13, second)})
+	if waited := time.Since(began); waited < homeWait/2 {
+		t.Fatalf("routed after %v: the handler must wait for the backlog first", waited)
 	}
-	if third := h.Process([]stream.Record{newer(2)})[0]; !taken(third) {
-		t.Fatalf("everything applied, yet not taken where it is: %s", describe(third))
+	sh.Process([]stream.Record{repartitioned(10, older), repartitioned(11, older)})
+	// The backlog is applied, but the record the handler sent (12) is not: the next one waits for it and
+	// is taken as soon as the repartition handler applied it.
+	done := make(chan stream.Result)
+	go func() { done <- process(newer(1)) }()
+	select {
+	case <-done:
+		t.Fatal("processed while the handler's own repartitioned record was not applied")
+	case <-time.After(homeWait / 4):
+	}
+	sh.Process([]stream.Record{repartitioned(12, first)})
+	select {
+	case second := <-done:
+		if !taken(second) {
+			t.Fatalf("everything applied, yet not taken where it is: %s", describe(second))
+		}
+	case <-time.After(homeWait / 2):
+		t.Fatal("not woken when the repartition handler applied the record it waited for")
 	}
 	if !h.fast {
 		t.Fatal("the handler must stay on the fast path for the generation")
+	}
+}
+
+// Steady traffic from other channel partitions into the repartition partition does not hold the fast
+// path off: only the backlog of the generation's start and the handler's own records are waited for.
+func TestFastPathEngagesUnderForeignTraffic(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	p := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
+	s := newSlot()
+	s.e = fastEnricher(p, clk)
+	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
+	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: pl, s: s, source: fmt.Sprint("cim.inbound.web/", p), partition: p,
+		partitions: fastPartitions, repartition: testTopics.Repartition, observer: &routes{}, routed: -1}
+	sh := &sessionsHandler{s: s, p: pl, partition: p}
+	n := NewNormalizer(testTopics, 1<<20, nil)
+	for i := range 50 {
+		foreign := n.Process(stream.Record{Topic: "cim.inbound.sms", Partition: (p + 1) % fastPartitions, Offset: int64(i),
+			Value: []byte(text("cust-1", fmt.Sprint("sms", i), "")), Time: clk.now}).Outputs[0]
+		sh.Process([]stream.Record{{Topic: testTopics.Repartition, Partition: p, Offset: int64(i), Key: foreign.Key, Value: foreign.Value, Headers: foreign.Headers}})
+		h.Lock()
+		res := h.Process([]stream.Record{{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("web", i), "")), Time: clk.now}})[0]
+		h.Unlock()
+		if len(res.Outputs) == 0 || res.Outputs[0].Topic == testTopics.Repartition {
+			t.Fatalf("record %d sent through the repartition topic with no backlog of its own", i)
+		}
 	}
 }
 

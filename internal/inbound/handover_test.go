@@ -39,7 +39,9 @@ func TestHandoverStartsAtTheFurtherGroup(t *testing.T) {
 			t.Errorf("%s/%d starts at %d, want %d", a.Topic, a.Partition, a.Offset, want[i])
 		}
 	}
-	b.offsets = func(context.Context, string, []string) ([]kafkaedge.PartitionOffsets, error) { return nil, errors.New("down") }
+	b.offsets = func(context.Context, string, []string) ([]kafkaedge.PartitionOffsets, error) {
+		return nil, errors.New("down")
+	}
 	if _, err := b.startOffsets(context.Background(), []stage.Assignment{{Topic: "web"}}); err == nil {
 		t.Fatal("offsets not read, yet a start offset was given (it could re-read the topic from the beginning)")
 	}

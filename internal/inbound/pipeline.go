@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -273,8 +274,8 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 	if repartition {
 		return &sessionsHandler{s: s, p: p, partition: partition}, nil
 	}
-	return &homeHandler{n: p.normalizer(), p: p, s: s,
-		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records()}, nil
+	return &homeHandler{n: p.normalizer(), p: p, s: s, source: topic + "/" + strconv.Itoa(partition),
+		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records(), routed: -1}, nil
 }
 
 // normalizer is stage 1 as both stages run it.
@@ -380,8 +381,11 @@ func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	for i, rec := range batch {
 		out[i] = h.s.e.Process(rec)
 	}
+	for _, rec := range batch {
+		h.s.applied(rec)
+	}
 	if len(batch) > 0 {
-		h.s.applied(batch[len(batch)-1].Offset)
+		h.s.progressed()
 	}
 	return out
 }

@@ -52,6 +52,20 @@ func ServiceIdentifier(key string) string {
 	return key[colon+1 : colon+1+n]
 }
 
+// Customer returns the channelCustomerIdentifier a Key was made of; ok is false for other keys (a
+// repartition key of a reply, "conversation:<id>").
+func Customer(key string) (string, bool) {
+	colon := strings.IndexByte(key, ':')
+	if colon <= 0 {
+		return "", false
+	}
+	n, err := strconv.Atoi(key[:colon])
+	if err != nil || n < 0 || colon+1+n > len(key) {
+		return "", false
+	}
+	return key[colon+1+n:], true
+}
+
 // A state remembers its recent decisions (id changes and ends), to answer a replayed record with the
 // ids it got the first time. A decision governs every record applied after it until the next one, so it
 // is needed until every record it governed can no longer come back: it is dropped once the next decision

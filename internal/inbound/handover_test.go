@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/stage"
@@ -44,5 +46,27 @@ func TestHandoverStartsAtTheFurtherGroup(t *testing.T) {
 	}
 	if _, err := b.startOffsets(context.Background(), []stage.Assignment{{Topic: "web"}}); err == nil {
 		t.Fatal("offsets not read, yet a start offset was given (it could re-read the topic from the beginning)")
+	}
+}
+
+// The fast path is refused for a channel partition whose repartition partition this member does not own
+// in the generation (the assignor did not co-partition them, or the topic is not co-partitioned): its
+// records all go through the repartition topic, as stage 1 sends them.
+func TestFastPathRefusedWithoutTheRepartitionPartition(t *testing.T) {
+	cfg := config.Default()
+	p := &Pipeline{cfg: cfg, homes: newHomeTables(), log: zap.NewNop()}
+	p.homes.setTopics([]string{"cim.inbound.web"}, 4)
+	p.homes.assign(map[int]int64{0: -2, 1: -2}) // repartition partitions 0 and 1 only
+	for _, c := range []struct {
+		topic     string
+		partition int
+	}{{"cim.inbound.web", 2}, {"cim.inbound.web", 5}, {"cim.inbound.sms", 0}} {
+		h, err := p.newSessionsHandler(context.Background(), c.topic, c.partition)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := h.(ingestHandler); !ok {
+			t.Errorf("%s/%d: handler %T, want the repartitioning ingestHandler", c.topic, c.partition, h)
+		}
 	}
 }

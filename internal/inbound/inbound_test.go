@@ -127,3 +127,26 @@ func TestEnricherSessionsAndChangelog(t *testing.T) {
 		t.Fatalf("an ended session must be forgotten with one tombstone: %+v", tomb)
 	}
 }
+
+// A connector record carrying cimstream's source headers (copied from a CCM record, say) gets them
+// replaced by its own: the sessions stage recognises replays by them, and foreign ones would make a new
+// record look applied before.
+func TestForeignSourceHeadersAreReplaced(t *testing.T) {
+	n := NewNormalizer(testTopics, 1<<20, nil)
+	r := rec(7, "k", `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"hi"}}`)
+	r.Headers = append(r.Headers, stream.Header{Key: stream.HeaderSourceTopic, Value: []byte("other")},
+		stream.Header{Key: stream.HeaderSourceOffset, Value: []byte("999")}, stream.Header{Key: stream.HeaderSourceTimestamp, Value: []byte("1")})
+	out := n.Process(r).Outputs[0]
+	got := stream.Record{Headers: out.Headers}
+	topic, _ := got.Header(stream.HeaderSourceTopic)
+	offset, _ := got.Header(stream.HeaderSourceOffset)
+	ts, _ := got.Header(stream.HeaderSourceTimestamp)
+	if string(topic) != r.Topic || string(offset) != "7" || string(ts) != "1732400000000" {
+		t.Fatalf("source headers %q %q %q, want the record's own", topic, offset, ts)
+	}
+	for _, h := range out.Headers {
+		if h.Key == stream.HeaderSourceTopic && string(h.Value) == "other" {
+			t.Fatal("the connector's source header was kept beside cimstream's")
+		}
+	}
+}

@@ -80,7 +80,15 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
 		return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()})
 	}
-	headers := append(append(make([]stream.Header, 0, len(rec.Headers)+4), rec.Headers...), deadletter.SourceHeaders(rec)...)
+	// The source headers are cimstream's to set: ones the connector record carries (copied from a CCM
+	// record, say) would name another record, and replays are recognised by them.
+	headers := make([]stream.Header, 0, len(rec.Headers)+4)
+	for _, h := range rec.Headers {
+		if !sourceHeader[h.Key] {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers, deadletter.SourceHeaders(rec)...)
 	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time}
 	switch {
 	case m.BodyType() == "DELIVERYNOTIFICATION":
@@ -122,6 +130,9 @@ func check(value []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
 	}
 	return m, cim.Validate(m, cim.Inbound)
 }
+
+var sourceHeader = map[string]bool{stream.HeaderSourceTopic: true, stream.HeaderSourcePartition: true,
+	stream.HeaderSourceOffset: true, stream.HeaderSourceTimestamp: true}
 
 // conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with
 // a digit (their length prefix), so the two never collide.

@@ -42,13 +42,21 @@ type slot struct {
 	progress chan struct{}
 }
 
+// headerReplayOf marks a record replayed from the dead-letter topic (dlq.HeaderReplayOf).
+const headerReplayOf = "cimstream.replay.of"
+
 func newSlot() *slot {
 	return &slot{users: 1, appliedFrom: map[string]int64{}, progress: make(chan struct{})}
 }
 
-// applied records a processed repartition record; s.mu is held.
+// applied records a processed repartition record; s.mu is held. A record replayed from the dead-letter
+// topic carries the source headers of whatever record was dead-lettered: it tells nothing about how far
+// its source partition's records were applied.
 func (s *slot) applied(rec stream.Record) {
 	s.next = max(s.next, rec.Offset+1)
+	if _, replayed := rec.Header(headerReplayOf); replayed {
+		return
+	}
 	topic, okT := rec.Header(stream.HeaderSourceTopic)
 	part, okP := rec.Header(stream.HeaderSourcePartition)
 	off, okO := rec.Header(stream.HeaderSourceOffset)
@@ -193,12 +201,14 @@ type homeHandler struct {
 // batch that waited in vain goes through the repartition topic (behind them, so in order).
 const homeWait = time.Second
 
-// Lock waits (up to homeWait, outside the lock, so the repartition handler can go on) until the
-// handler is ready, then takes the slot's write lock.
-func (h *homeHandler) Lock() {
-	if !h.fast {
+// Lock waits (up to homeWait, or until the partition is given up) until the handler is ready, then
+// takes the slot's write lock. The wait holds no lock, so the repartition handler goes on meanwhile; it
+// does hold the batch's bytes of the memory budget. An empty batch (a Tick may follow) does not wait.
+func (h *homeHandler) Lock(ctx context.Context, batch []stream.Record) {
+	if !h.fast && len(batch) > 0 {
 		deadline := time.NewTimer(homeWait)
 		defer deadline.Stop()
+	wait:
 		for {
 			h.s.mu.Lock()
 			ready, progress := h.readyLocked(), h.s.progress
@@ -208,10 +218,11 @@ func (h *homeHandler) Lock() {
 			}
 			select {
 			case <-progress:
-				continue
 			case <-deadline.C:
+				break wait
+			case <-ctx.Done():
+				break wait
 			}
-			break
 		}
 	}
 	h.s.writes.Lock()

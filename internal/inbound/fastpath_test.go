@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -172,7 +173,7 @@ func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 		return stream.Record{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("new", i), "")), Time: clk.now}
 	}
 	process := func(rec stream.Record) stream.Result {
-		h.Lock()
+		h.Lock(context.Background(), []stream.Record{rec})
 		defer h.Unlock()
 		return h.Process([]stream.Record{rec})[0]
 	}
@@ -235,7 +236,7 @@ func TestFastPathEngagesUnderForeignTraffic(t *testing.T) {
 		foreign := n.Process(stream.Record{Topic: "cim.inbound.sms", Partition: (p + 1) % fastPartitions, Offset: int64(i),
 			Value: []byte(text("cust-1", fmt.Sprint("sms", i), "")), Time: clk.now}).Outputs[0]
 		sh.Process([]stream.Record{{Topic: testTopics.Repartition, Partition: p, Offset: int64(i), Key: foreign.Key, Value: foreign.Value, Headers: foreign.Headers}})
-		h.Lock()
+		h.Lock(context.Background(), []stream.Record{{}})
 		res := h.Process([]stream.Record{{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("web", i), "")), Time: clk.now}})[0]
 		h.Unlock()
 		if len(res.Outputs) == 0 || res.Outputs[0].Topic == testTopics.Repartition {
@@ -260,4 +261,41 @@ func sameOutput(a, b stream.Output) bool {
 		}
 	}
 	return true
+}
+
+// Lock waits for readiness only with records in hand, and no longer than the partition is held; a record
+// replayed from the dead-letter topic (its source headers name whatever was dead-lettered) does not make
+// the handler ready.
+func TestFastPathWaitIsBounded(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	p := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
+	s := newSlot()
+	s.e, s.next, s.target = fastEnricher(p, clk), 0, 5
+	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
+		source: fmt.Sprint("cim.inbound.web/", p), partition: p, partitions: fastPartitions, repartition: testTopics.Repartition,
+		observer: &routes{}, routed: 3}
+	began := time.Now()
+	h.Lock(context.Background(), nil)
+	h.Unlock()
+	if took := time.Since(began); took > homeWait/2 {
+		t.Fatalf("an empty batch waited %v", took)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	began = time.Now()
+	h.Lock(ctx, []stream.Record{{}})
+	h.Unlock()
+	if took := time.Since(began); took > homeWait/2 {
+		t.Fatalf("the wait outlived the partition by %v", took)
+	}
+	s.mu.Lock()
+	s.next = 5
+	s.applied(stream.Record{Offset: 5, Headers: []stream.Header{{Key: stream.HeaderSourceTopic, Value: []byte("cim.inbound.web")},
+		{Key: stream.HeaderSourcePartition, Value: []byte(fmt.Sprint(p))}, {Key: stream.HeaderSourceOffset, Value: []byte("99")},
+		{Key: headerReplayOf, Value: []byte("cimstream.dlq/0@7")}}})
+	ready := h.readyLocked()
+	s.mu.Unlock()
+	if ready {
+		t.Fatal("a replayed record's source offset made the handler ready while its own record 3 waits")
+	}
 }

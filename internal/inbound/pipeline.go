@@ -405,8 +405,8 @@ func (h *sessionsHandler) Abandoned() {
 
 func (h *sessionsHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
 
-func (h *sessionsHandler) Lock()   { h.s.writes.Lock() }
-func (h *sessionsHandler) Unlock() { h.s.writes.Unlock() }
+func (h *sessionsHandler) Lock(context.Context, []stream.Record) { h.s.writes.Lock() }
+func (h *sessionsHandler) Unlock()                               { h.s.writes.Unlock() }
 
 // closeTable withdraws a partition's table; unless it is abandoned, it is kept with the changelog end
 // offset, for a rebalance that hands the partition back.

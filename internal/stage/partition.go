@@ -57,7 +57,7 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		batch, held = r.fetch(ctx, reader, batch[:0], fetchLog)
 		began := time.Now()
 		if serialized != nil {
-			serialized.Lock()
+			serialized.Lock(ctx, batch)
 		}
 		if !r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned) {
 			if serialized != nil {

@@ -51,9 +51,10 @@ type Abandoner interface {
 // (the inbound fast path: one session table and changelog partition for a repartition partition and
 // the channel partitions of the same number). The runtime holds Lock from before Process until that
 // batch's outputs (and the Tick's) are settled or abandoned, so the outputs of handlers sharing the lock
-// land in the order their inputs were applied.
+// land in the order their inputs were applied. Lock is given the batch about to be processed (possibly
+// empty: a Tick may follow) and the partition's context, which ends when the partition is given up.
 type Serialized interface {
-	Lock()
+	Lock(ctx context.Context, batch []stream.Record)
 	Unlock()
 }
 

@@ -565,8 +565,8 @@ type lockedHandler struct {
 	topic string
 }
 
-func (h lockedHandler) Lock()   { h.mu.Lock() }
-func (h lockedHandler) Unlock() { h.mu.Unlock() }
+func (h lockedHandler) Lock(context.Context, []stream.Record) { h.mu.Lock() }
+func (h lockedHandler) Unlock()                               { h.mu.Unlock() }
 func (h lockedHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
 	for i, rec := range batch {

@@ -80,8 +80,12 @@ func table(r Results) string {
 		if row[1] != "" {
 			vs = fmt.Sprintf("%.2f×", ratio(f.PerSecond, r.Figures[row[1]].PerSecond))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %s | %.2f× | %s |\n", row[0], f.Records, f.Seconds, f.PerSecond,
-			vs, ratio(f.PerSecond, ceiling), rss)
+		vsCeiling := ""
+		if ceiling > 0 {
+			vsCeiling = fmt.Sprintf("%.2f×", ratio(f.PerSecond, ceiling))
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %s | %s | %s |\n", row[0], f.Records, f.Seconds, f.PerSecond,
+			vs, vsCeiling, rss)
 	}
 	if len(r.Restore) > 0 {
 		b.WriteString("\nSession state restore (the keyed run's changelog: 5,000 customers over 6 partitions). One instance starts and restores every partition from the changelog; a second joins: the first keeps the partitions it is given back (catching up from its last changelog offset) and the second restores the others from the beginning. Figures from the instances' `sessions restored` / `sessions kept` log lines; seconds is the slowest partition (partitions restore in parallel):\n\n")

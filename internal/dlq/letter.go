@@ -21,7 +21,7 @@ const (
 	// HeaderReplayCount is how many times the record has been replayed; the loop guard reads it.
 	HeaderReplayCount = "cimstream.replay.count"
 	// HeaderReplayOf names the dead letter a replayed record came from: "<topic>/<partition>/<offset>".
-	HeaderReplayOf = "cimstream.replay.of"
+	HeaderReplayOf = stream.HeaderReplayOf
 	// HeaderMarker marks a replay's bookkeeping record in the dead-letter topic: "intent" or "done".
 	HeaderMarker = "cimstream.replay.marker"
 )

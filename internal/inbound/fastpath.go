@@ -42,9 +42,6 @@ type slot struct {
 	progress chan struct{}
 }
 
-// headerReplayOf marks a record replayed from the dead-letter topic (dlq.HeaderReplayOf).
-const headerReplayOf = "cimstream.replay.of"
-
 func newSlot() *slot {
 	return &slot{users: 1, appliedFrom: map[string]int64{}, progress: make(chan struct{})}
 }
@@ -54,7 +51,7 @@ func newSlot() *slot {
 // its source partition's records were applied.
 func (s *slot) applied(rec stream.Record) {
 	s.next = max(s.next, rec.Offset+1)
-	if _, replayed := rec.Header(headerReplayOf); replayed {
+	if _, replayed := rec.Header(stream.HeaderReplayOf); replayed {
 		return
 	}
 	topic, okT := rec.Header(stream.HeaderSourceTopic)
@@ -258,7 +255,7 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 
 // isHome reports whether res is a record for the repartition topic whose partition there is this one.
 func (h *homeHandler) isHome(res stream.Result) bool {
-	if len(res.Reject) > 0 || len(res.Outputs) != 1 || res.Outputs[0].Topic != h.repartition {
+	if !toTopic(res, h.repartition) {
 		return false
 	}
 	o := res.Outputs[0]
@@ -324,9 +321,14 @@ func (p *Pipeline) backlog(ctx context.Context, partition int) (next, target int
 func repartitioned(results []stream.Result, topic string) int {
 	n := 0
 	for _, r := range results {
-		if len(r.Reject) == 0 && len(r.Outputs) == 1 && r.Outputs[0].Topic == topic {
+		if toTopic(r, topic) {
 			n++
 		}
 	}
 	return n
+}
+
+// toTopic reports whether r is stage 1's one record, for topic.
+func toTopic(r stream.Result, topic string) bool {
+	return len(r.Reject) == 0 && len(r.Outputs) == 1 && r.Outputs[0].Topic == topic
 }

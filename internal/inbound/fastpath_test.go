@@ -292,7 +292,7 @@ func TestFastPathWaitIsBounded(t *testing.T) {
 	s.next = 5
 	s.applied(stream.Record{Offset: 5, Headers: []stream.Header{{Key: stream.HeaderSourceTopic, Value: []byte("cim.inbound.web")},
 		{Key: stream.HeaderSourcePartition, Value: []byte(fmt.Sprint(p))}, {Key: stream.HeaderSourceOffset, Value: []byte("99")},
-		{Key: headerReplayOf, Value: []byte("cimstream.dlq/0@7")}}})
+		{Key: stream.HeaderReplayOf, Value: []byte("cimstream.dlq/0@7")}}})
 	ready := h.readyLocked()
 	s.mu.Unlock()
 	if ready {

@@ -59,14 +59,12 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		if serialized != nil {
 			serialized.Lock(ctx, batch)
 		}
-		if !r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned) {
-			if serialized != nil {
-				serialized.Unlock()
-			}
-			return
-		}
+		ok := r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned)
 		if serialized != nil {
 			serialized.Unlock()
+		}
+		if !ok {
+			return
 		}
 		if len(batch) == 0 {
 			continue

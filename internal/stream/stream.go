@@ -92,6 +92,9 @@ const (
 	// HeaderSourceTimestamp is the connector record's timestamp in epoch ms (0 when it had none), which
 	// the sessions stage decides by; the repartition record's own timestamp cannot say "none".
 	HeaderSourceTimestamp = "cimstream.source.timestamp"
+	// HeaderReplayOf names the dead letter a record replayed from the dead-letter topic came from:
+	// "<topic>/<partition>/<offset>" (internal/dlq writes it).
+	HeaderReplayOf = "cimstream.replay.of"
 )
 
 // HeaderEvent names the event type on a session lifecycle event record, so consumers tell events from

@@ -12,16 +12,13 @@ import (
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
-// Headers added to every dead letter.
+// Headers added to every dead letter (named in internal/stream with every other cimstream header).
 const (
-	HeaderCodes    = "cimstream.error.codes"  // distinct violation codes, comma-separated
-	HeaderDetail   = "cimstream.error.detail" // every violation as "path: code: sentence", "; "-separated
-	HeaderPipeline = "cimstream.pipeline"     // inbound or outbound
-	// HeaderOriginalSize is the original value's length in bytes, set when the value was cut.
-	HeaderOriginalSize = "cimstream.original.size"
-	// HeaderTruncated says what was cut: "value" (to the configured cap), "value,headers" (the value
-	// dropped and only cimstream's headers kept, because the broker refused the dead letter).
-	HeaderTruncated = "cimstream.truncated"
+	HeaderCodes        = stream.HeaderErrorCodes
+	HeaderDetail       = stream.HeaderErrorDetail
+	HeaderPipeline     = stream.HeaderPipeline
+	HeaderOriginalSize = stream.HeaderOriginalSize
+	HeaderTruncated    = stream.HeaderTruncated
 )
 
 // maxDetail bounds the detail header: a message with thousands of violations must not make a record the

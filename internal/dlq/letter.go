@@ -16,14 +16,12 @@ import (
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-// Headers the replay adds to a replayed record, and to the markers it writes to the dead-letter topic.
+// Headers the replay adds to a replayed record, and to the markers it writes to the dead-letter topic
+// (named in internal/stream with every other cimstream header).
 const (
-	// HeaderReplayCount is how many times the record has been replayed; the loop guard reads it.
-	HeaderReplayCount = "cimstream.replay.count"
-	// HeaderReplayOf names the dead letter a replayed record came from: "<topic>/<partition>/<offset>".
-	HeaderReplayOf = stream.HeaderReplayOf
-	// HeaderMarker marks a replay's bookkeeping record in the dead-letter topic: "intent" or "done".
-	HeaderMarker = "cimstream.replay.marker"
+	HeaderReplayCount = stream.HeaderReplayCount
+	HeaderReplayOf    = stream.HeaderReplayOf
+	HeaderMarker      = stream.HeaderReplayMarker
 )
 
 // Letter is a dead letter read from the dead-letter topic, split into the original record and what the

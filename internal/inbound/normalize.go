@@ -80,14 +80,11 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
 		return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()})
 	}
-	// The source headers are cimstream's to set: ones the connector record carries (copied from a CCM
-	// record, say) would name another record, and replays are recognised by them.
-	headers := make([]stream.Header, 0, len(rec.Headers)+4)
-	for _, h := range rec.Headers {
-		if !sourceHeader[h.Key] {
-			headers = append(headers, h)
-		}
-	}
+	// cimstream's headers are cimstream's to set: the runtime renames those a connector record carries as
+	// it reads a channel topic; renaming here too keeps the rule for any caller (a no-op then).
+	own, _ := stream.RenameReserved(rec.Headers)
+	headers := make([]stream.Header, 0, len(own)+4)
+	headers = append(headers, own...)
 	headers = append(headers, deadletter.SourceHeaders(rec)...)
 	out := stream.Output{Partition: stream.ByKey, Value: value, Headers: headers, Time: rec.Time}
 	switch {
@@ -130,9 +127,6 @@ func check(value []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
 	}
 	return m, cim.Validate(m, cim.Inbound)
 }
-
-var sourceHeader = map[string]bool{stream.HeaderSourceTopic: true, stream.HeaderSourcePartition: true,
-	stream.HeaderSourceOffset: true, stream.HeaderSourceTimestamp: true}
 
 // conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with
 // a digit (their length prefix), so the two never collide.

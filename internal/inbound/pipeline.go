@@ -96,9 +96,11 @@ func (p *Pipeline) stageConfig(name, group string) stage.Config {
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		RevokeWait:  c.Kafka.Consumer.RevokeWait,
 		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
-		Budget:      p.obs.Budget,
-		Observer:    p.obs.Runner,
-		Lag:         kafkaedge.Lag(p.kafka),
+		// Channel topics are written by connectors; only the repartition topic is cimstream's own.
+		Entry:    func(topic string) bool { return topic != c.Topics.Repartition },
+		Budget:   p.obs.Budget,
+		Observer: p.obs.Runner,
+		Lag:      kafkaedge.Lag(p.kafka),
 	}
 }
 

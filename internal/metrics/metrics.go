@@ -48,6 +48,7 @@ type Metrics struct {
 	writeRetries   *prometheus.CounterVec
 	writeFailures  *prometheus.CounterVec
 	fetchFailures  *prometheus.CounterVec
+	renamed        *prometheus.CounterVec
 	ingress        ingressMetrics
 }
 
@@ -108,6 +109,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Records given up on after the delivery timeout (outbound FAILED/500)."}, []string{"stage"}),
 		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_fetch_failures_total",
 			Help: "Fetches that failed with an error other than waiting for records (the reader retries them)."}, []string{"stage"}),
+		renamed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_reserved_headers_renamed_total",
+			Help: "Headers in cimstream's namespace (cimstream.*) that records from outside carried, renamed x-original-cimstream.* at the entry."}, []string{"stage", "topic"}),
 		ingress: newIngressMetrics(),
 	}
 	reg.MustRegister(m.Collectors()...)
@@ -136,7 +139,7 @@ func (m *Metrics) initSeries() {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
-		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures}
+		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed}
 	return append(all, m.ingress.collectors()...)
 }
 
@@ -291,3 +294,8 @@ func (m *Metrics) ForgetLag(group string) {
 
 // FetchFailed implements stage.Observer.
 func (m *Metrics) FetchFailed(stage string) { m.fetchFailures.WithLabelValues(stage).Inc() }
+
+// RenamedHeaders implements stage.Observer.
+func (m *Metrics) RenamedHeaders(stage, topic string, n int) {
+	m.renamed.WithLabelValues(stage, topic).Add(float64(n))
+}

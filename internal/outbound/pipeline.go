@@ -62,10 +62,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		GiveUpAfter: c.Outbound.DeliveryTimeout,
 		RevokeWait:  c.Kafka.Consumer.RevokeWait,
 		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
-		Budget:      p.obs.Budget,
-		Observer:    p.obs.Runner,
-		Lag:         kafkaedge.Lag(p.kafka),
-		Ready:       func(err error) { p.obs.Ready(ReadyCondition, err) },
+		// The CCM's outbound topic is written by the CCM: its cimstream.* headers are not cimstream's.
+		Entry:    func(string) bool { return true },
+		Budget:   p.obs.Budget,
+		Observer: p.obs.Runner,
+		Lag:      kafkaedge.Lag(p.kafka),
+		Ready:    func(err error) { p.obs.Ready(ReadyCondition, err) },
 	}
 	runner := stage.New(cfg, kafkaedge.NewBroker(p.kafka, p.obs.Stats), kafkaedge.NewSink(p.kafka, cfg.Name, p.obs.Stats), p.log)
 	return runner.Run(ctx)

@@ -136,6 +136,9 @@ func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Hand
 		if err == nil {
 			var reader Reader
 			if reader, err = r.broker.Reader(r.cfg.Name, a.Topic, a.Partition, a.Offset); err == nil {
+				if r.cfg.Entry != nil && r.cfg.Entry(a.Topic) {
+					reader = entryReader{Reader: reader, runner: r}
+				}
 				return handler, reader, true
 			}
 		}

@@ -25,6 +25,8 @@ type Observer interface {
 	Lag(group, topic string, partition int, lag int64)
 	ForgetLag(group string)
 	FetchFailed(stage string)
+	// RenamedHeaders counts reserved headers renamed on records of an entry topic (Config.Entry).
+	RenamedHeaders(stage, topic string, n int)
 	DeadLettered(stage string, rec stream.Record, codes []string)
 }
 
@@ -40,6 +42,7 @@ func (NopObserver) Generation(string, int)                       {}
 func (NopObserver) Lag(string, string, int, int64)               {}
 func (NopObserver) ForgetLag(string)                             {}
 func (NopObserver) FetchFailed(string)                           {}
+func (NopObserver) RenamedHeaders(string, string, int)           {}
 func (NopObserver) DeadLettered(string, stream.Record, []string) {}
 
 // PartitionLag is the lag of one partition for a group.
@@ -70,6 +73,10 @@ type Config struct {
 	// it lets the rebalance go on (default 5 s).
 	RevokeWait  time.Duration
 	DeadLetters deadletter.Builder
+	// Entry reports whether records of topic come from outside cimstream (connectors, the CCM): their
+	// headers in cimstream's namespace are renamed as they are read (stream.RenameReserved), before the
+	// handler, a dead letter or the budget sees them. nil: every topic is cimstream's own.
+	Entry func(topic string) bool
 	// Budget bounds the bytes held by all stages of the instance (nil: unbounded).
 	Budget   *Budget
 	Observer Observer // nil: nobody
@@ -86,6 +93,8 @@ type Runner struct {
 	broker Broker
 	sink   Sink
 	log    *zap.Logger
+	// renamedLogged holds the entry topics whose first renamed header was logged: once per source.
+	renamedLogged sync.Map
 }
 
 // New returns a runner.

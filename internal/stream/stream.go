@@ -84,23 +84,6 @@ func (r Record) Header(key string) ([]byte, bool) {
 	return nil, false
 }
 
-// Source headers name the record an output came from (for dead letters and tracing).
-const (
-	HeaderSourceTopic     = "cimstream.source.topic"
-	HeaderSourcePartition = "cimstream.source.partition"
-	HeaderSourceOffset    = "cimstream.source.offset"
-	// HeaderSourceTimestamp is the connector record's timestamp in epoch ms (0 when it had none), which
-	// the sessions stage decides by; the repartition record's own timestamp cannot say "none".
-	HeaderSourceTimestamp = "cimstream.source.timestamp"
-	// HeaderReplayOf names the dead letter a record replayed from the dead-letter topic came from:
-	// "<topic>/<partition>/<offset>" (internal/dlq writes it).
-	HeaderReplayOf = "cimstream.replay.of"
-)
-
-// HeaderEvent names the event type on a session lifecycle event record, so consumers tell events from
-// messages without parsing the value.
-const HeaderEvent = "cimstream.event"
-
 // Millis is t in epoch ms, 0 for the zero time (kafka-go's "no timestamp") or anything before 1970.
 func Millis(t time.Time) int64 {
 	if t.IsZero() {

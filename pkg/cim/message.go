@@ -16,16 +16,22 @@ import (
 	"unicode/utf8"
 )
 
-// Default limits applied by Decode.
+// Default limits applied by Decode and Validate.
 const (
 	DefaultMaxBytes = 1 << 20 // 1 MiB
 	DefaultMaxDepth = 64
+	// DefaultMaxIDBytes bounds each identifying string (ids, session and conversation ids, channel
+	// and customer identifiers): the session state keeps them, so an unbounded one is unbounded state.
+	DefaultMaxIDBytes = 1 << 10
 )
 
-// Limits bound what Decode accepts; zero fields take the defaults.
+// Limits bound what Decode accepts (MaxBytes, MaxDepth) and how long Validate lets an identifying
+// string be (MaxIDBytes, in bytes of the unescaped UTF-8 string); zero fields take the defaults. A
+// Message remembers the limits it was decoded with, so Validate applies the same ones.
 type Limits struct {
-	MaxBytes int
-	MaxDepth int
+	MaxBytes   int
+	MaxDepth   int
+	MaxIDBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -34,6 +40,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxIDBytes <= 0 {
+		l.MaxIDBytes = DefaultMaxIDBytes
 	}
 	return l
 }
@@ -44,6 +53,7 @@ type Message struct {
 	raw   []byte
 	nodes []node
 	root  int32
+	maxID int // Limits.MaxIDBytes it was decoded with; 0: the default
 }
 
 // DecodeError says why bytes are not a CIM message at all; Violation carries the code
@@ -78,7 +88,7 @@ func DecodeLimits(data []byte, limits Limits) (*Message, error) {
 		return nil, &DecodeError{Violation{Code: CodeMalformed,
 			Message: "the message must be a JSON object, not " + articled(p.nodes[root].kind)}}
 	}
-	return &Message{raw: data, nodes: p.nodes, root: root}, nil
+	return &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes}, nil
 }
 
 // estimateNodes sizes the node slice so that typical messages need a single allocation.

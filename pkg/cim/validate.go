@@ -50,8 +50,12 @@ var BodyTypes = []string{"PLAIN", "IMAGE", "VIDEO", "AUDIO", "FILE", "STICKER", 
 var DeliveryStatuses = []string{"DELIVERED", "READ", "CONNECTED", "FAILED", "ACCEPTED"}
 
 // Validate returns every violation of the contract's rules for the direction; nil means valid.
+// Identifying strings are bounded by the Limits the message was decoded with (MaxIDBytes).
 func Validate(m *Message, dir Direction) Violations {
-	v := validator{dir: dir}
+	v := validator{dir: dir, maxID: m.maxID}
+	if v.maxID <= 0 {
+		v.maxID = DefaultMaxIDBytes
+	}
 	v.message(m.rootRef())
 	return v.out
 }
@@ -64,8 +68,9 @@ func UnknownIntent(m *Message) bool {
 }
 
 type validator struct {
-	dir Direction
-	out Violations
+	dir   Direction
+	maxID int // bytes an identifying string may have
+	out   Violations
 }
 
 func (v *validator) add(at *loc, code, msg string) {
@@ -84,6 +89,7 @@ func (v *validator) message(root ref) {
 		}
 	default:
 		v.nonBlank(id, &idAt, true)
+		v.ident(id, &idAt)
 	}
 	header, headerAt := root.get("header"), child(&top, "header")
 	if v.object(header, &headerAt, true) {
@@ -102,6 +108,7 @@ func (v *validator) header(h ref, at *loc) {
 	if v.object(sender, &senderAt, true) {
 		f, fAt := sender.get("id"), child(&senderAt, "id")
 		v.nonBlank(f, &fAt, true)
+		v.ident(f, &fAt)
 		f, fAt = sender.get("type"), child(&senderAt, "type")
 		if v.str(f, &fAt, true) && !f.oneOf(SenderTypes, true) {
 			v.add(&fAt, CodeEnum, "must be one of "+strings.Join(SenderTypes, ", ")+" (any case), not "+quote(f))
@@ -121,6 +128,8 @@ func (v *validator) header(h ref, at *loc) {
 		v.str(conv, &convAt, false)
 		v.str(sess, &sessAt, false)
 	}
+	v.ident(conv, &convAt)
+	v.ident(sess, &sessAt)
 
 	cd, cdAt := h.get("channelData"), child(at, "channelData")
 	switch {
@@ -139,6 +148,7 @@ func (v *validator) header(h ref, at *loc) {
 		for _, key := range [...]string{"id", "_id"} {
 			f, fAt := cust.get(key), child(&custAt, key)
 			v.str(f, &fAt, false)
+			v.ident(f, &fAt)
 		}
 		f, fAt := cust.get("isAnonymous"), child(&custAt, "isAnonymous")
 		v.typed(f, &fAt, kindBool, false)
@@ -171,12 +181,14 @@ func (v *validator) header(h ref, at *loc) {
 	} else {
 		v.str(orig, &origAt, false)
 	}
+	v.ident(orig, &origAt)
 }
 
 func (v *validator) channelData(cd ref, at *loc) {
 	for _, key := range [...]string{"serviceIdentifier", "channelCustomerIdentifier"} {
 		f, fAt := cd.get(key), child(at, key)
 		v.nonBlank(f, &fAt, true)
+		v.ident(f, &fAt)
 	}
 	for _, key := range [...]string{"customerFirstName", "customerLastName"} {
 		f, fAt := cd.get(key), child(at, key)
@@ -326,6 +338,7 @@ func (v *validator) body(b ref, at *loc) {
 	case "DELIVERYNOTIFICATION":
 		id, idAt := field("messageId")
 		v.nonBlank(id, &idAt, true)
+		v.ident(id, &idAt)
 		st, stAt := field("status")
 		v.enum(st, &stAt, DeliveryStatuses)
 		rc, rcAt := field("reasonCode")
@@ -533,6 +546,24 @@ func (v *validator) nonBlank(r ref, at *loc, required bool) bool {
 		return false
 	}
 	return true
+}
+
+// ident bounds an identifying string (one the session state or the ingress's memory keeps) to maxID
+// bytes of its unescaped UTF-8; other kinds are checked by the caller.
+func (v *validator) ident(r ref, at *loc) {
+	if !r.is(kindString) {
+		return
+	}
+	n := len(r.strBytes())
+	if n <= v.maxID {
+		return // an escape is never shorter than what it stands for
+	}
+	if r.n().escaped {
+		n = len(unescape(r.strBytes()))
+	}
+	if n > v.maxID {
+		v.add(at, CodeTooLong, "is "+strconv.Itoa(n)+" bytes long; the limit is "+strconv.Itoa(v.maxID)+" bytes for an identifying string")
+	}
 }
 
 func (v *validator) enum(r ref, at *loc, allowed []string) {

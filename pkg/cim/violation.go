@@ -17,6 +17,7 @@ const (
 	CodeRange       = "range"       // a number is out of its range
 	CodeEmpty       = "empty"       // a string is blank or an array is empty where content is required
 	CodeUnsupported = "unsupported" // body.type is not a known type
+	CodeTooLong     = "too_long"    // an identifying string is longer than its bound (Limits.MaxIDBytes)
 )
 
 // Violation is one broken rule: where (a JSON path such as body.buttons[1].payload; empty for the whole

@@ -50,6 +50,9 @@ type Egress struct {
 	// MaxInFlight bounds the records a channel holds (fetched, not yet settled) per partition.
 	MaxInFlight int         `yaml:"maxInFlight"`
 	Retry       EgressRetry `yaml:"retry"`
+	// SignatureV1 keeps the v1 signature (timestamp and body only) beside v2 while connectors still
+	// verify v1; turned off once every connector verifies v2 (docs/http-egress.md).
+	SignatureV1 bool `yaml:"signatureV1"`
 }
 
 // EgressRetry is the retry policy of 5xx answers, timeouts and connection errors.
@@ -421,7 +424,7 @@ func Default() Config {
 		DeadLetters: DeadLetters{MaxValueBytes: 512 << 10},
 		Memory:      Memory{BudgetBytes: 128 << 20},
 		Egress: Egress{RequestTimeout: 10 * time.Second, Concurrency: 32, MaxInFlight: 1000,
-			Retry: EgressRetry{MinBackoff: time.Second, MaxBackoff: time.Minute, Deadline: 10 * time.Minute}},
+			Retry: EgressRetry{MinBackoff: time.Second, MaxBackoff: time.Minute, Deadline: 10 * time.Minute}, SignatureV1: true},
 	}
 }
 

@@ -70,3 +70,17 @@ func TestEgressSecretFile(t *testing.T) {
 		t.Errorf("empty secret file: %v", err)
 	}
 }
+
+// TestEgressSignatureV1: v1 is signed beside v2 by default (the transition); the key turns it off.
+func TestEgressSignatureV1(t *testing.T) {
+	if !Default().Egress.SignatureV1 {
+		t.Fatal("egress.signatureV1 must default to true: connectors verifying v1 keep working")
+	}
+	cfg, err := Load("", nil, []string{"egress.signatureV1=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Egress.SignatureV1 {
+		t.Error("egress.signatureV1=false left v1 on")
+	}
+}

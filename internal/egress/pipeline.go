@@ -54,6 +54,7 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 			Ready: func(err error) { obs.Ready(condition, err) },
 		}
 		post := NewHTTPPoster(w.URL, w.Secret, e.RequestTimeout, e.Concurrency)
+		post.SignV1 = e.SignatureV1
 		p.channels = append(p.channels, NewChannel(c, kafkaedge.NewBroker(factory, obs.Stats),
 			kafkaedge.NewSink(factory, stageName, obs.Stats), post, log))
 	}

@@ -40,14 +40,16 @@ type HTTPPoster struct {
 	// signed body would go to another host) and skips the client's per-request header copying.
 	Transport http.RoundTripper
 	Now       func() time.Time
+	// SignV1 adds the v1 signature beside v2, for connectors not yet verifying v2 (egress.signatureV1).
+	SignV1 bool
 }
 
 // NewHTTPPoster returns a poster whose attempts time out after timeout and that keeps up to conns
-// connections to the connector.
+// connections to the connector. It signs with v1 and v2 until SignV1 is set to false.
 func NewHTTPPoster(url string, secret []byte, timeout time.Duration, conns int) *HTTPPoster {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
-	return &HTTPPoster{URL: url, Secret: secret, Timeout: timeout, Transport: tr, Now: time.Now}
+	return &HTTPPoster{URL: url, Secret: secret, Timeout: timeout, Transport: tr, Now: time.Now, SignV1: true}
 }
 
 // Post implements Poster.
@@ -58,14 +60,14 @@ func (p *HTTPPoster) Post(ctx context.Context, rec stream.Record, attempt int) A
 	if err != nil {
 		return Attempt{Err: err}
 	}
-	ts := p.Now().Unix()
+	s := signed(p.Now().Unix(), DeliveryID(rec), attempt, rec.Value)
 	req.Header = http.Header{
 		"Content-Type":  {"application/json"},
 		"User-Agent":    {"cimstream-webhook/1"},
-		HeaderTimestamp: {strconv.FormatInt(ts, 10)},
-		HeaderSignature: {Sign(p.Secret, ts, rec.Value)},
-		HeaderDelivery:  {rec.Topic + "/" + strconv.Itoa(rec.Partition) + "/" + strconv.FormatInt(rec.Offset, 10)},
-		HeaderAttempt:   {strconv.Itoa(attempt)},
+		HeaderTimestamp: {s.Timestamp},
+		HeaderSignature: {Signature(p.Secret, s, p.SignV1)},
+		HeaderDelivery:  {s.Delivery},
+		HeaderAttempt:   {s.Attempt},
 	}
 	resp, err := p.Transport.RoundTrip(req)
 	if err != nil {
@@ -79,6 +81,11 @@ func (p *HTTPPoster) Post(ctx context.Context, rec stream.Record, attempt int) A
 		a.Body = nil // a cut answer is not a notification; the status still counts
 	}
 	return a
+}
+
+// DeliveryID is the X-Cimstream-Delivery of rec: topic/partition/offset.
+func DeliveryID(rec stream.Record) string {
+	return rec.Topic + "/" + strconv.Itoa(rec.Partition) + "/" + strconv.FormatInt(rec.Offset, 10)
 }
 
 // retryAfter reads a Retry-After value: seconds, or an HTTP date.

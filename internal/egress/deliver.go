@@ -106,6 +106,21 @@ const (
 	CodeNotificationRefused = "webhook_notification_refused"
 )
 
+// HeaderValueMissing ("true") marks a dead letter of a record that had no value when its turn came
+// (deleted by retention, or a tombstone): its own value is empty, not null.
+const HeaderValueMissing = "cimstream.value.missing"
+
+// valueKept is rec as a dead letter may carry it: a null value would make the dead letter a tombstone,
+// which compaction and consumers of the dead-letter topic take for a delete.
+func valueKept(rec stream.Record) stream.Record {
+	if rec.Value != nil {
+		return rec
+	}
+	rec.Value = []byte{}
+	rec.Headers = append(rec.Headers[:len(rec.Headers):len(rec.Headers)], stream.Header{Key: HeaderValueMissing, Value: []byte("true")})
+	return rec
+}
+
 // Reason code of a message never accepted before the deadline.
 const ReasonFailed = 500
 
@@ -143,7 +158,7 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 		return []stream.Output{
 			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, ReasonFailed,
 				"Delivery failed: the connector did not accept the message before the retry deadline"),
-			o.deadLetters.Build(rec, cim.Violations{{Code: CodeFailed, Message: v.Why}}),
+			o.deadLetters.Build(valueKept(rec), cim.Violations{{Code: CodeFailed, Message: v.Why}}),
 		}
 	}
 	return nil

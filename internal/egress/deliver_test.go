@@ -212,4 +212,12 @@ func TestDeliverNothingForARecordWithoutValue(t *testing.T) {
 	if len(outs) != 2 || outs[1].Topic != "dlq" {
 		t.Fatalf("want a FAILED notification and a dead letter, got %d outputs", len(outs))
 	}
+	// A nil value would be a tombstone on the dead-letter topic: compaction and consumers take it as a delete.
+	dl := outs[1]
+	if dl.Value == nil || len(dl.Value) != 0 {
+		t.Errorf("dead letter value %q (nil %v), want empty, not null", dl.Value, dl.Value == nil)
+	}
+	if gone, _ := (stream.Record{Headers: dl.Headers}).Header(HeaderValueMissing); string(gone) != "true" {
+		t.Errorf("header %s = %q, want true", HeaderValueMissing, gone)
+	}
 }

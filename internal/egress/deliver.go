@@ -110,15 +110,15 @@ const (
 // (deleted by retention, or a tombstone): its own value is empty, not null.
 const HeaderValueMissing = "cimstream.value.missing"
 
-// valueKept is rec as a dead letter may carry it: a null value would make the dead letter a tombstone,
-// which compaction and consumers of the dead-letter topic take for a delete.
-func valueKept(rec stream.Record) stream.Record {
-	if rec.Value != nil {
-		return rec
+// valueKept gives the dead letter of a record without a value an empty value: a null one would make it a
+// tombstone, which compaction and consumers of the dead-letter topic take for a delete. The marker goes
+// after cimstream's headers, not among the original ones a replay would re-produce.
+func valueKept(dl stream.Output, rec stream.Record) stream.Output {
+	if rec.Value == nil {
+		dl.Value = []byte{}
+		dl.Headers = append(dl.Headers, stream.Header{Key: HeaderValueMissing, Value: []byte("true")})
 	}
-	rec.Value = []byte{}
-	rec.Headers = append(rec.Headers[:len(rec.Headers):len(rec.Headers)], stream.Header{Key: HeaderValueMissing, Value: []byte("true")})
-	return rec
+	return dl
 }
 
 // Reason code of a message never accepted before the deadline.
@@ -158,7 +158,7 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 		return []stream.Output{
 			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, ReasonFailed,
 				"Delivery failed: the connector did not accept the message before the retry deadline"),
-			o.deadLetters.Build(valueKept(rec), cim.Violations{{Code: CodeFailed, Message: v.Why}}),
+			valueKept(o.deadLetters.Build(rec, cim.Violations{{Code: CodeFailed, Message: v.Why}}), rec),
 		}
 	}
 	return nil

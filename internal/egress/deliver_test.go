@@ -220,4 +220,8 @@ func TestDeliverNothingForARecordWithoutValue(t *testing.T) {
 	if gone, _ := (stream.Record{Headers: dl.Headers}).Header(HeaderValueMissing); string(gone) != "true" {
 		t.Errorf("header %s = %q, want true", HeaderValueMissing, gone)
 	}
+	// Among cimstream's headers (after the codes), not the original ones a replay would re-produce.
+	if last := dl.Headers[len(dl.Headers)-1]; last.Key != HeaderValueMissing {
+		t.Errorf("last header %s, want %s after cimstream's", last.Key, HeaderValueMissing)
+	}
 }

@@ -47,8 +47,9 @@ func dead(rec stream.Record, pipeline string, codes ...string) stream.Output {
 	return o
 }
 
+// testReplay guards after one replay, so the fixture's guarded record needs one replayed predecessor.
 func testReplay(filter Filter) Replay {
-	return Replay{Topic: dlqTopic, Filter: filter, Validate: Validator(config.Default()), Now: func() time.Time { return t0 }}
+	return Replay{Topic: dlqTopic, Filter: filter, Validate: Validator(config.Default()), Now: func() time.Time { return t0 }, MaxReplays: 1}
 }
 
 func header(hs []stream.Header, key string) (string, bool) {
@@ -62,27 +63,36 @@ func header(hs []stream.Header, key string) (string, bool) {
 
 func TestParseSplitsOriginalFromDeadLetterHeaders(t *testing.T) {
 	rec := source(web, 7, "ann", valid("ann", "m1"), t0,
-		stream.Header{Key: "trace", Value: []byte("abc")}, stream.Header{Key: HeaderReplayCount, Value: []byte("2")})
+		stream.Header{Key: "trace", Value: []byte("abc")}, stream.Header{Key: HeaderReplayCount, Value: []byte("2")},
+		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte("cimstream.dlq/0/3")})
 	b := newMem(map[string]int{dlqTopic: 1})
 	b.add(dead(rec, "inbound", "required", "type"))
 	l, ok := Parse(b.all(dlqTopic)[0])
 	if !ok {
 		t.Fatal("a dead letter was not recognised")
 	}
-	if len(l.Original) != 2 || l.Original[0].Key != "trace" || l.Original[1].Key != HeaderReplayCount {
-		t.Errorf("original headers %v, want trace and the replay count only", l.Original)
+	if len(l.Original) != 3 || l.Original[0].Key != "trace" || l.Original[1].Key != HeaderReplayCount {
+		t.Errorf("original headers %v, want trace and the replay headers only", l.Original)
 	}
 	if strings.Join(l.Codes, ",") != "required,type" || l.Pipeline != "inbound" || l.Detail == "" {
 		t.Errorf("codes %v pipeline %q detail %q", l.Codes, l.Pipeline, l.Detail)
 	}
-	if l.SourceTopic != web || l.SourcePartition != 0 || l.SourceOffset != 7 || l.ReplayCount != 2 || l.MessageID != "m1" {
-		t.Errorf("source %s/%d/%d replays %d id %q", l.SourceTopic, l.SourcePartition, l.SourceOffset, l.ReplayCount, l.MessageID)
+	if l.SourceTopic != web || l.SourcePartition != 0 || l.SourceOffset != 7 || l.MessageID != "m1" {
+		t.Errorf("source %s/%d/%d id %q", l.SourceTopic, l.SourcePartition, l.SourceOffset, l.MessageID)
+	}
+	// The replay count a record carries is not taken: the ledger counts replays from markers.
+	if l.ReplayCount != 0 || l.ReplayOf != "cimstream.dlq/0/3" {
+		t.Errorf("replay count %d (want 0, not the header's) replay of %q", l.ReplayCount, l.ReplayOf)
 	}
 	if l.Truncated != "" {
 		t.Errorf("truncated %q for a small value", l.Truncated)
 	}
-	if _, ok := Parse(stream.Record{Headers: []stream.Header{{Key: HeaderMarker, Value: []byte("done")}, {Key: deadletter.HeaderCodes}}}); ok {
+	if _, ok := Parse(stream.Record{Headers: []stream.Header{{Key: HeaderMarker, Value: []byte("done")}}}); ok {
 		t.Error("a replay marker parsed as a dead letter")
+	}
+	// A dead letter whose original carried a marker header (before entries renamed it) is a dead letter.
+	if _, ok := Parse(stream.Record{Headers: []stream.Header{{Key: HeaderMarker, Value: []byte("done")}, {Key: deadletter.HeaderCodes}}}); !ok {
+		t.Error("a dead letter with a marker header among its original headers was hidden")
 	}
 	if _, ok := Parse(stream.Record{Value: []byte("x")}); ok {
 		t.Error("a record without dead-letter headers parsed as a dead letter")
@@ -130,7 +140,8 @@ func TestFilterMatch(t *testing.T) {
 	}
 }
 
-// fixture is a dead-letter topic with one dead letter of each kind, all from partition 0.
+// fixture is a dead-letter topic with one dead letter of each kind, all in partition 0, and in partition
+// 1 the earlier dead letter of the guarded one's record with the done marker of its replay.
 type fixture struct {
 	b                                          *memBroker
 	fixed, stillBad, truncated, guarded, other stream.Record
@@ -141,7 +152,14 @@ func newFixture() fixture {
 	f.fixed = source(web, 1, "ann", valid("ann", "fixed"), t0.Add(-2*time.Hour), stream.Header{Key: "trace", Value: []byte("t1")})
 	f.stillBad = source(web, 2, "bob", "this is not json", t0.Add(-30*time.Minute))
 	f.truncated = source(web, 3, "cy", `{"x":"`+strings.Repeat("y", 3000)+`"}`, t0.Add(-10*time.Minute))
-	f.guarded = source(web, 4, "dan", valid("dan", "guarded"), t0.Add(-8*24*time.Hour), stream.Header{Key: HeaderReplayCount, Value: []byte("3")})
+	first := source(web, 4, "dan", valid("dan", "guarded"), t0.Add(-8*24*time.Hour))
+	earlier := dead(first, "inbound", "required")
+	earlier.Partition = 1
+	f.b.add(earlier, markerOutput(dlqTopic, 1, "done", doneMarker{Intent: "i0", Offsets: []int64{0}}, t0.Add(-7*24*time.Hour)))
+	// The replay of that dead letter failed again: the same record at a later offset, naming it.
+	f.guarded = source(web, 104, "dan", valid("dan", "guarded"), first.Time,
+		stream.Header{Key: stream.RenamedPrefix + HeaderReplayCount, Value: []byte("1")},
+		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 1, 0))})
 	f.other = source(sms, 1, "eve", valid("eve", "sms"), t0.Add(-3*24*time.Hour))
 	f.b.add(dead(f.fixed, "inbound", "delivery_failed"), dead(f.stillBad, "inbound", "malformed"), dead(f.truncated, "inbound", "too_large"),
 		dead(f.guarded, "inbound", "required"), dead(f.other, "inbound", "required"))
@@ -158,25 +176,25 @@ func TestInspectCountsByCodeSourcePipelineAndAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Letters != 5 || s.Selected != 5 || s.Replayed != 0 {
+	if s.Letters != 6 || s.Selected != 6 || s.Replayed != 1 {
 		t.Errorf("letters %d selected %d replayed %d", s.Letters, s.Selected, s.Replayed)
 	}
-	if s.ByCode["required"] != 2 || s.ByCode["malformed"] != 1 || s.ByCode["too_large"] != 1 || s.ByCode["delivery_failed"] != 1 {
+	if s.ByCode["required"] != 3 || s.ByCode["malformed"] != 1 || s.ByCode["too_large"] != 1 || s.ByCode["delivery_failed"] != 1 {
 		t.Errorf("by code %v", s.ByCode)
 	}
-	if s.BySource[web] != 4 || s.BySource[sms] != 1 || s.ByPipeline["inbound"] != 5 {
+	if s.BySource[web] != 5 || s.BySource[sms] != 1 || s.ByPipeline["inbound"] != 6 {
 		t.Errorf("by source %v by pipeline %v", s.BySource, s.ByPipeline)
 	}
-	want := []AgeCount{{"<1h", 2}, {"1h-1d", 1}, {"1d-7d", 1}, {">=7d", 1}}
+	want := []AgeCount{{"<1h", 2}, {"1h-1d", 1}, {"1d-7d", 1}, {">=7d", 2}}
 	if fmt.Sprint(s.ByAge) != fmt.Sprint(want) {
 		t.Errorf("by age %v, want %v", s.ByAge, want)
 	}
-	if len(listed) != 5 {
+	if len(listed) != 6 {
 		t.Errorf("listed %v", listed)
 	}
 
 	s, err = Inspect{Topic: dlqTopic, Now: t0, Filter: Filter{Codes: []string{"required"}, SourceTopics: []string{web}}}.Run(context.Background(), f.b)
-	if err != nil || s.Selected != 1 || s.Letters != 5 || s.ByCode["required"] != 1 || len(s.ByCode) != 1 {
+	if err != nil || s.Selected != 2 || s.Letters != 6 || s.ByCode["required"] != 2 || len(s.ByCode) != 1 {
 		t.Errorf("filtered: %+v %v", s, err)
 	}
 }
@@ -190,12 +208,12 @@ func TestReplayAccountsForEveryDeadLetterAndStripsErrorHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Account{Read: 5, Replayed: 1, StillInvalid: 1, Guarded: 1, Unreplayable: 1, Filtered: 1}
+	want := Account{Read: 6, Replayed: 1, StillInvalid: 1, Guarded: 1, AlreadyReplayed: 1, Unreplayable: 1, Filtered: 1, Other: 1}
 	if acct != want || !acct.Exact() {
 		t.Errorf("account %+v, want %+v", acct, want)
 	}
-	if len(decisions) != 4 {
-		t.Errorf("%d decisions, want one per selected dead letter (4)", len(decisions))
+	if len(decisions) != 5 {
+		t.Errorf("%d decisions, want one per selected dead letter (5)", len(decisions))
 	}
 	out := f.b.all(web)
 	if len(out) != 1 {
@@ -243,14 +261,14 @@ func TestReplaySecondRunReplaysNothingTwice(t *testing.T) {
 		}
 	}
 	acct, _ := testReplay(Filter{}).Run(context.Background(), f.b)
-	if acct.AlreadyReplayed != 2 || acct.Other != 2 {
-		t.Errorf("account %+v: want 2 already replayed and 2 markers (the one batch's intent and done)", acct)
+	if acct.AlreadyReplayed != 3 || acct.Other != 3 {
+		t.Errorf("account %+v: want 3 already replayed and 3 markers (the earlier done, the one batch's intent and done)", acct)
 	}
 	if len(f.b.all(web)) != web1 || len(f.b.all(sms)) != sms1 {
 		t.Error("a later run replayed a dead letter again")
 	}
 	s, _ := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), f.b)
-	if s.Replayed != 2 || s.Letters != 5 {
+	if s.Replayed != 3 || s.Letters != 6 {
 		t.Errorf("inspect after replay: %+v", s)
 	}
 }
@@ -367,7 +385,7 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if acct.Recovered != 2 || acct.AlreadyReplayed != 2 || acct.Replayed != 0 {
+	if acct.Recovered != 2 || acct.AlreadyReplayed != 3 || acct.Replayed != 0 {
 		t.Errorf("account %+v: want both found as already replayed", acct)
 	}
 	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {

@@ -78,6 +78,7 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 			if !ok {
 				return nil
 			}
+			l = books.counted(l, in.Topic, 1<<10)
 			s.Letters++
 			if !in.Filter.Match(l) {
 				return nil

@@ -2,6 +2,8 @@ package dlq
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +61,59 @@ type ledger struct {
 	replayed map[string]bool
 	// origins maps a partition's dead-letter offsets to their originals, for markers without Origins.
 	origins map[int]map[int64]string
+	// letters holds, by Ref, what the replay count and the recovery check of a dead letter against.
+	letters map[string]letterFacts
 	open    []openIntent
+}
+
+// letterFacts are what the ledger keeps of each dead letter: its original, a digest of its key and
+// value, and the dead letter it claims to be a replay of.
+type letterFacts struct {
+	origin string
+	digest [16]byte
+	claim  string
+}
+
+// digest identifies a record's key and value (SHA-256, cut to 16 bytes: a connector cannot make a
+// record pass for another one's replay).
+func digest(key, value []byte) [16]byte {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(key)))
+	h.Write(n[:])
+	h.Write(key)
+	h.Write(value)
+	var d [16]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+// replays is how many times the record of the dead letter at ref was replayed and failed again, counted
+// from the dead-letter topic alone: the dead letter it claims to come from counts only when it is in this
+// topic, a done marker says it was replayed, and it holds the same key and value. A claim a connector
+// forged (a header on its record) adds nothing unless it names a replayed dead letter of that very
+// record. At most limit.
+func (l ledger) replays(ref string, limit int) int {
+	n := 0
+	for n < limit {
+		cur, ok := l.letters[ref]
+		if !ok || cur.claim == "" {
+			break
+		}
+		prev, ok := l.letters[cur.claim]
+		if !ok || prev.digest != cur.digest || !l.replayed[prev.origin] {
+			break
+		}
+		n++
+		ref = cur.claim
+	}
+	return n
+}
+
+// counted is l with its ReplayCount from the ledger (see replays).
+func (books ledger) counted(l Letter, topic string, limit int) Letter {
+	l.ReplayCount = books.replays(Ref(topic, l.Record.Partition, l.Record.Offset), limit)
+	return l
 }
 
 // openIntent is an intent without its done marker, its partition and when it was written.
@@ -82,7 +136,7 @@ func (l ledger) origin(topic string, partition int, offset int64, origins []stri
 
 // readLedger reads the markers of every partition of the dead-letter topic in [first, end).
 func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (ledger, error) {
-	l := ledger{replayed: map[string]bool{}, origins: map[int]map[int64]string{}}
+	l := ledger{replayed: map[string]bool{}, origins: map[int]map[int64]string{}, letters: map[string]letterFacts{}}
 	for _, r := range ranges {
 		if r.End <= r.First {
 			continue
@@ -90,14 +144,16 @@ func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (le
 		origins := map[int64]string{}
 		l.origins[r.Partition] = origins
 		err := b.Read(ctx, topic, r.Partition, r.First, r.End, func(rec stream.Record) error {
-			kind, ok := rec.Header(HeaderMarker)
+			kind, ok := markerKind(rec)
 			if !ok {
 				if d, ok := Parse(rec); ok {
 					origins[rec.Offset] = d.Origin(topic)
+					l.letters[Ref(topic, r.Partition, rec.Offset)] = letterFacts{origin: d.Origin(topic),
+						digest: digest(rec.Key, rec.Value), claim: d.ReplayOf}
 				}
 				return nil
 			}
-			switch string(kind) {
+			switch kind {
 			case "intent":
 				var m intentMarker
 				if json.Unmarshal(rec.Value, &m) == nil && m.ID != "" {
@@ -122,8 +178,10 @@ func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (le
 }
 
 // recover finds which dead letters of an open intent reached their target, by reading every target
-// partition from its recorded end offset up to its end now.
-func recoverIntent(ctx context.Context, b Broker, topic string, partition int, in intentMarker) ([]int64, error) {
+// partition from its recorded end offset up to its end now. A record there counts only when it names
+// the dead letter and holds its key and value: a connector writing to the same topic can name any dead
+// letter in a header, but cannot make one that was not written look replayed.
+func (books ledger) recoverIntent(ctx context.Context, b Broker, topic string, partition int, in intentMarker) ([]int64, error) {
 	want := map[string]int64{}
 	for _, o := range in.Offsets {
 		want[Ref(topic, partition, o)] = o
@@ -147,7 +205,7 @@ func recoverIntent(ctx context.Context, b Broker, topic string, partition int, i
 			from = max(from, r.First)
 			err := b.Read(ctx, target, r.Partition, from, r.End, func(rec stream.Record) error {
 				if of, ok := rec.Header(HeaderReplayOf); ok {
-					if o, ok := want[string(of)]; ok {
+					if o, ok := want[string(of)]; ok && books.letters[string(of)].digest == digest(rec.Key, rec.Value) {
 						found[o] = true
 					}
 				}

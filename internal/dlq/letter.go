@@ -41,8 +41,13 @@ type Letter struct {
 	// replayed faithfully. OriginalSize is the value's size before the cut.
 	Truncated    string
 	OriginalSize int
-	// ReplayCount is the original record's replay count (0 when it was never replayed).
+	// ReplayCount is how many replays of the same record failed again before this dead letter, counted
+	// from the dead-letter topic's own records (ledger.replays), never from a header a connector could
+	// write; Parse leaves it 0, the tools set it.
 	ReplayCount int
+	// ReplayOf is the dead letter the original record claims to be a replay of (its HeaderReplayOf, or
+	// that header renamed at the entry): a claim the ledger checks, not a fact.
+	ReplayOf string
 	// MessageID is the CIM message's top-level id, when the value is a JSON object that has one.
 	MessageID string
 }
@@ -55,11 +60,11 @@ type Letter struct {
 // header, so an original record that itself carried cimstream headers (a dead letter of a replayed
 // record, whose original went through the pipeline) keeps them as original headers.
 func Parse(rec stream.Record) (l Letter, ok bool) {
+	if _, marker := markerKind(rec); marker {
+		return Letter{}, false
+	}
 	at := -1
 	for i, h := range rec.Headers {
-		if h.Key == HeaderMarker {
-			return Letter{}, false
-		}
 		if h.Key == deadletter.HeaderCodes {
 			at = i
 		}
@@ -98,12 +103,27 @@ func Parse(rec stream.Record) (l Letter, ok bool) {
 		}
 	}
 	for _, h := range l.Original {
-		if h.Key == HeaderReplayCount {
-			l.ReplayCount, _ = strconv.Atoi(string(h.Value))
+		if h.Key == HeaderReplayOf || h.Key == renamedReplayOf {
+			l.ReplayOf = string(h.Value) // the last one: a replay appends its own
 		}
 	}
 	l.MessageID = messageID(rec.Value)
 	return l, true
+}
+
+// renamedReplayOf is HeaderReplayOf as a channel topic's record arrives at the pipeline (renamed at the
+// entry): a replayed record that fails again carries it so in its dead letter.
+const renamedReplayOf = stream.RenamedPrefix + HeaderReplayOf
+
+// markerKind is the kind of a replay marker ("intent" or "done"); ok is false for every other record. A
+// marker is exactly what the replay writes, its one header and nothing else: a dead letter always has
+// codes and source headers, so a dead letter whose original carried a marker header (written before the
+// entries renamed such headers) is still a dead letter, not bookkeeping.
+func markerKind(rec stream.Record) (kind string, ok bool) {
+	if len(rec.Headers) != 1 || rec.Headers[0].Key != HeaderMarker {
+		return "", false
+	}
+	return string(rec.Headers[0].Value), true
 }
 
 // messageID is the top-level "id" of a JSON object value, "" when there is none or it is not a string.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -216,7 +217,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		}
 	}
 	for _, in := range books.open {
-		found, err := recoverIntent(ctx, b, r.Topic, in.partition, in.intentMarker)
+		found, err := books.recoverIntent(ctx, b, r.Topic, in.partition, in.intentMarker)
 		if err != nil {
 			return acct, err
 		}
@@ -247,6 +248,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 				acct.Other++
 				return nil
 			}
+			l = books.counted(l, r.Topic, r.MaxReplays)
 			d := r.decide(l, books)
 			if d.Outcome == WouldReplay {
 				if _, err := targetEnds(d.Target); errors.Is(err, ErrNoTopic) {
@@ -332,6 +334,9 @@ func (r Replay) decide(l Letter, books ledger) Decision {
 		d.Outcome, d.Reason = Unreplayable, "the dead letter holds a truncated copy ("+l.Truncated+" cut; original "+strconv.Itoa(l.OriginalSize)+" bytes)"
 	case d.Target == "":
 		d.Outcome, d.Reason = Unreplayable, "no source topic header: name a target with --to"
+	case l.HasCode(egress.CodeNotificationRefused):
+		d.Outcome, d.Reason = Unreplayable, "its value is the connector's notification that "+egress.CodeNotificationRefused+
+			" says the notifications topic refused: produce it there by hand once the cause is fixed (docs/operations.md)"
 	case l.ReplayCount >= r.MaxReplays:
 		d.Outcome, d.Reason = Guarded, fmt.Sprintf("already replayed %d times (limit %d)", l.ReplayCount, r.MaxReplays)
 	default:
@@ -346,11 +351,12 @@ func (r Replay) decide(l Letter, books ledger) Decision {
 
 // replayed is the record a dead letter is replayed as: its original key, value, headers and
 // timestamp, without the dead letter's own headers, with the replay count raised and the dead letter
-// named (which also lets an interrupted run be recovered).
+// named (which also lets an interrupted run be recovered). Earlier replay headers, as written or as the
+// entry renamed them, are replaced.
 func replayed(l Letter, target, dlqTopic string) stream.Output {
 	headers := make([]stream.Header, 0, len(l.Original)+2)
 	for _, h := range l.Original {
-		if h.Key != HeaderReplayCount && h.Key != HeaderReplayOf {
+		if !replayHeader[h.Key] {
 			headers = append(headers, h)
 		}
 	}
@@ -360,6 +366,9 @@ func replayed(l Letter, target, dlqTopic string) stream.Output {
 	return stream.Output{Topic: target, Partition: stream.ByKey, Key: l.Record.Key, Value: l.Record.Value,
 		Headers: headers, Time: l.Record.Time}
 }
+
+var replayHeader = map[string]bool{HeaderReplayCount: true, HeaderReplayOf: true,
+	stream.RenamedPrefix + HeaderReplayCount: true, renamedReplayOf: true}
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
 func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
@@ -458,7 +467,7 @@ func (r Replay) alone(ctx context.Context, b Broker, partition int, intent strin
 			continue
 		}
 		err := b.Read(ctx, r.Topic, partition, r.st.checked[partition], now.End, func(rec stream.Record) error {
-			kind, ok := rec.Header(HeaderMarker)
+			kind, ok := markerKind(rec)
 			if !ok {
 				return nil
 			}

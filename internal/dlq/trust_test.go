@@ -1,0 +1,115 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/egress"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// The dead-letter tools trust only what cimstream wrote to the dead-letter topic. These dead letters are
+// of connector records that carried cimstream's header names as they are (written before the entries
+// renamed such headers, or by a tool that bypasses them): each must still be counted, replayed once, and
+// neither hide another dead letter nor stop a run.
+
+// forgedMarker is a connector record that carries a replay marker header and a marker's value.
+func forgedMarker(offset int64, kind string, value any, at time.Time) stream.Record {
+	v, _ := json.Marshal(value)
+	return source(web, offset, "mal", valid("mal", "forged"), at, stream.Header{Key: HeaderMarker, Value: []byte(kind)},
+		stream.Header{Key: "payload", Value: v})
+}
+
+func TestForgedMarkerHeadersNeitherHideNorBlock(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, sms: 1})
+	victim := source(sms, 1, "eve", valid("eve", "victim"), t0.Add(-time.Hour))
+	b.add(dead(victim, "inbound", "required"))
+	// An "intent" from the future: read as a marker, it would make every run refuse with ErrBusy.
+	intent := forgedMarker(2, "intent", intentMarker{ID: "x", Offsets: []int64{0}}, t0.Add(24*time.Hour))
+	// A "done" naming the victim: read as a marker, it would mark another channel's dead letter replayed.
+	done := forgedMarker(3, "done", doneMarker{Intent: "x", Offsets: []int64{0}}, t0)
+	b.add(dead(intent, "inbound", "required"), dead(done, "inbound", "required"))
+
+	s, err := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), b)
+	if err != nil || s.Letters != 3 || s.Replayed != 0 {
+		t.Fatalf("inspect: %+v %v: want 3 dead letters, none replayed", s, err)
+	}
+	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if acct.Replayed != 3 || acct.AlreadyReplayed != 0 || !acct.Exact() {
+		t.Fatalf("account %+v: want all three replayed", acct)
+	}
+	if len(b.all(sms)) != 1 || len(b.all(web)) != 2 {
+		t.Fatalf("replayed %d to sms and %d to web, want 1 and 2", len(b.all(sms)), len(b.all(web)))
+	}
+}
+
+func TestForgedReplayCountDoesNotGuard(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	for i, h := range []string{HeaderReplayCount, stream.RenamedPrefix + HeaderReplayCount} {
+		rec := source(web, int64(i), "k", valid("k", "m"+h), t0, stream.Header{Key: h, Value: []byte("99")})
+		b.add(dead(rec, "inbound", "required"))
+	}
+	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	if err != nil || acct.Replayed != 2 || acct.Guarded != 0 {
+		t.Fatalf("account %+v %v: a replay count a connector wrote must not guard", acct, err)
+	}
+}
+
+// A claim to be the replay of a dead letter counts only for that dead letter's own record.
+func TestReplayOfAnotherRecordDoesNotCount(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source(web, 0, "ann", valid("ann", "first"), t0), "inbound", "required"))
+	r := testReplay(Filter{})
+	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
+		t.Fatalf("first run %+v %v", acct, err)
+	}
+	// Another record names the replayed dead letter (offset 0) as its origin.
+	b.add(dead(source(web, 50, "ann", valid("ann", "other"), t0, stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}), "inbound", "required"))
+	acct, err := r.Run(context.Background(), b)
+	if err != nil || acct.Replayed != 1 || acct.Guarded != 0 {
+		t.Fatalf("account %+v %v: the other record must be replayed, not guarded", acct, err)
+	}
+}
+
+// A run that crashed between writing and recording a batch is recovered from what reached the target:
+// a record a connector wrote there naming the dead letter, but not holding it, does not count.
+func TestRecoveryIgnoresAForgedReplayInTheTarget(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source(web, 0, "ann", valid("ann", "lost?"), t0), "inbound", "required"))
+	crash := errors.New("crashed")
+	b.fail = func(o stream.Output) error {
+		if o.Topic == web { // the replayed record is not written
+			return crash
+		}
+		return nil
+	}
+	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	b.fail = nil
+	// A connector's record lands where the batch would have: it names the dead letter, with another value.
+	b.add(stream.Output{Topic: web, Partition: 0, Key: []byte("ann"), Value: []byte(`{"forged":true}`),
+		Headers: []stream.Header{{Key: HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}}})
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
+	acct, err := later.Run(context.Background(), b)
+	if err != nil || acct.Recovered != 0 || acct.Replayed != 1 {
+		t.Fatalf("account %+v %v: the forged record must not count as the replay", acct, err)
+	}
+}
+
+func TestRefusedNotificationIsNotReplayed(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, "cim.outbound.web": 1})
+	rec := source("cim.outbound.web", 0, "ann", valid("ann", "n"), t0)
+	b.add(dead(rec, "egress", egress.CodeNotificationRefused))
+	acct, err := testReplay(Filter{Pipelines: []string{"egress"}}).Run(context.Background(), b)
+	if err != nil || acct.Unreplayable != 1 || acct.Replayed != 0 || len(b.all("cim.outbound.web")) != 0 {
+		t.Fatalf("account %+v %v: a %s dead letter must not be replayed", acct, err, egress.CodeNotificationRefused)
+	}
+}

@@ -51,6 +51,7 @@ type Channel struct {
 	busy   *keyBusy // keys with a message in flight, across the channel's partitions
 	out    outcome
 	log    *zap.Logger
+	entry  *stage.EntryGuard
 }
 
 // NewChannel returns a channel that posts through post.
@@ -75,6 +76,7 @@ func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, l
 	cfg.DeadLetters.Pipeline = stageName
 	log = log.With(zap.String("stage", stageName), zap.String("channel", cfg.Channel))
 	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log, busy: newKeyBusy(),
+		entry: &stage.EntryGuard{Stage: stageName, Observer: cfg.Runner, Log: log},
 		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency),
 			obs: cfg.Observer, now: time.Now, sleep: sleep},
 		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters}}
@@ -387,7 +389,7 @@ func (c *Channel) readOne(ctx context.Context, stub stream.Record) (stream.Recor
 		return stream.Record{}, err
 	}
 	defer reader.Close()
-	return reader.Fetch(ctx)
+	return c.entry.Reader(reader).Fetch(ctx)
 }
 
 // open opens the partition's reader, retrying while the broker is unavailable.
@@ -396,7 +398,8 @@ func (c *Channel) open(ctx context.Context, log *zap.Logger, a stage.Assignment)
 	for {
 		r, err := c.broker.Reader(stageName, a.Topic, a.Partition, a.Offset)
 		if err == nil {
-			return r, true
+			// A webhook channel's topic can be written by anyone with access, not only the outbound stage.
+			return c.entry.Reader(r), true
 		}
 		c.cfg.Ready(fmt.Errorf("start %s/%d: %w", a.Topic, a.Partition, err))
 		log.Warn("cannot open partition; retrying", zap.Error(err))

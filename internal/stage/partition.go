@@ -137,7 +137,7 @@ func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Hand
 			var reader Reader
 			if reader, err = r.broker.Reader(r.cfg.Name, a.Topic, a.Partition, a.Offset); err == nil {
 				if r.cfg.Entry != nil && r.cfg.Entry(a.Topic) {
-					reader = entryReader{Reader: reader, runner: r}
+					reader = r.entry.Reader(reader)
 				}
 				return handler, reader, true
 			}

@@ -93,8 +93,7 @@ type Runner struct {
 	broker Broker
 	sink   Sink
 	log    *zap.Logger
-	// renamedLogged holds the entry topics whose first renamed header was logged: once per source.
-	renamedLogged sync.Map
+	entry  *EntryGuard
 }
 
 // New returns a runner.
@@ -115,7 +114,8 @@ func New(cfg Config, broker Broker, sink Sink, log *zap.Logger) *Runner {
 		cfg.BatchSize = 1
 	}
 	cfg.DeadLetters.Pipeline = cfg.Pipeline
-	return &Runner{cfg: cfg, broker: broker, sink: sink, log: log.With(zap.String("stage", cfg.Name))}
+	log = log.With(zap.String("stage", cfg.Name))
+	return &Runner{cfg: cfg, broker: broker, sink: sink, log: log, entry: &EntryGuard{Stage: cfg.Name, Observer: cfg.Observer, Log: log}}
 }
 
 // Run consumes until ctx is cancelled, then drains the batch in hand, commits and returns nil.

@@ -40,6 +40,21 @@ func KcatProduceTo(t testing.TB, brokers []string, topic string, keyed bool, lin
 	}
 }
 
+// KcatProduceHeaders writes keyed lines ("key<TAB>value") with kcat, each record carrying headers
+// ("name=value" each, kcat's -H), with acks=all.
+func KcatProduceHeaders(t testing.TB, topic string, headers []string, lines ...string) {
+	t.Helper()
+	args := []string{"-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-X", "acks=all", "-K", "\t"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	cmd := exec.Command("kcat", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, b)
+	}
+}
+
 // KcatProducePartition writes unkeyed lines with kcat to one partition of topic, with acks=all.
 func KcatProducePartition(t testing.TB, topic string, partition int, lines ...string) {
 	t.Helper()

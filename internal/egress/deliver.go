@@ -108,7 +108,7 @@ const (
 
 // HeaderValueMissing ("true") marks a dead letter of a record that had no value when its turn came
 // (deleted by retention, or a tombstone): its own value is empty, not null.
-const HeaderValueMissing = "cimstream.value.missing"
+const HeaderValueMissing = stream.HeaderValueMissing
 
 // valueKept gives the dead letter of a record without a value an empty value: a null one would make it a
 // tombstone, which compaction and consumers of the dead-letter topic take for a delete. The marker goes

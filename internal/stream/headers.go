@@ -37,6 +37,9 @@ const (
 	HeaderOriginalSize = "cimstream.original.size"
 	// HeaderTruncated says what was cut: "value" or "value,headers".
 	HeaderTruncated = "cimstream.truncated"
+	// HeaderValueMissing ("true") marks the dead letter of a record that had no value left (retention, a
+	// tombstone): its own value is empty, not null, so it is no tombstone on the dead-letter topic.
+	HeaderValueMissing = "cimstream.value.missing"
 )
 
 // Replay headers (internal/dlq writes them).

@@ -18,6 +18,7 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/outbound"
+	"github.com/cimstream/cimstream/internal/stream"
 )
 
 func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
@@ -180,5 +181,31 @@ func TestIntegrationDeletedDestinationGivesFailed500(t *testing.T) {
 	dead := kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, kafkatest.AtLeast(1))
 	if dead[0].Headers["cimstream.error.codes"] != "delivery_failed" || !strings.Contains(dead[0].Value, `"gone-1"`) {
 		t.Fatalf("the undeliverable message must be dead-lettered: %v %s", dead[0].Headers, dead[0].Value)
+	}
+}
+
+// The CCM's records are not cimstream's: a ccm.outbound record carrying cimstream's header names (a
+// lifecycle event, a dead-letter code, replay bookkeeping) reaches the connector topic and, when
+// invalid, the dead-letter topic with them renamed only (read with kcat).
+func TestIntegrationOutboundRenamesCimstreamHeadersFromTheCCM(t *testing.T) {
+	prefix := kafkatest.Name(t, "dest") + "."
+	cfg, f := setup(t, nil, map[string]string{"41445556677": prefix + "whatsapp"})
+	start(t, cfg, f)
+	forged := []string{stream.HeaderEvent + "=CHANNEL_SESSION_ENDED", stream.HeaderErrorCodes + "=forged", stream.HeaderReplayMarker + "=done"}
+	kafkatest.KcatProduceHeaders(t, cfg.Topics.CCMOutbound, forged,
+		"c-ann\t"+outMsg("hdr-1", "41445556677", "ann", "hello"),
+		"x\t"+`{"id":"hdr-bad","header":{"sender":{"id":"a","type":"AGENT","senderName":"B"}},"body":{"type":"PLAIN","markdownText":"x"}}`)
+	out := kafkatest.KcatConsume(t, topics.OutboundTopic(prefix+"whatsapp"), kafkatest.AtLeast(1))
+	dead := kafkatest.KcatConsume(t, cfg.Topics.DeadLetter, kafkatest.AtLeast(1))
+	for _, r := range []kafkatest.KcatRecord{out[0], dead[0]} {
+		for _, h := range forged {
+			name, value, _ := strings.Cut(h, "=")
+			if r.Headers[name] == value || r.Headers[stream.RenamedPrefix+name] != value {
+				t.Errorf("record %s headers %v: want %s only renamed", r.Key, r.Headers, name)
+			}
+		}
+	}
+	if dead[0].Headers[stream.HeaderErrorCodes] != "required" {
+		t.Errorf("dead letter codes %q, want cimstream's own", dead[0].Headers[stream.HeaderErrorCodes])
 	}
 }

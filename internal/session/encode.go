@@ -47,55 +47,59 @@ func Encode(st *State) []byte {
 	}
 	if len(st.Recent) > 0 {
 		b = append(b, `,"r":[`...)
-		for i, d := range st.Recent {
+		for i := range st.Recent {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, '{')
-			if len(d.After) > 0 {
-				b = append(b, `"a":`...)
-				b = appendInts(b, d.After)
-				b = append(b, ',')
-			}
-			b = append(b, `"s":`...)
-			b = appendString(b, d.ChannelSessionID)
-			b = append(b, `,"c":`...)
-			b = appendString(b, d.ConversationID)
-			if d.At != 0 {
-				b = append(b, `,"p":`...)
-				b = strconv.AppendInt(b, d.At, 10)
-			}
-			if len(d.By) > 0 {
-				b = append(b, `,"b":`...)
-				b = appendInts(b, d.By)
-			}
-			if d.Closed != "" {
-				b = append(b, `,"e":`...)
-				b = appendString(b, string(d.Closed))
-			}
-			if d.ClosedAt != 0 {
-				b = append(b, `,"x":`...)
-				b = strconv.AppendInt(b, d.ClosedAt, 10)
-			}
-			if d.Opener != "" {
-				b = append(b, `,"o":`...)
-				b = appendString(b, d.Opener)
-			}
-			if d.OpenedAt != 0 {
-				b = append(b, `,"t":`...)
-				b = strconv.AppendInt(b, d.OpenedAt, 10)
-			}
-			if len(d.ChannelData) > 0 {
-				b = append(b, `,"cd":`...)
-				b = append(b, d.ChannelData...)
-			}
-			if len(d.Customer) > 0 {
-				b = append(b, `,"cu":`...)
-				b = append(b, d.Customer...)
-			}
-			b = append(b, '}')
+			b = appendDecision(b, &st.Recent[i])
 		}
 		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func appendDecision(b []byte, d *Decision) []byte {
+	b = append(b, '{')
+	if len(d.After) > 0 {
+		b = append(b, `"a":`...)
+		b = appendInts(b, d.After)
+		b = append(b, ',')
+	}
+	b = append(b, `"s":`...)
+	b = appendString(b, d.ChannelSessionID)
+	b = append(b, `,"c":`...)
+	b = appendString(b, d.ConversationID)
+	if d.At != 0 {
+		b = append(b, `,"p":`...)
+		b = strconv.AppendInt(b, d.At, 10)
+	}
+	if len(d.By) > 0 {
+		b = append(b, `,"b":`...)
+		b = appendInts(b, d.By)
+	}
+	if d.Closed != "" {
+		b = append(b, `,"e":`...)
+		b = appendString(b, string(d.Closed))
+	}
+	if d.ClosedAt != 0 {
+		b = append(b, `,"x":`...)
+		b = strconv.AppendInt(b, d.ClosedAt, 10)
+	}
+	if d.Opener != "" {
+		b = append(b, `,"o":`...)
+		b = appendString(b, d.Opener)
+	}
+	if d.OpenedAt != 0 {
+		b = append(b, `,"t":`...)
+		b = strconv.AppendInt(b, d.OpenedAt, 10)
+	}
+	if len(d.ChannelData) > 0 {
+		b = append(b, `,"cd":`...)
+		b = append(b, d.ChannelData...)
+	}
+	if len(d.Customer) > 0 {
+		b = append(b, `,"cu":`...)
+		b = append(b, d.Customer...)
 	}
 	return append(b, '}')
 }
@@ -131,4 +135,60 @@ func (st *State) dataBytes() int {
 		n += len(d.ChannelData) + len(d.Customer) + len(d.Opener) + 40
 	}
 	return n
+}
+
+// Upper bounds of encoded sizes: a string escapes to at most 6 bytes per byte (\u00XX, \ufffd), an
+// int64 takes at most 20 digits, and every field name and punctuation of a state or decision fits in
+// the fixed part.
+const (
+	escapeFactor   = 6
+	intBytes       = 21
+	stateFixed     = 128
+	decisionFixed  = 96
+	stringOverhead = 2
+)
+
+// sizeBound is at least len(Encode(st)), computed without encoding: the common case (short ids) is
+// far under any cap and needs no encoding to prove it.
+func (st *State) sizeBound() int {
+	n := stateFixed + escapeFactor*(len(st.ChannelSessionID)+len(st.ConversationID)+len(st.Ended)) + intBytes*(4+len(st.Applied))
+	for _, s := range st.Sources {
+		n += escapeFactor*len(s) + stringOverhead + 1
+	}
+	for i := range st.Recent {
+		n += st.Recent[i].sizeBound() + 1
+	}
+	return n
+}
+
+func (d *Decision) sizeBound() int {
+	return decisionFixed + intBytes*(len(d.After)+len(d.By)+4) +
+		escapeFactor*(len(d.ChannelSessionID)+len(d.ConversationID)+len(d.Opener)+len(d.Closed)) +
+		len(d.ChannelData) + len(d.Customer)
+}
+
+// bound keeps the encoded state within maxBytes by dropping its oldest decisions: only replays of
+// what they governed lose their exact answer (they get the current ids, flagged Forgotten, as after
+// an eviction for number). The latest decisions go last (the current session's data and the one it
+// closed, which a replay of the recent window repeats), and the latest is never dropped. It returns
+// how many of those dropped were still inside the window (run, window: running ms).
+func (st *State) bound(maxBytes int, run, window int64) (evicted int) {
+	if maxBytes <= 0 || st.sizeBound() <= maxBytes {
+		return 0
+	}
+	total := len(Encode(st))
+	var scratch []byte
+	drop := 0
+	for drop < len(st.Recent)-1 && total > maxBytes {
+		scratch = appendDecision(scratch[:0], &st.Recent[drop])
+		total -= len(scratch) + 1 // and the comma before the next
+		if st.Recent[drop+1].At+window >= run {
+			evicted++
+		}
+		drop++
+	}
+	if drop > 0 {
+		st.Recent = append(st.Recent[:0], st.Recent[drop:]...)
+	}
+	return evicted
 }

@@ -75,6 +75,10 @@ func Customer(key string) (string, bool) {
 // one window (a backlog of short conversations); dropping one inside its window is reported (Evicted).
 const recentLimit = 64
 
+// MaxStateBytes bounds a key's changelog value, whatever its messages carry: a quarter of the 1 MiB a
+// topic takes by default (max.message.bytes), so no state write is ever refused for its size.
+const MaxStateBytes = 256 << 10
+
 // DefaultReplayWindow is how long, in running time, a decision stays answerable after the next one.
 const DefaultReplayWindow = 10 * time.Minute
 
@@ -304,6 +308,8 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		// Governs the records after the END_CHAT, not the END_CHAT itself.
 		out.Evicted += st.remember(Decision{By: by, Closed: ReasonEndChat, ClosedAt: m.EventMillis}, run, t.window)
 	}
+	// Bounded before anyone encodes it: the table then holds exactly what the changelog gets.
+	out.Evicted += st.bound(t.maxBytes, run, t.window)
 	t.touch(e, nowMillis)
 	out.State = st
 	return out
@@ -324,6 +330,7 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run in
 		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonIdle, ClosedAt: out.ClosedAt}, run, t.window)
 	}
 	st.applied(m, run)
+	out.Evicted += st.bound(t.maxBytes, run, t.window)
 	t.touchPassive(e, nowMillis)
 	out.State = st
 	return out

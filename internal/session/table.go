@@ -20,6 +20,7 @@ type Table struct {
 	due      deadlines // keys by when Expire next looks at them
 	open     int       // sessions open in the table
 	window   int64     // replay window, ms of running time
+	maxBytes int       // bound of a key's encoded state (MaxStateBytes)
 	clock    runningClock
 	seq      int64 // highest State.Seq restored or applied
 }
@@ -59,6 +60,12 @@ func (t *Table) WithReplayWindow(d time.Duration) *Table {
 	return t
 }
 
+// WithMaxStateBytes bounds a key's encoded state (MaxStateBytes when not set).
+func (t *Table) WithMaxStateBytes(n int) *Table {
+	t.maxBytes = n
+	return t
+}
+
 // entry is a key's state plus what only this process knows: when it last processed a record of the
 // key (wall clock), which is never persisted.
 type entry struct {
@@ -73,7 +80,7 @@ type entry struct {
 
 // NewTable returns an empty table with the idle timeouts.
 func NewTable(idle IdleTimeouts) *Table {
-	return &Table{idle: idle, sessions: map[string]*entry{}, window: DefaultReplayWindow.Milliseconds()}
+	return &Table{idle: idle, sessions: map[string]*entry{}, window: DefaultReplayWindow.Milliseconds(), maxBytes: MaxStateBytes}
 }
 
 // NextSeq numbers the next record applied: above every state restored or applied, so a restore can
@@ -191,6 +198,7 @@ func (t *Table) lapse(e *entry, run, nowMillis int64, changes []Change) []Change
 			Previous: Previous{ChannelSessionID: e.ChannelSessionID, ConversationID: e.ConversationID, Data: e.current()}}
 		e.Open, e.Ended = false, ReasonIdle
 		c.Evicted = e.remember(Decision{Closed: ReasonIdle, ClosedAt: c.ClosedAt}, run, t.window)
+		c.Evicted += e.bound(t.maxBytes, run, t.window)
 		t.schedule(e)
 		return append(changes, c)
 	}

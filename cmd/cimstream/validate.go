@@ -83,7 +83,7 @@ func newValidateCommand() *cobra.Command {
 			if o.maxBytes == 0 {
 				o.maxBytes = cfg.Inbound.MaxMessageBytes // the service's limit
 			}
-			v := validator{dir: dir, limits: cim.Limits{MaxBytes: o.maxBytes, MaxDepth: cim.DefaultMaxDepth},
+			v := validator{dir: dir, limits: cim.Limits{MaxBytes: o.maxBytes, MaxDepth: cim.DefaultMaxDepth, MaxIDBytes: cfg.Inbound.MaxIDBytes},
 				quiet: o.quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
 			return v.run(sources, cmd.InOrStdin())
 		},

@@ -91,6 +91,14 @@ type Memory struct {
 // inbound.maxMessageBytes by at least this much, or valid messages could never be written.
 const EnrichmentHeadroom = 64 << 10
 
+// The range of inbound.maxIdBytes: below MinIDBytes real ids (UUIDs, phone numbers, URLs) would be
+// refused; above MaxIDBytes the session state's byte cap could no longer hold the current session and
+// the one before it (internal/session tests this at the ceiling).
+const (
+	MinIDBytes = 64
+	MaxIDBytes = 2 << 10
+)
+
 // Kafka holds the connection and client settings shared by every producer and consumer.
 type Kafka struct {
 	Brokers  []string `yaml:"brokers"`
@@ -189,6 +197,10 @@ type Inbound struct {
 	// serviceIdentifier equals the message's, else the first whose glob matches it.
 	SessionIdleTimeouts []IdleTimeout `yaml:"sessionIdleTimeouts"`
 	MaxMessageBytes     int           `yaml:"maxMessageBytes"`
+	// MaxIDBytes bounds each identifying string of a message (id, conversationId, channelSessionId,
+	// serviceIdentifier, channelCustomerIdentifier, ...), in both directions: the session state keeps
+	// them. Over it a message is too_long.
+	MaxIDBytes int `yaml:"maxIdBytes"`
 	// TopicRefreshInterval is how often topics matching the pattern are listed again.
 	TopicRefreshInterval time.Duration `yaml:"topicRefreshInterval"`
 	// ReplayWindow is how long (time the sessions stage ran) a duplicate still gets its first copy's
@@ -399,6 +411,7 @@ func Default() Config {
 			Enabled:              true,
 			SessionIdleTimeout:   30 * time.Minute,
 			MaxMessageBytes:      1 << 20,
+			MaxIDBytes:           1 << 10,
 			TopicRefreshInterval: 10 * time.Second,
 			ReplayWindow:         10 * time.Minute,
 			SessionEvents:        true,
@@ -545,6 +558,10 @@ func (c *Config) Validate() error {
 			w, least))
 	}
 	add(atLeast("inbound.maxMessageBytes", int64(c.Inbound.MaxMessageBytes), 1024))
+	if n := c.Inbound.MaxIDBytes; n < MinIDBytes || n > MaxIDBytes {
+		add(fieldErr("inbound.maxIdBytes", "%d is out of range: it must be between %d (a UUID and then some) and %d (two sessions with every id at it must fit a key's state, 256 KiB)",
+			n, MinIDBytes, MaxIDBytes))
+	}
 	if p.BatchBytes < int64(c.Inbound.MaxMessageBytes)+EnrichmentHeadroom {
 		add(fieldErr("kafka.producer.batchBytes", "%d leaves no room for enrichment: it must be at least inbound.maxMessageBytes (%d) + %d",
 			p.BatchBytes, c.Inbound.MaxMessageBytes, EnrichmentHeadroom))

@@ -66,6 +66,12 @@ func NewNormalizer(topics Topics, maxBytes int, observer Observer) *Normalizer {
 	return &Normalizer{topics: topics, limits: cim.Limits{MaxBytes: maxBytes}, observer: observer}
 }
 
+// WithMaxIDBytes bounds the identifying strings (inbound.maxIdBytes; 0: cim.DefaultMaxIDBytes).
+func (n *Normalizer) WithMaxIDBytes(max int) *Normalizer {
+	n.limits.MaxIDBytes = max
+	return n
+}
+
 // Process handles one connector record: a rejection (the runtime dead-letters it), or exactly one
 // output, a notification or a record for the repartition topic.
 func (n *Normalizer) Process(rec stream.Record) stream.Result {
@@ -113,10 +119,15 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 }
 
 // Check decodes and validates value as an inbound message exactly as the pipeline does, with the
-// pipeline's size limit (inbound.maxMessageBytes): no violations means the pipeline accepts it.
-// The dead-letter replay re-validates with it.
+// pipeline's size limit (inbound.maxMessageBytes) and the default bound of identifying strings: no
+// violations means the pipeline accepts it. The dead-letter replay re-validates with it.
 func Check(value []byte, maxBytes int) cim.Violations {
-	_, vs := check(value, cim.Limits{MaxBytes: maxBytes})
+	return CheckLimits(value, cim.Limits{MaxBytes: maxBytes})
+}
+
+// CheckLimits is Check with the pipeline's limits: inbound.maxMessageBytes and inbound.maxIdBytes.
+func CheckLimits(value []byte, limits cim.Limits) cim.Violations {
+	_, vs := check(value, limits)
 	return vs
 }
 

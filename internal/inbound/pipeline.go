@@ -282,7 +282,7 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 
 // normalizer is stage 1 as both stages run it.
 func (p *Pipeline) normalizer() *Normalizer {
-	n := NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records)
+	n := NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records).WithMaxIDBytes(p.cfg.Inbound.MaxIDBytes)
 	if !p.cfg.Inbound.FastPath {
 		n.PartitionBySession()
 	}

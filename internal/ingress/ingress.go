@@ -50,6 +50,7 @@ type Options struct {
 	Channels       map[string]string
 	DefaultChannel string
 	MaxBodyBytes   int
+	MaxIDBytes     int // inbound.maxIdBytes; 0: cim.DefaultMaxIDBytes
 	MaxConcurrent  int
 	ProduceTimeout time.Duration
 	RetryAfter     time.Duration
@@ -65,7 +66,7 @@ type Options struct {
 func OptionsFrom(cfg config.Config, tokens *Tokens) Options {
 	in := cfg.Ingress
 	return Options{
-		Channels: cfg.ChannelMap(), DefaultChannel: in.DefaultChannel, MaxBodyBytes: in.MaxBodyBytes,
+		Channels: cfg.ChannelMap(), DefaultChannel: in.DefaultChannel, MaxBodyBytes: in.MaxBodyBytes, MaxIDBytes: cfg.Inbound.MaxIDBytes,
 		MaxConcurrent: in.MaxConcurrent, ProduceTimeout: in.ProduceTimeout, RetryAfter: in.RetryAfter,
 		Tokens: tokens, Seen: NewSeen(in.IdempotencyWindow, in.IdempotencyMaxEntries),
 	}
@@ -163,7 +164,7 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 	if !ok {
 		return a
 	}
-	m, vs := decode(body, h.opts.MaxBodyBytes)
+	m, vs := decode(body, cim.Limits{MaxBytes: h.opts.MaxBodyBytes, MaxIDBytes: h.opts.MaxIDBytes})
 	if len(vs) > 0 {
 		return problem(http.StatusBadRequest, "invalid_message", strconv.Itoa(len(vs))+" violation(s) of the CIM contract", vs)
 	}
@@ -214,8 +215,8 @@ func (h *Handler) readBody(r *http.Request) ([]byte, answer, bool) {
 }
 
 // decode checks body with the inbound rules, as the pipeline will.
-func decode(body []byte, maxBytes int) (*cim.Message, cim.Violations) {
-	m, err := cim.DecodeLimits(body, cim.Limits{MaxBytes: maxBytes})
+func decode(body []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
+	m, err := cim.DecodeLimits(body, limits)
 	if err != nil {
 		var de *cim.DecodeError
 		if errors.As(err, &de) {

@@ -50,7 +50,9 @@ type Options struct {
 	// documented statuses.
 	Accepted bool
 	MaxBytes int
-	Observer Observer
+	// MaxIDBytes bounds identifying strings (inbound.maxIdBytes, both directions; 0: the default).
+	MaxIDBytes int
+	Observer   Observer
 }
 
 // Processor handles the records of one partition of the CCM's outbound topic. Process returns the
@@ -98,9 +100,15 @@ type Verdict struct {
 	Route      route.Explanation // evaluated only for a valid message
 }
 
-// Decide decodes and validates value as an outbound message and routes it.
+// Decide decodes and validates value as an outbound message and routes it, with the default bound of
+// identifying strings.
 func Decide(r *route.Router, value []byte, maxBytes int) Verdict {
-	m, err := cim.DecodeLimits(value, cim.Limits{MaxBytes: maxBytes})
+	return DecideLimits(r, value, cim.Limits{MaxBytes: maxBytes})
+}
+
+// DecideLimits is Decide with the pipeline's limits (inbound.maxMessageBytes and inbound.maxIdBytes).
+func DecideLimits(r *route.Router, value []byte, limits cim.Limits) Verdict {
+	m, err := cim.DecodeLimits(value, limits)
 	if err != nil {
 		return Verdict{Violations: cim.Violations{err.(*cim.DecodeError).Violation}}
 	}
@@ -124,7 +132,7 @@ func (v Verdict) Status() (status string, reasonCode int) {
 }
 
 func (p *Processor) process(rec stream.Record) stream.Result {
-	v := Decide(p.router, rec.Value, p.opts.MaxBytes)
+	v := DecideLimits(p.router, rec.Value, cim.Limits{MaxBytes: p.opts.MaxBytes, MaxIDBytes: p.opts.MaxIDBytes})
 	m, vs := v.Message, v.Violations
 	switch _, reason := v.Status(); reason {
 	case ReasonInvalid:

@@ -56,7 +56,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		RefreshInterval: time.Minute,
 		NewHandler: func(context.Context, string, int) (stage.Handler, error) {
 			return NewProcessor(p.router, Options{Notifications: c.Topics.Notifications,
-				Accepted: c.Outbound.AcceptedNotifications, MaxBytes: c.Inbound.MaxMessageBytes, Observer: p.obs.Notifications}), nil
+				Accepted: c.Outbound.AcceptedNotifications, MaxBytes: c.Inbound.MaxMessageBytes,
+				MaxIDBytes: c.Inbound.MaxIDBytes, Observer: p.obs.Notifications}), nil
 		},
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		GiveUpAfter: c.Outbound.DeliveryTimeout,

@@ -318,7 +318,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
 			r := dlq.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
-				DryRun: dryRun, Validate: dlq.Validator(cfg), Partition: dlq.Partitioner(cfg),
+				DryRun: dryRun, Validate: dlq.Validator(cfg), Partition: dlq.Partitioner(cfg), Own: dlq.Own(cfg),
 				// A live run finishes a batch within three produce timeouts (intent, records, done); the
 				// default window adds minutes for clock skew and a stalled process.
 				ActiveWindow: dlq.DefaultActiveWindow + 3*cfg.Kafka.Producer.WriteTimeout}

@@ -159,7 +159,8 @@ func newFixture() fixture {
 	// The replay of that dead letter failed again: the same record at a later offset, naming it.
 	f.guarded = source(web, 104, "dan", valid("dan", "guarded"), first.Time,
 		stream.Header{Key: stream.RenamedPrefix + HeaderReplayCount, Value: []byte("1")},
-		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 1, 0))})
+		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 1, 0))},
+		stream.Header{Key: stream.RenamedPrefix + HeaderReplayIntent, Value: []byte("i0")})
 	f.other = source(sms, 1, "eve", valid("eve", "sms"), t0.Add(-3*24*time.Hour))
 	f.b.add(dead(f.fixed, "inbound", "delivery_failed"), dead(f.stillBad, "inbound", "malformed"), dead(f.truncated, "inbound", "too_large"),
 		dead(f.guarded, "inbound", "required"), dead(f.other, "inbound", "required"))
@@ -227,8 +228,8 @@ func TestReplayAccountsForEveryDeadLetterAndStripsErrorHeaders(t *testing.T) {
 	for _, h := range got.Headers {
 		keys = append(keys, h.Key)
 	}
-	if strings.Join(keys, ",") != "trace,"+HeaderReplayCount+","+HeaderReplayOf {
-		t.Errorf("replayed headers %v, want the original ones plus the replay count and origin", keys)
+	if strings.Join(keys, ",") != "trace,"+HeaderReplayCount+","+HeaderReplayOf+","+HeaderReplayIntent {
+		t.Errorf("replayed headers %v, want the original ones plus the replay count, origin and batch", keys)
 	}
 	if c, _ := header(got.Headers, HeaderReplayCount); c != "1" {
 		t.Errorf("replay count %q, want 1", c)

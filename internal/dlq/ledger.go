@@ -61,21 +61,25 @@ type ledger struct {
 	replayed map[string]bool
 	// origins maps a partition's dead-letter offsets to their originals, for markers without Origins.
 	origins map[int]map[int64]string
-	// letters holds, by Ref, what the replay count and the recovery check of a dead letter against.
+	// letters holds, by Ref, what the replay count and the recovery check a dead letter against.
 	letters map[string]letterFacts
-	open    []openIntent
+	// doneIn holds, by intent id, the dead letters (partition, offset) its done markers name.
+	doneIn map[string]map[int]map[int64]bool
+	open   []openIntent
 }
 
 // letterFacts are what the ledger keeps of each dead letter: its original, a digest of its key and
-// value, and the dead letter it claims to be a replay of.
+// value, and the replay it claims to come from (the dead letter and the batch).
 type letterFacts struct {
-	origin string
-	digest [16]byte
-	claim  string
+	origin      string
+	digest      [16]byte
+	claim       string
+	claimIntent string
+	partition   int
+	offset      int64
 }
 
-// digest identifies a record's key and value (SHA-256, cut to 16 bytes: a connector cannot make a
-// record pass for another one's replay).
+// digest identifies a record's key and value (SHA-256, cut to 16 bytes).
 func digest(key, value []byte) [16]byte {
 	h := sha256.New()
 	var n [8]byte
@@ -89,22 +93,25 @@ func digest(key, value []byte) [16]byte {
 }
 
 // replays is how many times the record of the dead letter at ref was replayed and failed again, counted
-// from the dead-letter topic alone: the dead letter it claims to come from counts only when it is in this
-// topic, a done marker says it was replayed, and it holds the same key and value. A claim a connector
-// forged (a header on its record) adds nothing unless it names a replayed dead letter of that very
-// record. At most limit.
+// from the dead-letter topic alone: each link is the dead letter the record claims to be a replay of,
+// in this topic, named with its offset by the done marker of the batch the record claims wrote it. The
+// batch's id is a UUID written nowhere but in the dead-letter topic, so a connector cannot make its
+// record pass for a replay (a forged count or claim adds nothing), while a replayed record that fails in
+// another stage (its key and value changed) still counts. At most limit; a cycle ends the count.
 func (l ledger) replays(ref string, limit int) int {
 	n := 0
+	seen := map[string]bool{ref: true}
 	for n < limit {
 		cur, ok := l.letters[ref]
-		if !ok || cur.claim == "" {
+		if !ok || cur.claim == "" || cur.claimIntent == "" || seen[cur.claim] {
 			break
 		}
 		prev, ok := l.letters[cur.claim]
-		if !ok || prev.digest != cur.digest || !l.replayed[prev.origin] {
+		if !ok || !l.doneIn[cur.claimIntent][prev.partition][prev.offset] {
 			break
 		}
 		n++
+		seen[cur.claim] = true
 		ref = cur.claim
 	}
 	return n
@@ -136,7 +143,8 @@ func (l ledger) origin(topic string, partition int, offset int64, origins []stri
 
 // readLedger reads the markers of every partition of the dead-letter topic in [first, end).
 func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (ledger, error) {
-	l := ledger{replayed: map[string]bool{}, origins: map[int]map[int64]string{}, letters: map[string]letterFacts{}}
+	l := ledger{replayed: map[string]bool{}, origins: map[int]map[int64]string{}, letters: map[string]letterFacts{},
+		doneIn: map[string]map[int]map[int64]bool{}}
 	for _, r := range ranges {
 		if r.End <= r.First {
 			continue
@@ -149,7 +157,8 @@ func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (le
 				if d, ok := Parse(rec); ok {
 					origins[rec.Offset] = d.Origin(topic)
 					l.letters[Ref(topic, r.Partition, rec.Offset)] = letterFacts{origin: d.Origin(topic),
-						digest: digest(rec.Key, rec.Value), claim: d.ReplayOf}
+						digest: digest(rec.Key, rec.Value), claim: d.ReplayOf, claimIntent: d.ReplayIntent,
+						partition: r.Partition, offset: rec.Offset}
 				}
 				return nil
 			}
@@ -164,6 +173,7 @@ func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (le
 				if json.Unmarshal(rec.Value, &m) == nil {
 					for i, o := range m.Offsets {
 						l.replayed[l.origin(topic, r.Partition, o, m.Origins, i)] = true
+						l.markDone(m.Intent, r.Partition, o)
 					}
 					l.open = slices.DeleteFunc(l.open, func(i openIntent) bool { return i.ID == m.Intent })
 				}
@@ -177,10 +187,21 @@ func readLedger(ctx context.Context, b Broker, topic string, ranges []Range) (le
 	return l, nil
 }
 
+func (l ledger) markDone(intent string, partition int, offset int64) {
+	if l.doneIn[intent] == nil {
+		l.doneIn[intent] = map[int]map[int64]bool{}
+	}
+	if l.doneIn[intent][partition] == nil {
+		l.doneIn[intent][partition] = map[int64]bool{}
+	}
+	l.doneIn[intent][partition][offset] = true
+}
+
 // recover finds which dead letters of an open intent reached their target, by reading every target
 // partition from its recorded end offset up to its end now. A record there counts only when it names
-// the dead letter and holds its key and value: a connector writing to the same topic can name any dead
-// letter in a header, but cannot make one that was not written look replayed.
+// the dead letter and the intent (a UUID that exists only in the dead-letter topic) and holds the dead
+// letter's key and value: a connector writing to the same topic can name any dead letter in a header,
+// but cannot make one that was not written look replayed.
 func (books ledger) recoverIntent(ctx context.Context, b Broker, topic string, partition int, in intentMarker) ([]int64, error) {
 	want := map[string]int64{}
 	for _, o := range in.Offsets {
@@ -204,10 +225,10 @@ func (books ledger) recoverIntent(ctx context.Context, b Broker, topic string, p
 			}
 			from = max(from, r.First)
 			err := b.Read(ctx, target, r.Partition, from, r.End, func(rec stream.Record) error {
-				if of, ok := rec.Header(HeaderReplayOf); ok {
-					if o, ok := want[string(of)]; ok && books.letters[string(of)].digest == digest(rec.Key, rec.Value) {
-						found[o] = true
-					}
+				of, _ := rec.Header(HeaderReplayOf)
+				intent, _ := rec.Header(HeaderReplayIntent)
+				if o, ok := want[string(of)]; ok && string(intent) == in.ID && books.letters[string(of)].digest == digest(rec.Key, rec.Value) {
+					found[o] = true
 				}
 				return nil
 			})

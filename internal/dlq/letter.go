@@ -22,6 +22,8 @@ const (
 	HeaderReplayCount = stream.HeaderReplayCount
 	HeaderReplayOf    = stream.HeaderReplayOf
 	HeaderMarker      = stream.HeaderReplayMarker
+	// HeaderReplayIntent names the replay batch that wrote a replayed record.
+	HeaderReplayIntent = stream.HeaderReplayIntent
 )
 
 // Letter is a dead letter read from the dead-letter topic, split into the original record and what the
@@ -45,9 +47,10 @@ type Letter struct {
 	// from the dead-letter topic's own records (ledger.replays), never from a header a connector could
 	// write; Parse leaves it 0, the tools set it.
 	ReplayCount int
-	// ReplayOf is the dead letter the original record claims to be a replay of (its HeaderReplayOf, or
-	// that header renamed at the entry): a claim the ledger checks, not a fact.
-	ReplayOf string
+	// ReplayOf and ReplayIntent are the dead letter the original record claims to be a replay of, and the
+	// replay batch that claims to have written it (its replay headers, as written or renamed at the entry):
+	// a claim the ledger checks against its done markers, not a fact.
+	ReplayOf, ReplayIntent string
 	// MessageID is the CIM message's top-level id, when the value is a JSON object that has one.
 	MessageID string
 }
@@ -103,17 +106,16 @@ func Parse(rec stream.Record) (l Letter, ok bool) {
 		}
 	}
 	for _, h := range l.Original {
-		if h.Key == HeaderReplayOf || h.Key == renamedReplayOf {
-			l.ReplayOf = string(h.Value) // the last one: a replay appends its own
+		switch h.Key { // the last one: a replay appends its own
+		case HeaderReplayOf, stream.RenamedPrefix + HeaderReplayOf:
+			l.ReplayOf = string(h.Value)
+		case HeaderReplayIntent, stream.RenamedPrefix + HeaderReplayIntent:
+			l.ReplayIntent = string(h.Value)
 		}
 	}
 	l.MessageID = messageID(rec.Value)
 	return l, true
 }
-
-// renamedReplayOf is HeaderReplayOf as a channel topic's record arrives at the pipeline (renamed at the
-// entry): a replayed record that fails again carries it so in its dead letter.
-const renamedReplayOf = stream.RenamedPrefix + HeaderReplayOf
 
 // markerKind is the kind of a replay marker ("intent" or "done"); ok is false for every other record. A
 // marker is exactly what the replay writes, its one header and nothing else: a dead letter always has

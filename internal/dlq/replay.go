@@ -58,6 +58,11 @@ type Replay struct {
 	// Partition chooses the partition key of a replayed record (nil: its key). The inbound repartition
 	// topic is partitioned by customer, not by its session key (inbound.Partitioner).
 	Partition func(target string, key []byte) []byte
+	// Own reports whether a topic is written by cimstream alone (the repartition topic): a dead letter
+	// from it keeps its original cimstream.source.* headers when replayed, the sessions stage's input. Any
+	// other cimstream.* header an original carries (a dead letter written before entries renamed them) is
+	// renamed on replay, as the entries would (nil: no topic is).
+	Own func(topic string) bool
 
 	st *runState
 }
@@ -265,7 +270,7 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 				return nil
 			}
 			r.st.batched[l.Origin(r.Topic)] = true
-			out := replayed(l, d.Target, r.Topic)
+			out := r.replayed(l, d.Target)
 			if r.Partition != nil {
 				out.HashKey = r.Partition(d.Target, out.Key)
 			}
@@ -351,24 +356,39 @@ func (r Replay) decide(l Letter, books ledger) Decision {
 
 // replayed is the record a dead letter is replayed as: its original key, value, headers and
 // timestamp, without the dead letter's own headers, with the replay count raised and the dead letter
-// named (which also lets an interrupted run be recovered). Earlier replay headers, as written or as the
-// entry renamed them, are replaced.
-func replayed(l Letter, target, dlqTopic string) stream.Output {
-	headers := make([]stream.Header, 0, len(l.Original)+2)
+// named (which also lets an interrupted run be recovered; write adds the batch's intent). Earlier replay
+// headers, as written or as the entry renamed them, are replaced; other cimstream.* headers are kept only
+// as the source headers of a record of one of cimstream's own topics.
+func (r Replay) replayed(l Letter, target string) stream.Output {
+	own := r.Own != nil && r.Own(l.SourceTopic)
+	headers := make([]stream.Header, 0, len(l.Original)+3)
 	for _, h := range l.Original {
-		if !replayHeader[h.Key] {
+		switch {
+		case replayHeader[h.Key]:
+		case own && sourceHeader[h.Key], !stream.Reserved(h.Key):
 			headers = append(headers, h)
+		default:
+			headers = append(headers, stream.Header{Key: stream.RenamedPrefix + h.Key, Value: h.Value})
 		}
 	}
 	headers = append(headers,
 		stream.Header{Key: HeaderReplayCount, Value: []byte(strconv.Itoa(l.ReplayCount + 1))},
-		stream.Header{Key: HeaderReplayOf, Value: []byte(Ref(dlqTopic, l.Record.Partition, l.Record.Offset))})
+		stream.Header{Key: HeaderReplayOf, Value: []byte(Ref(r.Topic, l.Record.Partition, l.Record.Offset))})
 	return stream.Output{Topic: target, Partition: stream.ByKey, Key: l.Record.Key, Value: l.Record.Value,
 		Headers: headers, Time: l.Record.Time}
 }
 
-var replayHeader = map[string]bool{HeaderReplayCount: true, HeaderReplayOf: true,
-	stream.RenamedPrefix + HeaderReplayCount: true, renamedReplayOf: true}
+var replayHeader = map[string]bool{}
+
+func init() {
+	for _, h := range []string{HeaderReplayCount, HeaderReplayOf, HeaderReplayIntent} {
+		replayHeader[h] = true
+		replayHeader[stream.RenamedPrefix+h] = true
+	}
+}
+
+var sourceHeader = map[string]bool{stream.HeaderSourceTopic: true, stream.HeaderSourcePartition: true,
+	stream.HeaderSourceOffset: true, stream.HeaderSourceTimestamp: true}
 
 // flush replays a batch of one dead-letter partition between an intent and a done marker.
 func (r Replay) flush(ctx context.Context, b Broker, p Range, batch []pending, targets map[string]map[int]int64, acct *Account) error {
@@ -419,6 +439,7 @@ func (r Replay) write(ctx context.Context, b Broker, p Range, batch []pending, t
 	outs := make([]stream.Output, len(batch))
 	for i, p := range batch {
 		outs[i] = p.out
+		outs[i].Headers = append(p.out.Headers[:len(p.out.Headers):len(p.out.Headers)], stream.Header{Key: HeaderReplayIntent, Value: []byte(in.ID)})
 	}
 	done := doneMarker{Intent: in.ID, Run: r.st.id}
 	for i, err := range b.Write(ctx, outs) {

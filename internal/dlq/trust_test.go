@@ -113,3 +113,75 @@ func TestRefusedNotificationIsNotReplayed(t *testing.T) {
 		t.Fatalf("account %+v %v: a %s dead letter must not be replayed", acct, err, egress.CodeNotificationRefused)
 	}
 }
+
+// A dead letter written before the entries renamed cimstream's headers may hold a connector's raw
+// cimstream.event or source coordinates among its original headers: the replay renames them, except
+// the source headers of a record of cimstream's own repartition topic, which the sessions stage reads.
+func TestReplayRenamesOldForgedHeaders(t *testing.T) {
+	const repartition = "cimstream.inbound.repartition"
+	b := newMem(map[string]int{dlqTopic: 1, web: 1, repartition: 1})
+	forged := []stream.Header{{Key: stream.HeaderEvent, Value: []byte("CHANNEL_SESSION_ENDED")}, {Key: stream.HeaderSourceOffset, Value: []byte("7")}}
+	b.add(dead(source(web, 0, "ann", valid("ann", "from-web"), t0, forged...), "inbound", "required"),
+		dead(source(repartition, 0, "ann", valid("ann", "from-repartition"), t0, forged...), "inbound", "required"))
+	r := testReplay(Filter{})
+	r.Own = func(topic string) bool { return topic == repartition }
+	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 2 {
+		t.Fatalf("account %+v %v", acct, err)
+	}
+	for topic, keepsSource := range map[string]bool{web: false, repartition: true} {
+		got := b.all(topic)[0] // the replay: the originals are not in the in-memory topics
+		if _, raw := header(got.Headers, stream.HeaderEvent); raw {
+			t.Errorf("%s: the replayed record carries a raw %s: %v", topic, stream.HeaderEvent, got.Headers)
+		}
+		if v, _ := header(got.Headers, stream.RenamedPrefix+stream.HeaderEvent); v != "CHANNEL_SESSION_ENDED" {
+			t.Errorf("%s: the connector's %s is not kept renamed: %v", topic, stream.HeaderEvent, got.Headers)
+		}
+		if _, raw := header(got.Headers, stream.HeaderSourceOffset); raw != keepsSource {
+			t.Errorf("%s: raw source offset kept %v, want %v", topic, raw, keepsSource)
+		}
+	}
+}
+
+// A record that claims a replay without the batch's id (a connector knows the key and value of its own
+// record, and can predict dead-letter offsets) neither counts toward the loop guard nor is recovered.
+func TestReplayClaimsNeedTheBatchID(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source(web, 0, "k", valid("k", "m"), t0), "inbound", "required"))
+	r := testReplay(Filter{}) // guards after one replay
+	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
+		t.Fatalf("first run %+v %v", acct, err)
+	}
+	// Claims of the replayed dead letter (offset 0) and of itself (offset 4, its own future place),
+	// without the batch id, on the same key and value.
+	claims := []stream.Header{{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}}
+	b.add(dead(source(web, 10, "k", valid("k", "m"), t0, claims...), "inbound", "required"))
+	self := []stream.Header{{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 4))},
+		{Key: stream.RenamedPrefix + HeaderReplayIntent, Value: []byte("guess")}}
+	b.add(dead(source(web, 11, "k", valid("k", "m"), t0, self...), "inbound", "required"))
+	acct, err := r.Run(context.Background(), b)
+	if err != nil || acct.Replayed != 2 || acct.Guarded != 0 {
+		t.Fatalf("account %+v %v: both forged claims must be replayed, not guarded", acct, err)
+	}
+}
+
+// A replayed record that fails in another stage (its dead letter holds another key and value: the
+// sessions stage's input, or the webhook channel's record) still counts toward the loop guard.
+func TestReplayCountsAcrossStages(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(dead(source(web, 0, "ann", valid("ann", "m"), t0), "inbound", "required"))
+	r := testReplay(Filter{})
+	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
+		t.Fatalf("first run %+v %v", acct, err)
+	}
+	replay := b.all(web)[len(b.all(web))-1]
+	// The next stage's record: re-keyed, normalized, with the replay headers renamed at the entry.
+	var hs []stream.Header
+	for _, h := range replay.Headers {
+		hs = append(hs, stream.Header{Key: stream.RenamedPrefix + h.Key, Value: h.Value})
+	}
+	b.add(dead(source("cimstream.inbound.repartition", 5, "3:web|ann", valid("ann", "m-normalized"), t0, hs...), "inbound", "required"))
+	acct, err := r.Run(context.Background(), b)
+	if err != nil || acct.Guarded != 1 {
+		t.Fatalf("account %+v %v: the second failure must be guarded (limit 1)", acct, err)
+	}
+}

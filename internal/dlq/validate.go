@@ -65,3 +65,9 @@ func Partitioner(cfg config.Config) func(target string, key []byte) []byte {
 		return nil
 	}
 }
+
+// Own is Replay.Own for cfg: the repartition topic is the only topic a dead letter comes from that
+// cimstream alone writes (the sessions stage's input).
+func Own(cfg config.Config) func(topic string) bool {
+	return func(topic string) bool { return topic == cfg.Topics.Repartition }
+}

@@ -50,6 +50,10 @@ const (
 	// HeaderReplayOf names the dead letter a record replayed from the dead-letter topic came from:
 	// "<topic>/<partition>/<offset>".
 	HeaderReplayOf = "cimstream.replay.of"
+	// HeaderReplayIntent is the id of the replay batch (its intent marker in the dead-letter topic) that
+	// wrote a replayed record: the loop guard and the recovery of an interrupted batch accept a record as a
+	// replay only with it, and the id exists nowhere but in the dead-letter topic.
+	HeaderReplayIntent = "cimstream.replay.intent"
 	// HeaderReplayMarker marks a replay's bookkeeping record in the dead-letter topic: "intent" or "done".
 	HeaderReplayMarker = "cimstream.replay.marker"
 )

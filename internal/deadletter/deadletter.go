@@ -7,6 +7,7 @@ package deadletter
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -19,6 +20,7 @@ const (
 	HeaderPipeline     = stream.HeaderPipeline
 	HeaderOriginalSize = stream.HeaderOriginalSize
 	HeaderTruncated    = stream.HeaderTruncated
+	HeaderOriginalTime = stream.HeaderOriginalTimestamp
 )
 
 // maxDetail bounds the detail header: a message with thousands of violations must not make a record the
@@ -38,6 +40,9 @@ type Builder struct {
 	Pipeline string
 	// MaxValueBytes caps the value kept (0: DefaultMaxValueBytes).
 	MaxValueBytes int
+	// Now stamps the dead letter (nil: time.Now). The original's timestamp is a connector's to choose
+	// (1970, 2100): a dead letter carrying it could be deleted by retention at once or hide from --since.
+	Now func() time.Time
 }
 
 // Build returns the dead letter of rec for violations.
@@ -59,13 +64,18 @@ func (b Builder) Build(rec stream.Record, violations cim.Violations) stream.Outp
 		stream.Header{Key: HeaderPipeline, Value: []byte(b.Pipeline)},
 	)
 	headers = append(headers, SourceHeaders(rec)...)
+	headers = append(headers, stream.Header{Key: HeaderOriginalTime, Value: strconv.AppendInt(nil, stream.Millis(rec.Time), 10)})
 	if len(value) > limit {
 		value = value[:limit]
 		headers = append(headers,
 			stream.Header{Key: HeaderOriginalSize, Value: []byte(strconv.Itoa(len(rec.Value)))},
 			stream.Header{Key: HeaderTruncated, Value: []byte("value")})
 	}
-	return stream.Output{Topic: b.Topic, Partition: stream.ByKey, Key: rec.Key, Value: value, Headers: headers, Time: rec.Time}
+	now := time.Now
+	if b.Now != nil {
+		now = b.Now
+	}
+	return stream.Output{Topic: b.Topic, Partition: stream.ByKey, Key: rec.Key, Value: value, Headers: headers, Time: now()}
 }
 
 // Shrink returns a smaller form of a dead letter the broker refused as too large, and false when it is
@@ -101,7 +111,7 @@ func Shrink(dl stream.Output, original stream.Record) (stream.Output, bool) {
 }
 
 // ownHeaders are the headers a shrunk dead letter keeps.
-var ownHeaders = map[string]bool{HeaderCodes: true, HeaderDetail: true, HeaderPipeline: true,
+var ownHeaders = map[string]bool{HeaderCodes: true, HeaderDetail: true, HeaderPipeline: true, HeaderOriginalTime: true,
 	stream.HeaderSourceTopic: true, stream.HeaderSourcePartition: true, stream.HeaderSourceOffset: true}
 
 func detailLen(hs []stream.Header) int {

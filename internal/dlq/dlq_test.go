@@ -42,7 +42,8 @@ func dead(rec stream.Record, pipeline string, codes ...string) stream.Output {
 	for _, c := range codes {
 		vs = append(vs, cim.Violation{Path: "header", Code: c, Message: "broken"})
 	}
-	o := deadletter.Builder{Topic: dlqTopic, Pipeline: pipeline, MaxValueBytes: 1024}.Build(rec, vs)
+	// Dead-lettered as the record arrived: the dead letter's time is the original's.
+	o := deadletter.Builder{Topic: dlqTopic, Pipeline: pipeline, MaxValueBytes: 1024, Now: func() time.Time { return rec.Time }}.Build(rec, vs)
 	o.Partition = 0
 	return o
 }

@@ -12,8 +12,8 @@ type Filter struct {
 	SourceTopics []string
 	Pipelines    []string
 	IDs          []string // the CIM message id
-	// Since and Until bound the dead letter's record timestamp (the original message's): Since
-	// inclusive, Until exclusive.
+	// Since and Until bound the dead letter's record timestamp (when cimstream wrote it; the original's
+	// for one written before dead letters were stamped so): Since inclusive, Until exclusive.
 	Since, Until time.Time
 }
 

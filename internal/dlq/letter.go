@@ -53,6 +53,10 @@ type Letter struct {
 	ReplayOf, ReplayIntent string
 	// MessageID is the CIM message's top-level id, when the value is a JSON object that has one.
 	MessageID string
+	// OriginalTime is the original record's timestamp, which a replay gives back (zero: it had none). A
+	// dead letter's own timestamp is when cimstream wrote it; one written before dead letters were stamped
+	// so has only the original's, and OriginalTime is that.
+	OriginalTime time.Time
 }
 
 // Parse reads rec as a dead letter. ok is false for records that are not dead letters (replay markers,
@@ -76,6 +80,7 @@ func Parse(rec stream.Record) (l Letter, ok bool) {
 		return Letter{}, false
 	}
 	l = Letter{Record: rec, Original: rec.Headers[:at:at], SourcePartition: -1, SourceOffset: -1}
+	stamped := false
 	for _, h := range rec.Headers[at:] {
 		v := string(h.Value)
 		switch h.Key {
@@ -103,6 +108,11 @@ func Parse(rec stream.Record) (l Letter, ok bool) {
 			l.Truncated = v
 		case deadletter.HeaderOriginalSize:
 			l.OriginalSize, _ = strconv.Atoi(v)
+		case deadletter.HeaderOriginalTime:
+			stamped = true
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 {
+				l.OriginalTime = time.UnixMilli(ms)
+			}
 		}
 	}
 	for _, h := range l.Original {
@@ -112,6 +122,9 @@ func Parse(rec stream.Record) (l Letter, ok bool) {
 		case HeaderReplayIntent, stream.RenamedPrefix + HeaderReplayIntent:
 			l.ReplayIntent = string(h.Value)
 		}
+	}
+	if !stamped {
+		l.OriginalTime = rec.Time
 	}
 	l.MessageID = messageID(rec.Value)
 	return l, true
@@ -167,8 +180,8 @@ func Ref(topic string, partition int, offset int64) string {
 	return topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)
 }
 
-// Age is how old the dead letter's record is at now. The dead letter keeps the original record's
-// timestamp, so this is the age of the original message; a record without a timestamp counts as 0.
+// Age is how old the dead letter is at now, by its own timestamp: when cimstream wrote it (the
+// original's for a dead letter written before they were stamped); a record without a timestamp counts as 0.
 func (l Letter) Age(now time.Time) time.Duration {
 	if l.Record.Time.IsZero() || l.Record.Time.Unix() <= 0 {
 		return 0

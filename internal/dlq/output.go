@@ -11,24 +11,26 @@ import (
 // LetterJSON is a dead letter as one JSON line: where it is, the original key, value and headers
 // (text when valid UTF-8, else base64 in the *Base64 field), and what the pipeline said.
 type LetterJSON struct {
-	Topic        string       `json:"topic"`
-	Partition    int          `json:"partition"`
-	Offset       int64        `json:"offset"`
-	Timestamp    string       `json:"timestamp,omitempty"`
-	ID           string       `json:"id,omitempty"`
-	Codes        []string     `json:"codes"`
-	Detail       string       `json:"detail"`
-	Pipeline     string       `json:"pipeline"`
-	Source       SourceJSON   `json:"source"`
-	ReplayCount  int          `json:"replayCount"`
-	Replayed     *bool        `json:"replayed,omitempty"`
-	Truncated    string       `json:"truncated,omitempty"`
-	OriginalSize int          `json:"originalSize,omitempty"`
-	Key          *string      `json:"key"`
-	KeyBase64    string       `json:"keyBase64,omitempty"`
-	Value        *string      `json:"value"`
-	ValueBase64  string       `json:"valueBase64,omitempty"`
-	Headers      []HeaderJSON `json:"headers"`
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Timestamp string `json:"timestamp,omitempty"` // when the dead letter was written
+	// OriginalTimestamp is the original record's timestamp (the connector's to choose).
+	OriginalTimestamp string       `json:"originalTimestamp,omitempty"`
+	ID                string       `json:"id,omitempty"`
+	Codes             []string     `json:"codes"`
+	Detail            string       `json:"detail"`
+	Pipeline          string       `json:"pipeline"`
+	Source            SourceJSON   `json:"source"`
+	ReplayCount       int          `json:"replayCount"`
+	Replayed          *bool        `json:"replayed,omitempty"`
+	Truncated         string       `json:"truncated,omitempty"`
+	OriginalSize      int          `json:"originalSize,omitempty"`
+	Key               *string      `json:"key"`
+	KeyBase64         string       `json:"keyBase64,omitempty"`
+	Value             *string      `json:"value"`
+	ValueBase64       string       `json:"valueBase64,omitempty"`
+	Headers           []HeaderJSON `json:"headers"`
 }
 
 // SourceJSON is the record that was dead-lettered.
@@ -65,6 +67,9 @@ func (l Letter) JSON(replayed *bool) LetterJSON {
 	}
 	if !l.Record.Time.IsZero() {
 		j.Timestamp = l.Record.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if !l.OriginalTime.IsZero() {
+		j.OriginalTimestamp = l.OriginalTime.UTC().Format(time.RFC3339Nano)
 	}
 	j.Key, j.KeyBase64 = text(l.Record.Key)
 	j.Value, j.ValueBase64 = text(l.Record.Value)

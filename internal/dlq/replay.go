@@ -375,7 +375,7 @@ func (r Replay) replayed(l Letter, target string) stream.Output {
 		stream.Header{Key: HeaderReplayCount, Value: []byte(strconv.Itoa(l.ReplayCount + 1))},
 		stream.Header{Key: HeaderReplayOf, Value: []byte(Ref(r.Topic, l.Record.Partition, l.Record.Offset))})
 	return stream.Output{Topic: target, Partition: stream.ByKey, Key: l.Record.Key, Value: l.Record.Value,
-		Headers: headers, Time: l.Record.Time}
+		Headers: headers, Time: l.OriginalTime}
 }
 
 var replayHeader = map[string]bool{}

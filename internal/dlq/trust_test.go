@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // The dead-letter tools trust only what cimstream wrote to the dead-letter topic. These dead letters are
@@ -183,5 +185,26 @@ func TestReplayCountsAcrossStages(t *testing.T) {
 	acct, err := r.Run(context.Background(), b)
 	if err != nil || acct.Guarded != 1 {
 		t.Fatalf("account %+v %v: the second failure must be guarded (limit 1)", acct, err)
+	}
+}
+
+// A connector chooses its records' timestamps: a dead letter is stamped when it is written, so a
+// record from 1970 is neither aged out by retention at once nor outside --since; a replay gives the
+// record its own time back.
+func TestDeadLetterOfABackdatedRecordIsStampedNow(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	old := source(web, 0, "ann", valid("ann", "old"), time.UnixMilli(1))
+	dl := deadletter.Builder{Topic: dlqTopic, Now: func() time.Time { return t0 }}.Build(old, cim.Violations{{Code: "required", Message: "x"}})
+	dl.Partition = 0
+	b.add(dl)
+	s, err := Inspect{Topic: dlqTopic, Now: t0.Add(time.Minute), Filter: Filter{Since: t0.Add(-time.Hour)}}.Run(context.Background(), b)
+	if err != nil || s.Selected != 1 || s.ByAge[0].Count != 1 {
+		t.Fatalf("inspect --since 1h: %+v %v: the dead letter written a minute ago must be selected, age <1h", s, err)
+	}
+	if acct, err := testReplay(Filter{}).Run(context.Background(), b); err != nil || acct.Replayed != 1 {
+		t.Fatalf("replay %+v %v", acct, err)
+	}
+	if got := b.all(web)[0].Time; !got.Equal(old.Time) {
+		t.Fatalf("replayed with time %v, want the original's %v", got, old.Time)
 	}
 }

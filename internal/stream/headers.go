@@ -35,6 +35,10 @@ const (
 	HeaderPipeline    = "cimstream.pipeline"     // inbound, outbound or egress
 	// HeaderOriginalSize is the original value's length in bytes, set when the value was cut.
 	HeaderOriginalSize = "cimstream.original.size"
+	// HeaderOriginalTimestamp is the original record's timestamp in epoch ms (0: it had none). A dead
+	// letter is stamped with the time it was written, not the connector's time, so retention, --since and
+	// the age buckets go by a clock cimstream trusts; a replay gives the record its original time back.
+	HeaderOriginalTimestamp = "cimstream.original.timestamp"
 	// HeaderTruncated says what was cut: "value" or "value,headers".
 	HeaderTruncated = "cimstream.truncated"
 	// HeaderValueMissing ("true") marks the dead letter of a record that had no value left (retention, a

@@ -14,6 +14,7 @@ import (
 	"github.com/cimstream/cimstream/internal/jsonseq"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"github.com/cimstream/cimstream/internal/route"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 func newRoutesCommand() *cobra.Command {
@@ -72,7 +73,7 @@ func routesTest(cfg config.Config, sources []string, stdin io.Reader, stdout, st
 			if err != nil {
 				return exitError{code: 2, err: fmt.Errorf("%s: %w", src, err)}
 			}
-			v := outbound.Decide(router, value.Data, cfg.Inbound.MaxMessageBytes)
+			v := outbound.DecideLimits(router, value.Data, cim.Limits{MaxBytes: cfg.Inbound.MaxMessageBytes, MaxIDBytes: cfg.Inbound.MaxIDBytes})
 			if status, _ := v.Status(); status != outbound.StatusAccepted {
 				failed++
 			}

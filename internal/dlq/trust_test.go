@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/stream"
@@ -206,5 +208,16 @@ func TestDeadLetterOfABackdatedRecordIsStampedNow(t *testing.T) {
 	}
 	if got := b.all(web)[0].Time; !got.Equal(old.Time) {
 		t.Fatalf("replayed with time %v, want the original's %v", got, old.Time)
+	}
+}
+
+// The replay re-validates with the configured bound on identifying strings, as the pipelines do.
+func TestReplayValidatesWithTheConfiguredIDBound(t *testing.T) {
+	cfg := config.Default()
+	cfg.Inbound.MaxIDBytes = 64
+	long := `{"id":"` + strings.Repeat("i", 65) + `","header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"x"}}`
+	vs := Validator(cfg)(Letter{Record: stream.Record{Value: []byte(long)}}, web)
+	if len(vs) != 1 || vs[0].Code != cim.CodeTooLong || vs[0].Path != "id" {
+		t.Fatalf("violations %v, want too_long at id", vs)
 	}
 }

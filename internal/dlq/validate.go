@@ -20,12 +20,12 @@ import (
 // checked as an outbound message without routing.
 func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
 	router := route.New(cfg.Outbound.Routes, cfg.ChannelMap())
-	maxBytes := cfg.Inbound.MaxMessageBytes
+	limits := cim.Limits{MaxBytes: cfg.Inbound.MaxMessageBytes, MaxIDBytes: cfg.Inbound.MaxIDBytes}
 	return func(l Letter, target string) cim.Violations {
 		// A webhook egress dead letter goes back to its connector topic: it is checked as an outbound
 		// message, with no route to match (the route was taken before it reached that topic).
 		if l.Pipeline == "egress" && target == l.SourceTopic {
-			m, err := cim.DecodeLimits(l.Record.Value, cim.Limits{MaxBytes: maxBytes})
+			m, err := cim.DecodeLimits(l.Record.Value, limits)
 			if err != nil {
 				return cim.Violations{err.(*cim.DecodeError).Violation}
 			}
@@ -33,14 +33,14 @@ func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
 		}
 		outbound := target == cfg.Topics.CCMOutbound || (l.Pipeline == "outbound" && target == l.SourceTopic && target != cfg.Topics.Repartition)
 		if !outbound {
-			return inbound.Check(l.Record.Value, maxBytes)
+			return inbound.CheckLimits(l.Record.Value, limits)
 		}
-		return checkOutbound(router, l.Record.Value, maxBytes)
+		return checkOutbound(router, l.Record.Value, limits)
 	}
 }
 
-func checkOutbound(router *route.Router, value []byte, maxBytes int) cim.Violations {
-	v := outbound.Decide(router, value, maxBytes)
+func checkOutbound(router *route.Router, value []byte, limits cim.Limits) cim.Violations {
+	v := outbound.DecideLimits(router, value, limits)
 	if len(v.Violations) > 0 {
 		return v.Violations
 	}

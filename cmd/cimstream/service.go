@@ -37,7 +37,7 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
 	}
 	if cfg.Ingress.Address != "" {
-		srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), svc.Metrics(), log)
+		srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), svc.Metrics(), log, svc.Budget())
 		if err != nil {
 			return err
 		}

@@ -299,9 +299,29 @@ type Ingress struct {
 	// RetryAfter is the Retry-After given with 503 and 429.
 	RetryAfter time.Duration `yaml:"retryAfter"`
 	// IdempotencyWindow is how long an accepted id is remembered: a retry within it gets the same answer
-	// and writes nothing. IdempotencyMaxEntries bounds the ids remembered (the oldest go first).
+	// and writes nothing. IdempotencyMaxEntries and IdempotencyMaxBytes bound the ids remembered (the
+	// oldest go first); the bytes are charged to memory.budgetBytes.
 	IdempotencyWindow     time.Duration `yaml:"idempotencyWindow"`
 	IdempotencyMaxEntries int           `yaml:"idempotencyMaxEntries"`
+	IdempotencyMaxBytes   int64         `yaml:"idempotencyMaxBytes"`
+	// MaxInFlightBytes bounds the request bodies held at once, charged to memory.budgetBytes; 0 is a
+	// quarter of memory.budgetBytes (at least maxBodyBytes), or unbounded when that is 0.
+	MaxInFlightBytes int64 `yaml:"maxInFlightBytes"`
+	// MaxHeaderBytes bounds a request's header bytes (431 over it); MaxConnections the connections open at
+	// once (more wait to be accepted).
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	MaxConnections int `yaml:"maxConnections"`
+}
+
+// IngressInFlightBytes is the effective ingress.maxInFlightBytes (0: unbounded).
+func (c Config) IngressInFlightBytes() int64 {
+	if n := c.Ingress.MaxInFlightBytes; n > 0 {
+		return n
+	}
+	if c.Memory.BudgetBytes <= 0 {
+		return 0
+	}
+	return max(c.Memory.BudgetBytes/4, int64(c.Ingress.MaxBodyBytes))
 }
 
 // IngressTLS makes the ingress listener serve HTTPS when both files are set.
@@ -429,6 +449,9 @@ func Default() Config {
 			RetryAfter:            time.Second,
 			IdempotencyWindow:     10 * time.Minute,
 			IdempotencyMaxEntries: 100_000,
+			IdempotencyMaxBytes:   8 << 20,
+			MaxHeaderBytes:        16 << 10,
+			MaxConnections:        1024,
 		},
 		Admin:       Admin{Address: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second},
 		Log:         Log{Level: "info", Format: "json"},
@@ -682,6 +705,13 @@ func (c *Config) validateIngress() error {
 	add(positive("ingress.retryAfter", in.RetryAfter))
 	add(positive("ingress.idempotencyWindow", in.IdempotencyWindow))
 	add(atLeast("ingress.idempotencyMaxEntries", int64(in.IdempotencyMaxEntries), 1))
+	add(atLeast("ingress.idempotencyMaxBytes", in.IdempotencyMaxBytes, 1))
+	add(atLeast("ingress.maxHeaderBytes", int64(in.MaxHeaderBytes), 1024))
+	add(atLeast("ingress.maxConnections", int64(in.MaxConnections), 1))
+	add(atLeast("ingress.maxInFlightBytes", in.MaxInFlightBytes, 0))
+	if n := in.MaxInFlightBytes; n > 0 && n < int64(in.MaxBodyBytes) {
+		add(fieldErr("ingress.maxInFlightBytes", "%d must be at least ingress.maxBodyBytes (%d), or 0", n, in.MaxBodyBytes))
+	}
 	// What the ingress writes must reach the inbound pipeline of the same configuration.
 	if c.Inbound.Enabled {
 		var re *regexp.Regexp

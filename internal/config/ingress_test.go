@@ -55,6 +55,10 @@ func TestIngressErrorsNameTheKey(t *testing.T) {
 		{[]string{"ingress.address=:8081", "ingress.maxConcurrent=0"}, "ingress.maxConcurrent"},
 		{[]string{"ingress.address=:8081", "ingress.defaultChannel=a/b"}, "ingress.defaultChannel"},
 		{[]string{"ingress.address=:8081", "ingress.produceTimeout=0s"}, "ingress.produceTimeout"},
+		{[]string{"ingress.address=:8081", "ingress.maxHeaderBytes=100"}, "ingress.maxHeaderBytes"},
+		{[]string{"ingress.address=:8081", "ingress.maxConnections=0"}, "ingress.maxConnections"},
+		{[]string{"ingress.address=:8081", "ingress.idempotencyMaxBytes=0"}, "ingress.idempotencyMaxBytes"},
+		{[]string{"ingress.address=:8081", "ingress.maxInFlightBytes=1000"}, "ingress.maxInFlightBytes"},
 		// A slow body could use the whole shutdown budget, leaving the pipelines no time to drain.
 		{[]string{"ingress.address=:8081", "ingress.readTimeout=30s"}, "ingress.readTimeout"},
 		{[]string{"ingress.address=:8081", "shutdown.timeout=20s"}, "ingress.readTimeout"},
@@ -111,5 +115,31 @@ func TestChannelsFromYAMLFile(t *testing.T) {
 	}
 	if cfg.Ingress.DefaultChannel != "web" || cfg.ChannelMap()["web"] != "web" {
 		t.Errorf("ingress %+v, channels %v", cfg.Ingress, cfg.ChannelMap())
+	}
+}
+
+// TestIngressInFlightBytesDefaultsToAQuarterOfTheBudget: request bodies are charged to the memory budget,
+// a quarter of it unless set, never less than one largest body, unbounded only without a budget.
+func TestIngressInFlightBytesDefaultsToAQuarterOfTheBudget(t *testing.T) {
+	for _, c := range []struct {
+		settings []string
+		want     int64
+	}{
+		{nil, 32 << 20},
+		{[]string{"memory.budgetBytes=1048576"}, 1<<20 - IngressIDHeadroom},
+		{[]string{"memory.budgetBytes=0"}, 0},
+		{[]string{"ingress.maxInFlightBytes=4194304"}, 4 << 20},
+	} {
+		cfg, err := Load("", nil, append([]string{"ingress.address=:8081"}, c.settings...))
+		if err != nil {
+			t.Fatalf("%v: %v", c.settings, err)
+		}
+		if got := cfg.IngressInFlightBytes(); got != c.want {
+			t.Errorf("%v: %d, want %d", c.settings, got, c.want)
+		}
+	}
+	cfg := Default()
+	if cfg.Ingress.MaxHeaderBytes != 16<<10 || cfg.Ingress.MaxConnections != 1024 || cfg.Ingress.IdempotencyMaxBytes != 8<<20 {
+		t.Errorf("defaults %+v", cfg.Ingress)
 	}
 }

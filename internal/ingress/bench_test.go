@@ -20,7 +20,7 @@ import (
 func BenchmarkHandler(b *testing.B) {
 	opts := testOptions()
 	opts.MaxBodyBytes = 1 << 20
-	opts.Seen = NewSeen(opts.ProduceTimeout*1000, 100_000)
+	opts.Seen = NewSeen(opts.ProduceTimeout*1000, 100_000, 0, nil)
 	h := NewHandler(opts, ackWriter{}, nil, zap.NewNop())
 	gen := loadgen.NewGenerator(loadgen.Options{Direction: cim.Inbound, Topics: []string{"x"}, Size: 1024, RunID: "b"})
 	bodies := make([]string, 1024)

@@ -8,7 +8,6 @@ package ingress
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -58,27 +57,32 @@ type Options struct {
 	Tokens *Tokens
 	// Seen remembers accepted ids; nil disables idempotent retries.
 	Seen *Seen
+	// MaxInFlightBytes bounds the request bodies held at once (0: unbounded); Budget, when not nil, is the
+	// service's memory budget, charged with them.
+	MaxInFlightBytes int64
+	Budget           *stage.Budget
 	// NewID assigns an id to a message without one (tests fix it).
 	NewID func() string
 }
 
-// OptionsFrom builds Options from the configuration.
-func OptionsFrom(cfg config.Config, tokens *Tokens) Options {
+// OptionsFrom builds Options from the configuration; budget (nil: none) is the service's memory budget.
+func OptionsFrom(cfg config.Config, tokens *Tokens, budget *stage.Budget) Options {
 	in := cfg.Ingress
 	return Options{
 		Channels: cfg.ChannelMap(), DefaultChannel: in.DefaultChannel, MaxBodyBytes: in.MaxBodyBytes, MaxIDBytes: cfg.Inbound.MaxIDBytes,
 		MaxConcurrent: in.MaxConcurrent, ProduceTimeout: in.ProduceTimeout, RetryAfter: in.RetryAfter,
-		Tokens: tokens, Seen: NewSeen(in.IdempotencyWindow, in.IdempotencyMaxEntries),
+		Tokens: tokens, Seen: NewSeen(in.IdempotencyWindow, in.IdempotencyMaxEntries, in.IdempotencyMaxBytes, budget),
+		MaxInFlightBytes: cfg.IngressInFlightBytes(), Budget: budget,
 	}
 }
 
 // Handler serves the ingress routes.
 type Handler struct {
-	opts  Options
-	w     Writer
-	obs   Observer
-	log   *zap.Logger
-	slots chan struct{}
+	opts Options
+	w    Writer
+	obs  Observer
+	log  *zap.Logger
+	fair *fair
 }
 
 // NewHandler returns the ingress handler; obs may be nil.
@@ -89,7 +93,8 @@ func NewHandler(opts Options, w Writer, obs Observer, log *zap.Logger) *Handler 
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Handler{opts: opts, w: w, obs: obs, log: log, slots: make(chan struct{}, max(1, opts.MaxConcurrent))}
+	fair := newFair(opts.MaxConcurrent, opts.MaxInFlightBytes, opts.Tokens != nil, opts.Budget)
+	return &Handler{opts: opts, w: w, obs: obs, log: log, fair: fair}
 }
 
 // Accepted is the 202 body.
@@ -104,6 +109,8 @@ type Problem struct {
 	Error      string          `json:"error"`
 	Message    string          `json:"message"`
 	Violations []cim.Violation `json:"violations,omitempty"`
+	// Differs names the top-level members that differ from the first request of a 409.
+	Differs []string `json:"differs,omitempty"`
 }
 
 // answer is a response, kept whole so an idempotent retry gets the same bytes.
@@ -111,7 +118,16 @@ type answer struct {
 	code   int
 	body   []byte
 	header http.Header
+	// drain: the body was not read (413); it is read and discarded after the answer, so a client that
+	// writes it whole before reading still reads the answer instead of a connection reset.
+	drain bool
 }
+
+// A refused body is discarded up to drainBytes within drainTimeout; a client sending more is cut.
+const (
+	drainBytes   = 8 << 20
+	drainTimeout = 5 * time.Second
+)
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -128,8 +144,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
-	w.WriteHeader(a.code)
-	_, _ = w.Write(a.body)
+	if a.drain {
+		h.answerThenDrain(w, r, a)
+	} else {
+		w.WriteHeader(a.code)
+		_, _ = w.Write(a.body)
+	}
 	h.obs.IngressInFlight(-1)
 	h.obs.IngressRequest(route, a.code, time.Since(start))
 }
@@ -143,23 +163,35 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 		a.header = http.Header{"Allow": {http.MethodPost}}
 		return a
 	}
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		a := problem(http.StatusTooManyRequests, "too_many_requests",
-			"more than "+strconv.Itoa(cap(h.slots))+" requests in flight; retry later", nil)
-		a.header = http.Header{"Retry-After": {h.retryAfter()}}
-		return a
-	}
-	if h.opts.Tokens != nil && !h.opts.Tokens.Valid(bearer(r)) {
-		a := problem(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)", nil)
-		a.header = http.Header{"Www-Authenticate": {`Bearer realm="cimstream"`}}
-		return a
+	tenant := anyone
+	if h.opts.Tokens != nil {
+		t, ok := h.opts.Tokens.Lookup(bearer(r))
+		if !ok {
+			a := problem(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)", nil)
+			a.header = http.Header{"Www-Authenticate": {`Bearer realm="cimstream"`}}
+			return a
+		}
+		tenant = t
 	}
 	if msg := checkContentType(r.Header.Get("Content-Type")); msg != "" {
 		return problem(http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
 	}
+	limit := int64(h.opts.MaxBodyBytes)
+	if r.ContentLength > limit {
+		return h.tooLarge()
+	}
+	// The body is held in memory while it is checked and written: reserve what it may take before reading.
+	reserve := limit
+	if r.ContentLength >= 0 {
+		reserve = r.ContentLength
+	}
+	release, why := h.fair.acquire(tenant, reserve)
+	if why != "" {
+		a := problem(http.StatusTooManyRequests, "too_many_requests", why+"; retry later", nil)
+		a.header = http.Header{"Retry-After": {h.retryAfter()}}
+		return a
+	}
+	defer release()
 	body, a, ok := h.readBody(r)
 	if !ok {
 		return a
@@ -168,10 +200,18 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 	if len(vs) > 0 {
 		return problem(http.StatusBadRequest, "invalid_message", strconv.Itoa(len(vs))+" violation(s) of the CIM contract", vs)
 	}
+	// The serviceIdentifier binding is checked before the channel table, so a token learns nothing of the
+	// channels it may not write.
+	if why := tenant.refuseServiceIdentifier(m.ServiceIdentifier()); why != "" {
+		return problem(http.StatusForbidden, "forbidden", why, nil)
+	}
 	channel, ok := h.channelOf(m)
 	if !ok {
 		return problem(http.StatusNotFound, "channel_not_found",
 			"no channel is configured for serviceIdentifier "+strconv.Quote(m.ServiceIdentifier()), nil)
+	}
+	if why := tenant.refuseChannel(channel); why != "" {
+		return problem(http.StatusForbidden, "forbidden", why, nil)
 	}
 	id := m.ID()
 	if id == "" {
@@ -180,31 +220,60 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 	if h.opts.Seen == nil {
 		return h.produce(r.Context(), m, channel, id, false)
 	}
-	digest := sha256.Sum256(body)
-	a, differs := h.opts.Seen.Do(id, digest, func() (answer, bool) {
+	key := seenKey{tenant: tenant.id, channel: channel, id: id}
+	a, c := h.opts.Seen.Do(key, digestBody(body), func() (answer, bool) {
 		a := h.produce(r.Context(), m, channel, id, false)
 		return a, a.code == http.StatusAccepted
 	})
-	if differs {
-		h.log.Info("ingress: a retry of an accepted id with another body; answered as the accepted one, not written",
-			zap.String("messageId", id))
+	if c != nil {
+		h.log.Info("ingress: an accepted id sent again with another body; refused 409, not written",
+			zap.String("messageId", id), zap.String("channel", channel), zap.Strings("differs", c.differs))
+		body, _ := json.Marshal(Problem{Status: http.StatusConflict, Error: "id_reused",
+			Message: "body differs from the first request with this id, accepted at " + c.at.UTC().Format(time.RFC3339) +
+				": a different message needs a new id; nothing was written", Differs: c.differs})
+		return answer{code: http.StatusConflict, body: body}
 	}
 	return a
 }
 
-// readBody reads the body up to the limit: 413 over it, 400 when empty or cut short.
+func (h *Handler) tooLarge() answer {
+	a := problem(http.StatusRequestEntityTooLarge, "too_large",
+		"the body exceeds "+strconv.Itoa(h.opts.MaxBodyBytes)+" bytes", nil)
+	a.drain = true
+	a.header = http.Header{"Connection": {"close"}}
+	return a
+}
+
+// answerThenDrain sends a, then reads and discards what is left of the body (bounded in bytes and time)
+// before the connection is closed: closing with unread data would reset it, and a client still writing
+// would lose the answer.
+func (h *Handler) answerThenDrain(w http.ResponseWriter, r *http.Request, a answer) {
+	rc := http.NewResponseController(w)
+	// Without full duplex the server stops reading the body once the answer is written.
+	_ = rc.EnableFullDuplex()
+	w.WriteHeader(a.code)
+	_, _ = w.Write(a.body)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.CopyN(io.Discard, r.Body, drainBytes)
+}
+
+// readBody reads the body up to the limit: 413 over it, 400 when empty or cut short. A body of known length
+// is read into a buffer of that size, so it takes no more memory than was reserved for it.
 func (h *Handler) readBody(r *http.Request) ([]byte, answer, bool) {
 	limit := int64(h.opts.MaxBodyBytes)
-	tooLarge := problem(http.StatusRequestEntityTooLarge, "too_large",
-		"the body exceeds "+strconv.FormatInt(limit, 10)+" bytes", nil)
-	if r.ContentLength > limit {
-		return nil, tooLarge, false
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge, false
+		return nil, h.tooLarge(), false
 	case err != nil:
 		return nil, problem(http.StatusBadRequest, "bad_request", "reading the body: "+err.Error(), nil), false
 	case len(body) == 0:

@@ -60,7 +60,7 @@ const valid = `{"id":"m-1","header":{"sender":{"id":"web-1","type":"connector","
 
 func testOptions() Options {
 	return Options{Channels: map[string]string{"web": "web"}, MaxBodyBytes: 4096, MaxConcurrent: 8,
-		ProduceTimeout: 2 * time.Second, RetryAfter: 2 * time.Second, Seen: NewSeen(time.Minute, 100)}
+		ProduceTimeout: 2 * time.Second, RetryAfter: 2 * time.Second, Seen: NewSeen(time.Minute, 100, 0, nil)}
 }
 
 func serve(t *testing.T, opts Options, w Writer) *httptest.Server {
@@ -348,23 +348,26 @@ func TestIdempotentRetries(t *testing.T) {
 	}
 }
 
-// TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer: a connector resending an accepted message re-serialised
-// (other whitespace, a new header.timestamp) gets the 202 it got first, not a 4xx it would take as final, and
-// nothing is written again. The remembered answer wins whatever the body.
-func TestResentCopyOfAnAcceptedIDGetsTheRememberedAnswer(t *testing.T) {
+// TestResentCopyOfAnAcceptedIDIsTheSameBytesOr409: a byte-identical resend of an accepted message gets the 202
+// it got first and writes nothing; any other body under that id (re-serialised, a new header.timestamp,
+// another text) is 409 naming the members that differ, and writes nothing: never a 2xx without a record.
+func TestResentCopyOfAnAcceptedIDIsTheSameBytesOr409(t *testing.T) {
 	rec := &recorder{}
 	srv := serve(t, testOptions(), rec)
 	first := post(t, srv.URL+"/cim-messages", "application/json", valid)
 	if first.code != http.StatusAccepted {
 		t.Fatalf("first: %d %s", first.code, first.body)
 	}
-	for name, body := range map[string]string{
-		"other whitespace": strings.ReplaceAll(valid, ",", ", "),
-		"a new timestamp":  strings.Replace(valid, `"header":{`, `"header":{"timestamp":"2026-12-02T10:00:00Z",`, 1),
-		"another text":     strings.Replace(valid, "Hello", "Hello again", 1),
+	if r := post(t, srv.URL+"/cim-messages", "application/json", valid); r.code != http.StatusAccepted || !bytes.Equal(r.body, first.body) {
+		t.Errorf("the same bytes: %d %s, want the remembered 202", r.code, r.body)
+	}
+	for name, c := range map[string]struct{ body, differs string }{
+		"a new timestamp": {strings.Replace(valid, `"header":{`, `"header":{"timestamp":"2026-12-02T10:00:00Z",`, 1), "header"},
+		"another text":    {strings.Replace(valid, "Hello", "Hello again", 1), "body"},
 	} {
-		if r := post(t, srv.URL+"/cim-messages", "application/json", body); r.code != http.StatusAccepted || !bytes.Equal(r.body, first.body) {
-			t.Errorf("%s: %d %s, want the remembered 202", name, r.code, r.body)
+		r := post(t, srv.URL+"/cim-messages", "application/json", c.body)
+		if p := problemOf(t, r); r.code != http.StatusConflict || len(p.Differs) != 1 || p.Differs[0] != c.differs {
+			t.Errorf("%s: %d %s, want 409 naming %s", name, r.code, r.body, c.differs)
 		}
 	}
 	if n := len(rec.written()); n != 1 {
@@ -433,27 +436,27 @@ func TestConcurrentRetriesShareAFailedAttempt(t *testing.T) {
 
 func TestSeenForgetsAfterTheWindowAndBeyondTheLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
-	s := NewSeen(time.Minute, 2)
+	s := NewSeen(time.Minute, 2, 0, nil)
 	s.now = func() time.Time { return now }
 	writes := 0
 	ok := func() (answer, bool) { writes++; return answer{code: 202}, true }
-	var d [32]byte
-	s.Do("a", d, ok)
-	s.Do("a", d, ok)
+	var d bodyDigest
+	s.Do(seenKey{id: "a"}, d, ok)
+	s.Do(seenKey{id: "a"}, d, ok)
 	if writes != 1 {
 		t.Fatalf("writes %d within the window", writes)
 	}
 	now = now.Add(time.Minute)
-	s.Do("a", d, ok)
+	s.Do(seenKey{id: "a"}, d, ok)
 	if writes != 2 {
 		t.Fatalf("after the window the id must be written again (writes %d)", writes)
 	}
-	s.Do("b", d, ok)
-	s.Do("c", d, ok) // the limit is 2: a goes
+	s.Do(seenKey{id: "b"}, d, ok)
+	s.Do(seenKey{id: "c"}, d, ok) // the limit is 2: a goes
 	if s.Len() != 2 {
 		t.Errorf("Len %d, limit 2", s.Len())
 	}
-	s.Do("a", d, ok)
+	s.Do(seenKey{id: "a"}, d, ok)
 	if writes != 5 {
 		t.Errorf("the oldest id beyond the limit must be forgotten (writes %d)", writes)
 	}

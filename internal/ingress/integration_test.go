@@ -70,7 +70,7 @@ func startService(t *testing.T, cfg config.Config) *running {
 		}
 		svc.Add(p)
 	}
-	srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), m, log)
+	srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), m, log, svc.Budget())
 	if err != nil {
 		t.Fatal(err)
 	}

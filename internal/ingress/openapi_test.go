@@ -56,7 +56,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		}
 	}
 	tokensFile := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokensFile, []byte("t0k\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokensFile, []byte("t0k\nweb-only serviceIdentifiers=web\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tokens, err := LoadTokens(tokensFile, zap.NewNop())
@@ -88,7 +88,8 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{name: "malformed", body: `{`, want: 400},
 		{name: "no token", auth: "-", want: 401},
 		{name: "unknown channel", body: strings.Replace(valid, `"serviceIdentifier":"web"`, `"serviceIdentifier":"fax"`, 1), want: 404},
-		{name: "accepted id, other body", body: strings.Replace(valid, "Hello", "Bye", 1), want: 202},
+		{name: "accepted id, other body", body: strings.Replace(valid, "Hello", "Bye", 1), want: 409},
+		{name: "outside the token's binding", auth: "Bearer web-only", body: strings.Replace(valid, `"serviceIdentifier":"web"`, `"serviceIdentifier":"fax"`, 1), want: 403},
 		{name: "too large", body: valid + strings.Repeat(" ", 5000), want: 413},
 		{name: "text/plain", ct: "text/plain", want: 415},
 		{name: "busy", base: busy.URL, body: strings.Replace(valid, "m-1", "m-2", 1), want: 429},

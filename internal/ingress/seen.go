@@ -2,55 +2,123 @@ package ingress
 
 import (
 	"container/list"
+	"crypto/sha256"
+	"encoding/json"
+	"sort"
 	"sync"
 	"time"
+
+	"github.com/cimstream/cimstream/internal/stage"
 )
 
-// Seen remembers the answers given to accepted message ids for a window, so that a retry with the same
-// id gets the same answer and writes nothing. It is per process: a retry that reaches another instance
-// is written again (with the same id, so consumers can still dedupe on it).
+// Seen remembers the answers given to accepted messages for a window, so that a retry gets the same
+// answer and writes nothing. A message is known by its tenant (token), channel and id: ids of other tokens
+// or channels never collide. It is per process: a retry that reaches another instance is written again
+// (with the same id, so consumers can still dedupe on it).
 //
-// A request for an id whose first request is still in flight waits for that one's outcome and gets its
+// A request for a key whose first request is still in flight waits for that one's outcome and gets its
 // answer, 202 or 503: two concurrent retries never both write, and while Kafka is down they never queue one
 // attempt after another (each would hold a concurrency slot for a further produceTimeout). Failed attempts
 // are then forgotten, so a request arriving after a 503 writes.
+//
+// Memory is bounded in entries and in bytes (key, digests and answer of each), and the bytes are charged to
+// the service's memory budget.
 type Seen struct {
-	window time.Duration
-	limit  int
-	now    func() time.Time
+	window   time.Duration
+	limit    int
+	maxBytes int64
+	budget   *stage.Budget
+	now      func() time.Time
 
 	mu      sync.Mutex
-	entries map[string]*seenEntry
-	order   *list.List // accepted ids, oldest first
+	entries map[seenKey]*seenEntry
+	order   *list.List // accepted keys, oldest first
+	bytes   int64
+}
+
+type seenKey struct {
+	tenant  [32]byte
+	channel string
+	id      string
 }
 
 type seenEntry struct {
-	digest [32]byte
+	body   bodyDigest
 	done   chan struct{}
 	answer answer
 	at     time.Time
 	elem   *list.Element
+	size   int64
 }
 
-// NewSeen remembers up to limit ids for window each.
-func NewSeen(window time.Duration, limit int) *Seen {
-	return &Seen{window: window, limit: max(1, limit), now: time.Now, entries: map[string]*seenEntry{}, order: list.New()}
+// bodyDigest is a digest of the whole body and one per top-level member, to name what differs.
+type bodyDigest struct {
+	all   [32]byte
+	parts map[string][8]byte
 }
 
-// Do returns the remembered answer for id, or runs attempt and remembers its answer when ok. The remembered
-// answer wins whatever the body: a resent copy of an accepted message is often re-serialised (whitespace,
-// key order, a new header.timestamp), and a 4xx would tell its sender the message was not delivered when it
-// was. differs reports that the body (digest) is not the one accepted, for the caller to log.
-func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) (a answer, differs bool) {
+// seenOverhead approximates the map slot, list element and struct of an entry beyond its strings.
+const seenOverhead = 200
+
+// digestBody digests body and its top-level members (a body that is not a JSON object has no parts).
+func digestBody(body []byte) bodyDigest {
+	d := bodyDigest{all: sha256.Sum256(body)}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) == nil {
+		d.parts = make(map[string][8]byte, len(top))
+		for k, v := range top {
+			s := sha256.Sum256(v)
+			d.parts[k] = [8]byte(s[:8])
+		}
+	}
+	return d
+}
+
+// differs lists the top-level members whose bytes differ between a and b.
+func (a bodyDigest) differs(b bodyDigest) []string {
+	var out []string
+	for k, v := range a.parts {
+		if w, ok := b.parts[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	for k := range b.parts {
+		if _, ok := a.parts[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NewSeen remembers up to limit keys and maxBytes (<= 0: no byte bound) for window each, charging budget.
+func NewSeen(window time.Duration, limit int, maxBytes int64, budget *stage.Budget) *Seen {
+	return &Seen{window: window, limit: max(1, limit), maxBytes: maxBytes, budget: budget, now: time.Now,
+		entries: map[seenKey]*seenEntry{}, order: list.New()}
+}
+
+// conflict is a request whose key was accepted with another body.
+type conflict struct {
+	differs []string
+	at      time.Time
+}
+
+// Do returns the remembered answer for key, or runs attempt and remembers its answer when ok. A key accepted
+// with another body is a conflict: never the first's 202, since this body was not written.
+func (s *Seen) Do(key seenKey, body bodyDigest, attempt func() (answer, bool)) (answer, *conflict) {
 	s.mu.Lock()
 	s.expire()
-	if e, found := s.entries[id]; found {
+	if e, found := s.entries[key]; found {
 		s.mu.Unlock()
 		<-e.done
-		return e.answer, e.elem != nil && e.digest != digest
+		if e.elem != nil && e.body.all != body.all {
+			return answer{}, &conflict{differs: e.body.differs(body), at: e.at}
+		}
+		// Accepted with this body, or failed (its 503, whatever this body: a retry writes).
+		return e.answer, nil
 	}
-	e := &seenEntry{digest: digest, done: make(chan struct{})}
-	s.entries[id] = e
+	e := &seenEntry{body: body, done: make(chan struct{})}
+	s.entries[key] = e
 	s.mu.Unlock()
 
 	a, ok := attempt()
@@ -58,17 +126,30 @@ func (s *Seen) Do(id string, digest [32]byte, attempt func() (answer, bool)) (a 
 	e.answer = a
 	if ok {
 		e.at = s.now()
-		e.elem = s.order.PushBack(id)
+		e.size = int64(seenOverhead + len(key.channel) + len(key.id) + len(key.tenant) + len(body.all) + len(a.body) +
+			len(body.parts)*(8+16))
+		for k := range body.parts {
+			e.size += int64(len(k))
+		}
+		for k, vs := range a.header {
+			e.size += int64(len(k))
+			for _, v := range vs {
+				e.size += int64(len(v))
+			}
+		}
+		e.elem = s.order.PushBack(key)
+		s.bytes += e.size
+		s.budget.Take(e.size)
 	} else {
-		delete(s.entries, id)
+		delete(s.entries, key)
 	}
 	close(e.done)
 	s.expire()
 	s.mu.Unlock()
-	return a, false
+	return a, nil
 }
 
-// Len is the number of ids remembered (accepted, within the window).
+// Len is the number of keys remembered (accepted, within the window).
 func (s *Seen) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,16 +157,25 @@ func (s *Seen) Len() int {
 	return s.order.Len()
 }
 
-// expire forgets ids older than the window and the oldest beyond the limit; s.mu is held.
+// Bytes is the memory the remembered keys are counted for.
+func (s *Seen) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
+}
+
+// expire forgets keys older than the window and the oldest beyond the limits; s.mu is held.
 func (s *Seen) expire() {
 	now := s.now()
 	for f := s.order.Front(); f != nil; f = s.order.Front() {
-		id := f.Value.(string)
-		e := s.entries[id]
-		if s.order.Len() <= s.limit && now.Sub(e.at) < s.window {
+		key := f.Value.(seenKey)
+		e := s.entries[key]
+		if s.order.Len() <= s.limit && (s.maxBytes <= 0 || s.bytes <= s.maxBytes) && now.Sub(e.at) < s.window {
 			return
 		}
 		s.order.Remove(f)
-		delete(s.entries, id)
+		delete(s.entries, key)
+		s.bytes -= e.size
+		s.budget.Give(e.size)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/stage"
 )
 
 // tokensReloadInterval is how often the tokens file is read again.
@@ -29,7 +30,9 @@ type Server struct {
 }
 
 // NewServer checks the tokens file and the TLS files and returns a server writing through w; obs may be nil.
-func NewServer(cfg config.Config, w Writer, obs Observer, log *zap.Logger) (*Server, error) {
+// The request bodies and idempotency memory it holds are charged to budget, the service's memory budget
+// (none given: a budget of memory.budgetBytes of its own).
+func NewServer(cfg config.Config, w Writer, obs Observer, log *zap.Logger, budget ...*stage.Budget) (*Server, error) {
 	in := cfg.Ingress
 	var tokens *Tokens
 	if in.TokensFile != "" {
@@ -43,8 +46,12 @@ func NewServer(cfg config.Config, w Writer, obs Observer, log *zap.Logger) (*Ser
 			return nil, fmt.Errorf("config ingress.tls.certFile: %w", err)
 		}
 	}
+	mem := stage.NewBudget(cfg.Memory.BudgetBytes)
+	if len(budget) > 0 && budget[0] != nil {
+		mem = budget[0]
+	}
 	return &Server{
-		cfg: in, budget: cfg.Shutdown.FrontBudget(), handler: NewHandler(OptionsFrom(cfg, tokens), w, obs, log),
+		cfg: in, budget: cfg.Shutdown.FrontBudget(), handler: NewHandler(OptionsFrom(cfg, tokens, mem), w, obs, log),
 		tokens: tokens, log: log, addr: make(chan string, 1),
 	}, nil
 }
@@ -66,8 +73,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("ingress.address %s: %w", s.cfg.Address, err)
 	}
 	s.addr <- ln.Addr().String()
+	ln = newLimitListener(ln, s.cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           s.handler,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		// Reading, producing and writing the answer: a request is never cut before its produce timeout.

@@ -8,6 +8,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"os"
+	"path"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,19 +17,69 @@ import (
 	"go.uber.org/zap"
 )
 
-// Tokens are the accepted bearer tokens, read from a file (one a line; blank lines and # comments are
-// skipped) and read again when the file changes.
+// Tokens are the accepted bearer tokens, read from a file and read again when the file changes. A line is
+// a token, optionally followed by its binding (blank lines and # comments are skipped):
+//
+//	<token> [serviceIdentifiers=<glob>,...] [channels=<glob>,...]
+//
+// A token with no binding may write for any serviceIdentifier and channel, as before bindings existed.
 type Tokens struct {
 	path string
 	log  *zap.Logger
-	// set holds SHA-256 digests: comparing digests in constant time does not leak a token's length or prefix.
-	set  atomic.Pointer[[][32]byte]
+	set  atomic.Pointer[[]Tenant]
 	last atomic.Pointer[[32]byte]
 	// emptyKept is set when an empty file was read once and the tokens before it kept (reload's goroutine only).
 	emptyKept bool
 }
 
-// LoadTokens reads path; an unreadable file is an error naming ingress.tokensFile.
+// Tenant is what a token may do. Its identity is the token's SHA-256 digest: idempotency and request slots
+// are kept per tenant without holding the token itself.
+type Tenant struct {
+	id   [32]byte
+	line int
+	// ServiceIdentifiers and Channels are path.Match globs; nil allows any.
+	ServiceIdentifiers []string
+	Channels           []string
+}
+
+// anyone is the tenant of every request when no tokens file is configured.
+var anyone = &Tenant{}
+
+// Bound reports whether the tenant is limited to some serviceIdentifiers or channels.
+func (t *Tenant) Bound() bool { return t.ServiceIdentifiers != nil || t.Channels != nil }
+
+// refuseServiceIdentifier says why the tenant may not write a message of serviceIdentifier (empty: a message
+// without channelData), or is empty when it may.
+func (t *Tenant) refuseServiceIdentifier(serviceIdentifier string) string {
+	switch {
+	case t.ServiceIdentifiers == nil:
+		return ""
+	case serviceIdentifier == "":
+		return "the token is bound to serviceIdentifiers and the message names none (header.channelData.serviceIdentifier)"
+	case !matchAny(t.ServiceIdentifiers, serviceIdentifier):
+		return "the token is not bound to serviceIdentifier " + strconv.Quote(serviceIdentifier)
+	}
+	return ""
+}
+
+// refuseChannel says why the tenant may not write to channel, or is empty when it may.
+func (t *Tenant) refuseChannel(channel string) string {
+	if t.Channels != nil && !matchAny(t.Channels, channel) {
+		return "the token is not bound to channel " + strconv.Quote(channel)
+	}
+	return ""
+}
+
+func matchAny(globs []string, s string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadTokens reads path; an unreadable or malformed file is an error naming ingress.tokensFile.
 func LoadTokens(path string, log *zap.Logger) (*Tokens, error) {
 	t := &Tokens{path: path, log: log}
 	if err := t.reload(); err != nil {
@@ -38,20 +90,32 @@ func LoadTokens(path string, log *zap.Logger) (*Tokens, error) {
 
 // Valid reports whether token is one of the accepted tokens.
 func (t *Tokens) Valid(token string) bool {
+	_, ok := t.Lookup(token)
+	return ok
+}
+
+// Lookup returns the tenant of token. Every entry is compared, in constant time, so the time taken leaks
+// neither which token matched nor a token's length or prefix.
+func (t *Tokens) Lookup(token string) (*Tenant, bool) {
 	if token == "" {
-		return false
+		return nil, false
 	}
 	d := sha256.Sum256([]byte(token))
-	ok := 0
-	for _, s := range *t.set.Load() {
-		ok |= subtle.ConstantTimeCompare(d[:], s[:])
+	set := *t.set.Load()
+	found := -1
+	for i := range set {
+		eq := subtle.ConstantTimeCompare(d[:], set[i].id[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
 	}
-	return ok == 1
+	if found < 0 {
+		return nil, false
+	}
+	return &set[found], true
 }
 
 // Watch reads the file again every interval and takes its tokens when its content changed, until ctx ends. A file that
-// cannot be read keeps the tokens last read (logged); a file with no token accepts no token, from the second
-// reload that finds it so (a non-atomic rewrite read half-way keeps the tokens).
+// cannot be read or parsed keeps the tokens last read (logged); a file with no token accepts no token, from the
+// second reload in a row that finds it so (a non-atomic rewrite read half-way keeps the tokens).
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -76,17 +140,13 @@ func (t *Tokens) reload() error {
 	}
 	sum := sha256.Sum256(data)
 	if last := t.last.Load(); last != nil && *last == sum {
+		// Back to the content in force: an empty file seen before it was not a second one in a row.
+		t.emptyKept = false
 		return nil
 	}
-	var set [][32]byte
-	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token.
-	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		set = append(set, sha256.Sum256([]byte(line)))
+	set, err := parseTokens(data)
+	if err != nil {
+		return err
 	}
 	// An empty file right after tokens is more likely a rewrite caught half-way (truncated, not yet written)
 	// than a decision to refuse every connector: keep the tokens for one more reload.
@@ -102,7 +162,59 @@ func (t *Tokens) reload() error {
 	t.set.Store(&set)
 	t.last.Store(&sum)
 	if t.log != nil {
+		var unbound []int
+		for _, e := range set {
+			if !e.Bound() {
+				unbound = append(unbound, e.line)
+			}
+		}
 		t.log.Info("ingress: bearer tokens loaded", zap.String("file", t.path), zap.Int("tokens", len(set)))
+		if len(unbound) > 0 {
+			// Lines, never tokens: the log is read by more people than the file.
+			t.log.Warn("ingress: tokens without serviceIdentifiers= or channels= may write for any serviceIdentifier and channel",
+				zap.String("file", t.path), zap.Ints("lines", unbound))
+		}
 	}
 	return nil
+}
+
+// parseTokens reads the file's lines; an unknown attribute or a bad glob is an error naming its line.
+func parseTokens(data []byte) ([]Tenant, error) {
+	var set []Tenant
+	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token.
+	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
+	for n := 1; sc.Scan(); n++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		e := Tenant{id: sha256.Sum256([]byte(fields[0])), line: n}
+		for i, f := range fields[1:] {
+			key, val, _ := strings.Cut(f, "=")
+			var globs []string
+			for _, g := range strings.Split(val, ",") {
+				if g == "" {
+					continue
+				}
+				if _, err := path.Match(g, ""); err != nil {
+					return nil, fmt.Errorf("line %d: field %d: bad glob", n, i+2)
+				}
+				globs = append(globs, g)
+			}
+			if globs == nil {
+				return nil, fmt.Errorf("line %d: field %d names no glob (want serviceIdentifiers=<glob>,... or channels=<glob>,...)", n, i+2)
+			}
+			switch key {
+			case "serviceIdentifiers":
+				e.ServiceIdentifiers = append(e.ServiceIdentifiers, globs...)
+			case "channels":
+				e.Channels = append(e.Channels, globs...)
+			default:
+				// Not echoed: it may be the rest of a token with a space in it.
+				return nil, fmt.Errorf("line %d: field %d is neither serviceIdentifiers=<glob>,... nor channels=<glob>,... (a token has no spaces)", n, i+2)
+			}
+		}
+		set = append(set, e)
+	}
+	return set, nil
 }

@@ -165,34 +165,6 @@ func (f *Factory) GroupConfig(groupID string, topics []string) kafka.ConsumerGro
 	}
 }
 
-// PartitionReader reads one partition from offset, without a group: consumer groups assign partitions
-// and commit; reading is done per partition so that offsets are committed only when work is acknowledged.
-func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*kafka.Reader, error) {
-	c := f.cfg.Consumer
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        f.cfg.Brokers,
-		Topic:          topic,
-		Partition:      partition,
-		Dialer:         f.Dialer(),
-		MinBytes:       c.MinBytes,
-		MaxBytes:       c.MaxBytes,
-		MaxWait:        c.MaxWait,
-		ReadBackoffMin: 50 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		MaxAttempts:    3,
-		// IsolationLevel: read committed is meaningless without transactions; kafka-go has none.
-		// A queue of one record: what a partition holds beyond it is counted in the memory budget
-		// (internal/stage.Budget), which a deeper prefetch would escape (500 queued 100 KiB records on
-		// 30 partitions are 1.5 GiB).
-		QueueCapacity: 1,
-	})
-	if err := r.SetOffset(offset); err != nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("set offset %d on %s/%d: %w", offset, topic, partition, err)
-	}
-	return r, nil
-}
-
 // Ping asks the cluster for metadata; the error says which broker address failed and how.
 func (f *Factory) Ping(ctx context.Context) (*kafka.MetadataResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.RequestTimeout)

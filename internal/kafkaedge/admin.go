@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -141,8 +142,9 @@ func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, pa
 // it were deleted (or the topic was recreated), so state built up to from cannot be caught up.
 var ErrGap = errors.New("offset outside the partition")
 
-// ReadFrom reads a partition from offset from (-1: its first offset) up to the end it has when called,
-// and returns the records read and that end. A from outside [first offset, end] is ErrGap.
+// ReadFrom reads a partition from offset from (-1: its first offset) up to the end it has when called
+// (its last stable offset: see Bounds), and returns the records read and that end. A from outside
+// [first offset, end] is ErrGap.
 func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from int64, fn func(key, value []byte) error) (int, int64, error) {
 	first, end, err := Bounds(ctx, factory, topic, partition)
 	if err != nil {
@@ -164,7 +166,10 @@ func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, p
 	defer reader.Close()
 	n := 0
 	for {
-		m, err := reader.FetchMessage(ctx)
+		m, err := reader.FetchBefore(ctx, end)
+		if errors.Is(err, io.EOF) { // end reached, possibly past offsets that are no records
+			return n, end, nil
+		}
 		if err != nil {
 			return n, end, fmt.Errorf("read %s/%d: %w", topic, partition, err)
 		}
@@ -172,27 +177,11 @@ func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, p
 			return n, end, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
 		}
 		n++
-		if m.Offset+1 >= end {
-			return n, end, nil
-		}
 	}
 }
 
-// Bounds returns a partition's first offset and its end (the offset the next record will get).
+// Bounds returns a partition's first offset and its end as a read_committed reader sees it: the last
+// stable offset, which is the offset the next record will get unless a transaction is open.
 func Bounds(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int) (first, end int64, err error) {
-	resp, err := factory.Client().ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)},
-	}})
-	if err != nil {
-		return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Partition == partition {
-			if p.Error != nil {
-				return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
-			}
-			return p.FirstOffset, p.LastOffset, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
+	return kafkaclient.CommittedBounds(ctx, factory.Client(), topic, partition)
 }

@@ -131,7 +131,7 @@ func (b *Broker) Reader(stageName, topic string, partition int, offset int64) (s
 }
 
 type reader struct {
-	r        *kafka.Reader
+	r        *kafkaclient.Reader
 	stats    *Stats
 	stage    string
 	reported time.Time
@@ -152,6 +152,10 @@ func (r *reader) Fetch(ctx context.Context) (stream.Record, error) {
 	}
 	return toRecord(m), nil
 }
+
+// Position implements stage.Positioner: the offsets below it were returned or are no records (a
+// transaction's markers, an aborted transaction's records).
+func (r *reader) Position() int64 { return r.r.Offset() }
 
 func (r *reader) Close() error {
 	r.stats.addReader(r.stage, r.r.Stats())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-// PartitionRange is the offsets a partition holds now: First is the oldest kept, End the next to be
-// written (First == End: empty).
+// PartitionRange is the offsets a partition holds now: First is the oldest kept, End the last stable
+// offset, where a read_committed reader stops (the next to be written, unless a transaction is open;
+// First == End: nothing to read).
 type PartitionRange struct {
 	Partition int
 	First     int64
@@ -49,7 +51,7 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 	if len(req) == 0 {
 		return nil, fmt.Errorf("metadata of %s: %w", topic, ErrNoTopic)
 	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadCommitted, Topics: map[string][]kafka.OffsetRequest{topic: req}})
 	if err != nil {
 		return nil, kafkaclient.Explain(fmt.Errorf("list offsets of %s: %w", topic, err))
 	}
@@ -67,9 +69,20 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 // readIdle bounds the wait for the next record of a range read.
 const readIdle = 15 * time.Second
 
-// ReadRange reads the records of one partition from offset from up to (not including) end, in order;
-// from must not be below the partition's first offset. fn returning an error stops the read with it.
+// ReadRange reads the committed records of one partition from offset from up to (not including) end, in
+// order; from must not be below the partition's first offset. An end past the partition's last stable
+// offset is read up to that offset only: what an open transaction wrote is not readable yet, and a read
+// waiting for it would wait as long as the transaction stays open. fn returning an error stops the read
+// with it.
 func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	if from >= end {
+		return nil
+	}
+	if _, stable, err := kafkaclient.CommittedBounds(ctx, factory.Client(), topic, partition); err != nil {
+		return kafkaclient.Explain(err)
+	} else if stable < end {
+		end = stable
+	}
 	if from >= end {
 		return nil
 	}
@@ -80,27 +93,18 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	defer reader.Close()
 	for {
 		fctx, cancel := context.WithTimeout(ctx, readIdle)
-		m, err := reader.FetchMessage(fctx)
+		m, err := reader.FetchBefore(fctx, end)
 		cancel()
-		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			// Nothing more arrives although end is not reached: the offsets left are not records (the
-			// commit markers of a transactional producer, or compacted away).
-			if reader.Offset() >= end {
-				return nil
-			}
-			return fmt.Errorf("read %s/%d: no record from offset %d to %d within %v", topic, partition, reader.Offset(), end, readIdle)
-		}
-		if err != nil {
-			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
-		}
-		if m.Offset >= end {
+		switch {
+		case errors.Is(err, io.EOF): // end reached (its last offsets may be markers, not records)
 			return nil
+		case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("read %s/%d: no record from offset %d to %d within %v", topic, partition, reader.Offset(), end, readIdle)
+		case err != nil:
+			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
 		}
 		if err := fn(toRecord(m)); err != nil {
 			return err
-		}
-		if m.Offset+1 >= end {
-			return nil
 		}
 	}
 }

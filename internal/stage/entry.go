@@ -40,6 +40,14 @@ func (e entryReader) Fetch(ctx context.Context) (stream.Record, error) {
 	return rec, nil
 }
 
+// Position passes the wrapped reader's Positioner through (-1 when it has none).
+func (e entryReader) Position() int64 {
+	if p, ok := e.Reader.(Positioner); ok {
+		return p.Position()
+	}
+	return -1
+}
+
 func (g *EntryGuard) renamed(rec stream.Record, n int) {
 	g.Observer.RenamedHeaders(g.Stage, rec.Topic, n)
 	if _, seen := g.logged.LoadOrStore(rec.Topic, true); !seen {

@@ -138,6 +138,7 @@ func (g *fakeGeneration) committed(topic string, partition int) int64 {
 type fakeBroker struct {
 	gen     *fakeGeneration
 	readers map[string]*fakeReader
+	wrap    func(Reader) Reader // optional
 	served  bool
 	mu      sync.Mutex
 }
@@ -156,6 +157,9 @@ func (b *fakeBroker) Next(ctx context.Context) (Generation, error) {
 	return nil, ctx.Err()
 }
 func (b *fakeBroker) Reader(_, topic string, partition int, _ int64) (Reader, error) {
+	if b.wrap != nil {
+		return b.wrap(b.readers[topic]), nil
+	}
 	return b.readers[topic], nil
 }
 

@@ -48,6 +48,8 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 	ticker, _ := handler.(Ticker)
 	serialized, _ := handler.(Serialized)
 	offsets := NewOffsets()
+	positioner, _ := reader.(Positioner)
+	marked := a.Offset // the offset last marked for commit (the assignment's to begin with)
 	fetchLog := newRateLimited(log, 10*time.Second)
 	lastTick := time.Now()
 	batch := make([]stream.Record, 0, r.cfg.BatchSize)
@@ -66,15 +68,29 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		if !ok {
 			return
 		}
-		if len(batch) == 0 {
-			continue
-		}
 		for _, rec := range batch {
 			offsets.Track(rec.Offset)
 			offsets.Settle(rec.Offset)
 		}
-		if next, ok := offsets.Committable(); ok {
+		next, ok := offsets.Committable()
+		if !ok {
+			next = a.Offset
+		}
+		// Past what was settled, the reader may have passed offsets that are no records (markers): with
+		// nothing in flight they are as done as the records before them.
+		if positioner != nil && offsets.InFlight() == 0 {
+			pos := positioner.Position()
+			if marked < 0 {
+				marked = pos // a start at the first offset, resolved by the reader: nothing passed yet
+			}
+			next = max(next, pos)
+		}
+		if next > marked {
 			commits.mark(a.Topic, a.Partition, next)
+			marked = next
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		times = times[:0]
 		for _, rec := range batch {

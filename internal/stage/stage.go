@@ -127,6 +127,14 @@ type Reader interface {
 	Close() error
 }
 
+// Positioner is a Reader that says where it stands: every offset below Position was returned by Fetch
+// or is no record (a transaction's commit or abort marker, a record of an aborted transaction). Once
+// everything fetched is settled the runtime commits it, so a partition whose last offsets are markers
+// is committed up to its end rather than left with a lag that never drains. Negative: not known.
+type Positioner interface {
+	Position() int64
+}
+
 // Sink writes records with acks=all.
 type Sink interface {
 	// Write returns one error per output, nil for each acknowledged one. Errors wrapping ErrTooLarge or

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests and the local broker need on a fresh Debian machine: Java 17 and Maven (the
+# Installs what the tests and the local broker need on a fresh Debian machine: Java 17 (a JDK) and Maven (the
 # broker), kcat (end-to-end tests with a client nobody here wrote), promtool (alert-rule checks), then the
 # pinned chart tools into .cache/bin: helm and kubeconform (built from the Go module proxy), and the Kubernetes
 # and Prometheus Operator JSON schemas kubeconform validates the rendered chart against (scripts/schemas.sh).
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# javac: the transactional test connector (internal/kafkatest/testdata/TxnProducer.java) is compiled at test time.
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)

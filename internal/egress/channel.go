@@ -12,6 +12,7 @@ import (
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // stageName labels the egress in the stage metrics (records consumed and produced, dead letters).
@@ -32,6 +33,9 @@ type Config struct {
 	CommitInterval time.Duration
 	RevokeWait     time.Duration
 	Budget         *stage.Budget
+	// Limits are the inbound limits a connector's notification answer is checked with, as the CCM would
+	// check it from the connector itself (zero fields: the defaults).
+	Limits cim.Limits
 	// Channels is how many webhook channels share the egress's half of Budget (0: one).
 	Channels int
 	// Lag computes the group's lag every 10 s for the Runner observer (nil: not computed), so the
@@ -77,7 +81,7 @@ func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, l
 	log = log.With(zap.String("stage", stageName), zap.String("channel", cfg.Channel))
 	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log, busy: newKeyBusy(),
 		entry: &stage.EntryGuard{Stage: stageName, Observer: cfg.Runner, Log: log},
-		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency),
+		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency), limits: cfg.Limits,
 			obs: cfg.Observer, now: time.Now, sleep: sleep},
 		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters}}
 }

@@ -42,6 +42,7 @@ type deliverer struct {
 	post    Poster
 	retry   RetryPolicy
 	slots   chan struct{} // the channel's concurrency limit, held only during a POST
+	limits  cim.Limits    // a notification answer's
 	obs     Observer
 	now     func() time.Time
 	sleep   func(ctx context.Context, d time.Duration) bool
@@ -79,7 +80,7 @@ func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record
 			return Verdict{}, false // cut short: no answer to go by
 		}
 		d.obs.Attempted(d.channel, AttemptResult(a))
-		v := Decide(a)
+		v := Decide(a, d.limits)
 		if v.Kind != Retry {
 			return v, true
 		}

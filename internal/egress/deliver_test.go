@@ -10,6 +10,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // script answers attempts in turn (the last answer repeats) and counts them.
@@ -106,10 +107,24 @@ func TestDecide(t *testing.T) {
 		{"503", Attempt{Status: 503}, Retry, 0},
 		{"connection refused", Attempt{Err: errors.New("connection refused")}, Retry, 0},
 	} {
-		v := Decide(tc.a)
+		v := Decide(tc.a, cim.Limits{})
 		if v.Kind != tc.kind || v.Reason != tc.reason {
 			t.Errorf("%s: %v/%d, want %v/%d", tc.name, v.Kind, v.Reason, tc.kind, tc.reason)
 		}
+	}
+}
+
+// A notification answer is checked with the configured id bound (inbound.maxIdBytes), as the pipelines
+// check the connector's own receipts: over it, it is not forwarded; under a raised bound, it is.
+func TestDecideUsesTheConfiguredIDBound(t *testing.T) {
+	id := strings.Repeat("m", 100)
+	body := []byte(strings.Replace(note, `"messageId":"`, `"messageId":"`+id, 1))
+	if v := Decide(Attempt{Status: 200, Body: body}, cim.Limits{MaxIDBytes: 64}); v.Kind != Accepted {
+		t.Errorf("a 100-byte messageId under a 64-byte bound: %v, want it not forwarded", v.Kind)
+	}
+	long := []byte(strings.Replace(note, `"messageId":"`, `"messageId":"`+strings.Repeat("m", 1500), 1))
+	if v := Decide(Attempt{Status: 200, Body: long}, cim.Limits{MaxIDBytes: 2048}); v.Kind != Forwarded {
+		t.Errorf("a 1500-byte messageId under a 2048-byte bound: %v, want it forwarded", v.Kind)
 	}
 }
 

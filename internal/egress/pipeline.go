@@ -13,6 +13,7 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // ReadyCondition is the readiness condition of the webhook channel named after the colon.
@@ -50,6 +51,7 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 			Retry:         RetryPolicy{MinBackoff: e.Retry.MinBackoff, MaxBackoff: e.Retry.MaxBackoff, Deadline: e.Retry.Deadline},
 			Concurrency:   e.Concurrency, MaxInFlight: e.MaxInFlight,
 			CommitInterval: cfg.Kafka.Consumer.CommitInterval, RevokeWait: cfg.Kafka.Consumer.RevokeWait,
+			Limits: cim.Limits{MaxBytes: cfg.Inbound.MaxMessageBytes, MaxIDBytes: cfg.Inbound.MaxIDBytes},
 			Budget: obs.Budget, Channels: len(e.Webhooks), Lag: kafkaedge.Lag(factory), Runner: obs.Runner, Observer: obs.Egress,
 			Ready: func(err error) { obs.Ready(condition, err) },
 		}

@@ -133,11 +133,11 @@ type Verdict struct {
 //   - 408 and 429: retried (429 waits at least its Retry-After);
 //   - any other 4xx: rejected, final;
 //   - 3xx (never followed), 5xx, timeouts and connection errors: retried.
-func Decide(a Attempt) Verdict {
+func Decide(a Attempt, limits cim.Limits) Verdict {
 	switch s := a.Status; {
 	case a.Err != nil || s == 0:
 		return Verdict{Kind: Retry, Why: fmt.Sprintf("no answer: %v", a.Err)}
-	case s == http.StatusOK && isNotification(a.Body):
+	case s == http.StatusOK && isNotification(a.Body, limits):
 		return Verdict{Kind: Forwarded, Note: a.Body}
 	case s >= 200 && s < 300:
 		return Verdict{Kind: Accepted}
@@ -151,11 +151,11 @@ func Decide(a Attempt) Verdict {
 
 // isNotification reports whether body is a CIM message that the inbound rules accept, with a
 // DELIVERYNOTIFICATION body: what the CCM would accept from the connector itself.
-func isNotification(body []byte) bool {
+func isNotification(body []byte, limits cim.Limits) bool {
 	if len(body) == 0 || len(body) > maxAnswer {
 		return false
 	}
-	m, err := cim.Decode(body)
+	m, err := cim.DecodeLimits(body, limits)
 	return err == nil && m.BodyType() == "DELIVERYNOTIFICATION" && len(cim.Validate(m, cim.Inbound)) == 0
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -307,7 +308,7 @@ func (s *refuseSink) Write(ctx context.Context, outs []stream.Output) []error {
 // with the time of now; one refused for good becomes a dead letter carrying it, instead of being dropped.
 func TestForwardedNotificationRefused(t *testing.T) {
 	note := connectorNote()
-	if !isNotification([]byte(note)) {
+	if !isNotification([]byte(note), cim.Limits{}) {
 		t.Fatal("fixture is not a valid notification")
 	}
 	for _, tc := range []struct {

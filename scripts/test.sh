@@ -38,3 +38,7 @@ cat "$CIMSTREAM_ACCOUNTS_FILE"
 if [ -d pkg/cim ] && grep -qs 'func FuzzDecodeValidate' pkg/cim/*_test.go; then
   go test -run '^$' -fuzz '^FuzzDecodeValidate$' -fuzztime "${CIMSTREAM_FUZZTIME:-10s}" ./pkg/cim
 fi
+# And on the ingress handler: never a panic, never a 2xx without a record of that body.
+if grep -qs 'func FuzzIngressHandler' internal/ingress/*_test.go; then
+  go test -run '^$' -fuzz '^FuzzIngressHandler$' -fuzztime "${CIMSTREAM_FUZZTIME:-10s}" ./internal/ingress
+fi

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,16 +56,18 @@ func TestCapHoldsTwoSessionsAtTheIdCeiling(t *testing.T) {
 }
 
 // Many sessions of one key with every identifying string at the limit: each changelog value stays under
-// the cap, a restore of it reads exactly what the table holds, and the recent records still replay to
-// the ids they were given the first time.
+// the cap, a table restored from the previous value alone (what a restart or a new owner has) decides
+// each record exactly as the live table does, and the recent records still replay to the ids they were
+// given the first time. The restored table is independent of the live one: were the live table to hold
+// more (or other) than it writes, the two would part.
 func TestStateStaysUnderItsByteCap(t *testing.T) {
 	tb := NewTable(Fixed(30 * time.Minute))
-	restored := NewTable(Fixed(30 * time.Minute))
 	k := Key(idOf("s", 0), idOf("c", 0))
 	var msgs []Message
 	var outs []Outcome
+	var value []byte // the latest changelog value
 	largest := 0
-	for i := range recentLimit + 16 { // past both bounds: the bytes from record 12 on, the number at 64
+	for i := range 3 * recentLimit {
 		m := at(int64(i), idOf("m", i), hoursAgo+int64(i)*1000)
 		switch i % 3 {
 		case 0:
@@ -73,24 +76,31 @@ func TestStateStaysUnderItsByteCap(t *testing.T) {
 			m.ChannelSessionID, m.ConversationID = idOf("cs", i), idOf("cv", i)
 		}
 		m.Data = bigData(i)
-		out := tb.Apply(k, m, int64(i))
+		restored := NewTable(Fixed(30 * time.Minute))
+		if value != nil {
+			if err := restored.Restore(k, value, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, again := tb.Apply(k, m, 0), restored.Apply(k, m, 0)
 		msgs, outs = append(msgs, m), append(outs, out)
-		if out.State == nil {
-			continue
+		if !reflect.DeepEqual(lifecycleOf(out), lifecycleOf(again)) || out.Evicted != again.Evicted {
+			t.Fatalf("record %d: the restored table decides %s, the live one %s", i, brief(again), brief(out))
 		}
-		v := Encode(out.State)
-		largest = max(largest, len(v))
-		if len(v) > MaxStateBytes {
-			t.Fatalf("record %d: the state is %d bytes, over the cap of %d", i, len(v), MaxStateBytes)
+		value = Encode(out.State)
+		largest = max(largest, len(value))
+		if len(value) > MaxStateBytes {
+			t.Fatalf("record %d: the state is %d bytes, over the cap of %d", i, len(value), MaxStateBytes)
 		}
-		if err := restored.Restore(k, v, int64(i)); err != nil {
-			t.Fatal(err)
-		}
-		if again := Encode(restored.Get(k)); !bytes.Equal(again, v) || !bytes.Equal(Encode(tb.Get(k)), v) {
-			t.Fatalf("record %d: the restored state differs from the table's", i)
+		if !bytes.Equal(Encode(again.State), value) {
+			t.Fatalf("record %d: the restored table writes another state than the live one", i)
 		}
 	}
 	t.Logf("largest state %d bytes (cap %d)", largest, MaxStateBytes)
+	restored := NewTable(Fixed(30 * time.Minute))
+	if err := restored.Restore(k, value, 0); err != nil {
+		t.Fatal(err)
+	}
 	// The latest records replay exactly, from the table and from its restore alike.
 	for i := len(msgs) - 3; i < len(msgs); i++ {
 		for name, table := range map[string]*Table{"table": tb, "restored": restored} {
@@ -98,7 +108,7 @@ func TestStateStaysUnderItsByteCap(t *testing.T) {
 			if !again.Replayed || again.Forgotten || again.ChannelSessionID != outs[i].ChannelSessionID ||
 				again.ConversationID != outs[i].ConversationID || again.Opened != outs[i].Opened || again.Closed != outs[i].Closed ||
 				!sameData(again.Data, outs[i].Data) || !sameData(again.Previous.Data, outs[i].Previous.Data) {
-				t.Fatalf("%s: record %d replays as %+v, first %+v", name, i, again, outs[i])
+				t.Fatalf("%s: record %d replays as %s, first %s", name, i, brief(again), brief(outs[i]))
 			}
 		}
 	}
@@ -123,25 +133,37 @@ func TestDecisionsDroppedForBytesAreCounted(t *testing.T) {
 	}
 }
 
-// An expiry and a passive record add decisions too: the cap holds for them.
+// An expiry and a passive record add decisions too: the cap holds for them. The replay window is long
+// enough that no decision ages out on its own, so only the cap keeps the state small.
 func TestExpiryAndPassiveStayUnderTheCap(t *testing.T) {
-	tb := NewTable(Fixed(time.Minute)).WithMaxStateBytes(64 << 10)
+	const limit = 64 << 10
+	tb := NewTable(Fixed(time.Minute)).WithMaxStateBytes(limit).WithReplayWindow(24 * time.Hour)
 	k := Key("web", "c")
+	expired, passive := 0, 0
 	for i := range 40 {
-		m := with(at(int64(2*i), idOf("m", i), 0), func(m *Message) { m.Intent = "START_CHAT"; m.Data = bigData(i) })
+		m := with(at(int64(3*i), idOf("m", i), 0), func(m *Message) { m.Intent = "START_CHAT"; m.Data = bigData(i) })
 		tb.Apply(k, m, int64(i)*10*minute)
 		for _, c := range tb.expireAt(int64(i)*10*minute + 2*minute) {
 			if c.State != nil {
-				if n := len(Encode(c.State)); n > 64<<10 {
+				expired++
+				if n := len(Encode(c.State)); n > limit {
 					t.Fatalf("expiry %d: %d bytes", i, n)
 				}
 			}
 		}
-		p := with(at(int64(2*i+1), "n", 0), func(m *Message) { m.Passive = true })
-		if out := tb.Apply(k, p, int64(i)*10*minute+3*minute); out.State != nil {
-			if n := len(Encode(out.State)); n > 64<<10 {
+		// Open again (no trusted time: it continues nothing), then a passive record finds it idle in
+		// record time and closes it.
+		o := with(at(int64(3*i+1), idOf("o", i), hoursAgo), func(m *Message) { m.Intent = "START_CHAT"; m.Data = bigData(i) })
+		tb.Apply(k, o, int64(i)*10*minute+3*minute)
+		p := with(at(int64(3*i+2), "n", hoursAgo+2*minute), func(m *Message) { m.Passive = true })
+		if out := tb.Apply(k, p, int64(i)*10*minute+4*minute); out.State != nil && out.Closed == ReasonIdle {
+			passive++
+			if n := len(Encode(out.State)); n > limit {
 				t.Fatalf("passive %d: %d bytes", i, n)
 			}
 		}
+	}
+	if expired < 30 || passive < 30 {
+		t.Fatalf("%d expiries and %d passive closes: the test no longer exercises them", expired, passive)
 	}
 }

@@ -2,7 +2,9 @@ package session
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Encode serializes a state for the changelog: the same JSON encoding/json would write for State, built
@@ -137,58 +139,280 @@ func (st *State) dataBytes() int {
 	return n
 }
 
-// Upper bounds of encoded sizes: a string escapes to at most 6 bytes per byte (\u00XX, \ufffd), an
-// int64 takes at most 20 digits, and every field name and punctuation of a state or decision fits in
-// the fixed part.
-const (
-	escapeFactor   = 6
-	intBytes       = 21
-	stateFixed     = 128
-	decisionFixed  = 96
-	stringOverhead = 2
-)
+// Exact encoded sizes, computed without encoding (no allocation): bound runs for every record, and a
+// key near the cap must not pay for an encoding it throws away (the changelog write makes the one it
+// needs). Each mirrors the append function of the same field; TestEncodedLenIsExact holds them to it.
 
-// sizeBound is at least len(Encode(st)), computed without encoding: the common case (short ids) is
-// far under any cap and needs no encoding to prove it.
-func (st *State) sizeBound() int {
-	n := stateFixed + escapeFactor*(len(st.ChannelSessionID)+len(st.ConversationID)+len(st.Ended)) + intBytes*(4+len(st.Applied))
-	for _, s := range st.Sources {
-		n += escapeFactor*len(s) + stringOverhead + 1
-	}
-	for i := range st.Recent {
-		n += st.Recent[i].sizeBound() + 1
+// stringLen is len(appendString(nil, s)): encoding/json's escaping, HTML-safe.
+func stringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6 // \u00XX
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			n += 6 // \ufffd for an invalid byte, \u2028, \u2029
+		} else {
+			n += size
+		}
+		i += size
 	}
 	return n
 }
 
-func (d *Decision) sizeBound() int {
-	return decisionFixed + intBytes*(len(d.After)+len(d.By)+4) +
-		escapeFactor*(len(d.ChannelSessionID)+len(d.ConversationID)+len(d.Opener)+len(d.Closed)) +
-		len(d.ChannelData) + len(d.Customer)
+func intLen(v int64) int {
+	n := 1
+	if v < 0 {
+		n++ // the sign; -v may overflow, so count on v itself
+	}
+	for v >= 10 || v <= -10 {
+		v /= 10
+		n++
+	}
+	return n
 }
 
-// bound keeps the encoded state within maxBytes by dropping its oldest decisions: only replays of
-// what they governed lose their exact answer (they get the current ids, flagged Forgotten, as after
-// an eviction for number). The latest decisions go last (the current session's data and the one it
-// closed, which a replay of the recent window repeats), and the latest is never dropped. It returns
-// how many of those dropped were still inside the window (run, window: running ms).
-func (st *State) bound(maxBytes int, run, window int64) (evicted int) {
-	if maxBytes <= 0 || st.sizeBound() <= maxBytes {
-		return 0
+func intsLen(v []int64) int {
+	n := 2 + max(len(v)-1, 0)
+	for _, x := range v {
+		n += intLen(x)
 	}
-	total := len(Encode(st))
-	var scratch []byte
-	drop := 0
-	for drop < len(st.Recent)-1 && total > maxBytes {
-		scratch = appendDecision(scratch[:0], &st.Recent[drop])
-		total -= len(scratch) + 1 // and the comma before the next
-		if st.Recent[drop+1].At+window >= run {
-			evicted++
+	return n
+}
+
+// encodedLen is len(Encode(st)).
+func (st *State) encodedLen() int {
+	n := len(`{"s":`) + stringLen(st.ChannelSessionID) + len(`,"c":`) + stringLen(st.ConversationID) + len(`,"open":false`)
+	if st.Open {
+		n--
+	}
+	if st.Ended != "" {
+		n += len(`,"e":`) + stringLen(string(st.Ended))
+	}
+	n += len(`,"t":`) + intLen(st.LastActivity) + len(`,"q":`) + intLen(st.Seq)
+	if st.Running != 0 {
+		n += len(`,"p":`) + intLen(st.Running)
+	}
+	if st.Seen != 0 {
+		n += len(`,"w":`) + intLen(st.Seen)
+	}
+	n += st.sourcesLen()
+	if len(st.Recent) > 0 {
+		n += len(`,"r":[]`) + len(st.Recent) - 1
+		for i := range st.Recent {
+			n += st.Recent[i].encodedLen()
 		}
-		drop++
 	}
-	if drop > 0 {
-		st.Recent = append(st.Recent[:0], st.Recent[drop:]...)
+	return n + 1
+}
+
+// sourcesLen is what Sources and Applied take in the encoding.
+func (st *State) sourcesLen() int {
+	n := 0
+	if len(st.Sources) > 0 {
+		n += len(`,"src":[]`) + len(st.Sources) - 1
+		for _, s := range st.Sources {
+			n += stringLen(s)
+		}
 	}
-	return evicted
+	if len(st.Applied) > 0 {
+		n += len(`,"a":`) + intsLen(st.Applied)
+	}
+	return n
+}
+
+// encodedLen is len(appendDecision(nil, d)). The part that never changes once the decision is made
+// (its strings and data, which can be kilobytes to scan) is computed once; After and By change when
+// sources come and go, and are counted each time.
+func (d *Decision) encodedLen() int {
+	if d.fixedLen == 0 {
+		n := len(`{"s":`) + stringLen(d.ChannelSessionID) + len(`,"c":`) + stringLen(d.ConversationID) + len(`}`)
+		if d.At != 0 {
+			n += len(`,"p":`) + intLen(d.At)
+		}
+		if d.Closed != "" {
+			n += len(`,"e":`) + stringLen(string(d.Closed))
+		}
+		if d.ClosedAt != 0 {
+			n += len(`,"x":`) + intLen(d.ClosedAt)
+		}
+		if d.Opener != "" {
+			n += len(`,"o":`) + stringLen(d.Opener)
+		}
+		if d.OpenedAt != 0 {
+			n += len(`,"t":`) + intLen(d.OpenedAt)
+		}
+		if len(d.ChannelData) > 0 {
+			n += len(`,"cd":`) + len(d.ChannelData)
+		}
+		if len(d.Customer) > 0 {
+			n += len(`,"cu":`) + len(d.Customer)
+		}
+		d.fixedLen = n
+	}
+	n := d.fixedLen
+	if len(d.After) > 0 {
+		n += len(`"a":,`) + intsLen(d.After)
+	}
+	if len(d.By) > 0 {
+		n += len(`,"b":`) + intsLen(d.By)
+	}
+	return n
+}
+
+// maxSources bounds the source partitions a key remembers (Sources): a customer's records come from a
+// handful (its channel topic's partition, both inbound stages naming the same one), a connector that
+// spreads a customer over every partition of a large topic from dozens. Beyond it, or when the cap in
+// bytes needs the room, the least recently applied go first (see bound).
+const maxSources = 64
+
+// trimmed is what bound dropped: decisions inside the replay window (Outcome.Evicted), source
+// partitions some record of the window still needed (Outcome.SourcesDropped), and whether the state
+// had to be reset (Outcome.Reset).
+type trimmed struct {
+	evicted, sources int
+	reset            bool
+}
+
+// bound keeps the state within maxSources source partitions and maxBytes encoded bytes, whatever its
+// records carry, so the table holds exactly what the changelog can take. What goes, in this order:
+//
+//  1. Source partitions no kept decision needs: none of their records applied came after the oldest
+//     decision kept, so a replay of one would be answered as forgotten anyway (not counted).
+//  2. For bytes, the oldest decisions (evicted when inside the window), never the newest that carries
+//     ids (the one current() finds), the one before it when that one closed a session (the Previous
+//     its replay repeats), nor what came after it (an END_CHAT or an idle close): a replay of the
+//     records that made them repeats STARTED and ENDED byte for byte.
+//  3. The least recently applied source partitions (counted): the records applied from one are no
+//     longer recognised, so a replay of one is applied again as a new record; and once the partition
+//     sends again, its records from before are answered as forgotten (see applied).
+//  4. When even that does not fit (ids no validator bounded, or a cap set very low), the state is reset
+//     (counted): it keeps the current session's ids but no decisions' data and no sources but the
+//     latest; when the ids alone do not fit either, the key starts fresh, as after a corrupt state.
+//
+// run and window (running ms) date the decisions for counting evictions.
+func (st *State) bound(maxBytes int, run, window int64) (tr trimmed) {
+	over := func() bool { return maxBytes > 0 && st.encodedLen() > maxBytes }
+	for len(st.Sources) > maxSources || over() {
+		if i := st.unneededSource(); i >= 0 {
+			st.dropSource(i)
+			continue
+		}
+		if len(st.Sources) <= maxSources && st.protectedFrom() > 0 {
+			if st.Recent[1].At+window >= run {
+				tr.evicted++
+			}
+			st.Recent = append(st.Recent[:0], st.Recent[1:]...)
+			continue
+		}
+		if len(st.Sources) > 1 { // the last is the record just applied
+			st.dropSource(st.oldestSource())
+			tr.sources++
+			continue
+		}
+		break
+	}
+	if over() {
+		st.reset(maxBytes, run)
+		tr.reset = true
+	}
+	return tr
+}
+
+// protectedFrom is the index of the oldest decision the cap never drops (see bound).
+func (st *State) protectedFrom() int {
+	for i := len(st.Recent) - 1; i >= 0; i-- {
+		if st.Recent[i].ChannelSessionID != "" {
+			if st.Recent[i].Closed != "" && i > 0 {
+				return i - 1
+			}
+			return i
+		}
+	}
+	return max(len(st.Recent)-1, 0)
+}
+
+// unneededSource is a source no kept decision needs (see bound), or -1: nothing applied from it after
+// the oldest decision (After is a snapshot of Applied, so the later ones hold at least as much), and no
+// decision made by one of its records.
+func (st *State) unneededSource() int {
+	if len(st.Recent) == 0 {
+		return -1
+	}
+	oldest := st.Recent[0].After
+outer:
+	for i := range st.Sources {
+		if i >= len(oldest) || oldest[i] < st.Applied[i] {
+			continue
+		}
+		for j := range st.Recent {
+			if by := st.Recent[j].By; len(by) == 2 && by[0] == int64(i) {
+				continue outer
+			}
+		}
+		return i
+	}
+	return -1
+}
+
+// oldestSource is the least recently applied source (Sources are kept in that order, see applied)
+// that no protected decision was made by, else the least recently applied.
+func (st *State) oldestSource() int {
+	p := st.protectedFrom()
+outer:
+	for i := range len(st.Sources) - 1 {
+		for j := p; j < len(st.Recent); j++ {
+			if by := st.Recent[j].By; len(by) == 2 && by[0] == int64(i) {
+				continue outer
+			}
+		}
+		return i
+	}
+	return 0
+}
+
+// dropSource forgets source i: its entry in Sources, Applied and every decision's After; a decision
+// one of its records made keeps no By (that record is no longer recognised).
+func (st *State) dropSource(i int) {
+	st.Sources = slices.Delete(st.Sources, i, i+1)
+	st.Applied = slices.Delete(st.Applied, i, i+1)
+	for j := range st.Recent {
+		d := &st.Recent[j]
+		if i < len(d.After) {
+			d.After = slices.Delete(d.After, i, i+1)
+		}
+		if len(d.By) == 2 {
+			switch {
+			case d.By[0] == int64(i):
+				d.By = nil
+			case d.By[0] > int64(i):
+				d.By[0]--
+			}
+		}
+	}
+}
+
+// reset is bound's last resort (see there).
+func (st *State) reset(maxBytes int, run int64) {
+	if n := len(st.Sources); n > 1 {
+		st.Sources, st.Applied = st.Sources[n-1:], st.Applied[n-1:]
+	}
+	// Everything applied so far is older than the one decision kept: a replay is answered as forgotten.
+	st.Recent = []Decision{{After: slices.Clone(st.Applied), ChannelSessionID: st.ChannelSessionID, ConversationID: st.ConversationID, At: run}}
+	if st.encodedLen() > maxBytes {
+		st.ChannelSessionID, st.ConversationID, st.Open, st.Ended = "", "", false, ""
+		st.Sources, st.Applied = nil, nil
+		st.Recent = []Decision{{At: run}}
+	}
 }

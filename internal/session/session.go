@@ -128,6 +128,9 @@ type Decision struct {
 	Closed   Reason `json:"e,omitempty"`
 	ClosedAt int64  `json:"x,omitempty"`
 	Data
+	// fixedLen caches the encoded length of the fields that never change once the decision is made
+	// (0: not computed yet); see encodedLen.
+	fixedLen int
 }
 
 // Data is what lifecycle events tell about a session beyond its ids: the id of the message that opened
@@ -210,7 +213,12 @@ type Outcome struct {
 	// Evicted counts decisions dropped inside the replay window because the key made more than
 	// recentLimit of them: a replay of what they governed would be answered with later ids.
 	Evicted int
-	State   *State // the state to persist (nil when unchanged)
+	// SourcesDropped counts source partitions the state forgot for room (the byte cap or maxSources)
+	// while some kept decision still needed them: a replay of their records is applied again as new.
+	SourcesDropped int
+	// Reset: even the newest decisions did not fit the byte cap, and the state was reset (see bound).
+	Reset bool
+	State *State // the state to persist (nil when unchanged)
 }
 
 // Apply decides the ids of m for key; nowMillis is the processing clock, used only to schedule
@@ -305,11 +313,12 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	if m.Intent == "END_CHAT" {
 		out.Ended, out.EndedAt = true, m.EventMillis
 		st.Open, st.Ended = false, ReasonEndChat
-		// Governs the records after the END_CHAT, not the END_CHAT itself.
-		out.Evicted += st.remember(Decision{By: by, Closed: ReasonEndChat, ClosedAt: m.EventMillis}, run, t.window)
+		// Governs the records after the END_CHAT, not the END_CHAT itself. Its own By: applied may have
+		// moved the source (and by is the opening decision's).
+		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonEndChat, ClosedAt: m.EventMillis}, run, t.window)
 	}
 	// Bounded before anyone encodes it: the table then holds exactly what the changelog gets.
-	out.Evicted += st.bound(t.maxBytes, run, t.window)
+	out.trimmed(st.bound(t.maxBytes, run, t.window))
 	t.touch(e, nowMillis)
 	out.State = st
 	return out
@@ -330,7 +339,7 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run in
 		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonIdle, ClosedAt: out.ClosedAt}, run, t.window)
 	}
 	st.applied(m, run)
-	out.Evicted += st.bound(t.maxBytes, run, t.window)
+	out.trimmed(st.bound(t.maxBytes, run, t.window))
 	t.touchPassive(e, nowMillis)
 	out.State = st
 	return out
@@ -381,17 +390,68 @@ func (st *State) source(src string) int {
 	return -1
 }
 
-// applied records m as applied at running time run.
+func (out *Outcome) trimmed(tr trimmed) {
+	out.Evicted += tr.evicted
+	out.SourcesDropped += tr.sources
+	out.Reset = out.Reset || tr.reset
+}
+
+// applied records m as applied at running time run. Sources are kept least recently applied first,
+// the order in which bound drops them.
 func (st *State) applied(m Message, run int64) {
 	st.Running = max(st.Running, run)
 	i := st.source(m.Position.Source)
 	if i < 0 {
+		// A source new to the key, or one dropped for room coming back: no decision so far governs its
+		// records before this one, so a replay of one of those is answered as forgotten, never with the
+		// ids of a decision made while the source was not known.
+		n := len(st.Sources)
+		for j := range st.Recent {
+			d := &st.Recent[j]
+			for len(d.After) < n {
+				d.After = append(d.After, -1)
+			}
+			d.After = append(d.After, m.Position.Offset-1)
+		}
 		st.Sources = append(st.Sources, m.Position.Source)
 		st.Applied = append(st.Applied, m.Position.Offset)
-	} else if m.Position.Offset > st.Applied[i] {
-		st.Applied[i] = m.Position.Offset
+	} else {
+		st.Applied[i] = max(st.Applied[i], m.Position.Offset)
+		st.toBack(i)
 	}
 	st.Seq = max(st.Seq, m.Seq)
+}
+
+// toBack moves source i to the end of Sources (the most recently applied), with its entries in Applied
+// and in every decision's After and By.
+func (st *State) toBack(i int) {
+	n := len(st.Sources)
+	if i == n-1 {
+		return
+	}
+	src, off := st.Sources[i], st.Applied[i]
+	copy(st.Sources[i:], st.Sources[i+1:])
+	copy(st.Applied[i:], st.Applied[i+1:])
+	st.Sources[n-1], st.Applied[n-1] = src, off
+	for j := range st.Recent {
+		d := &st.Recent[j]
+		if i < len(d.After) { // else entries i and after are all missing (-1), and stay so
+			after := d.After[i]
+			for len(d.After) < n {
+				d.After = append(d.After, -1)
+			}
+			copy(d.After[i:], d.After[i+1:])
+			d.After[n-1] = after
+		}
+		if len(d.By) == 2 {
+			switch {
+			case d.By[0] == int64(i):
+				d.By[0] = int64(n - 1)
+			case d.By[0] > int64(i):
+				d.By[0]--
+			}
+		}
+	}
 }
 
 // closing records that the active session of st ends before the message, for reason at record time at.

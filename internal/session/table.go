@@ -168,6 +168,9 @@ type Change struct {
 	ClosedAt int64
 	// Evicted: decisions dropped inside the replay window to make room (see Outcome.Evicted).
 	Evicted int
+	// SourcesDropped and Reset: as Outcome's.
+	SourcesDropped int
+	Reset          bool
 }
 
 // Expire ends the open sessions idle past their timeout, and forgets the ended ones past twice the
@@ -198,7 +201,9 @@ func (t *Table) lapse(e *entry, run, nowMillis int64, changes []Change) []Change
 			Previous: Previous{ChannelSessionID: e.ChannelSessionID, ConversationID: e.ConversationID, Data: e.current()}}
 		e.Open, e.Ended = false, ReasonIdle
 		c.Evicted = e.remember(Decision{Closed: ReasonIdle, ClosedAt: c.ClosedAt}, run, t.window)
-		c.Evicted += e.bound(t.maxBytes, run, t.window)
+		tr := e.bound(t.maxBytes, run, t.window)
+		c.Evicted += tr.evicted
+		c.SourcesDropped, c.Reset = tr.sources, tr.reset
 		t.schedule(e)
 		return append(changes, c)
 	}

@@ -25,6 +25,9 @@ type SessionObserver interface {
 	Replayed(remembered bool)
 	// DecisionsEvicted counts decisions dropped inside the replay window for room.
 	DecisionsEvicted(n int)
+	// StateTrimmed counts what the session state cap dropped beyond decisions: source partitions still
+	// needed (TrimmedSources, n of them) or a whole state reset (TrimmedReset, n = 1).
+	StateTrimmed(what string, n int)
 	// WatermarkAge reports how far partition's upstream watermark trails the processing clock; a negative
 	// age withdraws the partition.
 	WatermarkAge(partition int, age time.Duration)
@@ -41,8 +44,25 @@ func (nopSessions) UntrustedTime(string)            {}
 func (nopSessions) StateCorrupt()                   {}
 func (nopSessions) Replayed(bool)                   {}
 func (nopSessions) DecisionsEvicted(int)            {}
+func (nopSessions) StateTrimmed(string, int)        {}
 func (nopSessions) WatermarkAge(int, time.Duration) {}
 func (nopSessions) SessionEvent(string, string)     {}
+
+// What the session state cap trims beyond decisions (SessionObserver.StateTrimmed).
+const (
+	TrimmedSources = "sources" // source partitions forgotten: their records' replays are applied anew
+	TrimmedReset   = "reset"   // a state whose newest decisions did not fit, reset (see session.State.bound)
+)
+
+// trimmed reports what the cap dropped beyond decisions.
+func (e *Enricher) trimmed(sources int, reset bool) {
+	if sources > 0 {
+		e.observer.StateTrimmed(TrimmedSources, sources)
+	}
+	if reset {
+		e.observer.StateTrimmed(TrimmedReset, 1)
+	}
+}
 
 // Reasons a record time is not trusted as session time.
 const (
@@ -190,6 +210,7 @@ func (e *Enricher) Process(rec stream.Record) stream.Result {
 	if out.Evicted > 0 {
 		e.observer.DecisionsEvicted(out.Evicted)
 	}
+	e.trimmed(out.SourcesDropped, out.Reset)
 	if out.Replayed {
 		e.observer.Replayed(!out.Forgotten)
 		return stream.Emit(outputs...)
@@ -277,6 +298,7 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 		if c.Evicted > 0 {
 			e.observer.DecisionsEvicted(c.Evicted)
 		}
+		e.trimmed(c.SourcesDropped, c.Reset)
 		outs = append(outs, o)
 	}
 	active := e.table.Active()

@@ -45,6 +45,7 @@ type Metrics struct {
 	corruptStates  prometheus.Counter
 	replays        *prometheus.CounterVec
 	evictions      prometheus.Counter
+	trimmed        *prometheus.CounterVec
 	writeRetries   *prometheus.CounterVec
 	writeFailures  *prometheus.CounterVec
 	fetchFailures  *prometheus.CounterVec
@@ -103,6 +104,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Records recognised as applied before (duplicates after a crash or rebalance), by whether their first decision was still remembered."}, []string{"remembered"}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "cimstream_session_decisions_evicted_total",
 			Help: "Session decisions dropped inside the replay window because a key made more than the remembered maximum (a replay of what they governed gets later ids)."}),
+		trimmed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_session_state_trimmed_total",
+			Help: "What the session state cap dropped beyond decisions: source partitions still needed (sources; a replay of their records is applied again) and states reset because even their newest decisions did not fit (reset)."}, []string{"what"}),
 		writeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_retries_total",
 			Help: "Records written again after the broker refused them."}, []string{"stage"}),
 		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_write_failures_total",
@@ -131,6 +134,8 @@ func (m *Metrics) initSeries() {
 		m.fetchFailures.WithLabelValues(st)
 	}
 	m.restoreSeconds.WithLabelValues("inbound-sessions")
+	m.trimmed.WithLabelValues("sources") // inbound.TrimmedSources, TrimmedReset
+	m.trimmed.WithLabelValues("reset")
 	m.notifications.WithLabelValues("FAILED", "500")
 	m.ingress.initSeries()
 }
@@ -139,7 +144,7 @@ func (m *Metrics) initSeries() {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
 		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
-		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed}
+		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.trimmed, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed}
 	return append(all, m.ingress.collectors()...)
 }
 
@@ -221,6 +226,9 @@ func (m *Metrics) Replayed(remembered bool) {
 
 // DecisionsEvicted implements inbound.SessionObserver.
 func (m *Metrics) DecisionsEvicted(n int) { m.evictions.Add(float64(n)) }
+
+// StateTrimmed implements inbound.SessionObserver.
+func (m *Metrics) StateTrimmed(what string, n int) { m.trimmed.WithLabelValues(what).Add(float64(n)) }
 
 // SessionsActive implements inbound.SessionObserver: delta is added to the gauge.
 func (m *Metrics) SessionsActive(delta int) { m.sessionsActive.Add(float64(delta)) }

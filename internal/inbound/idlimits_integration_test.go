@@ -7,11 +7,20 @@ import (
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // pad is s lengthened with 'x' to n bytes.
 func pad(s string, n int) string { return s + strings.Repeat("x", n-len(s)) }
+
+// padEscaped is s lengthened to n bytes with '<', which the changelog's JSON escapes six-fold.
+func padEscaped(s string, n int) string { return s + strings.Repeat("<", n-len(s)) }
+
+// burst is how many START_CHATs with ids JSON escapes six-fold the test sends in one window: their
+// decisions (about 6 KiB each) add up past the state cap, short of the 64 a key keeps and of the
+// changelog's 1 MiB, so only the cap keeps the changelog records small.
+const burst = 56
 
 // idMsg is a message with id, for customer, with extra header fields.
 func idMsg(id, customer, text string, extra ...string) string {
@@ -25,8 +34,10 @@ func idMsg(id, customer, text string, extra ...string) string {
 // TestIntegrationIdsAtTheLimitSurviveARestart: four START_CHATs of one customer whose ids (message id
 // and channelCustomerIdentifier) are at the 1 KiB limit, interleaved with messages one byte over it and
 // far over it (300 KiB ids, which once grew the state past what the changelog takes): the over ones are
-// dead letters too_long naming the path, the others reach the CCM. After a restart (the table restored
-// from the changelog), the next message carries the conversation the table had before.
+// dead letters too_long naming the path, the others reach the CCM. Between them a burst of START_CHATs
+// whose ids are 1 KiB of '<' (six bytes each once escaped): no changelog record exceeds the state cap.
+// After a restart (the table restored from the changelog), the next message carries the conversation
+// the table had before.
 func TestIntegrationIdsAtTheLimitSurviveARestart(t *testing.T) {
 	cfg, f := setup(t, 1, "web")
 	topic := kafkatest.InboundTopic(cfg, "web")
@@ -42,17 +53,21 @@ func TestIntegrationIdsAtTheLimitSurviveARestart(t *testing.T) {
 		"over-conv":     "header.conversationId",
 	}
 	first := start(t, cfg, f)
-	produceLarge(t, topic, customer,
+	values := []string{
 		startChat(1),
 		idMsg(pad("over-", limit+1), customer, "over-id", `"intent":"START_CHAT"`),
 		startChat(2),
 		idMsg(pad("huge-", 300<<10), customer, "huge-id", `"intent":"START_CHAT"`),
 		startChat(3),
 		idMsg("m-over-customer", pad("cust-", limit+1), "over-customer"),
-		startChat(4),
-		idMsg("m-over-conv", customer, "over-conv", `"conversationId":"`+pad("conv-", limit+1)+`"`),
-	)
-	ccm := byText(t, kcatConsumeUnique(t, cfg.Topics.CCMInbound, 4))
+	}
+	for i := range burst {
+		values = append(values, idMsg(padEscaped(fmt.Sprint("burst-", i, "-"), limit), customer, fmt.Sprint("burst-", i), `"intent":"START_CHAT"`))
+	}
+	values = append(values, startChat(4),
+		idMsg("m-over-conv", customer, "over-conv", `"conversationId":"`+pad("conv-", limit+1)+`"`))
+	produceLarge(t, topic, customer, values...)
+	ccm := byText(t, kcatConsumeUnique(t, cfg.Topics.CCMInbound, 4+burst))
 	before := ccm["start-4"].header("conversationId")
 	if before == "" || before == ccm["start-3"].header("conversationId") {
 		t.Fatalf("the fourth START_CHAT must open a conversation of its own: %q", before)
@@ -77,21 +92,24 @@ func TestIntegrationIdsAtTheLimitSurviveARestart(t *testing.T) {
 		t.Errorf("no dead letter for %v", over)
 	}
 	largest := 0
-	for _, r := range kafkatest.KcatConsume(t, cfg.Topics.Sessions, kafkatest.AtLeast(1)) {
+	for _, r := range kafkatest.KcatConsume(t, cfg.Topics.Sessions, kafkatest.AtLeast(4+burst)) {
 		largest = max(largest, len(r.Value))
 	}
-	t.Logf("largest changelog record: %d bytes", largest)
+	t.Logf("largest changelog record: %d bytes (cap %d)", largest, session.MaxStateBytes)
+	if largest > session.MaxStateBytes {
+		t.Fatalf("a changelog record of %d bytes, over the state cap of %d", largest, session.MaxStateBytes)
+	}
 
 	first.stop(t)
 	start(t, cfg, f) // restores the table from the changelog
 	produceLarge(t, topic, customer, idMsg(pad("next-", limit), customer, "next"))
-	all := kcatConsumeUnique(t, cfg.Topics.CCMInbound, 5)
+	all := kcatConsumeUnique(t, cfg.Topics.CCMInbound, 5+burst)
 	ccm = byText(t, all)
 	if got := ccm["next"].header("conversationId"); got != before {
 		t.Fatalf("after the restart the next message is in conversation %q, the table had %q", got, before)
 	}
-	if len(ccm) != 5 {
-		t.Fatalf("the CCM got %d distinct messages, want 5", len(ccm))
+	if len(ccm) != 5+burst {
+		t.Fatalf("the CCM got %d distinct messages, want %d", len(ccm), 5+burst)
 	}
 	if n := len(kcatConsume(t, cfg.Topics.DeadLetter, 4)); n != 4 {
 		t.Fatalf("%d dead letters, want 4", n)

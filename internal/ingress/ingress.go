@@ -169,12 +169,12 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 		if !ok {
 			a := problem(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)", nil)
 			a.header = http.Header{"Www-Authenticate": {`Bearer realm="cimstream"`}}
-			return a
+			return unread(a)
 		}
 		tenant = t
 	}
 	if msg := checkContentType(r.Header.Get("Content-Type")); msg != "" {
-		return problem(http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil)
+		return unread(problem(http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil))
 	}
 	limit := int64(h.opts.MaxBodyBytes)
 	if r.ContentLength > limit {
@@ -189,7 +189,7 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 	if why != "" {
 		a := problem(http.StatusTooManyRequests, "too_many_requests", why+"; retry later", nil)
 		a.header = http.Header{"Retry-After": {h.retryAfter()}}
-		return a
+		return unread(a)
 	}
 	defer release()
 	body, a, ok := h.readBody(r)
@@ -237,10 +237,18 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 }
 
 func (h *Handler) tooLarge() answer {
-	a := problem(http.StatusRequestEntityTooLarge, "too_large",
-		"the body exceeds "+strconv.Itoa(h.opts.MaxBodyBytes)+" bytes", nil)
+	return unread(problem(http.StatusRequestEntityTooLarge, "too_large",
+		"the body exceeds "+strconv.Itoa(h.opts.MaxBodyBytes)+" bytes", nil))
+}
+
+// unread marks an answer given before the body was read: the body is drained after it and the connection
+// closed.
+func unread(a answer) answer {
 	a.drain = true
-	a.header = http.Header{"Connection": {"close"}}
+	if a.header == nil {
+		a.header = http.Header{}
+	}
+	a.header.Set("Connection", "close")
 	return a
 }
 

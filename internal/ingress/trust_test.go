@@ -22,7 +22,7 @@ import (
 )
 
 // tokensFile writes content to a fresh tokens file and loads it.
-func tokensFile(t *testing.T, content string) (*Tokens, string) {
+func tokensFile(t testing.TB, content string) (*Tokens, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {

@@ -228,6 +228,9 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 			continue
 		}
 		channels, repartition := furthest(ingest, sessions, p.cfg.Topics.Repartition)
+		for i := range channels { // the whole partition, held records included, as before
+			channels[i].End = channels[i].High
+		}
 		p.marks.Observe(at.UnixMilli(), channels, repartition)
 	}
 }
@@ -248,6 +251,7 @@ func furthest(ingest, sessions []kafkaedge.PartitionOffsets, repartitionTopic st
 		if i, ok := at[partitionKey{o.Topic, o.Partition}]; ok {
 			channels[i].Committed = max(channels[i].Committed, o.Committed)
 			channels[i].End = max(channels[i].End, o.End)
+			channels[i].High = max(channels[i].High, o.High)
 		} else {
 			channels = append(channels, o)
 		}

@@ -306,3 +306,29 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// LastStableOffsets returns the last stable offset of each partition of topics (by topic, partition),
+// in one read_committed ListOffsets request; a partition the broker answered with an error fails it.
+func LastStableOffsets(ctx context.Context, client *kafka.Client, topics map[string][]int) (map[string]map[int]int64, error) {
+	req := make(map[string][]kafka.OffsetRequest, len(topics))
+	for topic, parts := range topics {
+		for _, p := range parts {
+			req[topic] = append(req[topic], kafka.LastOffsetOf(p))
+		}
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadCommitted, Topics: req})
+	if err != nil {
+		return nil, fmt.Errorf("list last stable offsets: %w", err)
+	}
+	out := make(map[string]map[int]int64, len(resp.Topics))
+	for topic, ps := range resp.Topics {
+		out[topic] = make(map[int]int64, len(ps))
+		for _, p := range ps {
+			if p.Error != nil {
+				return nil, fmt.Errorf("last stable offset of %s/%d: %w", topic, p.Partition, p.Error)
+			}
+			out[topic][p.Partition] = p.LastOffset
+		}
+	}
+	return out, nil
+}

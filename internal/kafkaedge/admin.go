@@ -41,20 +41,23 @@ func TopicPartitions(ctx context.Context, factory *kafkaclient.Factory) (map[str
 	return counts, nil
 }
 
-// PartitionOffsets is a group's committed offset on one partition and the partition's end offset.
+// PartitionOffsets is a group's committed offset on one partition and the partition's ends.
 type PartitionOffsets struct {
 	Topic     string
 	Partition int
 	// Committed is where the group resumes: its committed offset, or the partition's first offset when
 	// it has none.
 	Committed int64
-	End       int64
+	// End is the last stable offset: where a read_committed reader stops, so what lag counts to. High
+	// is the high watermark (>= End): above End lie an open transaction's records and whatever was
+	// written after its first one, all held back until it ends.
+	End, High int64
 }
 
 // GroupOffsets returns group's committed offsets on every partition of topics, and then (read after
-// them) the partitions' end offsets. A reading is whole or an error: a topic or partition the broker
-// could not answer for fails it, so a caller never mistakes a missing partition for a caught-up one.
-// kafka-go does not report group offsets, so they are asked of the broker.
+// them) the partitions' ends. A reading is whole or an error: a topic or partition the broker could not
+// answer for fails it, so a caller never mistakes a missing partition for a caught-up one. kafka-go
+// does not report group offsets, so they are asked of the broker.
 func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]PartitionOffsets, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -85,6 +88,10 @@ func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group strin
 	if err != nil {
 		return nil, err
 	}
+	stable, err := kafkaclient.LastStableOffsets(ctx, client, parts)
+	if err != nil {
+		return nil, err
+	}
 	var out []PartitionOffsets
 	for topic, ps := range ends.Topics {
 		done := map[int]int64{}
@@ -104,14 +111,21 @@ func GroupOffsets(ctx context.Context, factory *kafkaclient.Factory, group strin
 			if !ok || at < p.FirstOffset {
 				at = p.FirstOffset
 			}
-			out = append(out, PartitionOffsets{Topic: topic, Partition: p.Partition, Committed: at, End: p.LastOffset})
+			lso, ok := stable[topic][p.Partition]
+			if !ok {
+				return nil, fmt.Errorf("last stable offset of %s/%d: not in the answer", topic, p.Partition)
+			}
+			// Read after the high watermark, the last stable offset may have passed it.
+			out = append(out, PartitionOffsets{Topic: topic, Partition: p.Partition, Committed: at, End: lso, High: max(p.LastOffset, lso)})
 		}
 	}
 	return out, nil
 }
 
-// GroupLag returns the lag of group on every partition of topics. A partition without a committed
-// offset counts from its first offset (where the group will start).
+// GroupLag returns the lag of group on every partition of topics, up to the last stable offset: what a
+// read_committed reader can read and has not, so neither an open transaction's records (not readable
+// yet) nor the markers past a group's last record (never records) show as lag. A partition without a
+// committed offset counts from its first offset (where the group will start).
 func GroupLag(ctx context.Context, factory *kafkaclient.Factory, group string, topics []string) ([]stage.PartitionLag, error) {
 	offsets, err := GroupOffsets(ctx, factory, group, topics)
 	if err != nil {

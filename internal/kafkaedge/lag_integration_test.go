@@ -76,3 +76,48 @@ func TestIntegrationGroupLagRisesAndFalls(t *testing.T) {
 		t.Fatalf("after committing everything: lag %d", got)
 	}
 }
+
+// TestIntegrationGroupLagEndsAtTheLastStableOffset: a read_committed group that read everything it can
+// has no lag, whatever transactions sit above: an open transaction's records (not readable until it
+// ends) and a finished one's markers (never records) are no lag; the records of the open transaction
+// become lag once it commits.
+func TestIntegrationGroupLagEndsAtTheLastStableOffset(t *testing.T) {
+	f := kafkatest.Factory(t)
+	topic := kafkatest.Topic(t, "txnlag", 1)
+	group := kafkatest.Name(t, "group")
+	p := kafkatest.NewTxnProducer(t)
+	p.Begin()
+	p.Send(topic, 0, "k", "committed") // offset 0, its commit marker 1
+	p.Commit()
+	p.Begin()
+	p.Send(topic, 0, "k", "open") // offset 2, left open
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offs, err := kafkaedge.GroupOffsets(ctx, f, group, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offs) != 1 || offs[0].End != 2 || offs[0].High != 3 {
+		t.Fatalf("offsets %+v: want End (last stable offset) 2 and High (high watermark) 3", offs)
+	}
+	cg, err := kafka.NewConsumerGroup(f.GroupConfig(group, []string{topic}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	gen, err := kafkaclient.NextGeneration(ctx, cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where a read_committed reader stands once it read the committed record: past its marker.
+	if err := gen.CommitOffsets(map[string]map[int]int64{topic: {0: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, f, group, topic); got != 0 {
+		t.Fatalf("lag %d with only a marker and an open transaction above the committed offset, want 0", got)
+	}
+	p.Commit()
+	if got := total(t, f, group, topic); got != 2 {
+		t.Fatalf("lag %d once the transaction committed (its record and marker), want 2", got)
+	}
+}

@@ -83,7 +83,7 @@ func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, l
 		entry: &stage.EntryGuard{Stage: stageName, Observer: cfg.Runner, Log: log},
 		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency), limits: cfg.Limits,
 			obs: cfg.Observer, now: time.Now, sleep: sleep},
-		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters}}
+		out: outcome{notifications: cfg.Notifications, deadLetters: cfg.DeadLetters, limits: cfg.Limits}}
 }
 
 // Run consumes until ctx ends, then records what was decided, commits and returns nil.
@@ -263,6 +263,11 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 	}
 	k.record = func(r stream.Record, v Verdict, done func()) {
 		outs := c.out.records(r, v)
+		if v.Kind == Forwarded && len(outs) == 1 && outs[0].Topic != c.cfg.Notifications {
+			// A wrapped notification over the size limit, dead-lettered instead: counted as the recorder
+			// counts one the topic refuses.
+			c.cfg.Runner.DeadLettered(stageName, r, []string{CodeNotificationRefused})
+		}
 		if len(outs) == 0 {
 			done()
 			return

@@ -3,10 +3,12 @@ package egress
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/outbound"
+	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -131,6 +133,7 @@ const ReasonFailed = 500
 type outcome struct {
 	notifications string
 	deadLetters   deadletter.Builder
+	limits        cim.Limits // a wrapped notification's size, as a whole one's answer is checked
 }
 
 func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
@@ -140,6 +143,9 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 	msg, _ := cim.Decode(rec.Value) // nil for an undecodable value: the notification names its coordinates
 	switch v.Kind {
 	case Forwarded:
+		if v.Alone != nil {
+			return []stream.Output{o.wrapped(rec, msg, *v.Alone)}
+		}
 		key := []byte(nil)
 		if msg != nil {
 			key = []byte(msg.ConversationID())
@@ -163,4 +169,31 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 		}
 	}
 	return nil
+}
+
+// wrapped builds the notification of a DELIVERYNOTIFICATION body answered alone, as the outbound stage
+// builds its own: the original's ids, customer and channelData, the connector's status, reasonCode and
+// text. Its messageId is the original message's id, which the CCM knows the message by; the connector's
+// own id (a provider's, or the seed's placeholder) goes to header.providerMessageId when it differs. The id
+// is derived from the delivery and the outcome, and the time is the record's, so a redelivery answered
+// the same writes the same bytes. One over the message size limit is a dead letter carrying it, as one
+// the notifications topic refuses.
+func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) stream.Output {
+	provider := b.MessageID
+	if msg != nil && provider == msg.ID() {
+		provider = "" // the connector echoed the original's id: nothing more to keep
+	}
+	out := outbound.NotificationOf(o.notifications, rec, msg, outbound.Outcome{Status: b.Status, Reason: b.Reason, Text: b.Text,
+		ID: session.DeriveID("notification", "webhook", DeliveryID(rec), b.Status, strconv.Itoa(b.Reason)), ProviderMessageID: provider})
+	limit := o.limits.MaxBytes
+	if limit <= 0 {
+		limit = cim.DefaultMaxBytes
+	}
+	if len(out.Value) <= limit {
+		return out
+	}
+	note := rec
+	note.Value = out.Value
+	return o.deadLetters.Build(note, cim.Violations{{Code: CodeNotificationRefused, Message: fmt.Sprintf(
+		"the connector's DELIVERYNOTIFICATION, wrapped, is %d bytes; the message size limit is %d bytes", len(out.Value), limit)}})
 }

@@ -3,12 +3,15 @@ package egress
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/stream"
@@ -123,12 +126,24 @@ func (k Kind) String() string {
 type Verdict struct {
 	Kind   Kind
 	Reason int    // the status of a rejection
-	Note   []byte // the notification to forward
-	Why    string // for a dead letter and the logs
+	Note   []byte // the notification to forward, a whole CIM message
+	// Alone is a DELIVERYNOTIFICATION body answered alone (the seed's form), wrapped into a notification
+	// of the original message when recorded; Note is then nil.
+	Alone *BodyAlone
+	Why   string // for a dead letter and the logs
+}
+
+// BodyAlone is what a connector's DELIVERYNOTIFICATION body alone says, checked by the contract's body rules.
+type BodyAlone struct {
+	MessageID string // the connector's id of the message (non-blank, within the id bound)
+	Status    string // one of cim.DeliveryStatuses
+	Reason    int    // reasonCode, sent as an integer or a digit string
+	Text      string // markdownText, "" when absent
 }
 
 // Decide classifies one attempt (docs/decisions.md, "Webhook answers"):
-//   - 200 with a valid CIM message whose body is a DELIVERYNOTIFICATION: forwarded;
+//   - 200 with a valid CIM message whose body is a DELIVERYNOTIFICATION: forwarded as it came;
+//   - 200 with a valid DELIVERYNOTIFICATION body alone (the seed's example): forwarded, wrapped;
 //   - any other 2xx, a 200 without a valid notification included: accepted;
 //   - 408 and 429: retried (429 waits at least its Retry-After);
 //   - any other 4xx: rejected, final;
@@ -139,6 +154,11 @@ func Decide(a Attempt, limits cim.Limits) Verdict {
 		return Verdict{Kind: Retry, Why: fmt.Sprintf("no answer: %v", a.Err)}
 	case s == http.StatusOK && isNotification(a.Body, limits):
 		return Verdict{Kind: Forwarded, Note: a.Body}
+	case s == http.StatusOK:
+		if b, ok := bodyAlone(a.Body, limits); ok {
+			return Verdict{Kind: Forwarded, Alone: &b}
+		}
+		return Verdict{Kind: Accepted}
 	case s >= 200 && s < 300:
 		return Verdict{Kind: Accepted}
 	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests:
@@ -157,6 +177,72 @@ func isNotification(body []byte, limits cim.Limits) bool {
 	}
 	m, err := cim.DecodeLimits(body, limits)
 	return err == nil && m.BodyType() == "DELIVERYNOTIFICATION" && len(cim.Validate(m, cim.Inbound)) == 0
+}
+
+// bodyPrefix frames a body alone as a message holding only that body, so the contract's own body rules
+// (pkg/cim) check it; the header's violations are then ignored.
+const bodyPrefix = `{"body":`
+
+// bodyAlone reads a DELIVERYNOTIFICATION body answered alone. It must be one JSON object (checked before
+// framing, so nothing in it can close the frame and add keys), within the message size and depth limits,
+// and valid by the body rules: messageId non-blank within the id bound, status one of the statuses,
+// reasonCode an integer or a digit string of 0 or more.
+func bodyAlone(body []byte, limits cim.Limits) (BodyAlone, bool) {
+	b := bytes.TrimSpace(body)
+	maxBytes := limits.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = cim.DefaultMaxBytes
+	}
+	if len(b) == 0 || b[0] != '{' || len(b) > maxAnswer || len(b) > maxBytes || !json.Valid(b) {
+		return BodyAlone{}, false
+	}
+	framed := limits
+	framed.MaxBytes = len(b) + len(bodyPrefix) + 1
+	if framed.MaxDepth <= 0 {
+		framed.MaxDepth = cim.DefaultMaxDepth
+	}
+	framed.MaxDepth++ // the frame's level: the body itself gets the configured depth
+	m, err := cim.DecodeLimits(append(append([]byte(bodyPrefix), b...), '}'), framed)
+	if err != nil || m.BodyType() != "DELIVERYNOTIFICATION" {
+		return BodyAlone{}, false
+	}
+	for _, v := range cim.Validate(m, cim.Inbound) {
+		if v.Path == "body" || strings.HasPrefix(v.Path, "body.") {
+			return BodyAlone{}, false
+		}
+	}
+	reason, ok := reasonCode(m.RawValue("body", "reasonCode"))
+	if !ok {
+		return BodyAlone{}, false
+	}
+	var out BodyAlone
+	out.MessageID, _ = m.String("body", "messageId")
+	out.Status, _ = m.String("body", "status")
+	out.Text, _ = m.String("body", "markdownText")
+	out.Reason = reason
+	return out, true
+}
+
+// reasonCode reads a reasonCode the body rules accepted: an integer (200, 200.0, 2e2) or a digit string;
+// one beyond int saturates, as the rules' own reading does.
+func reasonCode(raw []byte) (int, bool) {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, false
+		}
+		raw = []byte(s)
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 0); err == nil {
+		return int(n), true
+	} else if errors.Is(err, strconv.ErrRange) {
+		return math.MaxInt, true
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<62 {
+		return 0, false
+	}
+	return int(f), true
 }
 
 // AttemptResult is the result label of an attempt: 2xx, 3xx, 4xx, 5xx, timeout or error.

@@ -192,6 +192,24 @@ func (p *Processor) notification(pd pending) stream.Output {
 // the input record's and text never carries error details, so a notification sent again after a crash is
 // byte-identical. The webhook egress builds its notifications here too.
 func Notification(topic string, rec stream.Record, msg *cim.Message, status string, reason int, text string) stream.Output {
+	return NotificationOf(topic, rec, msg, Outcome{Status: status, Reason: reason, Text: text})
+}
+
+// Outcome is what a notification reports.
+type Outcome struct {
+	Status string
+	Reason int
+	Text   string
+	// ID is the notification's id when the caller derives it (the webhook egress, from the delivery);
+	// empty: derived from the message id and the outcome.
+	ID string
+	// ProviderMessageID is header.providerMessageId: a connector's own id of the message, when it named one.
+	ProviderMessageID string
+}
+
+// NotificationOf is Notification with every part of the outcome given; the same header, body and time rules.
+func NotificationOf(topic string, rec stream.Record, msg *cim.Message, o Outcome) stream.Output {
+	status, reason, text := o.Status, o.Reason, o.Text
 	messageID := ""
 	var n note
 	if msg != nil {
@@ -206,7 +224,11 @@ func Notification(topic string, rec stream.Record, msg *cim.Message, status stri
 	}
 	// The reason code is part of the outcome: FAILED/404 and FAILED/500 of one message (a route added
 	// between a crash and its replay) are different notifications, not duplicates.
-	n.ID = session.DeriveID("notification", messageID, status, strconv.Itoa(reason))
+	n.ID = o.ID
+	if n.ID == "" {
+		n.ID = session.DeriveID("notification", messageID, status, strconv.Itoa(reason))
+	}
+	n.Header.ProviderMessageID = o.ProviderMessageID
 	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
 	n.Header.Timestamp = recordMillis(rec.Time)
 	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: status,
@@ -237,7 +259,9 @@ type note struct {
 		ChannelSessionID string          `json:"channelSessionId,omitempty"`
 		ConversationID   string          `json:"conversationId,omitempty"`
 		Customer         json.RawMessage `json:"customer,omitempty"`
-		Timestamp        int64           `json:"timestamp"`
+		// Only in a connector's notification; omitted, the stage's own stay byte-identical to earlier ones.
+		ProviderMessageID string `json:"providerMessageId,omitempty"`
+		Timestamp         int64  `json:"timestamp"`
 	} `json:"header"`
 	Body cim.DeliveryNotificationBody `json:"body"`
 }

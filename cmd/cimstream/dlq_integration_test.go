@@ -18,6 +18,7 @@ import (
 	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/stream"
 )
 
 // dlqStartInbound runs the real inbound pipeline on cfg until the returned stop is called (or the test ends).
@@ -277,8 +278,9 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	texts := map[string]int{}
 	for _, r := range ccm {
 		texts[dlqText(r.Value)]++
-		if t2 := dlqText(r.Value); strings.HasPrefix(t2, "big") && r.Headers[dlq.HeaderReplayCount] != "2" {
-			t.Errorf("%s reached the CCM with replay count %q, want 2", t2, r.Headers[dlq.HeaderReplayCount])
+		// The channel topic's replay headers reach the CCM renamed, as any cimstream.* header from outside.
+		if t2 := dlqText(r.Value); strings.HasPrefix(t2, "big") && r.Headers[stream.RenamedPrefix+dlq.HeaderReplayCount] != "2" {
+			t.Errorf("%s reached the CCM with replay count %q, want 2", t2, r.Headers[stream.RenamedPrefix+dlq.HeaderReplayCount])
 		}
 	}
 	if len(ccm) != 5 || texts["v1"] != 1 || texts["v2"] != 1 || texts["v3"] != 1 || texts["big1"] != 1 || texts["big2"] != 1 {

@@ -3,8 +3,10 @@ package egress
 import (
 	"context"
 	"fmt"
+	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -132,11 +134,16 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 	finished := make(chan struct{})
 	var mu sync.Mutex
 	live := map[stage.Assignment]*keyed{}
+	positions := map[stage.Assignment]*atomic.Int64{}
 	flush := func() {
 		snap := map[string]map[int]stage.OffsetMeta{}
 		mu.Lock()
 		for a, k := range live {
-			if om, ok := k.commit(); ok {
+			om, ok := k.commit()
+			if pos := positions[a].Load(); pos >= 0 {
+				om, ok = pastSettled(k, pos, om, ok)
+			}
+			if ok {
 				if snap[a.Topic] == nil {
 					snap[a.Topic] = map[int]stage.OffsetMeta{}
 				}
@@ -181,10 +188,12 @@ func (c *Channel) generation(stop context.Context, gen stage.Generation) {
 				if total := c.cfg.Budget.Total(); total > 0 {
 					k.maxSize = max(1, total/2/int64(max(c.cfg.Channels, 1))/int64(len(assignments)))
 				}
+				pos := new(atomic.Int64)
+				pos.Store(-1)
 				mu.Lock()
-				live[a] = k
+				live[a], positions[a] = k, pos
 				mu.Unlock()
-				c.partition(genCtx, stop, a, k)
+				c.partition(genCtx, stop, a, k, pos)
 			}()
 		}
 		c.cfg.Ready(nil)
@@ -231,9 +240,27 @@ func (c *Channel) reportOldest(live map[stage.Assignment]*keyed) {
 	c.cfg.Observer.OldestPending(c.cfg.Channel, age)
 }
 
+// positionEvery bounds how long a partition's fetch waits before the reader's position is taken again,
+// so the offsets a read passes without a record (markers) get committed while nothing else arrives.
+const positionEvery = time.Second
+
+// pastSettled is what to commit for a partition whose reader stands at pos (every offset below it
+// fetched and tracked, or no record: a transaction's marker, an aborted record): pos itself once
+// everything tracked is settled, else the keyed scheduler's own commit om.
+func pastSettled(k *keyed, pos int64, om stage.OffsetMeta, ok bool) (stage.OffsetMeta, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.offsets.InFlight() > 0 || (ok && om.Offset >= pos) {
+		return om, ok
+	}
+	// An earlier owner's settled offsets above pos stay in the metadata, as the keyed commit keeps them.
+	return stage.OffsetMeta{Offset: pos, Metadata: EncodeSettled(pos, k.settledAbove(pos))}, true
+}
+
 // partition fetches one partition into its keyed scheduler until the partition is lost or the stage
 // stops; then POSTs already sent finish and the outcomes decided reach the broker, both within RevokeWait.
-func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k *keyed) {
+// pos is where the reader stands once what it returned is tracked (negative: not known).
+func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k *keyed, pos *atomic.Int64) {
 	ctx, cancel := context.WithCancel(genCtx)
 	defer cancel()
 	go func() {
@@ -303,12 +330,26 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 		}
 		return r, ok
 	}
+	positioner, _ := reader.(stage.Positioner)
+	// The reader is for this goroutine alone: its position is taken here, after what it returned was
+	// tracked, and handed to the commits.
+	position := func() {
+		if positioner != nil {
+			pos.Store(positioner.Position())
+		}
+	}
 	failures := 0
 	for ctx.Err() == nil {
 		if !c.cfg.Budget.Wait(ctx) || !k.waitSpace(ctx) {
 			break
 		}
-		r, err := reader.Fetch(ctx)
+		fctx, cancel := context.WithTimeout(ctx, positionEvery)
+		r, err := reader.Fetch(fctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			position() // nothing arrived: what was passed may be markers only
+			continue
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				c.cfg.Runner.FetchFailed(stageName)
@@ -323,6 +364,7 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 		if done[r.Offset] {
 			delete(done, r.Offset)
 			k.skip(r)
+			position()
 			continue
 		}
 		c.cfg.Budget.Take(int64(r.Size()))
@@ -332,6 +374,7 @@ func (c *Channel) partition(genCtx, stop context.Context, a stage.Assignment, k 
 		if k.add(ctx, r) {
 			c.cfg.Budget.Give(int64(r.Size())) // kept as a stub: re-read when its turn comes
 		}
+		position()
 	}
 	k.wait()
 	unsettled := k.unsettled()

@@ -257,10 +257,10 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		// from the active session or derived.
 		sid, cid := m.ChannelSessionID, m.ConversationID
 		if sid == "" {
-			sid = pick(active, st, true, m.ID)
+			sid = pick(active, st, true, key, m.ID)
 		}
 		if cid == "" {
-			cid = pick(active, st, false, m.ID)
+			cid = pick(active, st, false, key, m.ID)
 		}
 		if active && (sid != st.ChannelSessionID || cid != st.ConversationID) {
 			out.closing(st, ReasonAdopted, m.EventMillis)
@@ -272,7 +272,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			out.closing(st, ReasonStartChat, m.EventMillis)
 		}
 		out.Opened = true
-		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
+		out.ChannelSessionID, out.ConversationID = openedIDs(key, m.ID)
 	case active:
 		out.ChannelSessionID, out.ConversationID = st.ChannelSessionID, st.ConversationID
 	default:
@@ -280,7 +280,7 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 			out.closing(st, ReasonIdle, st.LastActivity+idle)
 		}
 		out.Opened = true
-		out.ChannelSessionID, out.ConversationID = DeriveID("channelSession", m.ID), DeriveID("conversation", m.ID)
+		out.ChannelSessionID, out.ConversationID = openedIDs(key, m.ID)
 	}
 
 	if e == nil {
@@ -519,17 +519,25 @@ func (st *State) prune(run, window int64) {
 	}
 }
 
-func pick(active bool, st *State, session bool, msgID string) string {
+func pick(active bool, st *State, session bool, key, msgID string) string {
+	sid, cid := openedIDs(key, msgID)
 	switch {
 	case active && session:
 		return st.ChannelSessionID
 	case active:
 		return st.ConversationID
 	case session:
-		return DeriveID("channelSession", msgID)
+		return sid
 	default:
-		return DeriveID("conversation", msgID)
+		return cid
 	}
+}
+
+// openedIDs are the ids of a session the message msgID opens for key. The key is part of them: message
+// ids are the connector's to choose, and two connectors (or two customers of one) that both number their
+// messages "1", "2", ... must never open the same conversation. Both are replay-stable.
+func openedIDs(key, msgID string) (channelSessionID, conversationID string) {
+	return DeriveID("channelSession", key, msgID), DeriveID("conversation", key, msgID)
 }
 
 // IdleTimeouts resolves the idle timeout of a serviceIdentifier.

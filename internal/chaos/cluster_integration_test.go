@@ -1,6 +1,7 @@
 package chaos_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,10 +30,50 @@ type clusterRun struct {
 	fault time.Time // when the fault began
 }
 
+// readiness polls /readyz every 100 ms until stopped and says for how long it was not 200, and when it
+// last turned 200 again.
+type readiness struct {
+	stop, done chan struct{}
+	notReady   time.Duration
+	lastBack   time.Time
+	wentDown   int
+}
+
+func watchReady(in *instance) *readiness {
+	w := &readiness{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		up := true
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			began := time.Now()
+			ok := ready(in)
+			switch {
+			case !ok:
+				w.notReady += 100*time.Millisecond + time.Since(began)
+				if up {
+					w.wentDown++
+				}
+			case !up:
+				w.lastBack = time.Now()
+			}
+			up = ok
+		}
+	}()
+	return w
+}
+
+func (w *readiness) end() { close(w.stop); <-w.done }
+
 type clusterFault struct {
 	name string
-	// conversations per customer: the traffic must outlast the fault.
+	// conversations per customer and the time between rounds: the traffic must outlast the fault.
 	conversations int
+	interval      time.Duration
 	run           func(t *testing.T, r *clusterRun)
 }
 
@@ -44,7 +85,7 @@ func killLeaderOf(topic func(config.Config) string) func(t *testing.T, r *cluste
 		leader := r.cl.Leader(t, name, 0)
 		r.fault = time.Now()
 		r.cl.Kill(t, leader)
-		next := r.cl.Leader(t, name, 0)
+		next := r.cl.LeaderNot(t, name, 0, leader)
 		t.Logf("node %d (leader of %s/0) SIGKILLed after %d of %d rounds; new leader node %d after %v",
 			leader, name, r.lp.sent.Load(), r.lp.rounds, next, time.Since(r.fault).Round(100*time.Millisecond))
 		r.lp.waitShare(70, time.Minute)
@@ -54,33 +95,34 @@ func killLeaderOf(topic func(config.Config) string) func(t *testing.T, r *cluste
 }
 
 var clusterFaults = []clusterFault{
-	{"ConnectorPartitionLeaderKilled", 8, killLeaderOf(func(c config.Config) string { return c.Topics.InboundChannels[0] })},
-	{"CCMInboundPartitionLeaderKilled", 8, killLeaderOf(func(c config.Config) string { return c.Topics.CCMInbound })},
-	{"ChangelogPartitionLeaderKilled", 8, killLeaderOf(func(c config.Config) string { return c.Topics.Sessions })},
-	{"GroupCoordinatorKilled", 8, func(t *testing.T, r *clusterRun) {
+	{"ConnectorPartitionLeaderKilled", 8, 250 * time.Millisecond, killLeaderOf(func(c config.Config) string { return c.Topics.InboundChannels[0] })},
+	{"CCMInboundPartitionLeaderKilled", 8, 250 * time.Millisecond, killLeaderOf(func(c config.Config) string { return c.Topics.CCMInbound })},
+	{"ChangelogPartitionLeaderKilled", 8, 250 * time.Millisecond, killLeaderOf(func(c config.Config) string { return c.Topics.Sessions })},
+	{"GroupCoordinatorKilled", 8, 250 * time.Millisecond, func(t *testing.T, r *clusterRun) {
 		group := r.cfg.Kafka.Consumer.GroupID
 		coord := r.cl.Coordinator(t, group)
 		r.fault = time.Now()
 		r.cl.Kill(t, coord)
-		next := r.cl.Coordinator(t, group)
+		next := r.cl.CoordinatorNot(t, group, coord)
 		t.Logf("node %d (coordinator of group %s) SIGKILLed after %d of %d rounds; coordinator now node %d after %v",
 			coord, group, r.lp.sent.Load(), r.lp.rounds, next, time.Since(r.fault).Round(100*time.Millisecond))
 		r.lp.waitShare(70, time.Minute)
 		r.cl.Start(t, coord)
 	}},
-	{"RollingRestart", 16, func(t *testing.T, r *clusterRun) {
+	{"RollingRestart", 12, 500 * time.Millisecond, func(t *testing.T, r *clusterRun) {
 		r.fault = time.Now()
 		for _, id := range r.cl.Nodes() {
 			began := time.Now()
 			r.cl.Stop(t, id)
 			stopped := time.Since(began)
 			r.cl.Start(t, id)
+			started := time.Since(began) - stopped
 			insync := r.cl.WaitInSync(t, 90*time.Second)
-			t.Logf("node %d: stopped (SIGTERM) in %v, started, every replica in sync %v later; %d of %d rounds sent",
-				id, stopped.Round(100*time.Millisecond), insync.Round(100*time.Millisecond), r.lp.sent.Load(), r.lp.rounds)
+			t.Logf("node %d: stopped (SIGTERM) in %v, registered again %v later, every replica in sync %v after that; %d of %d rounds sent",
+				id, stopped.Round(100*time.Millisecond), started.Round(100*time.Millisecond), insync.Round(100*time.Millisecond), r.lp.sent.Load(), r.lp.rounds)
 		}
 	}},
-	{"OneNodeLeftDown", 8, func(t *testing.T, r *clusterRun) {
+	{"OneNodeLeftDown", 8, 250 * time.Millisecond, func(t *testing.T, r *clusterRun) {
 		// The node leading the CCM topic's partition 0, never started again.
 		leader := r.cl.Leader(t, r.cfg.Topics.CCMInbound, 0)
 		r.fault = time.Now()
@@ -118,13 +160,20 @@ func runClusterFault(t *testing.T, cl *kafkatest.Cluster, seed uint64, f cluster
 	p := sessionsProducer(t, cfg)
 	in := start(t, path)
 	r := &clusterRun{cl: cl, cfg: cfg, in: in}
-	r.lp = produceLive(p, s, 250*time.Millisecond)
+	r.lp = produceLive(p, s, f.interval)
 	r.lp.waitShare(25, time.Minute)
+	w := watchReady(in)
 	f.run(t, r)
 	r.lp.finish(t)
 	// /readyz back to 200 (bounded), then the account: everything arrived and both groups caught up.
 	waitReady(t, in, 60*time.Second)
-	t.Logf("ready %v after the fault began; traffic done", time.Since(r.fault).Round(100*time.Millisecond))
+	w.end()
+	back := "never went down"
+	if w.wentDown > 0 {
+		back = fmt.Sprintf("last back to 200 %v after the fault began", w.lastBack.Sub(r.fault).Round(100*time.Millisecond))
+	}
+	t.Logf("/readyz: not 200 %d time(s), %v in all, %s; traffic done %v after the fault began",
+		w.wentDown, w.notReady.Round(100*time.Millisecond), back, time.Since(r.fault).Round(100*time.Millisecond))
 	res := checkSessions(t, cfg, s, 0)
 	if !strings.Contains(res.line, " dead=0 ") {
 		t.Errorf("records were dead-lettered during a broker fault: %s", res.line)

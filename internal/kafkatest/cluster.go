@@ -89,13 +89,20 @@ func (c *Cluster) Client() *kafka.Client {
 // Leader is the node id that leads topic's partition now (bounded wait: 30 s for a leader).
 func (c *Cluster) Leader(t testing.TB, topic string, partition int) int {
 	t.Helper()
+	return c.LeaderNot(t, topic, partition, 0)
+}
+
+// LeaderNot waits (at most 30 s) until topic's partition has a leader other than node not (0: any),
+// as after that node was killed, and returns it.
+func (c *Cluster) LeaderNot(t testing.TB, topic string, partition, not int) int {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		md, err := c.Client().Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 		cancel()
 		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil {
 			for _, p := range md.Topics[0].Partitions {
-				if p.ID == partition && p.Leader.Host != "" {
+				if p.ID == partition && p.Leader.Host != "" && p.Leader.ID != not {
 					return p.Leader.ID
 				}
 			}
@@ -109,11 +116,17 @@ func (c *Cluster) Leader(t testing.TB, topic string, partition int) int {
 // Coordinator is the node id coordinating consumer group now (FindCoordinator; bounded wait 30 s).
 func (c *Cluster) Coordinator(t testing.TB, group string) int {
 	t.Helper()
+	return c.CoordinatorNot(t, group, 0)
+}
+
+// CoordinatorNot waits (at most 30 s) until group's coordinator is a node other than not (0: any).
+func (c *Cluster) CoordinatorNot(t testing.TB, group string, not int) int {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := c.Client().FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
 		cancel()
-		if err == nil && resp.Error == nil && resp.Coordinator != nil {
+		if err == nil && resp.Error == nil && resp.Coordinator != nil && resp.Coordinator.NodeID != not {
 			return resp.Coordinator.NodeID
 		}
 		if time.Now().After(deadline) {

@@ -155,6 +155,8 @@ func quantity(expr string) string {
 		return "seconds"
 	case strings.Contains(expr, "rate(") && strings.Contains(expr, "_bytes_total"):
 		return "bytes per second"
+	case strings.Contains(expr, "rate(") && strings.Contains(expr, "_seconds_total"):
+		return "seconds per second" // a share of time, e.g. throttled
 	case strings.HasPrefix(expr, "60 * ") && strings.Contains(expr, "rate("):
 		return "per minute"
 	case strings.Contains(expr, "rate("):
@@ -169,12 +171,13 @@ func quantity(expr string) string {
 }
 
 var unitsFor = map[string][]string{
-	"seconds":          {"s", "ms"},
-	"per second":       {"ops", "reqps", "cps"},
-	"per minute":       {"opm", "cpm"},
-	"bytes per second": {"Bps", "binBps"},
-	"bytes":            {"bytes", "decbytes"},
-	"count":            {"short", "none"},
+	"seconds":            {"s", "ms"},
+	"per second":         {"ops", "reqps", "cps"},
+	"per minute":         {"opm", "cpm"},
+	"bytes per second":   {"Bps", "binBps"},
+	"seconds per second": {"percentunit"},
+	"bytes":              {"bytes", "decbytes"},
+	"count":              {"short", "none"},
 }
 
 // TestDashboardPanelUnits: each panel shows one quantity, in a unit that fits it, with no per-series

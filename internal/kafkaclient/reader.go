@@ -213,6 +213,7 @@ func (r *Reader) fetch(offset int64) fetched {
 		return fetched{err: err}
 	}
 	resp := m.(*fetch.Response)
+	Throttled("fetch", time.Duration(resp.ThrottleTimeMs)*time.Millisecond)
 	if resp.ErrorCode != 0 {
 		return fetched{err: kafka.Error(resp.ErrorCode)}
 	}

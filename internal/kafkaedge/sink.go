@@ -204,6 +204,9 @@ func (s *Sink) produce(ctx context.Context, topic string, partition int, outputs
 		Topic: topic, Partition: partition, RequiredAcks: kafka.RequireAll, Compression: s.compression,
 		Records: kafka.NewRecordReader(records...),
 	})
+	if err == nil {
+		kafkaclient.Throttled("produce", resp.Throttle) // a quota: the broker holds the next request back
+	}
 	if err == nil && resp.Error != nil {
 		err = resp.Error
 		for _, rerr := range resp.RecordErrors {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/kafkaclient"
 )
 
 // Stats exports what the Kafka clients do: produce requests of the sinks (records, bytes, errors,
@@ -18,6 +20,8 @@ type Stats struct {
 	mu      sync.Mutex
 	readers map[[2]string]float64 // metric, stage → total
 	descs   map[string]*prometheus.Desc
+
+	throttleSeconds, throttled *prometheus.Desc
 }
 
 var readerMetrics = []struct{ name, help string }{
@@ -42,6 +46,10 @@ func NewStats(reg prometheus.Registerer) *Stats {
 			Help:    "Produce request round trips with acks=all.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5}}, []string{"stage"}),
 		readers: map[[2]string]float64{}, descs: map[string]*prometheus.Desc{},
+		throttleSeconds: prometheus.NewDesc("cimstream_kafka_throttle_seconds_total",
+			"Throttle time the broker named in produce and fetch responses (a client quota), added up.", []string{"request"}, nil),
+		throttled: prometheus.NewDesc("cimstream_kafka_throttled_responses_total",
+			"Produce and fetch responses that named a throttle time (a client quota).", []string{"request"}, nil),
 	}
 	for _, m := range readerMetrics {
 		s.descs[m.name] = prometheus.NewDesc(m.name, m.help, []string{"stage", "client"}, nil)
@@ -82,6 +90,8 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range s.descs {
 		ch <- d
 	}
+	ch <- s.throttleSeconds
+	ch <- s.throttled
 }
 
 // Collect implements prometheus.Collector.
@@ -90,6 +100,11 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 	defer s.mu.Unlock()
 	for key, v := range s.readers {
 		ch <- prometheus.MustNewConstMetric(s.descs[key[0]], prometheus.CounterValue, v, key[1], "reader")
+	}
+	// Process-wide: every produce and fetch response of this process's clients.
+	for request, total := range kafkaclient.ThrottleTotals() {
+		ch <- prometheus.MustNewConstMetric(s.throttleSeconds, prometheus.CounterValue, total.Seconds, request)
+		ch <- prometheus.MustNewConstMetric(s.throttled, prometheus.CounterValue, float64(total.Responses), request)
 	}
 }
 

@@ -121,12 +121,18 @@ type answer struct {
 	// drain: the body was not read (413); it is read and discarded after the answer, so a client that
 	// writes it whole before reading still reads the answer instead of a connection reset.
 	drain bool
+	// authed: the request got past auth; its connection is not closed for a new one until answered.
+	authed bool
 }
 
-// A refused body is discarded up to drainBytes within drainTimeout; a client sending more is cut.
+// A refused body is discarded up to drainBytes within drainTimeout; a client sending more is cut. Before
+// auth (401) only up to unauthDrainBytes within unauthDrainTimeout: a client without a token must not hold
+// a connection for seconds.
 const (
-	drainBytes   = 8 << 20
-	drainTimeout = 5 * time.Second
+	drainBytes         = 8 << 20
+	drainTimeout       = 5 * time.Second
+	unauthDrainBytes   = 64 << 10
+	unauthDrainTimeout = time.Second
 )
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +155,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.WriteHeader(a.code)
 		_, _ = w.Write(a.body)
+		if a.authed {
+			authenticated(r.Context(), -1)
+		}
 	}
 	h.obs.IngressInFlight(-1)
 	h.obs.IngressRequest(route, a.code, time.Since(start))
@@ -173,6 +182,14 @@ func (h *Handler) handle(r *http.Request, route string) answer {
 		}
 		tenant = t
 	}
+	authenticated(r.Context(), 1)
+	a := h.accept(r, tenant)
+	a.authed = true
+	return a
+}
+
+// accept handles a request past auth.
+func (h *Handler) accept(r *http.Request, tenant *Tenant) answer {
 	if msg := checkContentType(r.Header.Get("Content-Type")); msg != "" {
 		return unread(problem(http.StatusUnsupportedMediaType, "unsupported_media_type", msg, nil))
 	}
@@ -262,8 +279,15 @@ func (h *Handler) answerThenDrain(w http.ResponseWriter, r *http.Request, a answ
 	w.WriteHeader(a.code)
 	_, _ = w.Write(a.body)
 	_ = rc.Flush()
-	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
-	_, _ = io.CopyN(io.Discard, r.Body, drainBytes)
+	n, within := int64(drainBytes), drainTimeout
+	if a.authed {
+		// Answered: the drain is a courtesy a new connection may cut.
+		authenticated(r.Context(), -1)
+	} else {
+		n, within = unauthDrainBytes, unauthDrainTimeout
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(within))
+	_, _ = io.CopyN(io.Discard, r.Body, n)
 }
 
 // readBody reads the body up to the limit: 413 over it, 400 when empty or cut short. A body of known length

@@ -73,9 +73,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("ingress.address %s: %w", s.cfg.Address, err)
 	}
 	s.addr <- ln.Addr().String()
-	ln = newLimitListener(ln, s.cfg.MaxConnections)
+	limit := newLimitListener(ln, s.cfg.MaxConnections)
+	ln = limit
 	srv := &http.Server{
 		Handler:           s.handler,
+		ConnState:         limit.connState,
+		ConnContext:       connContext,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,

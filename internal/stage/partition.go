@@ -72,16 +72,21 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 			offsets.Track(rec.Offset)
 			offsets.Settle(rec.Offset)
 		}
-		next, ok := offsets.Committable()
-		if !ok {
+		next, settled := offsets.Committable()
+		if !settled {
 			next = a.Offset
 		}
 		// Past what was settled, the reader may have passed offsets that are no records (markers): with
 		// nothing in flight they are as done as the records before them.
 		if positioner != nil && offsets.InFlight() == 0 {
 			pos := positioner.Position()
-			if marked < 0 {
-				marked = pos // a start at the first offset, resolved by the reader: nothing passed yet
+			if marked < 0 && !settled {
+				// A start at the first (or last) offset, resolved by the reader before any record: where
+				// it stands is where it began, nothing to commit yet. Once records were settled, the
+				// position is past them and is not where the partition began: the reader may resolve
+				// its start and return records in one fetch, so the first position seen can be after
+				// the first batch, and taking it as the start would leave that batch uncommitted.
+				marked = pos
 			}
 			next = max(next, pos)
 		}

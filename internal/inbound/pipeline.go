@@ -193,13 +193,20 @@ func (p *Pipeline) sessionsTopics(ctx context.Context) ([]string, error) {
 const watchInterval = time.Second
 
 // watchUpstream reads both inbound groups' offsets every watchInterval (or commit interval, if longer)
-// into p.marks, the horizon of proactive expiry. A reading that fails is skipped: the watermarks stand
-// still, which only delays expiry.
+// into p.marks, the horizon of proactive expiry, with where the records held above each channel
+// partition's last stable offset go (an open transaction's: read uncommitted, see heldPeeker). A reading
+// that fails is skipped: the watermarks stand still, which only delays expiry.
 func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup string) {
 	t := time.NewTicker(max(watchInterval, p.cfg.Kafka.Consumer.CommitInterval))
 	defer t.Stop()
 	var topics []string
 	var listed time.Time
+	looker := p.normalizer()
+	looker.observer = nopObserver{} // looking at held records is not processing them: nothing counted
+	peek := &heldPeeker{scans: map[partitionKey]*heldScan{}, dest: p.destination(looker),
+		read: func(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+			return kafkaedge.ReadHeld(ctx, p.kafka, topic, partition, from, end, fn)
+		}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -228,10 +235,10 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 			continue
 		}
 		channels, repartition := furthest(ingest, sessions, p.cfg.Topics.Repartition)
-		for i := range channels { // the whole partition, held records included, as before
-			channels[i].End = channels[i].High
-		}
-		p.marks.Observe(at.UnixMilli(), channels, repartition)
+		peekCtx, cancel := context.WithTimeout(ctx, max(p.cfg.Kafka.RequestTimeout, 5*time.Second))
+		held := peek.held(peekCtx, channels, len(repartition))
+		cancel()
+		p.marks.Observe(at.UnixMilli(), channels, held, repartition)
 	}
 }
 

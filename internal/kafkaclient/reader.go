@@ -34,6 +34,7 @@ type Reader struct {
 	maxBytes  int
 	maxWait   time.Duration
 	timeout   time.Duration
+	isolation kafka.IsolationLevel
 
 	ctx    context.Context // the reader's life: Close ends it and the fetch in flight
 	cancel context.CancelFunc
@@ -75,8 +76,19 @@ func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*R
 	return &Reader{
 		client: f.Client(), topic: topic, partition: partition,
 		minBytes: c.MinBytes, maxBytes: c.MaxBytes, maxWait: c.MaxWait, timeout: f.cfg.RequestTimeout,
-		ctx: ctx, cancel: cancel, next: offset,
+		ctx: ctx, cancel: cancel, next: offset, isolation: kafka.ReadCommitted,
 	}, nil
+}
+
+// UncommittedReader is PartitionReader read_uncommitted: up to the high watermark, with the records of
+// open and aborted transactions (never a marker). Only for looking at what an open transaction holds
+// back, never for processing.
+func (f *Factory) UncommittedReader(topic string, partition int, offset int64) (*Reader, error) {
+	r, err := f.PartitionReader(topic, partition, offset)
+	if err == nil {
+		r.isolation = kafka.ReadUncommitted
+	}
+	return r, err
 }
 
 // FetchMessage returns the next committed record, waiting until ctx ends.
@@ -198,7 +210,7 @@ func (r *Reader) fetch(offset int64) fetched {
 		MaxWaitTime:    int32(r.maxWait.Milliseconds()),
 		MinBytes:       int32(r.minBytes),
 		MaxBytes:       int32(r.maxBytes),
-		IsolationLevel: int8(kafka.ReadCommitted),
+		IsolationLevel: int8(r.isolation),
 		SessionID:      -1,
 		SessionEpoch:   -1,
 		Topics: []fetch.RequestTopic{{Topic: r.topic, Partitions: []fetch.RequestPartition{{

@@ -108,3 +108,29 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 		}
 	}
 }
+
+// ReadHeld reads what a partition holds above its last stable offset: the records from offset from up to
+// (not including) end, read_uncommitted, so those of a transaction still open (and of aborted ones)
+// are included. It is for telling where held records will go, never for processing them.
+func ReadHeld(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	if from >= end {
+		return nil
+	}
+	reader, err := factory.UncommittedReader(topic, partition, from)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	for {
+		m, err := reader.FetchBefore(ctx, end)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
+		}
+		if err := fn(toRecord(m)); err != nil {
+			return err
+		}
+	}
+}

@@ -2,8 +2,8 @@ package egress
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"

@@ -46,10 +46,12 @@ and flag every difference (exit status 1 when topics the service would refuse di
 		Use:   "check",
 		Short: "Compare the topics on the cluster with the configuration",
 		Long: `Print, for every topic the configuration needs, what the cluster has (partitions, replication factor,
-cleanup.policy, max.message.bytes) next to what is configured, and list every difference. Differences that
-would corrupt session state (a sessions changelog whose partition count differs from the repartition
-topic's, or that is not compacted) are those cimstream run refuses to start with; run logs the others as
-warnings.
+min.insync.replicas, cleanup.policy, max.message.bytes) next to what is configured, and list every
+difference. A min.insync.replicas that cannot protect acknowledged writes is flagged: 1 with replication
+factor 3 or more (an acknowledged write may be on one broker only), or above the replication factor (no
+write is ever acknowledged). Differences that would corrupt session state (a sessions changelog whose
+partition count differs from the repartition topic's, or that is not compacted) are those cimstream run
+refuses to start with; run logs the others as warnings.
 
 Exit status: 0 every topic as configured, 1 a topic missing or different, 2 usage error.`,
 		Example: `  cimstream topics check --config cimstream.yaml
@@ -135,7 +137,7 @@ func topicsCommand(cfg config.Config, create bool, stdout io.Writer) error {
 // every difference; it returns how many there are.
 func writeTopicReports(w io.Writer, reports []topics.Report, create bool, created map[string]bool) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	header := "TOPIC\tPARTITIONS\tREPLICATION\tCLEANUP.POLICY\tMAX.MESSAGE.BYTES\tPURPOSE"
+	header := "TOPIC\tPARTITIONS\tREPLICATION\tMIN.INSYNC\tCLEANUP.POLICY\tMAX.MESSAGE.BYTES\tPURPOSE"
 	if create {
 		header = "STATE\t" + header
 	}
@@ -151,7 +153,7 @@ func writeTopicReports(w io.Writer, reports []topics.Report, create bool, create
 			}
 		}
 		if !r.Actual.Exists {
-			row += fmt.Sprintf("%s\tmissing (configured %d)\t(configured %d)\t(configured %s)\t-\t%s", r.Spec.Name, r.Spec.Partitions,
+			row += fmt.Sprintf("%s\tmissing (configured %d)\t(configured %d)\t-\t(configured %s)\t-\t%s", r.Spec.Name, r.Spec.Partitions,
 				r.Spec.ReplicationFactor, topics.WantCleanupPolicy(r.Spec), r.Spec.Purpose)
 			fmt.Fprintln(tw, row)
 			continue
@@ -170,9 +172,14 @@ func writeTopicReports(w io.Writer, reports []topics.Report, create bool, create
 		if r.Actual.MaxMessageBytes > 0 {
 			maxBytes = strconv.FormatInt(r.Actual.MaxMessageBytes, 10)
 		}
-		row += fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.Spec.Name,
+		minISR := "?"
+		if r.Actual.MinInsyncReplicas > 0 {
+			minISR = strconv.Itoa(r.Actual.MinInsyncReplicas)
+		}
+		row += fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Spec.Name,
 			cell("partitions", strconv.Itoa(r.Actual.Partitions)),
 			cell("replication factor", strconv.Itoa(r.Actual.ReplicationFactor)),
+			cell("min.insync.replicas", minISR),
 			cell("cleanup.policy", r.Actual.CleanupPolicy),
 			cell("max.message.bytes", maxBytes), r.Spec.Purpose)
 		fmt.Fprintln(tw, row)

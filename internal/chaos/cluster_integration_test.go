@@ -1,7 +1,9 @@
 package chaos_test
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +137,7 @@ func TestChaosCluster(t *testing.T) {
 	began := time.Now()
 	cl := kafkatest.StartCluster(t)
 	t.Logf("three-node cluster %v ready after %v", cl.Addrs, time.Since(began).Round(100*time.Millisecond))
+	t.Run("TopicsCheckFlagsMinInsyncReplicas", func(t *testing.T) { topicsCheckOnCluster(t, cl) })
 	for i, f := range clusterFaults {
 		ok := t.Run(f.name, func(t *testing.T) { runClusterFault(t, cl, uint64(20+i), f) })
 		if !ok {
@@ -185,4 +188,49 @@ func runClusterFault(t *testing.T, cl *kafkatest.Cluster, seed uint64, f cluster
 		t.Error("/readyz is not 200 after the backlog drained")
 	}
 	t.Logf("%s took %v", t.Name(), time.Since(began).Round(100*time.Millisecond))
+}
+
+// topicsCheckOnCluster: `cimstream topics check` on topics created with replication factor 3 (and the
+// cluster's min.insync.replicas=2) finds nothing; after Kafka's ConfigCommand set min.insync.replicas=1
+// on one topic and 4 on another, it flags both and exits 1.
+func topicsCheckOnCluster(t *testing.T, cl *kafkatest.Cluster) {
+	cfg, path := setup(t, cl.Addrs, func(c *config.Config) { c.Topics.ReplicationFactor = 3 })
+	check := func() (string, int) {
+		out, err := exec.Command(binary(t), "topics", "check", "--config", path).CombinedOutput()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := check()
+	if code != 0 || !strings.Contains(out, "every topic as configured") {
+		t.Fatalf("topics check on RF 3 / min.insync.replicas 2 topics: exit %d\n%s", code, out)
+	}
+	for topic, minISR := range map[string]string{cfg.Topics.CCMInbound: "1", cfg.Topics.DeadLetter: "4"} {
+		cl.Tool(t, "kafka.admin.ConfigCommand", "--bootstrap-server", strings.Join(cl.Addrs, ","), "--alter",
+			"--entity-type", "topics", "--entity-name", topic, "--add-config", "min.insync.replicas="+minISR)
+	}
+	// The change reaches every broker through the metadata log; bounded wait.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out, code = check()
+		if strings.Count(out, "min.insync.replicas is ") == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("topics check after min.insync.replicas 1 and 4 on replication factor 3: exit %d\n%s", code, out)
+	for _, want := range []string{
+		cfg.Topics.CCMInbound + ": min.insync.replicas is 1, configured at least 2 with replication factor 3",
+		cfg.Topics.DeadLetter + ": min.insync.replicas is 4, configured at most 3, the replication factor",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("topics check does not say %q", want)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit status %d, want 1", code)
+	}
 }

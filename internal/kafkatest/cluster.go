@@ -165,6 +165,13 @@ func (c *Cluster) WaitInSync(t testing.TB, limit time.Duration) time.Duration {
 	return 0
 }
 
+// Tool runs a Kafka tool class (ConfigCommand, TopicCommand, ...) from the cluster's jars and returns
+// its output.
+func (c *Cluster) Tool(t testing.TB, class string, args ...string) string {
+	t.Helper()
+	return c.script(t, append([]string{"tool", class}, args...)...)
+}
+
 func (c *Cluster) script(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(RepoRoot(t), "scripts", "kafka-cluster.sh"), args...)

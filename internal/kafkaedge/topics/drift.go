@@ -15,6 +15,9 @@ type Actual struct {
 	Partitions        int
 	ReplicationFactor int
 	CleanupPolicy     string
+	// MinInsyncReplicas is the topic's min.insync.replicas (its own or the broker's default); 0 when the
+	// broker did not say.
+	MinInsyncReplicas int
 	// MaxMessageBytes is the topic's max.message.bytes; 0 when the broker did not say.
 	MaxMessageBytes int64
 }
@@ -23,10 +26,16 @@ type Actual struct {
 type Difference struct {
 	Topic, Setting string
 	Have, Want     string
+	// Why says what the difference does, when that is not plain from the setting; may be empty.
+	Why string
 }
 
 func (d Difference) String() string {
-	return fmt.Sprintf("%s: %s is %s, configured %s", d.Topic, d.Setting, d.Have, d.Want)
+	s := fmt.Sprintf("%s: %s is %s, configured %s", d.Topic, d.Setting, d.Have, d.Want)
+	if d.Why != "" {
+		s += " (" + d.Why + ")"
+	}
+	return s
 }
 
 // Report compares one required topic with the cluster.
@@ -69,10 +78,35 @@ func Compare(spec Spec, actual Actual, minMessageBytes int) []Difference {
 	if want := WantCleanupPolicy(spec); !samePolicy(actual.CleanupPolicy, want) {
 		add("cleanup.policy", orUnknown(actual.CleanupPolicy), want)
 	}
+	if want, why, ok := InsyncProblem(actual.ReplicationFactor, actual.MinInsyncReplicas); !ok {
+		out = append(out, Difference{Topic: spec.Name, Setting: "min.insync.replicas", Have: strconv.Itoa(actual.MinInsyncReplicas), Want: want, Why: why})
+	}
 	if actual.MaxMessageBytes > 0 && actual.MaxMessageBytes < int64(minMessageBytes) {
 		add("max.message.bytes", strconv.FormatInt(actual.MaxMessageBytes, 10), fmt.Sprintf("at least %d (inbound.maxMessageBytes)", minMessageBytes))
 	}
 	return out
+}
+
+// InsyncProblem says whether min.insync.replicas minISR can protect the writes cimstream acknowledges
+// (acks=all) on a topic with replication factor rf; when it cannot, want says what it should be and why
+// what it is does not protect them.
+//   - minISR above rf: no write can ever be acknowledged (NOT_ENOUGH_REPLICAS on every produce);
+//   - minISR 1 with rf 3 or more: the leader alone may acknowledge a write, and losing that one broker
+//     loses it, although the topic has replicas to spare. With 2 (of 3), an acknowledged write is on
+//     two brokers and survives losing either.
+//
+// Replication factors 1 and 2 with min.insync.replicas 1 are a choice (a test cluster, or writes that
+// go on with one of two brokers down), not flagged. 0 (unknown) is never flagged.
+func InsyncProblem(rf, minISR int) (want, why string, ok bool) {
+	switch {
+	case minISR <= 0 || rf <= 0:
+		return "", "", true
+	case minISR > rf:
+		return fmt.Sprintf("at most %d, the replication factor", rf), "above it every acks=all write fails with NOT_ENOUGH_REPLICAS", false
+	case minISR < 2 && rf >= 3:
+		return fmt.Sprintf("at least 2 with replication factor %d", rf), "with 1 an acknowledged write may be on one broker only, and lost with it", false
+	}
+	return "", "", true
 }
 
 // samePolicy compares cleanup policies as sets: "compact,delete" equals "delete,compact".
@@ -106,7 +140,7 @@ func orUnknown(s string) string {
 }
 
 // Describe reads what the cluster has for each spec (partitions, replication factor, cleanup.policy,
-// max.message.bytes) and compares it with the spec.
+// max.message.bytes, min.insync.replicas) and compares it with the spec.
 func Describe(ctx context.Context, admin StateAdmin, specs []Spec, minMessageBytes int) ([]Report, error) {
 	names := make([]string, len(specs))
 	for i, s := range specs {
@@ -128,7 +162,7 @@ func Describe(ctx context.Context, admin StateAdmin, specs []Spec, minMessageByt
 		}
 		actual[t.Name] = a
 		existing = append(existing, kafka.DescribeConfigRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: t.Name,
-			ConfigNames: []string{"cleanup.policy", "max.message.bytes"}})
+			ConfigNames: []string{"cleanup.policy", "max.message.bytes", "min.insync.replicas"}})
 	}
 	if len(existing) > 0 {
 		resp, err := admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: existing})
@@ -146,6 +180,8 @@ func Describe(ctx context.Context, admin StateAdmin, specs []Spec, minMessageByt
 					a.CleanupPolicy = e.ConfigValue
 				case "max.message.bytes":
 					a.MaxMessageBytes, _ = strconv.ParseInt(e.ConfigValue, 10, 64)
+				case "min.insync.replicas":
+					a.MinInsyncReplicas, _ = strconv.Atoi(e.ConfigValue)
 				}
 			}
 		}

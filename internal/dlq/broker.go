@@ -21,6 +21,10 @@ type Broker interface {
 	Ranges(ctx context.Context, topic string) ([]Range, error)
 	// Read calls fn for each record of a partition in [from, end), in order.
 	Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error
+	// ReadWritten calls fn for each record of a partition from offset from up to its high watermark,
+	// transactions or not (read_uncommitted): what the tool wrote to a topic on which a connector keeps a
+	// transaction open sits above the last stable offset.
+	ReadWritten(ctx context.Context, topic string, partition int, from int64, fn func(stream.Record) error) error
 	// Write produces records with acks=all and returns an error per record (nil: acknowledged).
 	Write(ctx context.Context, outs []stream.Output) []error
 }
@@ -42,6 +46,10 @@ func (b kafkaBroker) Ranges(ctx context.Context, topic string) ([]Range, error) 
 
 func (b kafkaBroker) Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
 	return kafkaedge.ReadRange(ctx, b.factory, topic, partition, from, end, fn)
+}
+
+func (b kafkaBroker) ReadWritten(ctx context.Context, topic string, partition int, from int64, fn func(stream.Record) error) error {
+	return kafkaedge.ReadWritten(ctx, b.factory, topic, partition, from, fn)
 }
 
 func (b kafkaBroker) Write(ctx context.Context, outs []stream.Output) []error {

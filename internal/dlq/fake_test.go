@@ -22,6 +22,9 @@ type memBroker struct {
 	inject func(o stream.Output) []stream.Output
 	// rangesFail, when set, may fail Ranges of a topic.
 	rangesFail func(topic string) error
+	// stable, when set for a partition ("topic/partition"), is its last stable offset: a connector's
+	// transaction open there hides everything from it on from Ranges and Read (read_committed).
+	stable map[string]int64
 }
 
 func newMem(topics map[string]int) *memBroker {
@@ -47,11 +50,26 @@ func (b *memBroker) Ranges(_ context.Context, topic string) ([]Range, error) {
 	out := make([]Range, len(ps))
 	for i, p := range ps {
 		out[i] = Range{Partition: i, End: int64(len(p))}
+		if s, ok := b.stable[fmt.Sprintf("%s/%d", topic, i)]; ok {
+			out[i].End = min(out[i].End, s)
+		}
 	}
 	return out, nil
 }
 
+// ReadWritten reads to the end, past the last stable offset (read_uncommitted).
+func (b *memBroker) ReadWritten(ctx context.Context, topic string, partition int, from int64, fn func(stream.Record) error) error {
+	return b.read(ctx, topic, partition, from, 1<<62, fn)
+}
+
 func (b *memBroker) Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	if s, ok := b.stable[fmt.Sprintf("%s/%d", topic, partition)]; ok {
+		end = min(end, s)
+	}
+	return b.read(ctx, topic, partition, from, end, fn)
+}
+
+func (b *memBroker) read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
 	b.mu.Lock()
 	recs := append([]stream.Record(nil), b.topics[topic][partition]...)
 	b.mu.Unlock()

@@ -224,7 +224,10 @@ func (books ledger) recoverIntent(ctx context.Context, b Broker, topic string, p
 				from = r.First // a partition added since: everything in it is new
 			}
 			from = max(from, r.First)
-			err := b.Read(ctx, target, r.Partition, from, r.End, func(rec stream.Record) error {
+			// To the high watermark, not r.End (the last stable offset): the batch's records are
+			// written without a transaction, and one a connector keeps open on the partition would hide
+			// them from a read_committed read, and the batch would be replayed twice.
+			err := b.ReadWritten(ctx, target, r.Partition, from, func(rec stream.Record) error {
 				of, _ := rec.Header(HeaderReplayOf)
 				intent, _ := rec.Header(HeaderReplayIntent)
 				if o, ok := want[string(of)]; ok && string(intent) == in.ID && books.letters[string(of)].digest == digest(rec.Key, rec.Value) {

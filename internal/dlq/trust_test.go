@@ -221,3 +221,33 @@ func TestReplayValidatesWithTheConfiguredIDBound(t *testing.T) {
 		t.Fatalf("violations %v, want too_long at id", vs)
 	}
 }
+
+// A connector keeps a transaction open on the target partition, so its last stable offset stays below
+// what the replay writes there. A run interrupted between writing its batch and recording it is still
+// recovered from what it wrote (read past the last stable offset), not replayed a second time.
+func TestRecoveryFindsTheBatchBehindAnOpenTransaction(t *testing.T) {
+	b := newMem(map[string]int{dlqTopic: 1, web: 1})
+	b.add(stream.Output{Topic: web, Partition: 0, Value: []byte("a connector's open transaction")})
+	b.stable = map[string]int64{web + "/0": 0}
+	b.add(dead(source(web, 0, "ann", valid("ann", "behind"), t0), "inbound", "required"))
+	crash := errors.New("crashed")
+	b.fail = func(o stream.Output) error {
+		if kind, ok := header(o.Headers, HeaderMarker); ok && kind == "done" {
+			return crash
+		}
+		return nil
+	}
+	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	b.fail = nil
+	later := testReplay(Filter{})
+	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
+	acct, err := later.Run(context.Background(), b)
+	if err != nil || acct.Recovered != 1 || acct.Replayed != 0 {
+		t.Fatalf("account %+v %v: the written batch must be recovered, not replayed again", acct, err)
+	}
+	if n := len(b.all(web)); n != 2 {
+		t.Fatalf("%s holds %d records, want the transaction's and one replay", web, n)
+	}
+}

@@ -109,6 +109,27 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	}
 }
 
+// ReadWritten reads every record of a partition from offset from up to its high watermark,
+// read_uncommitted: what a non-transactional producer wrote is there at once, even while another
+// producer's transaction on the partition holds the last stable offset back. For checking what was
+// written (an interrupted dead-letter replay), never for processing.
+func ReadWritten(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from int64, fn func(stream.Record) error) error {
+	resp, err := factory.Client().ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadUncommitted,
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}}})
+	if err != nil {
+		return kafkaclient.Explain(fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err))
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			return fmt.Errorf("list offsets of %s/%d: %w", topic, partition, p.Error)
+		}
+		if p.Partition == partition {
+			return ReadHeld(ctx, factory, topic, partition, from, p.LastOffset, fn)
+		}
+	}
+	return fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
+}
+
 // ReadHeld reads what a partition holds above its last stable offset: the records from offset from up to
 // (not including) end, read_uncommitted, so those of a transaction still open (and of aborted ones)
 // are included. It is for telling where held records will go, never for processing them.

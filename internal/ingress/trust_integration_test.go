@@ -262,7 +262,9 @@ func TestIntegrationIngressLoadOfOneTokenLeavesRoomForAnother(t *testing.T) {
 	}
 	limit := cfg.Ingress.ProduceTimeout + time.Second
 	if raceEnabled {
-		limit += 2 * time.Second // the race detector slows each of the 800-odd goroutines several times over
+		// The race detector slows each of the 800-odd goroutines several times over, and the suite shares
+		// two cores with a broker: the status above (503 or 202, never 429) is the check that matters there.
+		limit += 6 * time.Second
 	}
 	if took > limit {
 		t.Errorf("the other token's request was answered after %v, want within %v", took, limit)

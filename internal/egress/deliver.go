@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/outbound"
 	"github.com/cimstream/cimstream/internal/session"
@@ -175,16 +177,17 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 // builds its own: the original's ids, customer and channelData, the connector's status, reasonCode and
 // text. Its messageId is the original message's id, which the CCM knows the message by; the connector's
 // own id (a provider's, or the seed's placeholder) goes to header.providerMessageId when it differs. The id
-// is derived from the delivery and the outcome, and the time is the record's, so a redelivery answered
-// the same writes the same bytes. One over the message size limit is a dead letter carrying it, as one
-// the notifications topic refuses.
+// (wrappedID) is derived from the delivery and everything of the answer that is written, and the time is
+// the record's, so one id always comes with the same bytes: a redelivery answered the same writes them
+// again, one answered otherwise is another notification. One over the message size limit is a dead
+// letter carrying it, as one the notifications topic refuses.
 func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) stream.Output {
 	provider := b.MessageID
 	if msg != nil && provider == msg.ID() {
 		provider = "" // the connector echoed the original's id: nothing more to keep
 	}
 	out := outbound.NotificationOf(o.notifications, rec, msg, outbound.Outcome{Status: b.Status, Reason: b.Reason, Text: b.Text,
-		ID: session.DeriveID("notification", "webhook", DeliveryID(rec), b.Status, strconv.Itoa(b.Reason)), ProviderMessageID: provider})
+		ID: wrappedID(DeliveryID(rec), b.Status, b.Reason, b.Text, provider), ProviderMessageID: provider})
 	limit := o.limits.MaxBytes
 	if limit <= 0 {
 		limit = cim.DefaultMaxBytes
@@ -196,4 +199,23 @@ func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) strea
 	note.Value = out.Value
 	return o.deadLetters.Build(note, cim.Violations{{Code: CodeNotificationRefused, Message: fmt.Sprintf(
 		"the connector's DELIVERYNOTIFICATION, wrapped, is %d bytes; the message size limit is %d bytes", len(out.Value), limit)}})
+}
+
+// wrappedNamespace is the UUIDv5 namespace of wrapped notification ids, derived from cimstream's and
+// apart from it: no id session.DeriveID makes (the outbound stage's notifications, whose message id may
+// hold anything, NUL included; lifecycle events, named first by a session id) can equal one.
+var wrappedNamespace = uuid.NewSHA1(session.Namespace, []byte("webhook-notification"))
+
+// wrappedID is the id of a wrapped notification: the delivery (topic/partition/offset), status,
+// reasonCode, markdownText and providerMessageId, each quoted so that no two answers name the same
+// (a NUL or a quote in the text cannot shift a part into the next one).
+func wrappedID(delivery, status string, reason int, text, provider string) string {
+	name := make([]byte, 0, 64+len(text)+len(provider))
+	for i, p := range [...]string{delivery, status, strconv.Itoa(reason), text, provider} {
+		if i > 0 {
+			name = append(name, 0)
+		}
+		name = strconv.AppendQuote(name, p)
+	}
+	return uuid.NewSHA1(wrappedNamespace, name).String()
 }

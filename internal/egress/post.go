@@ -137,7 +137,7 @@ type Verdict struct {
 type BodyAlone struct {
 	MessageID string // the connector's id of the message (non-blank, within the id bound)
 	Status    string // one of cim.DeliveryStatuses
-	Reason    int    // reasonCode, sent as an integer or a digit string
+	Reason    int    // reasonCode, sent as an integer or a digit string, 0 to MaxReasonCode
 	Text      string // markdownText, "" when absent
 }
 
@@ -186,7 +186,7 @@ const bodyPrefix = `{"body":`
 // bodyAlone reads a DELIVERYNOTIFICATION body answered alone. It must be one JSON object (checked before
 // framing, so nothing in it can close the frame and add keys), within the message size and depth limits,
 // and valid by the body rules: messageId non-blank within the id bound, status one of the statuses,
-// reasonCode an integer or a digit string of 0 or more.
+// reasonCode an integer or a digit string from 0 to MaxReasonCode.
 func bodyAlone(body []byte, limits cim.Limits) (BodyAlone, bool) {
 	b := bytes.TrimSpace(body)
 	maxBytes := limits.MaxBytes
@@ -223,23 +223,37 @@ func bodyAlone(body []byte, limits cim.Limits) (BodyAlone, bool) {
 	return out, true
 }
 
-// reasonCode reads a reasonCode the body rules accepted: an integer (200, 200.0, 2e2) or a digit string;
-// one beyond int saturates, as the rules' own reading does.
+// MaxReasonCode bounds a wrapped notification's reasonCode: the CCM reads it as a Java int, so one
+// beyond int32 could not be parsed there. Int32 rather than 0..999: a connector relaying a provider's
+// error code (WhatsApp's are six digits) with FAILED must not have its failure turned into Accepted.
+const MaxReasonCode = math.MaxInt32
+
+// reasonCode reads a reasonCode the body rules accepted: an integer (200, 200.0, 2e2) or a digit string
+// (leading zeros allowed), 0 to MaxReasonCode. Every form beyond it (a long digit string, which the rules
+// saturate, a long integer, 1e19, 1e400) is refused alike: the answer is then Accepted.
 func reasonCode(raw []byte) (int, bool) {
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		if json.Unmarshal(raw, &s) != nil || s == "" {
 			return 0, false
 		}
-		raw = []byte(s)
-	}
-	if n, err := strconv.ParseInt(string(raw), 10, 0); err == nil {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+		}
+		s = strings.TrimLeft(s, "0")
+		if s == "" {
+			return 0, true
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n > MaxReasonCode {
+			return 0, false
+		}
 		return int(n), true
-	} else if errors.Is(err, strconv.ErrRange) {
-		return math.MaxInt, true
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<62 {
+	f, err := strconv.ParseFloat(string(raw), 64) // exact for every integer up to 2^53, so for the bound
+	if err != nil || f != math.Trunc(f) || f < 0 || f > MaxReasonCode {
 		return 0, false
 	}
 	return int(f), true

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -91,7 +90,7 @@ func TestSeed200BodyAloneIsWrapped(t *testing.T) {
 	if b.MessageID != "m-42" || h.ProviderMessageID != "abc12345" {
 		t.Errorf("messageId %q, providerMessageId %q: want the original's id and the connector's", b.MessageID, h.ProviderMessageID)
 	}
-	if want := session.DeriveID("notification", "webhook", "cim.outbound.web/2/17", "DELIVERED", "200"); n.ID != want {
+	if want := wrappedID("cim.outbound.web/2/17", "DELIVERED", 200, "Optional", "abc12345"); n.ID != want {
 		t.Errorf("id %q, want %q (derived from the delivery)", n.ID, want)
 	}
 	if string(out.Key) != "c-ann" || !out.Time.Equal(rec.Time) {

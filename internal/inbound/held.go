@@ -10,20 +10,35 @@ import (
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-// maxHeldPeek bounds the offsets looked at above a partition's last stable offset: past it the held
-// records are taken to go everywhere (safe, only slower to expire) rather than read every second.
-const maxHeldPeek = 10_000
+// heldChunk bounds the offsets read above one channel partition's last stable offset per reading: a
+// long held range is read over several readings (holding every sessions partition until the scan has
+// reached the high watermark), and from then on only what was written since the last reading.
+const heldChunk = 10_000
 
-// heldScan is what is known of the records above one channel partition's last stable offset from.
+// heldScan is what is known of the records above one channel partition's last stable offset.
 type heldScan struct {
-	from, next int64 // the last stable offset it began at; the offset after what was read
-	to         map[int]bool
-	all        bool
+	partitions int           // the repartition topic's partition count the destinations are of
+	from       int64         // the last stable offset of the last reading: nothing below it is kept
+	next       int64         // the offset after what was read
+	last       map[int]int64 // by sessions partition: the highest offset read that goes there
+}
+
+// drop forgets what lies below the last stable offset lso (the transactions there ended): a sessions
+// partition stays held only if an offset read at or above lso goes there. Reading goes on from where
+// it stopped, or from lso if that is further.
+func (s *heldScan) drop(lso int64) {
+	s.from = lso
+	s.next = max(s.next, lso)
+	maps.DeleteFunc(s.last, func(_ int, at int64) bool { return at < lso })
 }
 
 // heldPeeker finds where the records an open transaction holds back will go, so that it holds only
-// those sessions partitions (see Watermarks). Each offset is read once while the last stable offset
-// stays where it is; when it moves (the transaction ended), the partition is read again from there.
+// those sessions partitions (see Watermarks). Each held offset is read and sent through stage 1's
+// decision once per instance: what was learnt (per sessions partition, the last offset going there) is
+// kept while the last stable offset moves, and only offsets not read yet are read, at most heldChunk
+// per partition and reading. The scan starts again from the last stable offset when the repartition
+// topic's partition count changes (the destinations were of the old count) or the partition went back
+// (a recreated topic, a truncated log).
 type heldPeeker struct {
 	read  func(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error
 	dest  func(rec stream.Record, partitions int) (int, bool)
@@ -31,7 +46,8 @@ type heldPeeker struct {
 }
 
 // held gives, for each channel partition with records above its last stable offset, the sessions
-// partitions (of partitions) they go to. A partition that could not be read holds every one.
+// partitions (of partitions) they go to: every one while they are not all read yet (a partition that
+// could not be read, a held range longer than one chunk).
 func (h *heldPeeker) held(ctx context.Context, channels []kafkaedge.PartitionOffsets, partitions int) map[partitionKey]Held {
 	out := map[partitionKey]Held{}
 	for _, o := range channels {
@@ -39,29 +55,33 @@ func (h *heldPeeker) held(ctx context.Context, channels []kafkaedge.PartitionOff
 			continue
 		}
 		k := partitionKey{o.Topic, o.Partition}
+		if partitions <= 0 {
+			out[k] = Held{All: true}
+			continue
+		}
 		s := h.scans[k]
-		if s == nil || s.from != o.End {
-			s = &heldScan{from: o.End, next: o.End, to: map[int]bool{}}
+		if s == nil || s.partitions != partitions || o.End < s.from || o.High < s.next {
+			s = &heldScan{partitions: partitions, from: o.End, next: o.End, last: map[int]int64{}}
 			h.scans[k] = s
 		}
-		if o.High-s.from > maxHeldPeek || partitions <= 0 {
-			s.all = true
-		}
-		if !s.all && s.next < o.High {
-			err := h.read(ctx, o.Topic, o.Partition, s.next, o.High, func(rec stream.Record) error {
+		s.drop(o.End)
+		if s.next < o.High {
+			end := min(o.High, s.next+heldChunk)
+			err := h.read(ctx, o.Topic, o.Partition, s.next, end, func(rec stream.Record) error {
+				if rec.Offset < s.next || rec.Offset >= end {
+					return nil
+				}
 				if p, ok := h.dest(rec, partitions); ok {
-					s.to[p] = true
+					s.last[p] = rec.Offset
 				}
 				s.next = rec.Offset + 1
 				return nil
 			})
-			if err != nil {
-				out[k] = Held{All: true}
-				continue
+			if err == nil {
+				s.next = end // what is left below it are markers
 			}
-			s.next = o.High // what is left below it are markers
 		}
-		out[k] = Held{To: slices.Sorted(maps.Keys(s.to)), All: s.all}
+		out[k] = Held{To: slices.Sorted(maps.Keys(s.last)), All: s.next < o.High}
 	}
 	for k := range h.scans {
 		if _, ok := out[k]; !ok {

@@ -176,8 +176,9 @@ func TestWatermarkTargetIsTheSnapshotsHighWatermark(t *testing.T) {
 	}
 }
 
-// The peeker reads each held offset once while the last stable offset stays, reads again from a new one,
-// and holds everything for a partition it could not read or whose held range is too long to read.
+// The peeker reads each held offset once, keeps what it learnt as the last stable offset moves (a
+// destination found only below it is dropped), and holds everything for a partition it could not read
+// or whose held range it has not read to the end yet.
 func TestHeldPeekerFindsWhereHeldRecordsGo(t *testing.T) {
 	reads := 0
 	fail := false
@@ -204,15 +205,25 @@ func TestHeldPeekerFindsWhereHeldRecordsGo(t *testing.T) {
 		t.Fatal("a partition without held records is not in the answer")
 	}
 	got = h.held(context.Background(), []kafkaedge.PartitionOffsets{held("a", 0, 7, 8)}, 3)
-	if g := got[partitionKey{"a", 0}]; len(g.To) != 0 || g.All || reads != 5 {
-		t.Fatalf("the last stable offset moved to 7: read again from there, 7 goes nowhere: %+v after %d reads", g, reads)
+	if g := got[partitionKey{"a", 0}]; len(g.To) != 0 || g.All || reads != 4 {
+		t.Fatalf("the last stable offset moved to 7: nothing read again, 7 goes nowhere: %+v after %d reads", g, reads)
 	}
 	fail = true
 	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{held("a", 0, 9, 12)}, 3)[partitionKey{"a", 0}]; !g.All {
 		t.Fatalf("unread held records hold every partition: %+v", g)
 	}
 	fail = false
-	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{held("a", 0, 20, 20+maxHeldPeek+1)}, 3)[partitionKey{"a", 0}]; !g.All || reads != 5 {
-		t.Fatalf("a held range over the bound is not read and holds every partition: %+v after %d reads", g, reads)
+	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{held("a", 0, 9, 12)}, 3)[partitionKey{"a", 0}]; g.All || !slices.Equal(g.To, []int{0, 1, 2}) || reads != 7 {
+		t.Fatalf("read once the broker is back: %+v after %d reads", g, reads)
+	}
+	long := held("a", 0, 20, 20+heldChunk+1)
+	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{long}, 3)[partitionKey{"a", 0}]; !g.All || reads != 7+heldChunk {
+		t.Fatalf("a held range over one chunk is read in part and holds every partition: %+v after %d reads", g, reads)
+	}
+	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{long}, 3)[partitionKey{"a", 0}]; g.All || !slices.Equal(g.To, []int{0, 1, 2}) || reads != 8+heldChunk {
+		t.Fatalf("read to the end at the next reading, it holds where its records go: %+v after %d reads", g, reads)
+	}
+	if g := h.held(context.Background(), []kafkaedge.PartitionOffsets{long}, 0)[partitionKey{"a", 0}]; !g.All {
+		t.Fatalf("with the repartition topic's partitions unknown, every partition is held: %+v", g)
 	}
 }

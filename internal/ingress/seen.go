@@ -22,7 +22,8 @@ import (
 // are then forgotten, so a request arriving after a 503 writes.
 //
 // Memory is bounded in entries and in bytes (key, digests and answer of each), and the bytes are charged to
-// the service's memory budget.
+// the service's memory budget. Over a bound the oldest id of the tenant holding the most (entries, or bytes)
+// goes first: a tenant flooding unique ids forgets its own, never another tenant's within the window.
 type Seen struct {
 	window   time.Duration
 	limit    int
@@ -32,8 +33,15 @@ type Seen struct {
 
 	mu      sync.Mutex
 	entries map[seenKey]*seenEntry
-	order   *list.List // accepted keys, oldest first
+	order   *list.List // accepted keys, oldest first: the window
+	tenants map[[32]byte]*seenTenant
 	bytes   int64
+}
+
+// seenTenant is what one tenant holds: its accepted keys, oldest first, and their bytes.
+type seenTenant struct {
+	order *list.List
+	bytes int64
 }
 
 type seenKey struct {
@@ -47,7 +55,8 @@ type seenEntry struct {
 	done   chan struct{}
 	answer answer
 	at     time.Time
-	elem   *list.Element
+	elem   *list.Element // in Seen.order
+	telem  *list.Element // in its tenant's order
 	size   int64
 }
 
@@ -94,7 +103,7 @@ func (a bodyDigest) differs(b bodyDigest) []string {
 // NewSeen remembers up to limit keys and maxBytes (<= 0: no byte bound) for window each, charging budget.
 func NewSeen(window time.Duration, limit int, maxBytes int64, budget *stage.Budget) *Seen {
 	return &Seen{window: window, limit: max(1, limit), maxBytes: maxBytes, budget: budget, now: time.Now,
-		entries: map[seenKey]*seenEntry{}, order: list.New()}
+		entries: map[seenKey]*seenEntry{}, order: list.New(), tenants: map[[32]byte]*seenTenant{}}
 }
 
 // conflict is a request whose key was accepted with another body.
@@ -138,6 +147,13 @@ func (s *Seen) Do(key seenKey, body bodyDigest, attempt func() (answer, bool)) (
 			}
 		}
 		e.elem = s.order.PushBack(key)
+		st := s.tenants[key.tenant]
+		if st == nil {
+			st = &seenTenant{order: list.New()}
+			s.tenants[key.tenant] = st
+		}
+		e.telem = st.order.PushBack(key)
+		st.bytes += e.size
 		s.bytes += e.size
 		s.budget.Take(e.size)
 	} else {
@@ -164,18 +180,40 @@ func (s *Seen) Bytes() int64 {
 	return s.bytes
 }
 
-// expire forgets keys older than the window and the oldest beyond the limits; s.mu is held.
+// expire forgets keys older than the window, then, while over a limit, the oldest of the tenant holding the
+// most of what is over it; s.mu is held.
 func (s *Seen) expire() {
 	now := s.now()
-	for f := s.order.Front(); f != nil; f = s.order.Front() {
-		key := f.Value.(seenKey)
-		e := s.entries[key]
-		if s.order.Len() <= s.limit && (s.maxBytes <= 0 || s.bytes <= s.maxBytes) && now.Sub(e.at) < s.window {
+	for f := s.order.Front(); f != nil && now.Sub(s.entries[f.Value.(seenKey)].at) >= s.window; f = s.order.Front() {
+		s.forget(f.Value.(seenKey))
+	}
+	for {
+		overEntries := s.order.Len() > s.limit
+		if !overEntries && (s.maxBytes <= 0 || s.bytes <= s.maxBytes) {
 			return
 		}
-		s.order.Remove(f)
-		delete(s.entries, key)
-		s.bytes -= e.size
-		s.budget.Give(e.size)
+		// A few tenants (one per token): a scan is cheaper than keeping them ordered.
+		var big *seenTenant
+		for _, st := range s.tenants {
+			if big == nil || (overEntries && st.order.Len() > big.order.Len()) || (!overEntries && st.bytes > big.bytes) {
+				big = st
+			}
+		}
+		s.forget(big.order.Front().Value.(seenKey))
 	}
+}
+
+// forget drops an accepted key; s.mu is held.
+func (s *Seen) forget(key seenKey) {
+	e := s.entries[key]
+	st := s.tenants[key.tenant]
+	s.order.Remove(e.elem)
+	st.order.Remove(e.telem)
+	st.bytes -= e.size
+	if st.order.Len() == 0 {
+		delete(s.tenants, key.tenant)
+	}
+	delete(s.entries, key)
+	s.bytes -= e.size
+	s.budget.Give(e.size)
 }

@@ -178,9 +178,11 @@ func (t *Tokens) reload() error {
 	return nil
 }
 
-// parseTokens reads the file's lines; an unknown attribute or a bad glob is an error naming its line.
+// parseTokens reads the file's lines; an unknown attribute, a bad glob or a token on two lines is an error
+// naming its lines.
 func parseTokens(data []byte) ([]Tenant, error) {
 	var set []Tenant
+	lineOf := map[[32]byte]int{}
 	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token.
 	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
 	for n := 1; sc.Scan(); n++ {
@@ -189,6 +191,11 @@ func parseTokens(data []byte) ([]Tenant, error) {
 			continue
 		}
 		e := Tenant{id: sha256.Sum256([]byte(fields[0])), line: n}
+		// A later line would silently replace the binding of the first (a bare copy unbinding it).
+		if first, dup := lineOf[e.id]; dup {
+			return nil, fmt.Errorf("line %d: the token of line %d again (each token on one line only)", n, first)
+		}
+		lineOf[e.id] = n
 		for i, f := range fields[1:] {
 			key, val, _ := strings.Cut(f, "=")
 			var globs []string

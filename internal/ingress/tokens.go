@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -178,15 +177,23 @@ func (t *Tokens) reload() error {
 	return nil
 }
 
+// maxTokensLine bounds a line of the tokens file: a token and its globs fit many times over.
+const maxTokensLine = 64 << 10
+
 // parseTokens reads the file's lines; an unknown attribute, a bad glob or a token on two lines is an error
 // naming its lines.
 func parseTokens(data []byte) ([]Tenant, error) {
 	var set []Tenant
 	lineOf := map[[32]byte]int{}
-	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token.
-	sc := bufio.NewScanner(bytes.NewReader(bytes.TrimPrefix(data, []byte("\ufeff"))))
-	for n := 1; sc.Scan(); n++ {
-		fields := strings.Fields(sc.Text())
+	// A BOM (Windows editors, PowerShell) would otherwise become part of the first token. Split on newlines
+	// directly: a line-length limit that stops reading would silently drop the lines after it.
+	lines := bytes.Split(bytes.TrimPrefix(data, []byte("\ufeff")), []byte("\n"))
+	for i, line := range lines {
+		n := i + 1
+		if len(line) > maxTokensLine {
+			return nil, fmt.Errorf("line %d: longer than %d bytes", n, maxTokensLine)
+		}
+		fields := strings.Fields(string(line))
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}

@@ -39,3 +39,18 @@ func TestDuplicateTokenIsAFileError(t *testing.T) {
 		t.Error("after a refused reload tokA must keep its binding")
 	}
 }
+
+// TestTooLongTokensLineIsAFileError: a line over 64 KiB once ended the reading there, dropping the tokens
+// after it without an error; now the file is refused, naming the line.
+func TestTooLongTokensLineIsAFileError(t *testing.T) {
+	_, err := LoadTokens(writeTokens(t, "tokA\n"+strings.Repeat("x", 70<<10)+"\ntokB\n"), zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "ingress.tokensFile") {
+		t.Fatalf("error %v: want a file error naming line 2", err)
+	}
+	// A long line that is still a token's (bindings listing many globs) is read whole.
+	long := "tokC serviceIdentifiers=" + strings.Repeat("web-*,", 3000) + "web\ntokD\n"
+	tokens, err := LoadTokens(writeTokens(t, long), zap.NewNop())
+	if err != nil || !tokens.Valid("tokC") || !tokens.Valid("tokD") {
+		t.Fatalf("a 18 KiB line: %v", err)
+	}
+}

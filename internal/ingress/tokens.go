@@ -113,7 +113,7 @@ func (t *Tokens) Lookup(token string) (*Tenant, bool) {
 }
 
 // Watch reads the file again every interval and takes its tokens when its content changed, until ctx ends. A file that
-// cannot be read or parsed keeps the tokens last read (logged); a file with no token accepts no token, from the
+// cannot be read or parsed, or whose last line has no newline yet, keeps the tokens last read (logged); a file with no token accepts no token, from the
 // second reload in a row that finds it so (a non-atomic rewrite read half-way keeps the tokens).
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
@@ -142,6 +142,11 @@ func (t *Tokens) reload() error {
 		// Back to the content in force: an empty file seen before it was not a second one in a row.
 		t.emptyKept = false
 		return nil
+	}
+	// A rewrite in place read half-way ends mid-line, and a cut line can widen a binding ("tokA " is a bare
+	// tokA, "t" a token of its own): an unfinished last line is a file not yet written, read again next time.
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		return fmt.Errorf("%s does not end with a newline: taken for a rewrite caught half-way (end every line with a newline, or replace the file atomically)", t.path)
 	}
 	set, err := parseTokens(data)
 	if err != nil {

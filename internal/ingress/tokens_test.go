@@ -54,3 +54,32 @@ func TestTooLongTokensLineIsAFileError(t *testing.T) {
 		t.Fatalf("a 18 KiB line: %v", err)
 	}
 }
+
+// TestTokensFileWithoutATrailingNewlineIsIncomplete: a rewrite in place read half-way can widen a binding
+// (cut at "tokA " a bare tokA, cut at "t" a one-character token). A file whose last line lacks its newline
+// is refused at start-up naming the file, and on a reload the tokens in force are kept until it is complete.
+func TestTokensFileWithoutATrailingNewlineIsIncomplete(t *testing.T) {
+	path := writeTokens(t, "other\ntokA serviceIdentifiers=web*")
+	_, err := LoadTokens(path, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "ingress.tokensFile") || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "newline") {
+		t.Fatalf("error %v: want ingress.tokensFile, the file and the missing newline", err)
+	}
+	tokens, path := tokensFile(t, "other\ntokA serviceIdentifiers=web*\n")
+	for _, cut := range []string{"other\ntokA serviceIdentifiers=web*\ntokA ", "other\ntokA serviceIdentifiers=web*\nt", "other\ntokA "} {
+		_ = os.WriteFile(path, []byte(cut), 0o600)
+		if err := tokens.reload(); err == nil {
+			t.Errorf("%q: a file cut mid-line was taken", cut)
+		}
+		if tn, ok := tokens.Lookup("tokA"); !ok || !tn.Bound() {
+			t.Errorf("%q: tokA lost its binding", cut)
+		}
+		if tokens.Valid("t") || !tokens.Valid("other") {
+			t.Errorf("%q: the tokens in force changed", cut)
+		}
+	}
+	// Completed: read again and taken.
+	_ = os.WriteFile(path, []byte("other\ntokA serviceIdentifiers=web*\nt2\n"), 0o600)
+	if err := tokens.reload(); err != nil || !tokens.Valid("t2") {
+		t.Fatalf("the completed file: %v", err)
+	}
+}

@@ -136,7 +136,8 @@ func TestIdempotencyScopedPerTokenAndChannel(t *testing.T) {
 }
 
 // TestSlowUploadsOfOneTokenDoNotStarveAnother: one token holding requests cannot take every slot: another
-// token's request is still served, not 429.
+// token's request is still served, not 429. The quiet request is sent only once every busy one is held by
+// the writer or answered 429, so the test cannot pass on a busy token that arrived late.
 func TestSlowUploadsOfOneTokenDoNotStarveAnother(t *testing.T) {
 	tokens, _ := tokensFile(t, "busy\nquiet\n")
 	rec := &recorder{block: make(chan struct{}), began: make(chan struct{}, 16)}
@@ -151,19 +152,49 @@ func TestSlowUploadsOfOneTokenDoNotStarveAnother(t *testing.T) {
 			busy <- post(t, url, "application/json", msgFor(fmt.Sprint("b-", i), "web", "x"), bearerOf("busy")...)
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // the busy token's requests reach the handler and hold what they may
+	held, refused := settle(t, rec.began, busy, 6)
+	if held == 0 || refused == 0 {
+		t.Fatalf("busy: %d held, %d refused: want some of each (4 slots, a share kept for another token)", held, refused)
+	}
 	quiet := make(chan reply, 1)
 	go func() { quiet <- post(t, url, "application/json", msgFor("q-1", "web", "x"), bearerOf("quiet")...) }()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-rec.began: // past its slot, at the writer
+	case r := <-quiet:
+		t.Fatalf("the quiet token while the busy one holds %d: %d %s, want it served", held, r.code, r.body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the quiet token's request never reached the writer")
+	}
 	close(rec.block)
 	if r := <-quiet; r.code != http.StatusAccepted {
 		t.Errorf("the quiet token: %d %s, want 202 while the busy one holds its share", r.code, r.body)
 	}
-	for range 6 {
-		if r := <-busy; r.code != http.StatusAccepted && r.code != http.StatusTooManyRequests {
+	for range held {
+		if r := <-busy; r.code != http.StatusAccepted {
 			t.Errorf("busy: %d %s", r.code, r.body)
 		}
 	}
+}
+
+// settle waits until each of n requests is either at the writer (began) or answered 429, and counts both:
+// no other answer can come while the writer holds them.
+func settle(t *testing.T, began <-chan struct{}, replies chan reply, n int) (held, refused int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for held+refused < n {
+		select {
+		case <-began:
+			held++
+		case r := <-replies:
+			if r.code != http.StatusTooManyRequests {
+				t.Fatalf("a busy request answered %d %s while the writer holds them", r.code, r.body)
+			}
+			refused++
+		case <-deadline:
+			t.Fatalf("after 10 s %d requests held and %d refused of %d", held, refused, n)
+		}
+	}
+	return held, refused
 }
 
 // TestTooLargeBodyWrittenWholeBeforeReadingGets413: a client that writes its whole 2 MiB body before it
@@ -288,7 +319,8 @@ func TestIdempotencyMemoryIsBoundedInBytesAndCharged(t *testing.T) {
 }
 
 // TestBodiesInFlightAreBoundedInBytesPerToken: bodies reserve their length before they are read; a token
-// filling its share of maxInFlightBytes is 429 while another token's request still gets through.
+// filling its share of maxInFlightBytes is 429 while another token's request still gets through. As above,
+// the quiet request is sent only once every busy one is held or refused.
 func TestBodiesInFlightAreBoundedInBytesPerToken(t *testing.T) {
 	tokens, _ := tokensFile(t, "busy\nquiet\n")
 	budget := stage.NewBudget(64 << 20)
@@ -308,26 +340,30 @@ func TestBodiesInFlightAreBoundedInBytesPerToken(t *testing.T) {
 			busy <- post(t, url, "application/json", msgFor(fmt.Sprint("b-", i), "web", pad), bearerOf("busy")...)
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
-	held := budget.Used()
-	if held == 0 || held > 3*1024 {
-		t.Errorf("budget holds %d bytes of bodies, cap 3072", held)
+	held, refused := settle(t, rec.began, busy, 4)
+	if refused == 0 {
+		t.Error("the busy token's bodies beyond its share were not refused")
+	}
+	if used := budget.Used(); used == 0 || used > 3*1024 {
+		t.Errorf("budget holds %d bytes of bodies, cap 3072", used)
 	}
 	quiet := make(chan reply, 1)
 	go func() { quiet <- post(t, url, "application/json", msgFor("q", "web", pad), bearerOf("quiet")...) }()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-rec.began:
+	case r := <-quiet:
+		t.Fatalf("quiet while busy holds %d bodies: %d %s, want it served", held, r.code, r.body)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the quiet token's request never reached the writer")
+	}
 	close(rec.block)
 	if r := <-quiet; r.code != http.StatusAccepted {
 		t.Errorf("quiet: %d %s", r.code, r.body)
 	}
-	refused := 0
-	for range 4 {
-		if r := <-busy; r.code == http.StatusTooManyRequests {
-			refused++
+	for range held {
+		if r := <-busy; r.code != http.StatusAccepted {
+			t.Errorf("busy: %d %s", r.code, r.body)
 		}
-	}
-	if refused == 0 {
-		t.Error("the busy token's bodies beyond its share were not refused")
 	}
 	if used := budget.Used(); used != opts.Seen.Bytes() {
 		t.Errorf("after the answers the budget holds %d, the ids remembered %d", used, opts.Seen.Bytes())

@@ -222,13 +222,15 @@ func (h *Handler) accept(r *http.Request, tenant *Tenant) answer {
 	if why := tenant.refuseServiceIdentifier(m.ServiceIdentifier()); why != "" {
 		return problem(http.StatusForbidden, "forbidden", why, nil)
 	}
+	// A channel-bound token gets one 403 for a channel outside its binding and for none: a 404 here would
+	// tell it which serviceIdentifiers the table maps.
 	channel, ok := h.channelOf(m)
+	if why := tenant.refuseChannel(m.ServiceIdentifier(), channel, ok); why != "" {
+		return problem(http.StatusForbidden, "forbidden", why, nil)
+	}
 	if !ok {
 		return problem(http.StatusNotFound, "channel_not_found",
 			"no channel is configured for serviceIdentifier "+strconv.Quote(m.ServiceIdentifier()), nil)
-	}
-	if why := tenant.refuseChannel(channel); why != "" {
-		return problem(http.StatusForbidden, "forbidden", why, nil)
 	}
 	id := m.ID()
 	if id == "" {

@@ -61,12 +61,18 @@ func (t *Tenant) refuseServiceIdentifier(serviceIdentifier string) string {
 	return ""
 }
 
-// refuseChannel says why the tenant may not write to channel, or is empty when it may.
-func (t *Tenant) refuseChannel(channel string) string {
-	if t.Channels != nil && !matchAny(t.Channels, channel) {
-		return "the token is not bound to channel " + strconv.Quote(channel)
+// refuseChannel says why the tenant may not write a message of serviceIdentifier to channel (mapped false:
+// no channel takes it), or is empty when it may. The answer is the same for a channel outside the binding
+// and for none, and names only the serviceIdentifier sent: a token learns nothing of the channel table
+// beyond its own channels.
+func (t *Tenant) refuseChannel(serviceIdentifier, channel string, mapped bool) string {
+	if t.Channels == nil || (mapped && matchAny(t.Channels, channel)) {
+		return ""
 	}
-	return ""
+	if serviceIdentifier == "" {
+		return "the token is not bound to a channel that takes a message without a serviceIdentifier"
+	}
+	return "the token is not bound to a channel that takes serviceIdentifier " + strconv.Quote(serviceIdentifier)
 }
 
 func matchAny(globs []string, s string) bool {

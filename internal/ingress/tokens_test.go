@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,32 @@ func TestTokensFileWithoutATrailingNewlineIsIncomplete(t *testing.T) {
 	_ = os.WriteFile(path, []byte("other\ntokA serviceIdentifiers=web*\nt2\n"), 0o600)
 	if err := tokens.reload(); err != nil || !tokens.Valid("t2") {
 		t.Fatalf("the completed file: %v", err)
+	}
+}
+
+// TestChannelBoundTokenCannotProbeTheChannelTable: a token bound only by channels gets the same 403 for a
+// serviceIdentifier that maps to a channel outside its binding as for one that maps to none, naming
+// neither the channel nor whether one exists.
+func TestChannelBoundTokenCannotProbeTheChannelTable(t *testing.T) {
+	tokens, _ := tokensFile(t, "wa-tok channels=whats*\n")
+	opts := testOptions()
+	opts.Channels = map[string]string{"site-1": "webchat", "4144": "whatsapp"}
+	opts.Tokens = tokens
+	srv := serve(t, opts, &recorder{})
+	url := srv.URL + "/cim-messages"
+	foreign := post(t, url, "application/json", msgFor("p-1", "site-1", "x"), bearerOf("wa-tok")...)
+	unmapped := post(t, url, "application/json", msgFor("p-2", "site-2", "x"), bearerOf("wa-tok")...)
+	if foreign.code != http.StatusForbidden || unmapped.code != http.StatusForbidden {
+		t.Fatalf("mapped to another channel: %d %s; mapped to none: %d %s; want 403 both", foreign.code, foreign.body, unmapped.code, unmapped.body)
+	}
+	f, u := problemOf(t, foreign), problemOf(t, unmapped)
+	if strings.Replace(f.Message, "site-1", "SI", 1) != strings.Replace(u.Message, "site-2", "SI", 1) || f.Error != u.Error {
+		t.Errorf("the answers differ: %q / %q", f.Message, u.Message)
+	}
+	if strings.Contains(string(foreign.body), "webchat") {
+		t.Errorf("403 names the channel the token may not see: %s", foreign.body)
+	}
+	if r := post(t, url, "application/json", msgFor("p-3", "4144", "x"), bearerOf("wa-tok")...); r.code != http.StatusAccepted {
+		t.Errorf("within its binding: %d %s", r.code, r.body)
 	}
 }

@@ -62,7 +62,7 @@ func TestTokenBoundToServiceIdentifiersAndChannels(t *testing.T) {
 		{"web-tok", "web-2", 202, ""},
 		{"web-tok", "4144", 403, `serviceIdentifier "4144"`},
 		{"wa-tok", "4144", 202, ""},
-		{"wa-tok", "web", 403, `channel "web"`},
+		{"wa-tok", "web", 403, `channel that takes serviceIdentifier "web"`},
 		{"any-tok", "4144", 202, ""},
 		{"any-tok", "web", 202, ""},
 	} {

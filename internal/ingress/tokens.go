@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -29,6 +30,10 @@ type Tokens struct {
 	last atomic.Pointer[[32]byte]
 	// emptyKept is set when an empty file was read once and the tokens before it kept (reload's goroutine only).
 	emptyKept bool
+	// unfinished is the digest of a file last read without a newline at its end (reload's goroutine only):
+	// the same bytes read again are the file as meant (a Kubernetes secret made with --from-literal has no
+	// final newline), not a rewrite caught half-way.
+	unfinished *[32]byte
 }
 
 // Tenant is what a token may do. Its identity is the token's SHA-256 digest: idempotency and request slots
@@ -87,11 +92,23 @@ func matchAny(globs []string, s string) bool {
 // LoadTokens reads path; an unreadable or malformed file is an error naming ingress.tokensFile.
 func LoadTokens(path string, log *zap.Logger) (*Tokens, error) {
 	t := &Tokens{path: path, log: log}
-	if err := t.reload(); err != nil {
+	err := t.reload()
+	if errors.Is(err, errUnfinished) {
+		// Read once more a moment later: a file still being written differs then; the same bytes are taken.
+		time.Sleep(unfinishedSettle)
+		err = t.reload()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("config ingress.tokensFile: %w", err)
 	}
 	return t, nil
 }
+
+// errUnfinished is a file read without a newline at its end, different from the read before.
+var errUnfinished = errors.New("does not end with a newline and changed since the last read: taken for a rewrite caught half-way, read again")
+
+// unfinishedSettle is how long start-up waits before reading an unfinished file again.
+const unfinishedSettle = 200 * time.Millisecond
 
 // Valid reports whether token is one of the accepted tokens.
 func (t *Tokens) Valid(token string) bool {
@@ -150,10 +167,15 @@ func (t *Tokens) reload() error {
 		return nil
 	}
 	// A rewrite in place read half-way ends mid-line, and a cut line can widen a binding ("tokA " is a bare
-	// tokA, "t" a token of its own): an unfinished last line is a file not yet written, read again next time.
+	// tokA, "t" a token of its own): an unfinished last line is taken only when the next read finds the same
+	// bytes (a file written without a final newline), never on the read that first sees it.
 	if len(data) > 0 && data[len(data)-1] != '\n' {
-		return fmt.Errorf("%s does not end with a newline: taken for a rewrite caught half-way (end every line with a newline, or replace the file atomically)", t.path)
+		if t.unfinished == nil || *t.unfinished != sum {
+			t.unfinished = &sum
+			return fmt.Errorf("%s %w", t.path, errUnfinished)
+		}
 	}
+	t.unfinished = nil
 	set, err := parseTokens(data)
 	if err != nil {
 		return err

@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X github.com/cimstream/cimstream/internal/service.Version=
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TOOLS       := $(CURDIR)/.cache/bin
 
-.PHONY: build run run-kafka test chaos lint fuzz bench kafka-up kafka-down deps manifests clean
+.PHONY: build run run-kafka test chaos chaos-cluster lint fuzz bench kafka-up kafka-down deps manifests clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cimstream
@@ -25,6 +25,10 @@ test:
 # The long variants of the fault tests (broker stopped, instances killed, hostile flood, SIGTERM).
 chaos:
 	@scripts/test.sh chaos
+
+# Broker faults on a three-node cluster (about 4 minutes); .ci/run runs it after make test.
+chaos-cluster:
+	@scripts/test.sh chaos-cluster
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

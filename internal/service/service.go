@@ -219,7 +219,7 @@ func (s *Service) checkTopics(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Kafka.RequestTimeout)
 	defer cancel()
 	if s.cfg.Inbound.Enabled {
-		if err := topics.CheckState(ctx, s.kafka.Client(), s.cfg.Topics.Sessions, s.cfg.Topics.Repartition); err != nil {
+		if err := s.checkState(ctx); err != nil {
 			s.ready.Set(ReadyTopics, err)
 			return err
 		}
@@ -227,6 +227,26 @@ func (s *Service) checkTopics(ctx context.Context) error {
 	s.ready.Set(ReadyTopics, nil)
 	s.warnDrift(ctx)
 	return nil
+}
+
+// checkState is topics.CheckState, asked again a few times (about 7 s in all) before its answer stands: on
+// a cluster, a topic just created reaches the brokers' metadata and configs one after the other, and the
+// broker asked first may not know it, or its policy, yet.
+func (s *Service) checkState(ctx context.Context) error {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := topics.CheckState(ctx, s.kafka.Client(), s.cfg.Topics.Sessions, s.cfg.Topics.Repartition)
+		if err == nil || attempt == 4 || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("session state topics not confirmed yet; asking again", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // warnDrift logs a warning for every topic setting that differs from the configuration; those that would

@@ -237,6 +237,11 @@ func CheckState(ctx context.Context, admin StateAdmin, changelog, repartition st
 	}
 	policy := ""
 	for _, r := range resp.Resources {
+		if r.Error != nil {
+			// A broker that does not know the topic yet (just created, on another node of a cluster) says
+			// nothing of its policy: not a misconfiguration.
+			return fmt.Errorf("describe configs of %s: %w", changelog, r.Error)
+		}
 		for _, e := range r.ConfigEntries {
 			if e.ConfigName == "cleanup.policy" {
 				policy = e.ConfigValue

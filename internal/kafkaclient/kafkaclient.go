@@ -36,6 +36,7 @@ type Factory struct {
 
 	clientOnce sync.Once
 	client     *kafka.Client
+	transport  *kafka.Transport // the shared client's, under its request counter
 }
 
 // New checks the TLS and SASL settings (files readable, mechanism known) and returns a Factory.
@@ -97,10 +98,11 @@ func (f *Factory) Dialer() *kafka.Dialer {
 // MetadataTTL old, and it is refreshed at once for topics this client creates.
 func (f *Factory) Client() *kafka.Client {
 	f.clientOnce.Do(func() {
+		f.transport = f.Transport()
 		f.client = &kafka.Client{
 			Addr:      kafka.TCP(f.cfg.Brokers...),
 			Timeout:   f.cfg.RequestTimeout,
-			Transport: f.Transport(),
+			Transport: countingTransport{next: f.transport},
 		}
 	})
 	return f.client
@@ -109,10 +111,8 @@ func (f *Factory) Client() *kafka.Client {
 // Close closes the shared client's connections and stops its metadata refresh.
 func (f *Factory) Close() {
 	f.clientOnce.Do(func() {}) // no client made later
-	if f.client != nil {
-		if t, ok := f.client.Transport.(*kafka.Transport); ok {
-			t.CloseIdleConnections()
-		}
+	if f.transport != nil {
+		f.transport.CloseIdleConnections()
 	}
 }
 

@@ -21,7 +21,7 @@ type Stats struct {
 	readers map[[2]string]float64 // metric, stage → total
 	descs   map[string]*prometheus.Desc
 
-	throttleSeconds, throttled *prometheus.Desc
+	throttleSeconds, throttled, requests *prometheus.Desc
 }
 
 var readerMetrics = []struct{ name, help string }{
@@ -50,6 +50,8 @@ func NewStats(reg prometheus.Registerer) *Stats {
 			"Throttle time the broker named in produce and fetch responses (a client quota), added up.", []string{"request"}, nil),
 		throttled: prometheus.NewDesc("cimstream_kafka_throttled_responses_total",
 			"Produce and fetch responses that named a throttle time (a client quota).", []string{"request"}, nil),
+		requests: prometheus.NewDesc("cimstream_kafka_requests_total",
+			"Requests sent to the brokers through the shared client (sinks, readers, admin), by API.", []string{"api"}, nil),
 	}
 	for _, m := range readerMetrics {
 		s.descs[m.name] = prometheus.NewDesc(m.name, m.help, []string{"stage", "client"}, nil)
@@ -92,6 +94,7 @@ func (s *Stats) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- s.throttleSeconds
 	ch <- s.throttled
+	ch <- s.requests
 }
 
 // Collect implements prometheus.Collector.
@@ -105,6 +108,9 @@ func (s *Stats) Collect(ch chan<- prometheus.Metric) {
 	for request, total := range kafkaclient.ThrottleTotals() {
 		ch <- prometheus.MustNewConstMetric(s.throttleSeconds, prometheus.CounterValue, total.Seconds, request)
 		ch <- prometheus.MustNewConstMetric(s.throttled, prometheus.CounterValue, float64(total.Responses), request)
+	}
+	for api, n := range kafkaclient.RequestTotals() {
+		ch <- prometheus.MustNewConstMetric(s.requests, prometheus.CounterValue, float64(n), api)
 	}
 }
 

@@ -19,6 +19,9 @@ import (
 // LatencyBuckets suit chat traffic: 1 ms to 10 s.
 var LatencyBuckets = []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
 
+// StepBuckets are finer below a millisecond: most steps of a batch take microseconds.
+var StepBuckets = []float64{.0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
+
 // Metrics holds the collectors.
 type Metrics struct {
 	consumed       *prometheus.CounterVec
@@ -30,6 +33,7 @@ type Metrics struct {
 	inboundPaths   *prometheus.CounterVec
 	batchDuration  *prometheus.HistogramVec
 	latency        *prometheus.HistogramVec
+	steps          *prometheus.HistogramVec
 	lag            *prometheus.GaugeVec
 	partitions     *prometheus.GaugeVec
 	rebalances     *prometheus.CounterVec
@@ -74,6 +78,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Time to process a batch and have its outputs acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_end_to_end_latency_seconds",
 			Help: "From an input record's timestamp to its outputs being acknowledged.", Buckets: LatencyBuckets}, []string{"stage"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_stage_step_seconds",
+			Help:    "Trace of a batch by step (one observation per batch and step): fetch (first record's timestamp to the batch in hand), lock (wait for a handler sharing state), decide (the handler), produce (handler done to write sent), ack (one write, sent to acknowledged).",
+			Buckets: StepBuckets}, []string{"stage", "step"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_consumer_lag_records",
 			Help: "Log-end offset minus committed offset, per consumer group, topic and partition."}, []string{"group", "topic", "partition"}),
 		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cimstream_partitions_owned",
@@ -143,7 +150,7 @@ func (m *Metrics) initSeries() {
 // Collectors lists every collector, for registration and for listing metric names.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
-		m.batchDuration, m.latency, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
+		m.batchDuration, m.latency, m.steps, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
 		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.trimmed, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed}
 	return append(all, m.ingress.collectors()...)
 }
@@ -263,6 +270,13 @@ func (m *Metrics) Batch(stage string, took time.Duration, recordTimes []time.Tim
 		if d := now.Sub(t); d >= 0 {
 			h.Observe(d.Seconds())
 		}
+	}
+}
+
+// Step implements stage.StepObserver: the trace of one batch's step.
+func (m *Metrics) Step(stage, step string, took time.Duration) {
+	if took >= 0 {
+		m.steps.WithLabelValues(stage, step).Observe(took.Seconds())
 	}
 }
 

@@ -3,9 +3,11 @@ package metrics
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -84,5 +86,36 @@ func TestStageLabelEverywhere(t *testing.T) {
 		if got != want {
 			t.Errorf(`%s{stage="inbound-ingest"} = %v, want %v`, name, got, want)
 		}
+	}
+}
+
+// TestStepHistogram: a step observed through the stage runtime's optional interface lands in
+// cimstream_stage_step_seconds by stage and step.
+func TestStepHistogram(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var obs stage.Observer = New(reg)
+	steps, ok := obs.(stage.StepObserver)
+	if !ok {
+		t.Fatal("Metrics does not implement stage.StepObserver: the stage trace would be dropped")
+	}
+	steps.Step("inbound-sessions", stage.StepAck, 3*time.Millisecond)
+	steps.Step("inbound-sessions", stage.StepAck, -time.Millisecond) // a clock step back is not a sample
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "cimstream_stage_step_seconds" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			count += s.GetHistogram().GetSampleCount()
+			sum += s.GetHistogram().GetSampleSum()
+		}
+	}
+	if count != 1 || sum < 0.0029 || sum > 0.0031 {
+		t.Errorf("cimstream_stage_step_seconds: %d samples summing to %v s, want 1 of 0.003 s", count, sum)
 	}
 }

@@ -58,8 +58,15 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		var held int64
 		batch, held = r.fetch(ctx, reader, batch[:0], fetchLog)
 		began := time.Now()
+		if len(batch) > 0 {
+			r.steps.since(StepFetch, batch[0].Time)
+		}
 		if serialized != nil {
+			waited := r.steps.now()
 			serialized.Lock(ctx, batch)
+			if len(batch) > 0 {
+				r.steps.since(StepLock, waited)
+			}
 		}
 		ok := r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned)
 		if serialized != nil {
@@ -110,9 +117,12 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 func (r *Runner) step(genCtx, writeCtx context.Context, log *zap.Logger, topic string, handler Handler, ticker Ticker, batch []stream.Record,
 	held int64, lastTick *time.Time, abandoned *bool) bool {
 	var results []stream.Result
+	var decided time.Time
 	if len(batch) > 0 {
 		r.cfg.Observer.Consumed(r.cfg.Name, topic, len(batch))
+		processing := r.steps.now()
 		results = handler.Process(batch)
+		decided = r.steps.since(StepDecide, processing)
 		if len(results) != len(batch) {
 			panic(fmt.Sprintf("stage %s: handler returned %d results for %d records", r.cfg.Name, len(results), len(batch)))
 		}
@@ -135,7 +145,7 @@ func (r *Runner) step(genCtx, writeCtx context.Context, log *zap.Logger, topic s
 		*abandoned = len(batch) > 0 || len(ticks) > 0
 		return false
 	}
-	done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks)
+	done := r.settle(genCtx, writeCtx, log, handler, batch, results, ticks, decided)
 	r.cfg.Budget.Give(held)
 	if !done {
 		*abandoned = true

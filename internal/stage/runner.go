@@ -94,6 +94,7 @@ type Runner struct {
 	sink   Sink
 	log    *zap.Logger
 	entry  *EntryGuard
+	steps  stepper
 }
 
 // New returns a runner.
@@ -115,7 +116,8 @@ func New(cfg Config, broker Broker, sink Sink, log *zap.Logger) *Runner {
 	}
 	cfg.DeadLetters.Pipeline = cfg.Pipeline
 	log = log.With(zap.String("stage", cfg.Name))
-	return &Runner{cfg: cfg, broker: broker, sink: sink, log: log, entry: &EntryGuard{Stage: cfg.Name, Observer: cfg.Observer, Log: log}}
+	return &Runner{cfg: cfg, broker: broker, sink: sink, log: log, entry: &EntryGuard{Stage: cfg.Name, Observer: cfg.Observer, Log: log},
+		steps: newStepper(cfg.Observer, cfg.Name)}
 }
 
 // Run consumes until ctx is cancelled, then drains the batch in hand, commits and returns nil.

@@ -29,13 +29,16 @@ type batchWrite struct {
 	batch    []stream.Record
 	outcomes []Outcome
 	dropped  map[int]bool // inputs whose remaining outputs are no longer written
+	// decided is when the handler returned, until the first write is sent (zero: not traced).
+	decided time.Time
 }
 
 // settle writes everything made of batch; it returns false when the partition was lost (ctx ended)
-// before every input was settled.
-func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handler, batch []stream.Record, results []stream.Result, ticks []stream.Output) bool {
+// before every input was settled. decided is when Process returned (zero when steps are not traced).
+func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handler, batch []stream.Record, results []stream.Result, ticks []stream.Output,
+	decided time.Time) bool {
 	settler, _ := h.(Settler)
-	w := &batchWrite{r: r, log: log, batch: batch, outcomes: make([]Outcome, len(batch)), dropped: map[int]bool{}}
+	w := &batchWrite{r: r, log: log, batch: batch, outcomes: make([]Outcome, len(batch)), dropped: map[int]bool{}, decided: decided}
 	var work []entry
 	for i, rec := range batch {
 		w.outcomes[i].Record = rec
@@ -99,7 +102,11 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 		for _, e := range work {
 			outs = append(outs, e.out)
 		}
+		w.r.steps.since(StepProduce, w.decided)
+		w.decided = time.Time{}
+		sent := w.r.steps.now()
 		errs := w.r.sink.Write(writeCtx, outs)
+		w.r.steps.since(StepAck, sent)
 		var retry []entry
 		var last error
 		for j, e := range work {

@@ -240,20 +240,36 @@ func (l Latencies) String() string {
 // Measure reads every partition of the output topic from its current end while the producer runs, and
 // matches output ids with send times. It returns when want records matched or ctx ends.
 func (p *Producer) Measure(ctx context.Context, factory *kafkaclient.Factory, topic string, want int) (Latencies, error) {
+	samples, err := p.MeasureSamples(ctx, factory, topic, want)
+	lat := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		lat[i] = s.Latency
+	}
+	return summarize(lat), err
+}
+
+// Sample is one matched message: when it was sent and how long it took to arrive.
+type Sample struct {
+	Sent    time.Time
+	Latency time.Duration
+}
+
+// MeasureSamples is Measure keeping every matched message, for latency over time (Windows).
+func (p *Producer) MeasureSamples(ctx context.Context, factory *kafkaclient.Factory, topic string, want int) ([]Sample, error) {
 	client := factory.Client()
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(md.Topics) == 0 || md.Topics[0].Error != nil {
-		return Latencies{}, fmt.Errorf("output topic %s: %v", topic, err)
+		return nil, fmt.Errorf("output topic %s: %v", topic, err)
 	}
 	var mu sync.Mutex
-	var lat []time.Duration
+	var samples []Sample
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, part := range md.Topics[0].Partitions {
 		r, err := factory.PartitionReader(topic, part.ID, kafka.LastOffset)
 		if err != nil {
-			return Latencies{}, err
+			return nil, err
 		}
 		wg.Add(1)
 		go func() {
@@ -276,8 +292,8 @@ func (p *Producer) Measure(ctx context.Context, factory *kafkaclient.Factory, to
 					continue
 				}
 				mu.Lock()
-				lat = append(lat, arrived.Sub(sent))
-				done := len(lat) >= want
+				samples = append(samples, Sample{Sent: sent, Latency: arrived.Sub(sent)})
+				done := len(samples) >= want
 				mu.Unlock()
 				if done {
 					cancel()
@@ -287,7 +303,64 @@ func (p *Producer) Measure(ctx context.Context, factory *kafkaclient.Factory, to
 		}()
 	}
 	wg.Wait()
-	return summarize(lat), nil
+	return samples, nil
+}
+
+// Window is the latency of the messages sent in one interval.
+type Window struct {
+	From    time.Duration `json:"from"` // the interval's start, from the origin
+	Matched int           `json:"matched"`
+	P50     time.Duration `json:"p50"`
+	P99     time.Duration `json:"p99"`
+	Max     time.Duration `json:"max"`
+}
+
+// Windows groups samples by send time into consecutive intervals of width from origin (samples sent
+// before origin are left out) and summarizes each; an interval without samples has Matched 0.
+func Windows(samples []Sample, origin time.Time, width time.Duration) []Window {
+	if width <= 0 {
+		return nil
+	}
+	var byWindow [][]time.Duration
+	for _, s := range samples {
+		at := s.Sent.Sub(origin)
+		if at < 0 {
+			continue
+		}
+		i := int(at / width)
+		for len(byWindow) <= i {
+			byWindow = append(byWindow, nil)
+		}
+		byWindow[i] = append(byWindow[i], s.Latency)
+	}
+	out := make([]Window, len(byWindow))
+	for i, lat := range byWindow {
+		l := summarize(lat)
+		out[i] = Window{From: time.Duration(i) * width, Matched: l.Matched, P50: l.P50, P99: l.P99, Max: l.Max}
+	}
+	return out
+}
+
+// SteadyFrom returns the start of the first window from which every window in ws with samples has a
+// p99 at most limit, and false when the last window with samples is above it.
+func SteadyFrom(ws []Window, limit time.Duration) (time.Duration, bool) {
+	from, ok := time.Duration(0), len(ws) > 0
+	for _, w := range ws {
+		if w.Matched > 0 && w.P99 > limit {
+			from, ok = w.From+windowWidth(ws), false
+		} else if w.Matched > 0 {
+			ok = true
+		}
+	}
+	return from, ok
+}
+
+// windowWidth is the interval of ws (the second window's start).
+func windowWidth(ws []Window) time.Duration {
+	if len(ws) < 2 {
+		return 0
+	}
+	return ws[1].From - ws[0].From
 }
 
 func summarize(lat []time.Duration) Latencies {

@@ -250,6 +250,7 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 		out[i] = h.s.e.Process(stream.Record{Topic: h.repartition, Partition: h.partition, Offset: -1,
 			Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time})
 	}
+	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
 	return out
 }
 

@@ -394,6 +394,7 @@ func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	for i, rec := range batch {
 		out[i] = h.s.e.Process(rec)
 	}
+	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
 	for _, rec := range batch {
 		h.s.applied(rec)
 	}

@@ -38,10 +38,10 @@ func NewStats(reg prometheus.Registerer) *Stats {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"stage", "client"})
 	}
 	s := &Stats{
-		writes:   counter("cimstream_kafka_writer_writes_total", "Produce requests sent (one per partition and chunk)."),
+		writes:   counter("cimstream_kafka_writer_writes_total", "Produce requests sent (one per broker and round)."),
 		messages: counter("cimstream_kafka_writer_messages_total", "Records sent in produce requests."),
 		bytes:    counter("cimstream_kafka_writer_bytes_total", "Bytes sent in produce requests (records as framed, before compression)."),
-		errors:   counter("cimstream_kafka_writer_errors_total", "Produce requests that failed."),
+		errors:   counter("cimstream_kafka_writer_errors_total", "Produce requests that failed (for one partition or more)."),
 		produceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_kafka_produce_seconds",
 			Help:    "Produce request round trips with acks=all.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 5}}, []string{"stage"}),
@@ -65,12 +65,14 @@ func (s *Stats) addWrite(stage string, records, bytes int, took time.Duration, e
 		return
 	}
 	s.writes.WithLabelValues(stage, "sink").Inc()
+	// records and bytes are what the broker acknowledged: a request to one broker can succeed for some
+	// partitions and fail for others.
+	s.messages.WithLabelValues(stage, "sink").Add(float64(records))
+	s.bytes.WithLabelValues(stage, "sink").Add(float64(bytes))
 	if err != nil {
 		s.errors.WithLabelValues(stage, "sink").Inc()
 		return
 	}
-	s.messages.WithLabelValues(stage, "sink").Add(float64(records))
-	s.bytes.WithLabelValues(stage, "sink").Add(float64(bytes))
 	s.produceSeconds.WithLabelValues(stage).Observe(took.Seconds())
 }
 

@@ -181,7 +181,7 @@ func runEgress(cfg config.Config, conn *connector, n int) (Figure, error) {
 		return Figure{}, err
 	}
 	defer os.Remove(path)
-	cmd := execCimstream(path)
+	cmd := execCimstream(path, "127.0.0.1:0")
 	if err := cmd.Start(); err != nil {
 		return Figure{}, err
 	}

@@ -44,7 +44,11 @@ type Results struct {
 	Latency  map[string]LatencyFigure `json:"latency"`
 	Ingress  []IngressFigure          `json:"ingress"`
 	Restore  []RestoreFigure          `json:"restore"`
-	Commands []string                 `json:"commands"`
+	// VsProducerPerformance is each throughput figure's rate over ProducerPerformance's in the same run.
+	VsProducerPerformance map[string]float64 `json:"vs_producer_performance,omitempty"`
+	// Startup is latency in 1 s windows from the process start, and while a second instance joins.
+	Startup  *StartupFigure `json:"startup,omitempty"`
+	Commands []string       `json:"commands"`
 	// EgressDate is when the egress figures were measured (a BENCH_ONLY=egress run keeps the others).
 	EgressDate string `json:"egress_date,omitempty"`
 }
@@ -63,6 +67,12 @@ type Figure struct {
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"per_second"`
 	MaxRSSMiB float64 `json:"max_rss_mib,omitempty"`
+	// Requests per 1,000 records, from the instance's cimstream_kafka_requests_total (end of run less start).
+	ProducePer1k float64 `json:"produce_requests_per_1k,omitempty"`
+	FetchPer1k   float64 `json:"fetch_requests_per_1k,omitempty"`
+	// CPU seconds per 100,000 records: the instance's (cimstream) and the broker's over the same run.
+	CPUPer100k       float64 `json:"cpu_seconds_per_100k,omitempty"`
+	BrokerCPUPer100k float64 `json:"broker_cpu_seconds_per_100k,omitempty"`
 }
 
 func main() {
@@ -80,6 +90,8 @@ var (
 	egressDelay    = 5 * time.Millisecond
 	size           = 1024
 	log            = zap.NewNop()
+	// broker is the local broker's process (its CPU time is read around each run); 0 when not found.
+	broker int
 )
 
 func run() error {
@@ -87,6 +99,7 @@ func run() error {
 	if brokers == "" {
 		return fmt.Errorf("KAFKA_BROKERS is not set (make bench starts a broker)")
 	}
+	broker = brokerPid(brokers)
 	if os.Getenv("BENCH_ONLY") == "egress" {
 		return egressOnly(brokers)
 	}
@@ -109,6 +122,16 @@ func run() error {
 			res.Ingress = append(res.Ingress, fig)
 		}
 		fmt.Print(ingressTable(res.Ingress))
+		return nil
+	}
+
+	if os.Getenv("BENCH_ONLY") == "startup" {
+		// Latency from the process start and over a join, printed, docs untouched.
+		s, err := startupStep(must(kafkaclient.New(baseConfig(brokers).Kafka)), baseConfig(brokers), fmt.Sprintf("bench.%x.", time.Now().Unix()))
+		if err != nil {
+			return err
+		}
+		fmt.Print(startupTable(&s))
 		return nil
 	}
 
@@ -175,15 +198,13 @@ func run() error {
 	}
 	res.Restore = restore
 
-	if !inboundOnly {
-		step("broker ceiling: Kafka's ProducerPerformance")
-		ceiling, cmd, err := producerPerformance(factory, brokers, prefix+"ceiling")
-		if err != nil {
-			return err
-		}
-		res.Figures[figCeiling] = ceiling
-		res.Commands = append(res.Commands, cmd)
+	step("broker ceiling: Kafka's ProducerPerformance, then ConsumerPerformance on what it wrote")
+	ceiling, consumer, cmds, err := ceilings(factory, brokers, prefix+"ceiling")
+	if err != nil {
+		return err
 	}
+	res.Figures[figCeiling], res.Figures[figConsumerCeiling] = ceiling, consumer
+	res.Commands = append(res.Commands, cmds...)
 
 	step("latency at fixed rates")
 	lat := base
@@ -204,6 +225,11 @@ func run() error {
 		}
 		res.Latency[fmt.Sprintf("%.0f msg/s", r.rate)] = l
 	}
+	st, err := startupStep(factory, base, prefix)
+	if err != nil {
+		return err
+	}
+	res.Startup = &st
 	if inboundOnly {
 		fmt.Print(table(res))
 		return nil
@@ -340,20 +366,23 @@ func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string
 		BatchSize:       cfg.Kafka.Consumer.BatchSize, Linger: cfg.Kafka.Consumer.Linger, CommitInterval: cfg.Kafka.Consumer.CommitInterval,
 	}, kafkaedge.NewBroker(f, nil), kafkaedge.NewSink(f, "copier", nil), log)
 	ctx, cancel := context.WithCancel(context.Background())
+	brokerBefore := cpuSeconds(broker)
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	end, err := waitCount(f, to, messages, 10*time.Minute)
+	brokerCPU := cpuSeconds(broker) - brokerBefore
 	cancel()
 	<-done
 	if err != nil {
 		return Figure{}, err
 	}
 	s := end.Sub(start).Seconds()
-	return Figure{Records: messages, Seconds: s, PerSecond: float64(messages) / s}, nil
+	return Figure{Records: messages, Seconds: s, PerSecond: float64(messages) / s, BrokerCPUPer100k: per100k(brokerCPU, messages)}, nil
 }
 
-// runCimstream starts the binary on cfg and times it until topic holds want records, sampling its memory.
+// runCimstream starts the binary on cfg and times it until topic holds want records, sampling its memory
+// and reading, from the start to the end of the run, its Kafka requests and its and the broker's CPU time.
 func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-%d.yaml", time.Now().UnixNano()))
 	text, _ := cfg.YAML()
@@ -362,20 +391,36 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	}
 	defer os.Remove(path)
 	f := must(kafkaclient.New(cfg.Kafka))
-	cmd := execCimstream(path)
+	addr, err := freeAddr()
+	if err != nil {
+		return Figure{}, err
+	}
+	cmd := execCimstream(path, addr)
+	brokerBefore := cpuSeconds(broker)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Figure{}, err
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
 	stopRSS := sampleMaxRSS(cmd.Process.Pid)
+	before, err := kafkaRequests(addr, 30*time.Second)
+	if err != nil {
+		return Figure{}, fmt.Errorf("requests at the start: %w", err)
+	}
 	end, err := waitCount(f, topic, want, 10*time.Minute)
 	maxRSS := stopRSS()
 	if err != nil {
 		return Figure{}, err
 	}
+	after, err := kafkaRequests(addr, 10*time.Second)
+	if err != nil {
+		return Figure{}, fmt.Errorf("requests at the end: %w", err)
+	}
+	cpu, brokerCPU := cpuSeconds(cmd.Process.Pid), cpuSeconds(broker)-brokerBefore
 	s := end.Sub(start).Seconds()
-	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS}, nil
+	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS,
+		ProducePer1k: perThousand(after["Produce"]-before["Produce"], want), FetchPer1k: perThousand(after["Fetch"]-before["Fetch"], want),
+		CPUPer100k: per100k(cpu, want), BrokerCPUPer100k: per100k(brokerCPU, want)}, nil
 }
 
 // sampleMaxRSS samples the resident memory of process pid every 100 ms until the returned function is
@@ -397,9 +442,9 @@ func sampleMaxRSS(pid int) func() float64 {
 	return func() float64 { close(stop); return <-done }
 }
 
-// execCimstream is the built binary running the configuration at path.
-func execCimstream(path string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
+// execCimstream is the built binary running the configuration at path, its admin server on adminAddr.
+func execCimstream(path, adminAddr string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address="+adminAddr)
 	cmd.Stderr = os.Stderr
 	return cmd
 }
@@ -472,8 +517,7 @@ func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Dur
 		return LatencyFigure{}, err
 	}
 	defer os.Remove(path)
-	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address=127.0.0.1:0")
-	cmd.Stderr = os.Stderr
+	cmd := execCimstream(path, "127.0.0.1:0")
 	if err := cmd.Start(); err != nil {
 		return LatencyFigure{}, err
 	}
@@ -577,4 +621,14 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// startupStep is startupBench at 1,000 msg/s for 60 s, a second instance joining at 30 s.
+func startupStep(f *kafkaclient.Factory, base config.Config, prefix string) (StartupFigure, error) {
+	fmt.Fprintln(os.Stderr, "bench: latency from the process start at 1000 msg/s keyed, a second instance at 30 s")
+	s, err := startupBench(f, base, prefix+"start.", 1000, 60*time.Second, 30*time.Second)
+	for _, l := range s.Logs {
+		fmt.Fprintln(os.Stderr, "bench: instance log", l)
+	}
+	return s, err
 }

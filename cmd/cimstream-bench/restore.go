@@ -58,7 +58,7 @@ func startWatched(cfg config.Config) (*watched, error) {
 	if err := os.WriteFile(path, text, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := execCimstream(path)
+	cmd := execCimstream(path, "127.0.0.1:0")
 	cmd.Stderr = nil
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

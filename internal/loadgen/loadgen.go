@@ -248,6 +248,15 @@ func (p *Producer) Measure(ctx context.Context, factory *kafkaclient.Factory, to
 	return summarize(lat), err
 }
 
+// Summarize gives the latency figures of samples.
+func Summarize(samples []Sample) Latencies {
+	lat := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		lat[i] = s.Latency
+	}
+	return summarize(lat)
+}
+
 // Sample is one matched message: when it was sent and how long it took to arrive.
 type Sample struct {
 	Sent    time.Time

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/loadgen"
+	"github.com/cimstream/cimstream/pkg/cim"
+)
+
+// steadyLimit is the p99 a window must stay at or under for latency to count as steady.
+const steadyLimit = 20 * time.Millisecond
+
+// StartupFigure is end-to-end latency from the moment an instance starts: keyed traffic at Rate from the
+// process start on, a second instance started JoinAt later, each 1 s window of send times summarized.
+type StartupFigure struct {
+	Rate     float64          `json:"rate"`
+	Seconds  float64          `json:"seconds"`
+	JoinAt   float64          `json:"join_at_seconds"`
+	Windows  []loadgen.Window `json:"windows"`
+	Matched  int              `json:"matched"`
+	Expected int              `json:"expected"`
+	// SteadyAfter is the seconds from the start until every later window before the join has p99 ≤ 20 ms
+	// (-1: never); SteadyAfterJoin the same from the second instance's start to the end of the run.
+	SteadyAfter     float64 `json:"steady_after_seconds"`
+	SteadyAfterJoin float64 `json:"steady_after_join_seconds"`
+	// From5s is the messages sent from 5 s to 25 s after the start: the window the latency figure measures.
+	From5s loadgen.Latencies `json:"from_5s"`
+	// Logs are the instances' log files (info level), for the rebalance's timeline.
+	Logs []string `json:"-"`
+}
+
+// startupBench starts an instance and, at the same moment, keyed traffic at rate for d; a second
+// instance starts at join. Latency is read in 1 s windows of send time from the first start.
+func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rate float64, d, join time.Duration) (StartupFigure, error) {
+	cfg := base
+	setTopics(&cfg, prefix)
+	cfg.Outbound.Enabled = false
+	cfg.Topics.InboundChannels = []string{prefix + "cim.inbound.web"}
+	cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
+	cfg.Log.Level, cfg.Log.Format = "info", "json"
+	if err := createTopics(f, cfg); err != nil {
+		return StartupFigure{}, err
+	}
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-start-%d.yaml", time.Now().UnixNano()))
+	text, _ := cfg.YAML()
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		return StartupFigure{}, err
+	}
+	defer os.Remove(path)
+	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
+		Size: size, Keyed: true, RunID: fmt.Sprintf("start%.0f", rate)}
+	p := loadgen.NewProducer(f, opts, true)
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+	defer cancel()
+	want := int(rate * d.Seconds() * 0.99)
+	samples := make(chan []loadgen.Sample, 1)
+	measuring := make(chan struct{})
+	go func() {
+		close(measuring)
+		s, _ := p.MeasureSamples(ctx, f, cfg.Topics.CCMInbound, want)
+		samples <- s
+	}()
+	<-measuring
+	time.Sleep(500 * time.Millisecond) // the output readers at the topic's end
+	fig := StartupFigure{Rate: rate, Seconds: d.Seconds(), JoinAt: join.Seconds(), Expected: int(rate * d.Seconds())}
+	first, origin, err := startLogged(path, "first")
+	if err != nil {
+		return fig, err
+	}
+	defer first.stop()
+	fig.Logs = append(fig.Logs, first.log)
+	secondLog, secondDone := make(chan string, 1), make(chan struct{})
+	go func() {
+		defer close(secondDone)
+		time.Sleep(time.Until(origin.Add(join)))
+		second, _, err := startLogged(path, "second")
+		if err != nil {
+			return
+		}
+		secondLog <- second.log
+		<-ctx.Done()
+		second.stop()
+	}()
+	if _, err := p.Run(ctx); err != nil {
+		return fig, err
+	}
+	got := <-samples
+	cancel()
+	<-secondDone
+	select {
+	case l := <-secondLog:
+		fig.Logs = append(fig.Logs, l)
+	default:
+	}
+	return summarizeStartup(fig, got, origin, join), nil
+}
+
+// summarizeStartup fills fig's windows and steady times from the samples of a run started at origin.
+func summarizeStartup(fig StartupFigure, samples []loadgen.Sample, origin time.Time, join time.Duration) StartupFigure {
+	fig.Matched = len(samples)
+	fig.Windows = loadgen.Windows(samples, origin, time.Second)
+	joinAt := min(int(join/time.Second), len(fig.Windows))
+	fig.SteadyAfter, fig.SteadyAfterJoin = -1, -1
+	if from, ok := loadgen.SteadyFrom(fig.Windows[:joinAt], steadyLimit); ok {
+		fig.SteadyAfter = from.Seconds()
+	}
+	if from, ok := loadgen.SteadyFrom(fig.Windows[joinAt:], steadyLimit); ok {
+		fig.SteadyAfterJoin = (from - join).Seconds()
+	}
+	var early []loadgen.Sample
+	for _, s := range samples {
+		if at := s.Sent.Sub(origin); at >= 5*time.Second && at < 25*time.Second {
+			early = append(early, s)
+		}
+	}
+	fig.From5s = loadgen.Summarize(early)
+	return fig
+}
+
+// instance is a running binary whose log goes to a file.
+type instance struct {
+	log  string
+	stop func()
+}
+
+// startLogged starts the binary on the configuration at path, its log in a temporary file named for
+// who; it returns the time the process started.
+func startLogged(path, who string) (instance, time.Time, error) {
+	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-start-%s-%d.log", who, time.Now().UnixNano()))
+	out, err := os.Create(logPath)
+	if err != nil {
+		return instance{}, time.Time{}, err
+	}
+	cmd := execCimstream(path, "127.0.0.1:0")
+	cmd.Stderr = out
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return instance{}, started, err
+	}
+	return instance{log: logPath, stop: func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		out.Close()
+	}}, started, nil
+}
+
+// startupTable prints the windows of a StartupFigure.
+func startupTable(s *StartupFigure) string {
+	if s == nil {
+		return ""
+	}
+	var b []byte
+	b = fmt.Appendf(b, "\nLatency from the process start (loadgen at %.0f msg/s keyed from the moment the binary starts, a second instance started %.0f s later; 1 s windows of send time; %d of %d matched): steady (every later window p99 ≤ 20 ms) %s after the start and %s after the second instance started. The messages sent 5–25 s after the start (the window of the latency table): p50 %.1f ms, p99 %.1f ms, p999 %.1f ms.\n\n",
+		s.Rate, s.JoinAt, s.Matched, s.Expected, steadyText(s.SteadyAfter), steadyText(s.SteadyAfterJoin), ms(s.From5s.P50), ms(s.From5s.P99), ms(s.From5s.P999))
+	b = append(b, "| window (s from start) | matched | p50 | p99 | max |\n|---|---|---|---|---|\n"...)
+	for _, w := range s.Windows {
+		mark := ""
+		if w.From == time.Duration(s.JoinAt)*time.Second {
+			mark = " (second instance starts)"
+		}
+		b = fmt.Appendf(b, "| %.0f–%.0f%s | %d | %.1f ms | %.1f ms | %.1f ms |\n", w.From.Seconds(), w.From.Seconds()+1, mark, w.Matched, ms(w.P50), ms(w.P99), ms(w.Max))
+	}
+	return string(b)
+}
+
+func steadyText(s float64) string {
+	if s < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.0f s", s)
+}

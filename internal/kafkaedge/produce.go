@@ -2,6 +2,7 @@ package kafkaedge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ type partitionWrite struct {
 	leader    int   // node id, from the sink's metadata
 	idx       []int // the records not sent yet, in order
 	single    int   // how many of idx go one per request: the broker found their chunk too large
+	rerouted  bool  // the leader was read again once in this call, after a routing error
 
 	// This round's chunk (the first n of idx) and its outcome.
 	n, bytes int
@@ -36,7 +38,7 @@ func (s *Sink) Write(ctx context.Context, outputs []stream.Output) []error {
 		s.round(ctx, outputs, parts)
 		more := parts[:0]
 		for _, p := range parts {
-			if s.settle(p, errs) {
+			if s.reroute(ctx, p) || s.settle(p, errs) {
 				more = append(more, p)
 			}
 		}
@@ -138,6 +140,26 @@ func (s *Sink) nextChunk(p *partitionWrite, outputs []stream.Output) {
 		n++
 	}
 	p.n, p.bytes, p.err = n, bytes, nil
+}
+
+// reroute reads p's leader again after the transport refused to route its request (nothing was sent:
+// its metadata moved on from the sink's), once per call, so that partition goes in the next round.
+func (s *Sink) reroute(ctx context.Context, p *partitionWrite) bool {
+	var rerr *produce.Error
+	if p.rerouted || !errors.As(p.err, &rerr) {
+		return false
+	}
+	p.rerouted = true
+	leaders, err := s.partitions(ctx, p.topic)
+	switch {
+	case err != nil:
+		p.err = err
+		return false
+	case p.partition >= len(leaders) || leaders[p.partition] < 0:
+		return false
+	}
+	p.leader = leaders[p.partition]
+	return true
 }
 
 // settle applies p's outcome of the round to errs and says whether p has records left to send.
@@ -259,7 +281,7 @@ func records(outputs []stream.Output, idx []int) []kafka.Record {
 // read sets each partition's outcome from the broker's response.
 func (s *Sink) read(m protocol.Message, parts []*partitionWrite) error {
 	resp, ok := m.(*produce.Response)
-	if !ok {
+	if !ok || resp == nil {
 		return fmt.Errorf("unexpected answer %T to a produce request", m)
 	}
 	kafkaclient.Throttled("produce", time.Duration(resp.ThrottleTimeMs)*time.Millisecond) // a quota: the broker holds the next request back

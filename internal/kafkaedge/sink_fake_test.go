@@ -28,6 +28,7 @@ type fakeCluster struct {
 	// answer is the error code for one partition of one request (its values), 0 for success.
 	answer   func(broker int32, topic string, partition int32, values []string) int16
 	throttle int32
+	mismatch bool // every produce request refused as the transport does when leaders differ
 	requests []fakeRequest
 	logs     map[string][]string // "topic/partition" → values acknowledged, in order
 }
@@ -117,17 +118,20 @@ func (c *fakeCluster) produce(m *produce.Request) (protocol.Message, error) {
 
 // route is the one leader of the request's partitions, as kafka-go's Transport finds it.
 func (c *fakeCluster) route(m *produce.Request) (int32, error) {
+	if c.mismatch {
+		return 0, produce.NewError(errors.New("mismatching leaders (1!=2)"))
+	}
 	broker := int32(-1)
 	for _, t := range m.Topics {
 		for _, p := range t.Partitions {
 			leaders := c.leaders[t.Topic]
 			if int(p.Partition) >= len(leaders) {
-				return 0, errors.New("fake cluster: topic partition not found")
+				return 0, produce.NewError(errors.New("topic partition not found"))
 			}
 			if l := leaders[p.Partition]; broker < 0 {
 				broker = l
 			} else if l != broker {
-				return 0, fmt.Errorf("fetch request error: mismatching leaders (%d!=%d)", l, broker)
+				return 0, produce.NewError(fmt.Errorf("mismatching leaders (%d!=%d)", l, broker))
 			}
 		}
 	}

@@ -126,22 +126,25 @@ func TestSinkLeaderMoveRetriedInOrder(t *testing.T) {
 	}
 }
 
-// Leaders cached by the sink that the transport no longer agrees with make the request fail with
-// "mismatching leaders" before it is sent: its records fail retryably, and the next call, on fresh
-// metadata, sends them to their leaders.
-func TestSinkMismatchingLeadersRetryable(t *testing.T) {
+// Leaders cached by the sink that the transport no longer agrees with make it refuse the request
+// ("mismatching leaders") before sending: the sink reads the leaders again and sends the records to
+// them in the same call; a refusal that persists fails the records retryably after one new attempt.
+func TestSinkMismatchingLeadersRerouted(t *testing.T) {
 	c := newFakeCluster(map[string][]int32{"t": {1, 2, 2}})
 	s := c.sink(10, 1<<20)
 	wantNil(t, writeAll(t, s, rec("t", 0, "a1")), 0)
 	c.setLeader("t", 1, 1)
-	errs := writeAll(t, s, rec("t", 1, "b1"), rec("t", 2, "c1"))
-	for i, err := range errs {
+	wantNil(t, writeAll(t, s, rec("t", 1, "b1"), rec("t", 2, "c1"), rec("t", 1, "b2")), 0, 1, 2)
+	wantSent(t, c, "1:t/0=a1", "1:t/1=b1,b2", "2:t/2=c1")
+	if got := c.log("t", 1); got != "b1,b2" {
+		t.Errorf("partition 1 holds %s", got)
+	}
+	c.mismatch = true
+	for i, err := range writeAll(t, s, rec("t", 1, "b3"), rec("t", 2, "c2")) {
 		if err == nil || stage.Final(err) || !strings.Contains(err.Error(), "mismatching leaders") {
 			t.Errorf("record %d: %v, want a retryable mismatch", i, err)
 		}
 	}
-	wantNil(t, writeAll(t, s, rec("t", 1, "b1"), rec("t", 2, "c1")), 0, 1)
-	wantSent(t, c, "1:t/0=a1", "1:t/1=b1", "2:t/2=c1")
 }
 
 // A record over the client's batch limit fails alone without a request; a chunk the broker finds too

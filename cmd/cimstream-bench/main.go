@@ -623,10 +623,12 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// startupStep is startupBench at 1,000 msg/s for 60 s, a second instance joining at 30 s.
+// startupStep is startupBench at 1,000 msg/s for 60 s (BENCH_STARTUP_SECONDS), a second instance joining
+// half-way; BENCH_LOG_LEVEL sets the instances' log level (info).
 func startupStep(f *kafkaclient.Factory, base config.Config, prefix string) (StartupFigure, error) {
-	fmt.Fprintln(os.Stderr, "bench: latency from the process start at 1000 msg/s keyed, a second instance at 30 s")
-	s, err := startupBench(f, base, prefix+"start.", 1000, 60*time.Second, 30*time.Second)
+	fmt.Fprintln(os.Stderr, "bench: latency from the process start at 1000 msg/s keyed, a second instance joining half-way")
+	d := time.Duration(envInt("BENCH_STARTUP_SECONDS", 60)) * time.Second
+	s, err := startupBench(f, base, prefix+"start.", 1000, d, d/2)
 	for _, l := range s.Logs {
 		fmt.Fprintln(os.Stderr, "bench: instance log", l)
 	}

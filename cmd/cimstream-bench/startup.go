@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -44,7 +45,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	cfg.Outbound.Enabled = false
 	cfg.Topics.InboundChannels = []string{prefix + "cim.inbound.web"}
 	cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
-	cfg.Log.Level, cfg.Log.Format = "info", "json"
+	cfg.Log.Level, cfg.Log.Format = cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "info"), "json"
 	if err := createTopics(f, cfg); err != nil {
 		return StartupFigure{}, err
 	}
@@ -139,13 +140,19 @@ func startLogged(path, who string) (instance, time.Time, error) {
 	if err != nil {
 		return instance{}, time.Time{}, err
 	}
-	cmd := execCimstream(path, "127.0.0.1:0")
+	addr, err := freeAddr()
+	if err != nil {
+		out.Close()
+		return instance{}, time.Time{}, err
+	}
+	cmd := execCimstream(path, addr)
 	cmd.Stderr = out
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return instance{}, started, err
 	}
+	fmt.Fprintf(os.Stderr, "bench: %s instance: admin %s, log %s\n", who, addr, logPath)
 	return instance{log: logPath, stop: func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()

@@ -54,6 +54,8 @@ type Message struct {
 	nodes []node
 	root  int32
 	maxID int // Limits.MaxIDBytes it was decoded with; 0: the default
+	// maxDepth is Limits.MaxDepth it was decoded with (0: the default), for the values Edited parses.
+	maxDepth int
 }
 
 // DecodeError says why bytes are not a CIM message at all; Violation carries the code
@@ -88,7 +90,7 @@ func DecodeLimits(data []byte, limits Limits) (*Message, error) {
 		return nil, &DecodeError{Violation{Code: CodeMalformed,
 			Message: "the message must be a JSON object, not " + articled(p.nodes[root].kind)}}
 	}
-	return &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes}, nil
+	return &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes, maxDepth: limits.MaxDepth}, nil
 }
 
 // estimateNodes sizes the node slice so that typical messages need a single allocation.

@@ -37,6 +37,9 @@ type Factory struct {
 	clientOnce sync.Once
 	client     *kafka.Client
 	transport  *kafka.Transport // the shared client's, under its request counter
+
+	fetcherOnce sync.Once
+	readFetcher *fetcher // the readers' fetches, one request per broker (fetcher.go)
 }
 
 // New checks the TLS and SASL settings (files readable, mechanism known) and returns a Factory.

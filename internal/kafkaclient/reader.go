@@ -2,7 +2,6 @@ package kafkaclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
-	"github.com/segmentio/kafka-go/protocol/fetch"
 )
 
 // Reader reads one partition read_committed (see committed.go for why kafka-go's Reader cannot): it
@@ -28,6 +26,7 @@ import (
 // FetchMessage and Offset are for one goroutine; Stats and Close may be called from any.
 type Reader struct {
 	client    *kafka.Client
+	fetcher   *fetcher // shared by the factory's readers: one fetch request per broker
 	topic     string
 	partition int
 	minBytes  int
@@ -74,7 +73,7 @@ func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*R
 	c := f.cfg.Consumer
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Reader{
-		client: f.Client(), topic: topic, partition: partition,
+		client: f.Client(), fetcher: f.fetcher(), topic: topic, partition: partition,
 		minBytes: c.MinBytes, maxBytes: c.MaxBytes, maxWait: c.MaxWait, timeout: f.cfg.RequestTimeout,
 		ctx: ctx, cancel: cancel, next: offset, isolation: kafka.ReadCommitted,
 	}, nil
@@ -191,9 +190,9 @@ func (r *Reader) start(offset int64, failures int) chan fetched {
 }
 
 func (r *Reader) fetch(offset int64) fetched {
-	ctx, cancel := context.WithTimeout(r.ctx, r.maxWait+r.timeout)
-	defer cancel()
 	if offset < 0 {
+		ctx, cancel := context.WithTimeout(r.ctx, r.maxWait+r.timeout)
+		defer cancel()
 		first, last, err := r.bounds(ctx)
 		if err != nil {
 			return fetched{err: err}
@@ -205,36 +204,20 @@ func (r *Reader) fetch(offset int64) fetched {
 		return fetched{committedFetch: committedFetch{Next: last}}
 	}
 	r.count(func(s *kafka.ReaderStats) { s.Fetches++ })
-	m, err := r.client.Transport.RoundTrip(ctx, r.client.Addr, &fetch.Request{
-		ReplicaID:      -1,
-		MaxWaitTime:    int32(r.maxWait.Milliseconds()),
-		MinBytes:       int32(r.minBytes),
-		MaxBytes:       int32(r.maxBytes),
-		IsolationLevel: int8(r.isolation),
-		SessionID:      -1,
-		SessionEpoch:   -1,
-		Topics: []fetch.RequestTopic{{Topic: r.topic, Partitions: []fetch.RequestPartition{{
-			Partition: int32(r.partition), CurrentLeaderEpoch: -1, FetchOffset: offset, LogStartOffset: -1,
-			PartitionMaxBytes: int32(r.maxBytes),
-		}}}},
-	})
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+	// The partition's part of a request shared with the other partitions of its leader; waiting on the
+	// reader's life only: the fetcher bounds each request by maxWait + timeout.
+	res := r.fetcher.fetch(r.ctx, topicPartition{r.topic, r.partition}, offset, r.isolation)
+	if res.err != nil {
+		if res.timeout {
 			r.count(func(s *kafka.ReaderStats) { s.Timeouts++ })
 		}
-		return fetched{err: err}
+		return fetched{err: res.err}
 	}
-	resp := m.(*fetch.Response)
-	Throttled("fetch", time.Duration(resp.ThrottleTimeMs)*time.Millisecond)
-	if resp.ErrorCode != 0 {
-		return fetched{err: kafka.Error(resp.ErrorCode)}
-	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return fetched{err: fmt.Errorf("fetch %s/%d: the response holds no answer for the partition", r.topic, r.partition)}
-	}
-	p := &resp.Topics[0].Partitions[0]
+	p := res.p
 	switch {
 	case p.ErrorCode == int16(kafka.OffsetOutOfRange):
+		ctx, cancel := context.WithTimeout(r.ctx, r.maxWait+r.timeout)
+		defer cancel()
 		return r.outOfRange(ctx, offset)
 	case p.ErrorCode != 0:
 		return fetched{err: kafka.Error(p.ErrorCode)}

@@ -1,0 +1,402 @@
+package kafkaclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/fetch"
+)
+
+// The readers of one Factory fetch through one fetcher, as the Java consumer does: the partitions whose
+// readers need data are grouped by leader broker (and isolation level) and sent in one fetch request per
+// group, so a process reading 30 partitions of one broker sends one request per round, not 30. Each
+// partition still gets at most kafka.consumer.maxBytes in a response and is fetched again only once its
+// reader handed over every record, so what is held in memory is what the readers held alone.
+//
+// Latency: with minBytes 1 a request returns as soon as one of its partitions has data, but a request
+// long-polling idle partitions can stay out for maxWait (100 ms). A partition that becomes ready while
+// every request in flight is older than fetchGather goes in a new request (up to fetchInflight at once
+// per broker), so it waits at most fetchGather for the partitions that became ready with it.
+const (
+	fetchGather   = 2 * time.Millisecond
+	fetchYoung    = 3 * time.Millisecond
+	fetchInflight = 8
+	fetchReroutes = 3 // routing retries of a partition after the broker's metadata changed
+)
+
+type fetchKey struct {
+	leader    int
+	isolation kafka.IsolationLevel
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// want is one reader's fetch of one partition, waiting for its part of a response.
+type want struct {
+	tp        topicPartition
+	offset    int64
+	isolation kafka.IsolationLevel
+	key       fetchKey
+	since     time.Time
+	reroutes  int
+	res       chan partFetch // buffered: the fetcher never blocks on a reader
+	gone      bool           // the reader stopped waiting (under fetcher.mu)
+}
+
+// partFetch is a partition's part of a fetch response, or why there is none.
+type partFetch struct {
+	p       *fetch.ResponsePartition
+	err     error
+	timeout bool
+}
+
+// fetchQueue is one broker's (and isolation level's) pending partitions and requests in flight.
+type fetchQueue struct {
+	pending  []*want
+	inflight int
+	started  bool                    // a request was sent: the readers have started
+	lastSend time.Time               // when the youngest request went out
+	awaited  map[topicPartition]bool // came back in a response, not asked for again yet
+	armed    bool                    // a timer will look at the queue again
+}
+
+type fetcher struct {
+	client   *kafka.Client
+	minBytes int
+	maxBytes int
+	maxWait  time.Duration
+	timeout  time.Duration
+	ttl      time.Duration
+
+	mu      sync.Mutex
+	queues  map[fetchKey]*fetchQueue
+	starved map[topicPartition]bool // left empty though data was there: first in the next request
+	leaders map[string]topicLeaders
+}
+
+type topicLeaders struct {
+	at      time.Time
+	leaders map[int]int // partition → leader broker id
+}
+
+func newFetcher(client *kafka.Client, minBytes, maxBytes int, maxWait, timeout, ttl time.Duration) *fetcher {
+	return &fetcher{client: client, minBytes: minBytes, maxBytes: maxBytes, maxWait: maxWait, timeout: timeout, ttl: ttl,
+		queues: map[fetchKey]*fetchQueue{}, starved: map[topicPartition]bool{}, leaders: map[string]topicLeaders{}}
+}
+
+// fetch waits for topic/partition's part of the next fetch request to its leader, until ctx ends.
+func (f *fetcher) fetch(ctx context.Context, tp topicPartition, offset int64, isolation kafka.IsolationLevel) partFetch {
+	leader, err := f.leader(ctx, tp)
+	if err != nil {
+		return partFetch{err: err}
+	}
+	w := &want{tp: tp, offset: offset, isolation: isolation, key: fetchKey{leader, isolation}, since: time.Now(),
+		res: make(chan partFetch, 1)}
+	f.enqueue(w)
+	select {
+	case res := <-w.res:
+		return res
+	case <-ctx.Done():
+		f.withdraw(w)
+		return partFetch{err: ctx.Err()}
+	}
+}
+
+// leader is the partition's leader as the shared client's metadata cache has it: the transport routes a
+// fetch request by that cache and refuses one whose partitions it finds led by different brokers.
+func (f *fetcher) leader(ctx context.Context, tp topicPartition) (int, error) {
+	f.mu.Lock()
+	l, ok := f.leaders[tp.topic]
+	f.mu.Unlock()
+	if !ok || time.Since(l.at) >= f.ttl {
+		var err error
+		if l, err = f.lookup(ctx, tp.topic); err != nil {
+			return 0, err
+		}
+	}
+	id, ok := l.leaders[tp.partition]
+	if !ok {
+		return 0, fmt.Errorf("fetch %s/%d: %w", tp.topic, tp.partition, kafka.UnknownTopicOrPartition)
+	}
+	if id < 0 {
+		return 0, fmt.Errorf("fetch %s/%d: %w", tp.topic, tp.partition, kafka.LeaderNotAvailable)
+	}
+	return id, nil
+}
+
+func (f *fetcher) lookup(ctx context.Context, topic string) (topicLeaders, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	resp, err := f.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return topicLeaders{}, fmt.Errorf("leaders of %s: %w", topic, err)
+	}
+	l := topicLeaders{at: time.Now(), leaders: map[int]int{}}
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return topicLeaders{}, fmt.Errorf("leaders of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			l.leaders[p.ID] = p.Leader.ID
+			if p.Leader.Host == "" { // no leader now (the id alone may be node 0)
+				l.leaders[p.ID] = -1
+			}
+		}
+	}
+	f.mu.Lock()
+	f.leaders[topic] = l
+	f.mu.Unlock()
+	return l, nil
+}
+
+// forget drops the cached leaders of topic, after an answer saying they moved.
+func (f *fetcher) forget(topic string) {
+	f.mu.Lock()
+	delete(f.leaders, topic)
+	f.mu.Unlock()
+}
+
+func (f *fetcher) enqueue(w *want) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enqueueLocked(w)
+}
+
+func (f *fetcher) enqueueLocked(w *want) {
+	q := f.queues[w.key]
+	if q == nil {
+		q = &fetchQueue{awaited: map[topicPartition]bool{}}
+		f.queues[w.key] = q
+	}
+	q.pending = append(q.pending, w)
+	delete(q.awaited, w.tp)
+	f.kick(w.key, q)
+}
+
+// withdraw takes a reader's partition out of the next request; one in flight answers to nobody.
+func (f *fetcher) withdraw(w *want) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.gone = true
+	if q := f.queues[w.key]; q != nil {
+		delete(q.awaited, w.tp)
+		for i, p := range q.pending {
+			if p == w {
+				q.pending = append(q.pending[:i], q.pending[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// kick sends the queue's pending partitions when it is time. A request that has just gone out may well
+// come back within a few milliseconds with data (minBytes 1), and then its partitions go again together
+// with the pending ones; one that has been out longer than fetchYoung is long-polling idle partitions,
+// and the pending ones go at once in a request of their own. The partitions of a response come back
+// within microseconds when their readers found nothing; the pending ones wait for them up to
+// fetchGather. Never more than fetchInflight requests out: then the next response sends them.
+// Called with f.mu held.
+func (f *fetcher) kick(key fetchKey, q *fetchQueue) {
+	if len(q.pending) == 0 || q.inflight >= fetchInflight {
+		return
+	}
+	now := time.Now()
+	at := now
+	if len(q.awaited) > 0 || !q.started {
+		at = q.pending[0].since.Add(fetchGather)
+	}
+	if q.inflight > 0 && q.lastSend.Add(fetchYoung).After(at) {
+		at = q.lastSend.Add(fetchYoung)
+	}
+	if now.Before(at) {
+		if !q.armed {
+			q.armed = true
+			time.AfterFunc(at.Sub(now), func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				q.armed = false
+				f.kick(key, q)
+			})
+		}
+		return
+	}
+	wants := f.take(q)
+	q.inflight++
+	q.started, q.lastSend = true, now
+	clear(q.awaited) // a reader not back by now (busy, closed) is not waited for again
+	go f.send(key, q, wants)
+}
+
+// take removes the pending partitions of the next request: one fetch per partition (a second reader of
+// the same partition waits for the next), partitions left empty last time first. Called with f.mu held.
+func (f *fetcher) take(q *fetchQueue) []*want {
+	var wants, rest []*want
+	in := map[topicPartition]bool{}
+	for _, w := range q.pending {
+		switch {
+		case in[w.tp]:
+			rest = append(rest, w)
+		case f.starved[w.tp]:
+			delete(f.starved, w.tp)
+			wants = append([]*want{w}, wants...)
+		default:
+			wants = append(wants, w)
+		}
+		in[w.tp] = true
+	}
+	q.pending = rest
+	return wants
+}
+
+func (f *fetcher) send(key fetchKey, q *fetchQueue, wants []*want) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.maxWait+f.timeout)
+	m, err := f.client.Transport.RoundTrip(ctx, f.client.Addr, f.request(key, wants))
+	cancel()
+	f.mu.Lock()
+	q.inflight--
+	if err == nil {
+		for _, w := range wants {
+			q.awaited[w.tp] = true
+		}
+	}
+	f.mu.Unlock()
+	f.deliver(wants, m, err)
+	f.mu.Lock()
+	f.kick(key, q)
+	f.mu.Unlock()
+}
+
+// request is one fetch request for wants: each partition up to maxBytes, the whole up to the sum, so
+// that a response holds what the partitions' own requests would have.
+func (f *fetcher) request(key fetchKey, wants []*want) *fetch.Request {
+	req := &fetch.Request{
+		ReplicaID:      -1,
+		MaxWaitTime:    int32(f.maxWait.Milliseconds()),
+		MinBytes:       int32(f.minBytes),
+		MaxBytes:       int32(min(int64(f.maxBytes)*int64(len(wants)), math.MaxInt32)),
+		IsolationLevel: int8(key.isolation),
+		SessionID:      -1,
+		SessionEpoch:   -1,
+	}
+	index := map[string]int{}
+	for _, w := range wants {
+		i, ok := index[w.tp.topic]
+		if !ok {
+			i = len(req.Topics)
+			index[w.tp.topic] = i
+			req.Topics = append(req.Topics, fetch.RequestTopic{Topic: w.tp.topic})
+		}
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, fetch.RequestPartition{
+			Partition: int32(w.tp.partition), CurrentLeaderEpoch: -1, FetchOffset: w.offset, LogStartOffset: -1,
+			PartitionMaxBytes: int32(f.maxBytes),
+		})
+	}
+	return req
+}
+
+// deliver hands each partition its part of the response. An error of the whole request reaches every
+// partition, except a routing one (the transport's metadata changed under the request): the partitions
+// are then looked up again and sent anew, each failing alone if its own lookup fails.
+func (f *fetcher) deliver(wants []*want, m protocol.Message, err error) {
+	var routing *fetch.Error
+	switch {
+	case errors.As(err, &routing):
+		f.reroute(wants, err)
+		return
+	case err != nil:
+		for _, w := range wants {
+			f.forget(w.tp.topic) // the broker may be gone and its partitions led elsewhere now
+			w.res <- partFetch{err: err, timeout: errors.Is(err, context.DeadlineExceeded)}
+		}
+		return
+	}
+	resp := m.(*fetch.Response)
+	Throttled("fetch", time.Duration(resp.ThrottleTimeMs)*time.Millisecond)
+	if resp.ErrorCode != 0 {
+		for _, w := range wants {
+			w.res <- partFetch{err: kafka.Error(resp.ErrorCode)}
+		}
+		return
+	}
+	parts := map[topicPartition]*fetch.ResponsePartition{}
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		for j := range t.Partitions {
+			parts[topicPartition{t.Topic, int(t.Partitions[j].Partition)}] = &t.Partitions[j]
+		}
+	}
+	for _, w := range wants {
+		p := parts[w.tp]
+		if p == nil {
+			w.res <- partFetch{err: fmt.Errorf("fetch %s/%d: the response holds no answer for the partition", w.tp.topic, w.tp.partition)}
+			continue
+		}
+		f.note(w, p)
+		w.res <- partFetch{p: p}
+	}
+}
+
+// note learns from a partition's answer: leaders moved, or data left out (a record batch larger than
+// maxBytes comes only to the first partition with data in a response, so that partition goes first).
+func (f *fetcher) note(w *want, p *fetch.ResponsePartition) {
+	switch kafka.Error(p.ErrorCode) {
+	case kafka.NotLeaderForPartition, kafka.UnknownTopicOrPartition, kafka.LeaderNotAvailable,
+		kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.ReplicaNotAvailable:
+		f.forget(w.tp.topic)
+		return
+	}
+	end := p.HighWatermark
+	if w.isolation == kafka.ReadCommitted && p.LastStableOffset >= 0 {
+		end = p.LastStableOffset
+	}
+	if p.ErrorCode == 0 && p.RecordSet.Records == nil && end > w.offset {
+		f.mu.Lock()
+		f.starved[w.tp] = true
+		f.mu.Unlock()
+	}
+}
+
+func (f *fetcher) reroute(wants []*want, err error) {
+	for _, w := range wants {
+		f.forget(w.tp.topic)
+	}
+	for _, w := range wants {
+		if w.reroutes >= fetchReroutes || len(wants) == 1 {
+			w.res <- partFetch{err: err}
+			continue
+		}
+		leader, lerr := f.leader(context.Background(), w.tp)
+		if lerr != nil {
+			w.res <- partFetch{err: lerr}
+			continue
+		}
+		f.mu.Lock()
+		if !w.gone { // withdraw reads the key under the lock
+			w.reroutes++
+			w.key, w.since = fetchKey{leader, w.isolation}, time.Now()
+			f.enqueueLocked(w)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// fetcher returns the factory's fetcher, made on first use over the shared client.
+func (f *Factory) fetcher() *fetcher {
+	f.fetcherOnce.Do(func() {
+		c := f.cfg.Consumer
+		f.readFetcher = newFetcher(f.Client(), c.MinBytes, c.MaxBytes, c.MaxWait, f.cfg.RequestTimeout, f.cfg.MetadataTTL)
+	})
+	return f.readFetcher
+}

@@ -51,3 +51,15 @@ func TestCPUSecondsOfThisProcess(t *testing.T) {
 }
 
 var spin float64
+
+func TestDeltaP99(t *testing.T) {
+	before := map[float64]float64{0.001: 10, 0.01: 10, 0.1: 10, math.Inf(1): 10}
+	after := map[float64]float64{0.001: 60, 0.01: 108, 0.1: 110, math.Inf(1): 110}
+	// 100 new observations: 50 ≤ 1 ms, 98 ≤ 10 ms, all ≤ 100 ms: the 99th is in the 100 ms bucket.
+	if le, n := deltaP99(before, after); le != 0.1 || n != 100 {
+		t.Errorf("deltaP99 = %v over %v, want 0.1 over 100", le, n)
+	}
+	if le, n := deltaP99(after, after); le != 0 || n != 0 {
+		t.Errorf("deltaP99 without new observations = %v over %v, want 0, 0", le, n)
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
@@ -33,6 +35,8 @@ type StartupFigure struct {
 	SteadyAfterJoin float64 `json:"steady_after_join_seconds"`
 	// From5s is the messages sent from 5 s to 25 s after the start: the window the latency figure measures.
 	From5s loadgen.Latencies `json:"from_5s"`
+	// Steps is, per instance and window, the stage step with the highest p99 (cimstream_stage_step_seconds).
+	Steps []StepWindow `json:"steps,omitempty"`
 	// Logs are the instances' log files (info level), for the rebalance's timeline.
 	Logs []string `json:"-"`
 }
@@ -78,6 +82,8 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	}
 	defer first.stop()
 	fig.Logs = append(fig.Logs, first.log)
+	trace := &tracer{snaps: map[string][]traceSnap{}}
+	go trace.watch(ctx, "first", first.addr)
 	secondLog, secondDone := make(chan string, 1), make(chan struct{})
 	go func() {
 		defer close(secondDone)
@@ -87,6 +93,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 			return
 		}
 		secondLog <- second.log
+		go trace.watch(ctx, "second", second.addr)
 		<-ctx.Done()
 		second.stop()
 	}()
@@ -101,6 +108,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 		fig.Logs = append(fig.Logs, l)
 	default:
 	}
+	fig.Steps = trace.slowest(origin)
 	return summarizeStartup(fig, got, origin, join), nil
 }
 
@@ -128,6 +136,7 @@ func summarizeStartup(fig StartupFigure, samples []loadgen.Sample, origin time.T
 
 // instance is a running binary whose log goes to a file.
 type instance struct {
+	addr string
 	log  string
 	stop func()
 }
@@ -153,7 +162,7 @@ func startLogged(path, who string) (instance, time.Time, error) {
 		return instance{}, started, err
 	}
 	fmt.Fprintf(os.Stderr, "bench: %s instance: admin %s, log %s\n", who, addr, logPath)
-	return instance{log: logPath, stop: func() {
+	return instance{addr: addr, log: logPath, stop: func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 		out.Close()
@@ -168,13 +177,19 @@ func startupTable(s *StartupFigure) string {
 	var b []byte
 	b = fmt.Appendf(b, "\nLatency from the process start (loadgen at %.0f msg/s keyed from the moment the binary starts, a second instance started %.0f s later; 1 s windows of send time; %d of %d matched): steady (every later window p99 ≤ 20 ms) %s after the start and %s after the second instance started. The messages sent 5–25 s after the start (the window of the latency table): p50 %.1f ms, p99 %.1f ms, p999 %.1f ms.\n\n",
 		s.Rate, s.JoinAt, s.Matched, s.Expected, steadyText(s.SteadyAfter), steadyText(s.SteadyAfterJoin), ms(s.From5s.P50), ms(s.From5s.P99), ms(s.From5s.P999))
-	b = append(b, "| window (s from start) | matched | p50 | p99 | max |\n|---|---|---|---|---|\n"...)
+	b = append(b, "| window (s from start) | matched | p50 | p99 | max | slowest step by p99: first instance | second instance |\n|---|---|---|---|---|---|---|\n"...)
+	steps := map[string]string{}
+	for _, st := range s.Steps {
+		steps[fmt.Sprintf("%.0f/%s", st.From, st.Instance)] = fmt.Sprintf("%s ≤ %s (%.0f batches)", st.Step, boundText(st.P99), st.Batches)
+	}
 	for _, w := range s.Windows {
 		mark := ""
 		if w.From == time.Duration(s.JoinAt)*time.Second {
 			mark = " (second instance starts)"
 		}
-		b = fmt.Appendf(b, "| %.0f–%.0f%s | %d | %.1f ms | %.1f ms | %.1f ms |\n", w.From.Seconds(), w.From.Seconds()+1, mark, w.Matched, ms(w.P50), ms(w.P99), ms(w.Max))
+		at := w.From.Seconds()
+		b = fmt.Appendf(b, "| %.0f–%.0f%s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %s |\n", at, at+1, mark, w.Matched, ms(w.P50), ms(w.P99), ms(w.Max),
+			steps[fmt.Sprintf("%.0f/first", at)], steps[fmt.Sprintf("%.0f/second", at)])
 	}
 	return string(b)
 }
@@ -184,4 +199,12 @@ func steadyText(s float64) string {
 		return "never"
 	}
 	return fmt.Sprintf("%.0f s", s)
+}
+
+// boundText is a histogram bound in milliseconds.
+func boundText(seconds float64) string {
+	if math.IsInf(seconds, 1) {
+		return "+Inf"
+	}
+	return strconv.FormatFloat(seconds*1000, 'f', -1, 64) + " ms"
 }

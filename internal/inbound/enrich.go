@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 	"time"
@@ -165,9 +166,18 @@ func (e *Enricher) Sessions() int { return e.table.Len() }
 // Process enriches one repartitioned record: the output for the CCM and, for session messages, the new
 // state for the changelog (written to this partition, so the state follows its input).
 func (e *Enricher) Process(rec stream.Record) stream.Result {
-	m, err := cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: e.maxBytes})
-	if err != nil { // stage 1 wrote it; only a foreign producer on the internal topic gets here
-		return stream.Reject(err.(*cim.DecodeError).Violation)
+	return e.ProcessMessage(rec, nil)
+}
+
+// ProcessMessage is Process with rec.Value already decoded as m (the fast path: the normalizer's
+// output); a nil m, or a value over the size limit, is decoded (and refused) as Process does.
+func (e *Enricher) ProcessMessage(rec stream.Record, m *cim.Message) stream.Result {
+	var err error
+	if m == nil || len(rec.Value) > cmp.Or(e.maxBytes, cim.DefaultMaxBytes) {
+		if m, err = cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: e.maxBytes}); err != nil {
+			// stage 1 wrote it; only a foreign producer on the internal topic gets here
+			return stream.Reject(err.(*cim.DecodeError).Violation)
+		}
 	}
 	now := e.clock()
 	sessionTime, outputTime := e.sessionTime(rec, now)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // The single-stage fast path. With inbound.fastPath on, the sessions stage consumes, beside the
@@ -229,9 +230,10 @@ func (h *homeHandler) Unlock() { h.s.writes.Unlock() }
 
 func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
+	parsed := make([]*cim.Message, len(batch)) // the normalized values, decoded once
 	home := make([]int, 0, len(batch))
 	for i, rec := range batch {
-		out[i] = h.n.Process(rec)
+		out[i], parsed[i] = h.n.process(rec, true)
 		if h.isHome(out[i]) {
 			home = append(home, i)
 		}
@@ -247,8 +249,8 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	for _, i := range home {
 		o := out[i].Outputs[0]
 		// The record stage 1 would have written, as the sessions stage would have read it back.
-		out[i] = h.s.e.Process(stream.Record{Topic: h.repartition, Partition: h.partition, Offset: -1,
-			Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time})
+		out[i] = h.s.e.ProcessMessage(stream.Record{Topic: h.repartition, Partition: h.partition, Offset: -1,
+			Key: o.Key, Value: o.Value, Headers: o.Headers, Time: o.Time}, parsed[i])
 	}
 	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
 	return out

@@ -75,16 +75,23 @@ func (n *Normalizer) WithMaxIDBytes(max int) *Normalizer {
 // Process handles one connector record: a rejection (the runtime dead-letters it), or exactly one
 // output, a notification or a record for the repartition topic.
 func (n *Normalizer) Process(rec stream.Record) stream.Result {
+	res, _ := n.process(rec, false)
+	return res
+}
+
+// process is Process; with parsed, it also returns the output's value decoded (nil when there is none),
+// for the fast path to enrich without decoding it again.
+func (n *Normalizer) process(rec stream.Record, parsed bool) (stream.Result, *cim.Message) {
 	m, vs := check(rec.Value, n.limits)
 	if len(vs) > 0 {
-		return stream.Result{Reject: vs}
+		return stream.Result{Reject: vs}, nil
 	}
 	if cim.UnknownIntent(m) {
 		n.observer.UnknownIntent("inbound-ingest")
 	}
-	value, err := m.Encode(normalizeEdits(m, rec)...)
+	value, normalized, err := encode(m, normalizeEdits(m, rec), parsed)
 	if err != nil { // the edits only touch objects validation guarantees; this is a bug, not bad input
-		return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()})
+		return stream.Reject(cim.Violation{Code: cim.CodeMalformed, Message: "normalization failed: " + err.Error()}), nil
 	}
 	// cimstream's headers are cimstream's to set: the runtime renames those a connector record carries as
 	// it reads a channel topic; renaming here too keeps the rule for any caller (a no-op then).
@@ -115,7 +122,19 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 		out.Headers = append(out.Headers, stream.Header{Key: stream.HeaderSourceTimestamp,
 			Value: strconv.AppendInt(nil, stream.Millis(rec.Time), 10)})
 	}
-	return stream.Emit(out)
+	return stream.Emit(out), normalized
+}
+
+// encode applies the edits; with parsed, it also gives the result decoded (nil when Edited cannot
+// tell it without parsing again: the caller then decodes the bytes as any reader would).
+func encode(m *cim.Message, edits []cim.Edit, parsed bool) ([]byte, *cim.Message, error) {
+	if parsed {
+		if e, err := m.Edited(edits...); err == nil {
+			return e.Raw(), e, nil
+		}
+	}
+	value, err := m.Encode(edits...)
+	return value, nil, err
 }
 
 // Check decodes and validates value as an inbound message exactly as the pipeline does, with the

@@ -66,7 +66,9 @@ type fetchQueue struct {
 	started  bool                    // a request was sent: the readers have started
 	lastSend time.Time               // when the youngest request went out
 	awaited  map[topicPartition]bool // came back in a response, not asked for again yet
-	armed    bool                    // a timer will look at the queue again
+	armed    bool                    // timer will look at the queue again at armedAt
+	armedAt  time.Time
+	timer    *time.Timer
 }
 
 type fetcher struct {
@@ -198,6 +200,7 @@ func (f *fetcher) withdraw(w *want) {
 				break
 			}
 		}
+		f.kick(w.key, q) // the others may have waited for it
 	}
 }
 
@@ -221,15 +224,7 @@ func (f *fetcher) kick(key fetchKey, q *fetchQueue) {
 		at = q.lastSend.Add(fetchYoung)
 	}
 	if now.Before(at) {
-		if !q.armed {
-			q.armed = true
-			time.AfterFunc(at.Sub(now), func() {
-				f.mu.Lock()
-				defer f.mu.Unlock()
-				q.armed = false
-				f.kick(key, q)
-			})
-		}
+		f.arm(key, q, at)
 		return
 	}
 	wants := f.take(q)
@@ -237,6 +232,24 @@ func (f *fetcher) kick(key fetchKey, q *fetchQueue) {
 	q.started, q.lastSend = true, now
 	clear(q.awaited) // a reader not back by now (busy, closed) is not waited for again
 	go f.send(key, q, wants)
+}
+
+// arm makes the queue looked at again at at (or sooner if it already is). Called with f.mu held.
+func (f *fetcher) arm(key fetchKey, q *fetchQueue, at time.Time) {
+	if q.armed && !at.Before(q.armedAt) {
+		return
+	}
+	q.armed, q.armedAt = true, at
+	if q.timer == nil {
+		q.timer = time.AfterFunc(time.Until(at), func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			q.armed = false
+			f.kick(key, q)
+		})
+		return
+	}
+	q.timer.Reset(time.Until(at))
 }
 
 // take removes the pending partitions of the next request: one fetch per partition (a second reader of

@@ -20,7 +20,9 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Message{raw: raw, nodes: slices.Grow(slices.Clone(m.nodes), 4*len(edits)), root: m.root, maxID: m.maxID, maxDepth: m.maxDepth}
+	nodes := make([]node, len(m.nodes), len(m.nodes)+8*len(edits)) // one allocation: the edits' values are small
+	copy(nodes, m.nodes)
+	out := &Message{raw: raw, nodes: nodes, root: m.root, maxID: m.maxID, maxDepth: m.maxDepth}
 	moves := m.moves(edits)
 	for i := range out.nodes {
 		n := &out.nodes[i]
@@ -46,6 +48,7 @@ type move struct {
 	insert  bool
 	key     string
 	keyAt   int32 // new offset of the inserted key's opening quote
+	keyLen  int32 // the inserted key's length as JSON, quotes included
 	value   []byte
 	valueAt int32
 	depth   int // nesting of the member, as the parser counts it
@@ -81,9 +84,9 @@ func (m *Message) moves(edits []Edit) moves {
 			}
 			inserted = append(inserted, v.member)
 			v.keyAt = pos + comma
-			keyLen := int32(len(AppendString(nil, v.key)))
-			written += comma + keyLen + 1
-			v.valueAt = v.keyAt + keyLen + 1
+			v.keyLen = int32(len(AppendString(nil, v.key)))
+			written += comma + v.keyLen + 1
+			v.valueAt = v.keyAt + v.keyLen + 1
 		} else {
 			v.valueAt = pos
 		}
@@ -125,8 +128,7 @@ func (m *Message) graft(v move) error {
 		return nil
 	}
 	n := &m.nodes[idx]
-	keyLen := int32(len(AppendString(nil, v.key)))
-	n.keyStart, n.keyEnd = v.keyAt+1, v.keyAt+keyLen-1
+	n.keyStart, n.keyEnd = v.keyAt+1, v.keyAt+v.keyLen-1
 	n.keyEscaped = bytes.IndexByte(m.raw[n.keyStart:n.keyEnd], '\\') >= 0
 	parent := &m.nodes[v.member]
 	if parent.first < 0 {

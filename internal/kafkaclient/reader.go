@@ -23,6 +23,10 @@ import (
 // outlives the FetchMessage call that started it, so a caller waiting briefly (a batch's linger) neither
 // loses it nor breaks the connection; the next call picks it up.
 //
+// The fetch goes through the factory's fetcher (fetcher.go): the partitions of all readers that need data
+// are sent in one fetch request per leader broker, and each reader gets its partition's part, its errors
+// included; a reader closed while its partition is in a request in flight leaves the others unhurt.
+//
 // FetchMessage and Offset are for one goroutine; Stats and Close may be called from any.
 type Reader struct {
 	client    *kafka.Client

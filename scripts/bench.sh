@@ -3,8 +3,9 @@
 # (127.0.0.1:19392, stopped afterwards), with baselines measured in the same run. Writes
 # bench/results.json and the generated table in docs/benchmarks.md. BENCH_ONLY=egress measures only the
 # webhook egress and its baseline (keeping the other figures of bench/results.json), BENCH_ONLY=inbound the
-# inbound figures alone (printed); with KAFKA_BROKERS set
-# it uses that broker instead of starting one.
+# inbound figures alone (printed, with the broker ceiling and the start-up latency), BENCH_ONLY=startup only
+# the latency from a process start and over a second instance joining (printed; BENCH_STARTUP_SECONDS,
+# default 60, the join half-way); with KAFKA_BROKERS set it uses that broker instead of starting one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -15,4 +16,4 @@ if [[ -z "${KAFKA_BROKERS:-}" || -z "${BENCH_ONLY:-}" ]]; then
   export KAFKA_BROKERS
 fi
 make --no-print-directory build
-go run ./cmd/cimstream-bench     # BENCH_ONLY=ingress: only the HTTP ingress figure, printed, docs untouched
+go run ./cmd/cimstream-bench     # BENCH_ONLY=ingress|startup: only that figure, printed, docs untouched

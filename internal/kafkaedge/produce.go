@@ -102,7 +102,8 @@ func (s *Sink) dropLeaderless(parts []*partitionWrite, errs []error) []*partitio
 	return kept
 }
 
-// round sends each partition's next chunk: one request per leader, the leaders in parallel.
+// round sends each partition's next chunk: one request per leader (more when the chunks exceed
+// requestBytes together), the requests in parallel.
 func (s *Sink) round(ctx context.Context, outputs []stream.Output, parts []*partitionWrite) {
 	byLeader := map[int][]*partitionWrite{}
 	var leaders []int
@@ -113,15 +114,42 @@ func (s *Sink) round(ctx context.Context, outputs []stream.Output, parts []*part
 		}
 		byLeader[p.leader] = append(byLeader[p.leader], p)
 	}
-	if len(leaders) == 1 {
-		s.send(ctx, outputs, parts)
+	var requests [][]*partitionWrite
+	for _, l := range leaders {
+		requests = append(requests, splitRequests(byLeader[l], s.requestBytes())...)
+	}
+	if len(requests) == 1 {
+		s.send(ctx, outputs, requests[0])
 		return
 	}
 	var wg sync.WaitGroup
-	for _, l := range leaders {
-		wg.Go(func() { s.send(ctx, outputs, byLeader[l]) })
+	for _, r := range requests {
+		wg.Go(func() { s.send(ctx, outputs, r) })
 	}
 	wg.Wait()
+}
+
+// maxRequestBytes bounds one produce request, as the Java producer's max.request.size does: a broker
+// closes the connection on a request above its socket.request.max.bytes (100 MiB by default), and a
+// request that can never be sent would be retried for good. A partition's chunk is at most batchBytes,
+// so a request holds at least one chunk whatever the bound.
+const maxRequestBytes = 16 << 20
+
+func (s *Sink) requestBytes() int { return max(s.batchBytes, maxRequestBytes) }
+
+// splitRequests packs the chunks of one leader's partitions into requests of at most limit bytes (one
+// chunk per partition and round, so a partition's order never depends on how they are packed).
+func splitRequests(parts []*partitionWrite, limit int) [][]*partitionWrite {
+	var out [][]*partitionWrite
+	start, bytes := 0, 0
+	for i, p := range parts {
+		if i > start && bytes+p.bytes > limit {
+			out = append(out, parts[start:i])
+			start, bytes = i, 0
+		}
+		bytes += p.bytes
+	}
+	return append(out, parts[start:])
 }
 
 // nextChunk takes the first records of p that fit in a batch (one, while they go one by one).

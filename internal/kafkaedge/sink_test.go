@@ -3,6 +3,7 @@ package kafkaedge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -201,4 +202,48 @@ func TestSinkTopicWithoutMetadataFailsAlone(t *testing.T) {
 		}
 	}
 	wantSent(t, c, "1:good/0=g1,g3", "2:good/1=g2")
+}
+
+// One leader's chunks that exceed the request bound together go in several requests of the same round,
+// each under the bound (a broker closes the connection on a request above socket.request.max.bytes, and
+// such a request, retried, would fail for good); every record still lands once, in order.
+func TestSinkRequestsStayUnderTheRequestBound(t *testing.T) {
+	const partitions = 24
+	leaders := make([]int32, partitions)
+	for i := range leaders {
+		leaders[i] = 1
+	}
+	c := newFakeCluster(map[string][]int32{"a": leaders})
+	value := strings.Repeat("v", 1<<20) // 24 partitions × 1 MiB: 24 MiB for one broker
+	var outs []stream.Output
+	for p := range partitions {
+		outs = append(outs, rec("a", p, value))
+	}
+	s := c.sink(100, 1<<20+1024)
+	for i, err := range writeAll(t, s, outs...) {
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.requests) < 2 {
+		t.Fatalf("%d request(s) for 24 MiB, want several under %d bytes", len(c.requests), s.requestBytes())
+	}
+	for i, r := range c.requests {
+		bytes := 0
+		for _, vs := range r.parts {
+			for _, v := range vs {
+				bytes += len(v)
+			}
+		}
+		if bytes > s.requestBytes() {
+			t.Errorf("request %d holds %d bytes of values, over the bound %d", i, bytes, s.requestBytes())
+		}
+	}
+	for p := range partitions {
+		if got := len(c.logs[fmt.Sprintf("a/%d", p)]); got != 1 {
+			t.Errorf("partition %d holds %d records, want 1", p, got)
+		}
+	}
 }

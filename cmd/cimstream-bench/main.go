@@ -508,6 +508,10 @@ type LatencyFigure struct {
 	loadgen.Latencies
 	Requested float64 `json:"requested_per_second"`
 	Achieved  float64 `json:"achieved_per_second"`
+	// BrokerCPU is the broker's CPU use over the measurement (cores); DirtyMiB the dirty and writeback page
+	// cache at its start: work left by the scenarios before it.
+	BrokerCPU float64 `json:"broker_cpu_cores,omitempty"`
+	DirtyMiB  float64 `json:"dirty_mib,omitempty"`
 }
 
 func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration) (LatencyFigure, error) {
@@ -536,11 +540,13 @@ func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Dur
 		res <- l
 	}()
 	time.Sleep(500 * time.Millisecond)
+	dirty, brokerBefore, began := dirtyMiB(), cpuSeconds(broker), time.Now()
 	stats, err := p.Run(ctx)
 	if err != nil {
 		return LatencyFigure{}, err
 	}
-	return LatencyFigure{Latencies: <-res, Requested: rate, Achieved: stats.Rate()}, nil
+	brokerCPU := (cpuSeconds(broker) - brokerBefore) / time.Since(began).Seconds()
+	return LatencyFigure{Latencies: <-res, Requested: rate, Achieved: stats.Rate(), BrokerCPU: brokerCPU, DirtyMiB: dirty}, nil
 }
 
 var perfLine = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)

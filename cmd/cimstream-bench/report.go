@@ -114,14 +114,14 @@ func table(r Results) string {
 		}
 	}
 	b.WriteString("\nEnd-to-end latency (loadgen send → record on `ccm.inbound`; keyed input, so the fast path), with the rate loadgen was asked for and the one it achieved:\n\n")
-	b.WriteString("| requested | achieved | matched | p50 | p99 | p999 | max |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| requested | achieved | matched | p50 | p99 | p999 | max | broker CPU | dirty pages at start |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, rate := range []string{"1000 msg/s", "5000 msg/s"} {
 		l, ok := r.Latency[rate]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&b, "| %.0f msg/s | %.0f msg/s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms |\n", l.Requested, l.Achieved, l.Matched,
-			ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max))
+		fmt.Fprintf(&b, "| %.0f msg/s | %.0f msg/s | %d | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.2f cores | %.0f MiB |\n", l.Requested, l.Achieved, l.Matched,
+			ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max), l.BrokerCPU, l.DirtyMiB)
 	}
 	b.WriteString(startupTable(r.Startup))
 	if len(r.Ingress) > 0 {

@@ -37,6 +37,8 @@ type StartupFigure struct {
 	From5s loadgen.Latencies `json:"from_5s"`
 	// Steps is, per instance and window, the stage step with the highest p99 (cimstream_stage_step_seconds).
 	Steps []StepWindow `json:"steps,omitempty"`
+	// Host is the broker's CPU use and the dirty page cache per window.
+	Host []HostWindow `json:"host,omitempty"`
 	// Logs are the instances' log files (info level), for the rebalance's timeline.
 	Logs []string `json:"-"`
 }
@@ -84,6 +86,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	fig.Logs = append(fig.Logs, first.log)
 	trace := &tracer{snaps: map[string][]traceSnap{}}
 	go trace.watch(ctx, "first", first.addr)
+	go trace.sampleHost(ctx)
 	secondLog, secondDone := make(chan string, 1), make(chan struct{})
 	go func() {
 		defer close(secondDone)
@@ -108,7 +111,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 		fig.Logs = append(fig.Logs, l)
 	default:
 	}
-	fig.Steps = trace.slowest(origin)
+	fig.Steps, fig.Host = trace.slowest(origin), trace.hostWindows(origin)
 	return summarizeStartup(fig, got, origin, join), nil
 }
 
@@ -177,7 +180,11 @@ func startupTable(s *StartupFigure) string {
 	var b []byte
 	b = fmt.Appendf(b, "\nLatency from the process start (loadgen at %.0f msg/s keyed from the moment the binary starts, a second instance started %.0f s later; 1 s windows of send time; %d of %d matched): steady (every later window p99 ≤ 20 ms) %s after the start and %s after the second instance started. The messages sent 5–25 s after the start (the window of the latency table): p50 %.1f ms, p99 %.1f ms, p999 %.1f ms.\n\n",
 		s.Rate, s.JoinAt, s.Matched, s.Expected, steadyText(s.SteadyAfter), steadyText(s.SteadyAfterJoin), ms(s.From5s.P50), ms(s.From5s.P99), ms(s.From5s.P999))
-	b = append(b, "| window (s from start) | matched | p50 | p99 | max | slowest step by p99: first instance | second instance |\n|---|---|---|---|---|---|---|\n"...)
+	b = append(b, "| window (s from start) | matched | p50 | p99 | max | slowest step by p99: first instance | second instance | broker CPU | dirty pages |\n|---|---|---|---|---|---|---|---|---|\n"...)
+	host := map[float64]HostWindow{}
+	for _, h := range s.Host {
+		host[h.From] = h
+	}
 	steps := map[string]string{}
 	for _, st := range s.Steps {
 		steps[fmt.Sprintf("%.0f/%s", st.From, st.Instance)] = fmt.Sprintf("%s ≤ %s (%.0f batches)", st.Step, boundText(st.P99), st.Batches)
@@ -188,8 +195,9 @@ func startupTable(s *StartupFigure) string {
 			mark = " (second instance starts)"
 		}
 		at := w.From.Seconds()
-		b = fmt.Appendf(b, "| %.0f–%.0f%s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %s |\n", at, at+1, mark, w.Matched, ms(w.P50), ms(w.P99), ms(w.Max),
-			steps[fmt.Sprintf("%.0f/first", at)], steps[fmt.Sprintf("%.0f/second", at)])
+		h := host[at]
+		b = fmt.Appendf(b, "| %.0f–%.0f%s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %s | %.2f cores | %.0f MiB |\n", at, at+1, mark, w.Matched, ms(w.P50), ms(w.P99), ms(w.Max),
+			steps[fmt.Sprintf("%.0f/first", at)], steps[fmt.Sprintf("%.0f/second", at)], h.BrokerCPU, h.DirtyMiB)
 	}
 	return string(b)
 }

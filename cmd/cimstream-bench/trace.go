@@ -5,9 +5,11 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -24,10 +26,71 @@ type traceSnap struct {
 	counts stepCounts
 }
 
-// tracer scrapes the step histograms of instances every second.
+// tracer scrapes the step histograms of instances every second, and samples the machine beside them.
 type tracer struct {
 	mu    sync.Mutex
 	snaps map[string][]traceSnap // by instance
+	host  []hostSnap
+}
+
+// hostSnap is the broker's CPU time and the kernel's dirty and writeback page cache at one moment: work
+// left by earlier scenarios (log cleaning, page writeback) competes with the one measured.
+type hostSnap struct {
+	at                time.Time
+	brokerCPU, dirtyM float64
+}
+
+// sampleHost records a hostSnap every second until ctx ends.
+func (t *tracer) sampleHost(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		t.host = append(t.host, hostSnap{at: time.Now(), brokerCPU: cpuSeconds(broker), dirtyM: dirtyMiB()})
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// dirtyMiB is Dirty + Writeback of /proc/meminfo, in MiB (0 when unreadable).
+func dirtyMiB() float64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	kb := 0.0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && (f[0] == "Dirty:" || f[0] == "Writeback:") {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			kb += v
+		}
+	}
+	return kb / 1024
+}
+
+// HostWindow is the broker's CPU use and the dirty page cache over one 1 s window.
+type HostWindow struct {
+	From      float64 `json:"from_seconds"`
+	BrokerCPU float64 `json:"broker_cpu_cores"`
+	DirtyMiB  float64 `json:"dirty_mib"`
+}
+
+// hostWindows turns the host samples into one HostWindow per interval, placed by its start.
+func (t *tracer) hostWindows(origin time.Time) []HostWindow {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []HostWindow
+	for i := 1; i < len(t.host); i++ {
+		a, b := t.host[i-1], t.host[i]
+		if d := b.at.Sub(a.at).Seconds(); d > 0 && a.at.After(origin.Add(-time.Second)) {
+			out = append(out, HostWindow{From: math.Floor(a.at.Sub(origin).Seconds()), BrokerCPU: (b.brokerCPU - a.brokerCPU) / d, DirtyMiB: b.dirtyM})
+		}
+	}
+	return out
 }
 
 // watch scrapes addr's /metrics every second as who until ctx ends.

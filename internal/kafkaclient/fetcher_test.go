@@ -24,6 +24,7 @@ type fakeBrokers struct {
 	metadata int
 	fetches  []fakeFetch // the requests the brokers got
 	refused  int
+	hold     map[int32]chan struct{} // a request for the partition waits until closed
 }
 
 type fakeFetch struct {
@@ -44,6 +45,15 @@ func (b *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req protocol.Mess
 		return &meta.Response{Brokers: []meta.ResponseBroker{{NodeID: 1, Host: "127.0.0.1", Port: 1}, {NodeID: 2, Host: "127.0.0.1", Port: 2}},
 			Topics: []meta.ResponseTopic{t}}, nil
 	case *fetch.Request:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if hold := b.hold[p.Partition]; hold != nil { // a long poll of an idle partition
+					b.mu.Unlock()
+					<-hold
+					b.mu.Lock()
+				}
+			}
+		}
 		f := fakeFetch{leader: -1}
 		resp := &fetch.Response{}
 		for _, t := range r.Topics {
@@ -170,5 +180,37 @@ func TestFetcherWithdrawnPartitionLeavesTheRequest(t *testing.T) {
 				t.Errorf("requests %v hold the withdrawn partition 1", b.fetches)
 			}
 		}
+	}
+}
+
+// A partition that gets ready while a request long-polls idle partitions is sent at once in a request
+// of its own: it does not wait for the long poll to come back (up to maxWait).
+func TestFetcherReadyPartitionDoesNotWaitForALongPoll(t *testing.T) {
+	release := make(chan struct{})
+	b := &fakeBrokers{leaders: map[int32]int32{0: 1, 1: 1}, hold: map[int32]chan struct{}{0: release}}
+	f := newFakeFetcher(b)
+	polled := make(chan partFetch, 1)
+	go func() { polled <- fetchAll(f, 0)[0] }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) { // partition 0 in flight
+		f.mu.Lock()
+		q := f.queues[fetchKey{1, kafka.ReadCommitted}]
+		out := q != nil && q.inflight == 1 && time.Since(q.lastSend) > 2*fetchYoung
+		f.mu.Unlock()
+		if out || time.Now().After(deadline) {
+			break
+		}
+	}
+	ready := fetchAll(f, 1)[0] // would wait for partition 0's response if it had to share it
+	select {
+	case <-polled:
+		t.Fatalf("the long poll came back first")
+	default:
+	}
+	if ready.err != nil || ready.p == nil || ready.p.Partition != 1 {
+		t.Errorf("ready partition: %+v", ready)
+	}
+	close(release)
+	if res := <-polled; res.err != nil {
+		t.Errorf("long-polled partition: %v", res.err)
 	}
 }

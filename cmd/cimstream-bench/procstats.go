@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -157,4 +158,22 @@ func per100k(s float64, records int) float64 {
 		return 0
 	}
 	return s * 100000 / float64(records)
+}
+
+// quiesce writes the page cache back (sync) and waits, up to limit, until the broker uses under a third
+// of a core over a second: the scenarios before a latency measurement leave hundreds of MiB of dirty
+// pages and compacted changelogs to clean, and that work would otherwise land in the measured window.
+// It returns how long it took and the dirty page cache before.
+func quiesce(limit time.Duration) (took time.Duration, dirtyBefore float64) {
+	start := time.Now()
+	dirtyBefore = dirtyMiB()
+	syscall.Sync()
+	for time.Since(start) < limit {
+		before := cpuSeconds(broker)
+		time.Sleep(time.Second)
+		if broker == 0 || cpuSeconds(broker)-before < 0.33 {
+			break
+		}
+	}
+	return time.Since(start), dirtyBefore
 }

@@ -290,9 +290,13 @@ func (f *fetcher) send(key fetchKey, q *fetchQueue, wants []*want) {
 	cancel()
 	f.mu.Lock()
 	q.inflight--
-	if err == nil {
-		for _, w := range wants {
-			q.awaited[w.tp] = true
+	if resp, ok := m.(*fetch.Response); ok && err == nil {
+		for _, t := range resp.Topics { // a partition answered with an error comes back after a backoff
+			for _, p := range t.Partitions {
+				if p.ErrorCode == 0 {
+					q.awaited[topicPartition{t.Topic, int(p.Partition)}] = true
+				}
+			}
 		}
 	}
 	f.mu.Unlock()

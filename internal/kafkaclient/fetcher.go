@@ -22,11 +22,11 @@ import (
 // Latency: with minBytes 1 a request returns as soon as one of its partitions has data, but a request
 // long-polling idle partitions can stay out for maxWait (100 ms). A partition that becomes ready while
 // every request in flight is older than fetchYoung goes in a new request of its own, so a ready
-// partition waits a few milliseconds at most, never for an idle long poll. Requests to one broker go out
-// at most one per fetchYoung (or when a response came back), so however the partitions get ready, about
-// maxWait/fetchYoung requests are in flight per broker at worst (one per partition before), and one or
-// two as measured at 1,000 msg/s over 6 and 18 partitions. There is no cap on purpose: partitions
-// waiting behind a cap would wait for an idle long poll, up to maxWait.
+// partition waits a few milliseconds at most, never for an idle long poll. While a request to a broker
+// is in flight the next goes out no sooner than fetchYoung after it, so however the partitions get
+// ready, about maxWait/fetchYoung requests are in flight per broker at worst (one per partition before),
+// and one or two as measured at 1,000 msg/s over 6 and 18 partitions. There is no cap on purpose:
+// partitions waiting behind a cap would wait for an idle long poll, up to maxWait.
 const (
 	fetchGather   = 2 * time.Millisecond
 	fetchYoung    = 3 * time.Millisecond

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -449,7 +450,8 @@ func sampleMaxRSS(pid int) func() float64 {
 
 // execCimstream is the built binary running the configuration at path, its admin server on adminAddr.
 func execCimstream(path, adminAddr string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(root, "bin", "cimstream"), "run", "--config", path, "--set", "admin.address="+adminAddr)
+	bin := cmp.Or(os.Getenv("BENCH_BINARY"), filepath.Join(root, "bin", "cimstream")) // another build to compare
+	cmd := exec.Command(bin, "run", "--config", path, "--set", "admin.address="+adminAddr)
 	cmd.Stderr = os.Stderr
 	return cmd
 }

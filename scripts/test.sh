@@ -34,7 +34,7 @@ if [ "${1:-}" = chaos-cluster ]; then
 fi
 if [ "${1:-}" = chaos ]; then
   # make chaos: the long variants of the fault tests only.
-  CIMSTREAM_CHAOS_LONG=1 go test -race -count=1 -timeout 30m -v -run Chaos ./internal/chaos
+  CIMSTREAM_CHAOS_LONG=1 go test -race -count=1 -timeout 40m -v -tags chaoslong -run Chaos ./internal/chaos
   cat "$CIMSTREAM_ACCOUNTS_FILE"
   exit 0
 fi

@@ -1,3 +1,5 @@
+//go:build chaoslong
+
 package chaos_test
 
 import (

@@ -178,7 +178,7 @@ func startupTable(s *StartupFigure) string {
 		return ""
 	}
 	var b []byte
-	b = fmt.Appendf(b, "\nLatency from the process start (loadgen at %.0f msg/s keyed from the moment the binary starts, a second instance started %.0f s later; 1 s windows of send time; %d of %d matched): steady (every later window p99 ≤ 20 ms) %s after the start and %s after the second instance started. The messages sent 5–25 s after the start (the window of the latency table): p50 %.1f ms, p99 %.1f ms, p999 %.1f ms.\n\n",
+	b = fmt.Appendf(b, "\nLatency from the process start (loadgen at %.0f msg/s keyed from the moment the binary starts, a second instance started %.0f s later; 1 s windows of send time, the first 10, those around the join and the last below, every one in bench/results.json; %d of %d matched): steady (every later window p99 ≤ 20 ms) %s after the start and %s after the second instance started. The messages sent 5–25 s after the start (the window of the latency table): p50 %.1f ms, p99 %.1f ms, p999 %.1f ms.\n\n",
 		s.Rate, s.JoinAt, s.Matched, s.Expected, steadyText(s.SteadyAfter), steadyText(s.SteadyAfterJoin), ms(s.From5s.P50), ms(s.From5s.P99), ms(s.From5s.P999))
 	b = append(b, "| window (s from start) | matched | p50 | p99 | max | slowest step by p99: first instance | second instance | broker CPU | dirty pages |\n|---|---|---|---|---|---|---|---|---|\n"...)
 	host := map[float64]HostWindow{}
@@ -189,7 +189,12 @@ func startupTable(s *StartupFigure) string {
 	for _, st := range s.Steps {
 		steps[fmt.Sprintf("%.0f/%s", st.From, st.Instance)] = fmt.Sprintf("%s ≤ %s (%.0f batches)", st.Step, boundText(st.P99), st.Batches)
 	}
-	for _, w := range s.Windows {
+	join := int(s.JoinAt)
+	for i, w := range s.Windows {
+		// The first 10 s and the join in full; the others are in bench/results.json.
+		if i >= 10 && (i < join-1 || i > join+5) && i != len(s.Windows)-1 {
+			continue
+		}
 		mark := ""
 		if w.From == time.Duration(s.JoinAt)*time.Second {
 			mark = " (second instance starts)"

@@ -36,6 +36,7 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 			return nil, err
 		}
 	}
+	out.index()
 	return out, nil
 }
 

@@ -53,7 +53,10 @@ type Message struct {
 	raw   []byte
 	nodes []node
 	root  int32
-	maxID int // Limits.MaxIDBytes it was decoded with; 0: the default
+	// fields and indexed: the node index of each member read on every message (see field).
+	fields  fieldIndex
+	indexed bool
+	maxID   int // Limits.MaxIDBytes it was decoded with; 0: the default
 	// maxDepth is Limits.MaxDepth it was decoded with (0: the default), for the values Edited parses.
 	maxDepth int
 }
@@ -90,7 +93,9 @@ func DecodeLimits(data []byte, limits Limits) (*Message, error) {
 		return nil, &DecodeError{Violation{Code: CodeMalformed,
 			Message: "the message must be a JSON object, not " + articled(p.nodes[root].kind)}}
 	}
-	return &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes, maxDepth: limits.MaxDepth}, nil
+	m := &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes, maxDepth: limits.MaxDepth}
+	m.index()
+	return m, nil
 }
 
 // estimateNodes sizes the node slice so that typical messages need a single allocation.
@@ -124,11 +129,22 @@ func (r ref) present() bool { return r.ok() && r.kind() != kindNull }
 func (r ref) is(k kind) bool { return r.ok() && r.kind() == k }
 
 // get returns the member named key of an object (the last one when a key repeats, as Jackson reads it).
+// The members read on every message come from the index built at decode; others are looked for.
 func (r ref) get(key string) ref {
-	out := ref{r.m, -1}
 	if !r.is(kindObject) {
-		return out
+		return ref{r.m, -1}
 	}
+	if o, ok := r.m.indexedObject(r.idx); ok && len(key) <= maxFieldKey { // a longer key is never a field
+		if f, ok := memberField(o, []byte(key)); ok {
+			return r.m.field(f)
+		}
+	}
+	return r.scan(key)
+}
+
+// scan walks the members of an object for key.
+func (r ref) scan(key string) ref {
+	out := ref{r.m, -1}
 	for c := r.n().first; c >= 0; c = r.m.nodes[c].next {
 		cn := &r.m.nodes[c]
 		if cn.keyEscaped {

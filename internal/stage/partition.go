@@ -57,6 +57,14 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 	for ctx.Err() == nil {
 		var held int64
 		batch, held = r.fetch(ctx, reader, batch[:0], fetchLog)
+		if genCtx.Err() != nil {
+			// The generation ended while the batch was fetched (a reader returns what it had queued):
+			// its records are the next generation's. Processed now, its outputs could only be abandoned,
+			// and a handler told of that drops its state, so a partition the rebalance gives straight
+			// back would restore it from the changelog for nothing.
+			r.cfg.Budget.Give(held)
+			return
+		}
 		began := time.Now()
 		if len(batch) > 0 {
 			r.steps.since(StepFetch, batch[0].Time)

@@ -644,3 +644,54 @@ func TestSerializedHandlersWriteInProcessOrder(t *testing.T) {
 		pending[id] = true
 	}
 }
+
+// revokingReader ends the generation as it returns its records, as a reader does whose fetched records
+// are still queued when the rebalance comes: the records come back, the generation is already over.
+type revokingReader struct {
+	gen  *fakeGeneration
+	recs []stream.Record
+}
+
+func (r *revokingReader) Fetch(ctx context.Context) (stream.Record, error) {
+	if len(r.recs) > 0 {
+		r.gen.revoke()
+		rec := r.recs[0]
+		r.recs = r.recs[1:]
+		return rec, nil
+	}
+	<-ctx.Done()
+	return stream.Record{}, ctx.Err()
+}
+func (r *revokingReader) Close() error { return nil }
+
+// A batch fetched after its generation ended is neither processed nor abandoned: its records belong to
+// the next generation, and a handler told of abandoned outputs drops its state (the sessions stage then
+// replays its changelog even when the rebalance gives the partition straight back).
+func TestBatchFetchedAfterTheGenerationEndedIsNotProcessed(t *testing.T) {
+	var processed atomic.Int32
+	h := &closeWatch{handlerFunc: func(batch []stream.Record) []stream.Result {
+		processed.Add(int32(len(batch)))
+		return echo(batch)
+	}}
+	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
+	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {}},
+		wrap: func(Reader) Reader { return &revokingReader{gen: gen, recs: records("a:1", "b:2")} }}
+	cfg := Config{
+		Name: "test", Pipeline: "inbound", GroupID: "g",
+		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
+		RefreshInterval: time.Hour,
+		NewHandler:      func(context.Context, string, int) (Handler, error) { return h, nil },
+		BatchSize:       3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond,
+		DeadLetters: deadletter.Builder{Topic: "dlq"},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = New(cfg, broker, &fakeSink{}, zap.NewNop()).Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if !eventually(h.closed.Load) {
+		t.Fatal("partition not closed after the generation ended")
+	}
+	if n := processed.Load(); n != 0 || h.abandoned.Load() {
+		t.Fatalf("after the generation ended: %d records processed, abandoned=%v; want 0, false", n, h.abandoned.Load())
+	}
+}

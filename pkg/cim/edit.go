@@ -34,7 +34,8 @@ func (m *Message) AppendEncoded(dst []byte, edits ...Edit) ([]byte, error) {
 	if len(edits) == 0 {
 		return append(dst, m.raw...), nil
 	}
-	splices := make([]splice, 0, len(edits))
+	var room [4]splice // the inbound pipeline makes up to four edits: no allocation for them
+	splices := room[:0]
 	for i, e := range edits {
 		if len(e.Path) == 0 {
 			return dst, fmt.Errorf("cim: edit %d has an empty path", i)
@@ -58,7 +59,8 @@ func (m *Message) AppendEncoded(dst []byte, edits ...Edit) ([]byte, error) {
 			return dst, fmt.Errorf("cim: overlapping edits")
 		}
 	}
-	var inserted []int32 // parents that received an insertion already (a handful at most)
+	var insertedRoom [4]int32
+	inserted := insertedRoom[:0] // parents that received an insertion already (a handful at most)
 	pos := int32(0)
 	for _, s := range splices {
 		dst = append(dst, m.raw[pos:s.at]...)
@@ -78,12 +80,26 @@ func (m *Message) AppendEncoded(dst []byte, edits ...Edit) ([]byte, error) {
 
 // Encode returns the message with the edits applied.
 func (m *Message) Encode(edits ...Edit) ([]byte, error) {
-	return m.AppendEncoded(make([]byte, 0, len(m.raw)+64*len(edits)), edits...)
+	return m.AppendEncoded(make([]byte, 0, encodedSize(m, edits)), edits...)
+}
+
+// encodedSize bounds the encoded length for the usual edits (keys without escapes), so that Encode
+// allocates once: a fixed allowance per edit made it grow twice for a customer object.
+func encodedSize(m *Message, edits []Edit) int {
+	n := len(m.raw)
+	for _, e := range edits {
+		n += len(e.Value) + 4 // a comma, two quotes and a colon when the member is inserted
+		if len(e.Path) > 0 {
+			n += len(e.Path[len(e.Path)-1])
+		}
+	}
+	return n
 }
 
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD; <, > and & are left as they are.
 func AppendString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
+	dst = slices.Grow(dst, len(s)+2) // one allocation for strings without escapes, not one per doubling
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -23,7 +23,8 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 	nodes := make([]node, len(m.nodes), len(m.nodes)+8*len(edits)) // one allocation: the edits' values are small
 	copy(nodes, m.nodes)
 	out := &Message{raw: raw, nodes: nodes, root: m.root, maxID: m.maxID, maxDepth: m.maxDepth}
-	moves := m.moves(edits)
+	var room [4]move // the inbound pipeline makes up to four edits: no allocation for them
+	moves := m.moves(room[:0], edits)
 	for i := range out.nodes {
 		n := &out.nodes[i]
 		n.start, n.end = moves.shift(n.start), moves.shift(n.end-1)+1
@@ -57,9 +58,8 @@ type move struct {
 
 type moves []move
 
-// moves lays the edits out as AppendEncoded writes them (validated there already).
-func (m *Message) moves(edits []Edit) moves {
-	mv := make(moves, 0, len(edits))
+// moves lays the edits out as AppendEncoded writes them (validated there already), appended to mv.
+func (m *Message) moves(mv moves, edits []Edit) moves {
 	for _, e := range edits {
 		parent := m.rootRef().path(e.Path[:len(e.Path)-1]...)
 		key := e.Path[len(e.Path)-1]
@@ -72,7 +72,8 @@ func (m *Message) moves(edits []Edit) moves {
 		mv = append(mv, move{at: at, end: at, member: parent.idx, insert: true, key: key, value: e.Value, depth: len(e.Path)})
 	}
 	slices.SortStableFunc(mv, func(a, b move) int { return cmp.Compare(a.at, b.at) })
-	var inserted []int32
+	var insertedRoom [4]int32
+	inserted := insertedRoom[:0] // parents that received an insertion already
 	var shift int32
 	for i := range mv {
 		v := &mv[i]
@@ -85,7 +86,7 @@ func (m *Message) moves(edits []Edit) moves {
 			}
 			inserted = append(inserted, v.member)
 			v.keyAt = pos + comma
-			v.keyLen = int32(len(AppendString(nil, v.key)))
+			v.keyLen = int32(quotedLen(v.key))
 			written += comma + v.keyLen + 1
 			v.valueAt = v.keyAt + v.keyLen + 1
 		} else {
@@ -95,6 +96,12 @@ func (m *Message) moves(edits []Edit) moves {
 		shift += v.delta
 	}
 	return mv
+}
+
+// quotedLen is the length of key as AppendString writes it, without allocating for a usual key.
+func quotedLen(key string) int {
+	var room [64]byte
+	return len(AppendString(room[:0], key))
 }
 
 // shift is the new offset of the original byte at i (outside the bytes an edit replaced).

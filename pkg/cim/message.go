@@ -201,7 +201,33 @@ func (r ref) str() string {
 	if r.n().escaped {
 		return unescape(r.strBytes())
 	}
+	if s, ok := r.enumerated(); ok {
+		return s
+	}
 	return string(r.strBytes())
+}
+
+// enumerated returns the constant equal to the value of an enumerated field (body.type, header.sender.type,
+// header.intent), which spares an allocation: those are read several times per message.
+func (r ref) enumerated() (string, bool) {
+	var values []string
+	switch {
+	case !r.m.indexed:
+		return "", false
+	case r.idx == r.m.fields[fBodyType]:
+		values = BodyTypes
+	case r.idx == r.m.fields[fSenderType]:
+		values = SenderTypes
+	case r.idx == r.m.fields[fIntent]:
+		values = KnownIntents
+	}
+	b := r.strBytes()
+	for _, v := range values {
+		if string(b) == v {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // equals compares a string value with s without allocating for the common unescaped case.

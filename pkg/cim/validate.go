@@ -590,8 +590,9 @@ func (v *validator) nonEmptyArray(r ref, at *loc, each func(item ref, at *loc)) 
 		v.add(at, CodeEmpty, "must have at least one element")
 		return
 	}
+	parent := at.detached()
 	r.items(func(i int, item ref) {
-		itemAt := loc{parent: at, index: i}
+		itemAt := loc{parent: parent, index: i}
 		if v.object(item, &itemAt, true) {
 			each(item, &itemAt)
 		}

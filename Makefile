@@ -26,7 +26,7 @@ test:
 chaos:
 	@scripts/test.sh chaos
 
-# Broker faults on a three-node cluster (about 4 minutes); .ci/run runs it after make test.
+# Broker faults on three-node clusters (about 6 minutes); .ci/run runs it after make test.
 chaos-cluster:
 	@scripts/test.sh chaos-cluster
 

@@ -27,46 +27,38 @@ func (m *Message) RawValue(path ...string) []byte {
 	return r.bytes()
 }
 
+// The accessors below read indexed fields (see field): no walk from the root.
+
 // ID is the message id, "" when absent.
-func (m *Message) ID() string { s, _ := m.String("id"); return s }
+func (m *Message) ID() string { return m.field(fID).str() }
 
 // BodyType is body.type as sent.
-func (m *Message) BodyType() string { s, _ := m.String("body", "type"); return s }
+func (m *Message) BodyType() string { return m.field(fBodyType).str() }
 
 // Intent is header.intent, "" when absent or null.
-func (m *Message) Intent() string { s, _ := m.String("header", "intent"); return s }
+func (m *Message) Intent() string { return m.field(fIntent).str() }
 
 // SenderType is header.sender.type in upper case.
-func (m *Message) SenderType() string {
-	s, _ := m.String("header", "sender", "type")
-	return strings.ToUpper(s)
-}
+func (m *Message) SenderType() string { return strings.ToUpper(m.field(fSenderType).str()) }
 
 // ServiceIdentifier is header.channelData.serviceIdentifier.
-func (m *Message) ServiceIdentifier() string {
-	s, _ := m.String("header", "channelData", "serviceIdentifier")
-	return s
-}
+func (m *Message) ServiceIdentifier() string { return m.field(fServiceIdentifier).str() }
 
 // ChannelCustomerIdentifier is header.channelData.channelCustomerIdentifier.
 func (m *Message) ChannelCustomerIdentifier() string {
-	s, _ := m.String("header", "channelData", "channelCustomerIdentifier")
-	return s
+	return m.field(fChannelCustomerIdentifier).str()
 }
 
 // HasChannelData reports whether header.channelData is an object.
-func (m *Message) HasChannelData() bool {
-	return m.rootRef().path("header", "channelData").is(kindObject)
-}
+func (m *Message) HasChannelData() bool { return m.field(fChannelData).is(kindObject) }
 
 // ChannelSessionID is header.channelSessionId ("" when absent, null or blank).
-func (m *Message) ChannelSessionID() string { return m.nonBlank("header", "channelSessionId") }
+func (m *Message) ChannelSessionID() string { return nonBlankStr(m.field(fChannelSessionID)) }
 
 // ConversationID is header.conversationId ("" when absent, null or blank).
-func (m *Message) ConversationID() string { return m.nonBlank("header", "conversationId") }
+func (m *Message) ConversationID() string { return nonBlankStr(m.field(fConversationID)) }
 
-func (m *Message) nonBlank(path ...string) string {
-	r := m.rootRef().path(path...)
+func nonBlankStr(r ref) string {
 	if !r.nonBlank() {
 		return ""
 	}
@@ -75,15 +67,15 @@ func (m *Message) nonBlank(path ...string) string {
 
 // CustomerName is customerFirstName and customerLastName joined by a space and trimmed.
 func (m *Message) CustomerName() string {
-	first, _ := m.String("header", "channelData", "customerFirstName")
-	last, _ := m.String("header", "channelData", "customerLastName")
+	first := m.field(fCustomerFirstName).str()
+	last := m.field(fCustomerLastName).str()
 	return strings.TrimSpace(strings.TrimSpace(first) + " " + strings.TrimSpace(last))
 }
 
 // TimestampMillis returns header.timestamp as epoch milliseconds, accepting an integer, a digit string
 // or an RFC 3339 string; ok is false when it is absent or unreadable.
 func (m *Message) TimestampMillis() (ms int64, ok bool) {
-	r := m.rootRef().path("header", "timestamp")
+	r := m.field(fTimestamp)
 	if n, ok := r.integer(); ok && n >= 0 {
 		return n, true
 	}

@@ -63,7 +63,7 @@ func Validate(m *Message, dir Direction) Violations {
 // UnknownIntent reports whether header.intent is set to a value outside KnownIntents (accepted, but
 // worth a warning and a metric).
 func UnknownIntent(m *Message) bool {
-	r := m.rootRef().path("header", "intent")
+	r := m.field(fIntent)
 	return r.is(kindString) && r.n().end-r.n().start > 2 && !r.oneOf(KnownIntents, false)
 }
 

@@ -297,7 +297,7 @@ func special(w uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote, backslash := w^(ones*'"'), w^(ones*'\\')
 	zeroIn := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	return (zeroIn(quote)|zeroIn(backslash)|(w-ones*0x20)&^w&highs) != 0
+	return (zeroIn(quote) | zeroIn(backslash) | (w-ones*0x20)&^w&highs) != 0
 }
 
 func isHex4(b []byte) bool {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package cim_test
+
+const raceEnabled = false

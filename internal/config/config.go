@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cimstream/cimstream/internal/session"
 )
 
 // Config is the whole configuration of a cimstream process.
@@ -588,6 +590,12 @@ func (c *Config) Validate() error {
 	if p.BatchBytes < int64(c.Inbound.MaxMessageBytes)+EnrichmentHeadroom {
 		add(fieldErr("kafka.producer.batchBytes", "%d leaves no room for enrichment: it must be at least inbound.maxMessageBytes (%d) + %d",
 			p.BatchBytes, c.Inbound.MaxMessageBytes, EnrichmentHeadroom))
+	}
+	if least := int64(session.MaxStateBytes) + EnrichmentHeadroom; p.BatchBytes < least {
+		// The sessions stage writes a key's state once per batch (its latest): a state the client
+		// refused for its size would lose every decision of the batch for that key, not one.
+		add(fieldErr("kafka.producer.batchBytes", "%d cannot hold a session state: it must be at least the state cap (%d) + %d = %d",
+			p.BatchBytes, session.MaxStateBytes, EnrichmentHeadroom, least))
 	}
 	add(atLeast("deadLetters.maxValueBytes", int64(c.DeadLetters.MaxValueBytes), 0))
 	if int64(c.DeadLetters.MaxValueBytes) > p.BatchBytes-EnrichmentHeadroom {

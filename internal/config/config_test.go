@@ -99,6 +99,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "replay window one second short", settings: []string{"inbound.replayWindow=79s"},
 			want: "inbound.replayWindow: 1m19s is too short: it must be at least 2 × (kafka.consumer.sessionTimeout + kafka.consumer.rebalanceTimeout) = 1m20s"},
 		{name: "batchBytes one short", settings: []string{"kafka.producer.batchBytes=1114111"}, want: "kafka.producer.batchBytes"},
+		// A key's state is written once per batch: the client must take the largest one.
+		{name: "batchBytes under a session state", settings: []string{"inbound.maxMessageBytes=4096", "kafka.producer.batchBytes=327679"},
+			want: "kafka.producer.batchBytes: 327679 cannot hold a session state: it must be at least the state cap (262144) + 65536 = 327680"},
 		{name: "dead-letter value over the client limit", settings: []string{"deadLetters.maxValueBytes=1100000"}, want: "deadLetters.maxValueBytes"},
 		{name: "startup timeout not positive", settings: []string{"startup.timeout=0s"}, want: "config startup.timeout: must be a positive duration"},
 		{name: "negative memory budget", settings: []string{"memory.budgetBytes=-1"}, want: "memory.budgetBytes"},

@@ -83,6 +83,8 @@ func Compare(spec Spec, actual Actual, minMessageBytes int) []Difference {
 	}
 	if actual.MaxMessageBytes > 0 && actual.MaxMessageBytes < int64(minMessageBytes) {
 		add("max.message.bytes", strconv.FormatInt(actual.MaxMessageBytes, 10), fmt.Sprintf("at least %d (inbound.maxMessageBytes)", minMessageBytes))
+	} else if actual.MaxMessageBytes > 0 && actual.MaxMessageBytes < int64(spec.MinMessageBytes) {
+		add("max.message.bytes", strconv.FormatInt(actual.MaxMessageBytes, 10), fmt.Sprintf("at least %d (a session state at its cap)", spec.MinMessageBytes))
 	}
 	return out
 }

@@ -48,3 +48,19 @@ func TestCompareFlagsEveryDifference(t *testing.T) {
 		})
 	}
 }
+
+// With a small inbound limit, the changelog must still take a key's state at its cap: it is written once
+// per batch, and refused for its size the batch's decisions for the key would be lost.
+func TestChangelogMustHoldAStateAtItsCap(t *testing.T) {
+	sessions := Spec{Name: "s", Partitions: 1, ReplicationFactor: 1, Configs: map[string]string{"cleanup.policy": "compact"},
+		MinMessageBytes: 327680}
+	small := Actual{Exists: true, Partitions: 1, ReplicationFactor: 1, CleanupPolicy: "compact", MaxMessageBytes: 100000}
+	got := Compare(sessions, small, 4096)
+	if len(got) != 1 || !strings.HasPrefix(got[0].String(), "s: max.message.bytes is 100000, configured at least 327680 (a session state at its cap)") {
+		t.Fatalf("got %v", got)
+	}
+	small.MaxMessageBytes = 327680
+	if got := Compare(sessions, small, 4096); len(got) != 0 {
+		t.Fatalf("a changelog that takes a state at its cap flagged: %v", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/session"
 )
 
 // Spec is one topic and the settings it is created with.
@@ -23,6 +24,9 @@ type Spec struct {
 	Configs           map[string]string
 	// Purpose says in a few words what the topic is for; shown by `topics create`.
 	Purpose string
+	// MinMessageBytes is the largest record cimstream writes to it when that is more than the largest
+	// message it accepts (the sessions changelog: a key's state); 0 otherwise.
+	MinMessageBytes int
 }
 
 // Required lists the topics cimstream reads or writes under cfg.
@@ -43,6 +47,9 @@ func Required(cfg config.Config) []Spec {
 			Spec{
 				Name: t.Sessions, Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor,
 				Purpose: "compacted changelog of inbound sessions",
+				// A key's state, written once per batch: refused for its size, the batch's decisions
+				// for that key would be lost.
+				MinMessageBytes: session.MaxStateBytes + config.EnrichmentHeadroom,
 				// Compaction keeps the latest state per session key; tombstones of ended sessions are
 				// removed after a day, long enough for any restore that started before them.
 				Configs: map[string]string{

@@ -1,7 +1,6 @@
 package cim
 
 import (
-	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
 )
@@ -246,10 +245,6 @@ func (p *parser) array(depth int) (int32, error) {
 func (p *parser) str() (escaped bool, err error) {
 	p.pos++ // opening quote
 	for p.pos < len(p.data) {
-		p.pos += plainWords(p.data[p.pos:])
-		if p.pos >= len(p.data) {
-			break
-		}
 		c := p.data[p.pos]
 		switch {
 		case c == '"':
@@ -278,26 +273,6 @@ func (p *parser) str() (escaped bool, err error) {
 		}
 	}
 	return false, p.fail("unterminated string")
-}
-
-// plainWords returns the length of the run of 8-byte words at the start of b that hold no quote,
-// backslash or control character, which str can skip at once: string contents are most of a
-// message's bytes, and testing a word costs about what testing one byte did.
-func plainWords(b []byte) int {
-	n := 0
-	for len(b)-n >= 8 && !special(binary.LittleEndian.Uint64(b[n:])) {
-		n += 8
-	}
-	return n
-}
-
-// special reports whether any byte of w is '"', '\\' or below 0x20 (the classic "has zero byte" and
-// "has byte less than" tests of 8 lanes at once; exact for "any", which is all str needs).
-func special(w uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	quote, backslash := w^(ones*'"'), w^(ones*'\\')
-	zeroIn := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	return (zeroIn(quote) | zeroIn(backslash) | (w-ones*0x20)&^w&highs) != 0
 }
 
 func isHex4(b []byte) bool {

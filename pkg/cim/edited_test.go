@@ -33,7 +33,7 @@ func treeOf(m *Message) string {
 // editCases are the inputs and edits Edited must agree with Decode on: inserts into empty and
 // non-empty objects (twice into one), replacements of scalars, null, objects and arrays by values of
 // other kinds, whitespace, escaped keys, repeated keys, the edits the inbound pipeline makes.
-func editCases(t *testing.T) map[string][]byte {
+func editCases(t testing.TB) map[string][]byte {
 	t.Helper()
 	cases := map[string][]byte{
 		"empty header":  []byte(`{"header":{},"body":{"type":"PLAIN"}}`),

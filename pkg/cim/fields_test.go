@@ -69,7 +69,7 @@ func objectOf(t *testing.T, key string) object {
 
 // indexCases add to editCases the shapes the index must treat as a walk does: parents that are not
 // objects, escaped and repeated keys of fields, empty objects.
-func indexCases(t *testing.T) map[string][]byte {
+func indexCases(t testing.TB) map[string][]byte {
 	cases := editCases(t)
 	for name, s := range map[string]string{
 		"header not an object":      `{"id":"a","header":[{"sender":{}}],"body":"x"}`,
@@ -108,7 +108,7 @@ func TestIndexMatchesWalk(t *testing.T) {
 	}
 }
 
-func checkIndex(t *testing.T, name string, m *Message) {
+func checkIndex(t testing.TB, name string, m *Message) {
 	t.Helper()
 	if !m.indexed {
 		t.Errorf("%s: not indexed", name)
@@ -120,4 +120,25 @@ func checkIndex(t *testing.T, name string, m *Message) {
 			t.Errorf("%s: %v: node %d through the index, %d by a walk", name, path, got.idx, want)
 		}
 	}
+}
+
+// FuzzIndex: for any message, every field read through the index is the node a walk finds, after
+// Decode and after Edited.
+func FuzzIndex(f *testing.F) {
+	for _, data := range indexCases(f) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := DecodeLimits(data, Limits{MaxBytes: 1 << 16, MaxDepth: 32})
+		if err != nil {
+			return
+		}
+		checkIndex(t, "decoded", m)
+		if e, err := m.Edited(Set([]byte(`{"sender":{"type":"BOT"}}`), "header")); err == nil {
+			checkIndex(t, "header replaced", e)
+		}
+		if e, err := m.Edited(Set([]byte(`"x"`), "header", "channelData", "serviceIdentifier")); err == nil {
+			checkIndex(t, "serviceIdentifier set", e)
+		}
+	})
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -86,6 +89,7 @@ type fetcher struct {
 	mu       sync.Mutex
 	queues   map[fetchKey]*fetchQueue
 	starved  map[topicPartition]bool // left empty though data was there: first in the next request
+	alone    map[topicPartition]bool // in a request that failed whole: goes alone until a fetch decodes
 	leaders  map[string]topicLeaders
 }
 
@@ -96,7 +100,7 @@ type topicLeaders struct {
 
 func newFetcher(client *kafka.Client, minBytes, maxBytes int, maxWait, timeout, ttl time.Duration) *fetcher {
 	return &fetcher{client: client, minBytes: minBytes, maxBytes: maxBytes, maxWait: maxWait, timeout: timeout, ttl: ttl,
-		queues: map[fetchKey]*fetchQueue{}, starved: map[topicPartition]bool{}, leaders: map[string]topicLeaders{}}
+		queues: map[fetchKey]*fetchQueue{}, starved: map[topicPartition]bool{}, alone: map[topicPartition]bool{}, leaders: map[string]topicLeaders{}}
 }
 
 // fetch waits for topic/partition's part of the next fetch request to its leader, until ctx ends.
@@ -238,11 +242,13 @@ func (f *fetcher) kick(key fetchKey, q *fetchQueue) {
 		f.arm(key, q, at)
 		return
 	}
-	wants := f.take(q)
-	q.inflight++
+	reqs := f.take(q)
+	q.inflight += len(reqs)
 	q.started, q.lastSend = true, now
 	clear(q.awaited) // a reader not back by now (busy, closed) is not waited for again
-	go f.send(key, q, wants)
+	for _, wants := range reqs {
+		go f.send(key, q, wants)
+	}
 }
 
 // arm makes the queue looked at again at at (or sooner if it already is). Called with f.mu held.
@@ -263,15 +269,20 @@ func (f *fetcher) arm(key fetchKey, q *fetchQueue, at time.Time) {
 	q.timer.Reset(time.Until(at))
 }
 
-// take removes the pending partitions of the next request: one fetch per partition (a second reader of
-// the same partition waits for the next), partitions left empty last time first. Called with f.mu held.
-func (f *fetcher) take(q *fetchQueue) []*want {
+// take removes the pending partitions of the next requests: one fetch per partition (a second reader of
+// the same partition waits for the next), partitions left empty last time first, and a partition whose
+// request failed whole in a request of its own, so that its failing again fails nobody else. Called
+// with f.mu held.
+func (f *fetcher) take(q *fetchQueue) [][]*want {
 	var wants, rest []*want
+	var reqs [][]*want
 	in := map[topicPartition]bool{}
 	for _, w := range q.pending {
 		switch {
 		case in[w.tp]:
 			rest = append(rest, w)
+		case f.alone[w.tp]:
+			reqs = append(reqs, []*want{w})
 		case f.starved[w.tp]:
 			delete(f.starved, w.tp)
 			wants = append([]*want{w}, wants...)
@@ -281,7 +292,10 @@ func (f *fetcher) take(q *fetchQueue) []*want {
 		in[w.tp] = true
 	}
 	q.pending = rest
-	return wants
+	if len(wants) > 0 {
+		reqs = append(reqs, wants)
+	}
+	return reqs
 }
 
 func (f *fetcher) send(key fetchKey, q *fetchQueue, wants []*want) {
@@ -335,13 +349,18 @@ func (f *fetcher) request(key fetchKey, wants []*want) *fetch.Request {
 }
 
 // deliver hands each partition its part of the response. An error of the whole request reaches every
-// partition, except a routing one (the transport's metadata changed under the request): the partitions
-// are then looked up again and sent anew, each failing alone if its own lookup fails.
+// partition only when the broker is gone or slow. A routing one (the transport's metadata changed
+// under the request) makes the partitions looked up again and sent anew, each failing alone if its own
+// lookup fails; any other (kafka-go fails the decode of a whole response on one partition's corrupt
+// batch) makes them sent again one by one, so that only the partition at fault fails.
 func (f *fetcher) deliver(wants []*want, m protocol.Message, err error) {
 	var routing *fetch.Error
 	switch {
 	case errors.As(err, &routing):
 		f.reroute(wants, err)
+		return
+	case err != nil && len(wants) > 1 && !brokerGone(err):
+		f.split(wants)
 		return
 	case err != nil:
 		for _, w := range wants {
@@ -358,6 +377,11 @@ func (f *fetcher) deliver(wants []*want, m protocol.Message, err error) {
 		}
 		return
 	}
+	f.mu.Lock()
+	for _, w := range wants { // the response decoded: each goes with the others again
+		delete(f.alone, w.tp)
+	}
+	f.mu.Unlock()
 	parts := map[topicPartition]*fetch.ResponsePartition{}
 	for i := range resp.Topics {
 		t := &resp.Topics[i]
@@ -394,6 +418,29 @@ func (f *fetcher) note(w *want, p *fetch.ResponsePartition) {
 		f.starved[w.tp] = true
 		f.mu.Unlock()
 	}
+}
+
+// split sends the partitions of a request that failed whole again, each in a request of its own until
+// one of its fetches decodes.
+func (f *fetcher) split(wants []*want) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range wants {
+		f.alone[w.tp] = true
+		if !w.gone {
+			w.since = time.Now()
+			f.enqueueLocked(w)
+		}
+	}
+}
+
+// brokerGone tells a failure of the connection or of the broker's time, which every partition's own
+// request would meet too, from one of the response's content.
+func brokerGone(err error) bool {
+	var netErr net.Error // dial and socket errors, timeouts (context.DeadlineExceeded is one)
+	return errors.As(err, &netErr) || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func (f *fetcher) reroute(wants []*want, err error) {

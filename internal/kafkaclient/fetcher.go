@@ -370,7 +370,8 @@ func (f *fetcher) deliver(wants []*want, m protocol.Message, err error) {
 		return
 	}
 	resp := m.(*fetch.Response)
-	Throttled("fetch", time.Duration(resp.ThrottleTimeMs)*time.Millisecond)
+	throttle := time.Duration(resp.ThrottleTimeMs) * time.Millisecond
+	Throttled("fetch", throttle)
 	if resp.ErrorCode != 0 {
 		for _, w := range wants {
 			w.res <- partFetch{err: kafka.Error(resp.ErrorCode)}
@@ -389,15 +390,40 @@ func (f *fetcher) deliver(wants []*want, m protocol.Message, err error) {
 			parts[topicPartition{t.Topic, int(t.Partitions[j].Partition)}] = &t.Partitions[j]
 		}
 	}
+	var missing []*want
 	for _, w := range wants {
 		p := parts[w.tp]
 		if p == nil {
-			w.res <- partFetch{err: fmt.Errorf("fetch %s/%d: the response holds no answer for the partition", w.tp.topic, w.tp.partition)}
+			missing = append(missing, w)
 			continue
 		}
 		f.note(w, p)
 		w.res <- partFetch{p: p}
 	}
+	f.again(missing, throttle)
+}
+
+// again sends wants anew after d: partitions a response left out have no data now. Kafka answers a fetch
+// over a consumer quota with no partitions and holds the connection back for the throttle time it names,
+// so a quota slows the readers down and fails none of them (docs/operations.md). Left out without a
+// throttle, a partition is asked again after maxWait, as after an idle long poll.
+func (f *fetcher) again(wants []*want, d time.Duration) {
+	if len(wants) == 0 {
+		return
+	}
+	if d <= 0 {
+		d = f.maxWait
+	}
+	time.AfterFunc(d, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, w := range wants {
+			if !w.gone { // withdrawn while waiting: its reader stopped
+				w.since = time.Now()
+				f.enqueueLocked(w)
+			}
+		}
+	})
 }
 
 // note learns from a partition's answer: leaders moved, or data left out (a record batch larger than

@@ -172,3 +172,32 @@ func TestReaderBesideACorruptPartitionKeepsReading(t *testing.T) {
 		t.Errorf("the corrupt partition went in %d requests with others, want 1 (the first)", shared)
 	}
 }
+
+// A fetch over a consumer quota comes back with no partitions and a throttle time: the reader waits and
+// fetches again, never failing, however many times in a row it happens; the throttle is counted.
+func TestReaderWaitsOutAThrottledFetch(t *testing.T) {
+	const throttle = 40 * time.Millisecond
+	b := &wireBroker{parts: []int32{0}, throttled: readAttempts + 1, throttle: throttle}
+	c := &kafka.Client{Addr: kafka.TCP("127.0.0.1:1"), Transport: b}
+	f := newFetcher(c, 1, 1<<20, 100*time.Millisecond, time.Second, time.Minute)
+	r := wireReader(c, f, 0, 5)
+	defer r.Close()
+	before := ThrottleTotals()["fetch"]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	began := time.Now()
+	m, err := r.FetchMessage(ctx)
+	took := time.Since(began)
+	if err != nil || m.Offset != 5 || string(m.Value) != "value-of-0" {
+		t.Fatalf("after %v: %+v, %v; want the record at offset 5", took, m, err)
+	}
+	if s := r.Stats(); s.Errors != 0 {
+		t.Errorf("%d failed fetches counted, want 0 (throttling is not a failure)", s.Errors)
+	}
+	if want := time.Duration(readAttempts+1) * throttle; took < want {
+		t.Errorf("read after %v, want at least %v (each throttle waited out)", took, want)
+	}
+	if after := ThrottleTotals()["fetch"]; after.Responses-before.Responses < readAttempts+1 {
+		t.Errorf("%d throttled fetch responses counted, want %d", after.Responses-before.Responses, readAttempts+1)
+	}
+}

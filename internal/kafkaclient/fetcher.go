@@ -122,12 +122,18 @@ func (f *fetcher) fetch(ctx context.Context, tp topicPartition, offset int64, is
 }
 
 // leader is the partition's leader as the shared client's metadata cache has it: the transport routes a
-// fetch request by that cache and refuses one whose partitions it finds led by different brokers.
+// fetch request by that cache and refuses one whose partitions it finds led by different brokers. A
+// partition missing from the cached leaders may have been added since: the topic is looked up again.
 func (f *fetcher) leader(ctx context.Context, tp topicPartition) (int, error) {
 	f.mu.Lock()
-	l, ok := f.leaders[tp.topic]
+	l, cached := f.leaders[tp.topic]
 	f.mu.Unlock()
-	if !ok || time.Since(l.at) >= f.ttl {
+	cached = cached && time.Since(l.at) < f.ttl
+	if _, ok := l.leaders[tp.partition]; cached && !ok {
+		f.forget(tp.topic)
+		cached = false
+	}
+	if !cached {
 		var err error
 		if l, err = f.lookup(ctx, tp.topic); err != nil {
 			return 0, err

@@ -201,3 +201,25 @@ func TestReaderWaitsOutAThrottledFetch(t *testing.T) {
 		t.Errorf("%d throttled fetch responses counted, want %d", after.Responses-before.Responses, readAttempts+1)
 	}
 }
+
+// A partition added to a topic after its leaders were looked up is found at once, not after the cache
+// expires (the metadata TTL).
+func TestFetcherFindsAPartitionAddedAfterTheLookup(t *testing.T) {
+	b := &fakeBrokers{leaders: map[int32]int32{0: 1}}
+	f := newFakeFetcher(b)
+	fetchAll(f, 0)
+	b.mu.Lock()
+	b.leaders[1] = 1
+	b.mu.Unlock()
+	for i := range 3 {
+		if res := fetchAll(f, 1)[0]; res.err != nil {
+			t.Errorf("fetch %d of the new partition: %v", i, res.err)
+		}
+	}
+	if res := fetchAll(f, 9)[0]; res.err == nil {
+		t.Errorf("a partition the topic does not have: %+v, want an error", res)
+	}
+	if b.metadata != 3 {
+		t.Errorf("%d metadata look-ups, want 3 (the first, the new partition, the missing one)", b.metadata)
+	}
+}

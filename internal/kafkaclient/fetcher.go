@@ -484,6 +484,12 @@ func (f *fetcher) reroute(wants []*want, err error) {
 			w.res <- partFetch{err: err}
 			continue
 		}
+		f.mu.Lock()
+		gone := w.gone
+		f.mu.Unlock()
+		if gone { // its reader stopped waiting: not worth a lookup
+			continue
+		}
 		leader, lerr := f.leader(context.Background(), w.tp)
 		if lerr != nil {
 			w.res <- partFetch{err: lerr}

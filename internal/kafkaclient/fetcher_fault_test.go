@@ -223,3 +223,18 @@ func TestFetcherFindsAPartitionAddedAfterTheLookup(t *testing.T) {
 		t.Errorf("%d metadata look-ups, want 3 (the first, the new partition, the missing one)", b.metadata)
 	}
 }
+
+// Partitions whose readers stopped waiting are not looked up again when their request is refused for
+// routing: nobody would get the answer.
+func TestFetcherReroutesNoWithdrawnPartition(t *testing.T) {
+	b := &fakeBrokers{leaders: map[int32]int32{0: 1, 1: 1}}
+	f := newFakeFetcher(b)
+	var wants []*want
+	for p := range 2 {
+		wants = append(wants, &want{tp: topicPartition{"t", p}, isolation: kafka.ReadCommitted, res: make(chan partFetch, 1), gone: true})
+	}
+	f.reroute(wants, fetch.NewError(fmt.Errorf("mismatching leaders")))
+	if b.metadata != 0 || len(f.queues) != 0 {
+		t.Errorf("%d metadata look-ups, %d queues; want none for withdrawn partitions", b.metadata, len(f.queues))
+	}
+}

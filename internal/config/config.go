@@ -591,7 +591,7 @@ func (c *Config) Validate() error {
 		add(fieldErr("kafka.producer.batchBytes", "%d leaves no room for enrichment: it must be at least inbound.maxMessageBytes (%d) + %d",
 			p.BatchBytes, c.Inbound.MaxMessageBytes, EnrichmentHeadroom))
 	}
-	if least := int64(session.MaxStateBytes) + EnrichmentHeadroom; p.BatchBytes < least {
+	if least := int64(session.MaxStateBytes) + EnrichmentHeadroom; c.Inbound.Enabled && p.BatchBytes < least {
 		// The sessions stage writes a key's state once per batch (its latest): a state the client
 		// refused for its size would lose every decision of the batch for that key, not one.
 		add(fieldErr("kafka.producer.batchBytes", "%d cannot hold a session state: it must be at least the state cap (%d) + %d = %d",

@@ -75,6 +75,11 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 			if len(batch) > 0 {
 				r.steps.since(StepLock, waited)
 			}
+			if genCtx.Err() != nil { // ended while waiting for the lock: as above
+				serialized.Unlock()
+				r.cfg.Budget.Give(held)
+				return
+			}
 		}
 		ok := r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned)
 		if serialized != nil {

@@ -695,3 +695,43 @@ func TestBatchFetchedAfterTheGenerationEndedIsNotProcessed(t *testing.T) {
 		t.Fatalf("after the generation ended: %d records processed, abandoned=%v; want 0, false", n, h.abandoned.Load())
 	}
 }
+
+// revokingLock is a Serialized echo handler whose Lock returns only after the generation ended, as a
+// fast-path handler waiting for its slot's writes during a rebalance.
+type revokingLock struct {
+	*closeWatch
+	gen *fakeGeneration
+}
+
+func (h revokingLock) Lock(context.Context, []stream.Record) { h.gen.revoke() }
+func (h revokingLock) Unlock()                               {}
+
+// A batch whose generation ended while its handler waited for the lock is not processed either.
+func TestBatchWhoseGenerationEndedDuringLockIsNotProcessed(t *testing.T) {
+	var processed atomic.Int32
+	cw := &closeWatch{handlerFunc: func(batch []stream.Record) []stream.Result {
+		processed.Add(int32(len(batch)))
+		return echo(batch)
+	}}
+	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
+	h := revokingLock{closeWatch: cw, gen: gen}
+	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {recs: records("a:1", "b:2")}}}
+	cfg := Config{
+		Name: "test", Pipeline: "inbound", GroupID: "g",
+		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
+		RefreshInterval: time.Hour,
+		NewHandler:      func(context.Context, string, int) (Handler, error) { return h, nil },
+		BatchSize:       3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond,
+		DeadLetters: deadletter.Builder{Topic: "dlq"},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = New(cfg, broker, &fakeSink{}, zap.NewNop()).Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if !eventually(cw.closed.Load) {
+		t.Fatal("partition not closed after the generation ended")
+	}
+	if n := processed.Load(); n != 0 || cw.abandoned.Load() {
+		t.Fatalf("after the generation ended during Lock: %d records processed, abandoned=%v; want 0, false", n, cw.abandoned.Load())
+	}
+}

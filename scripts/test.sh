@@ -28,7 +28,7 @@ if [ "${1:-}" = chaos-cluster ]; then
   # out of make test by the build tag `cluster` so the everyday suite stays short; .ci/run runs it once.
   # Also the sink's and the readers' one-request-per-broker tests, which need partitions on several leaders.
   go test -race -count=1 -timeout 20m -v -tags cluster -run '^TestChaosCluster' ./internal/chaos
-  go test -race -count=1 -timeout 10m -v -tags cluster -run '^TestIntegrationCluster' ./internal/kafkaedge ./internal/kafkaclient
+  go test -race -count=1 -p 1 -timeout 10m -v -tags cluster -run '^TestIntegrationCluster' ./internal/kafkaedge ./internal/kafkaclient
   cat "$CIMSTREAM_ACCOUNTS_FILE"
   exit 0
 fi

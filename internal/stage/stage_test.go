@@ -676,18 +676,7 @@ func TestBatchFetchedAfterTheGenerationEndedIsNotProcessed(t *testing.T) {
 	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
 	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {}},
 		wrap: func(Reader) Reader { return &revokingReader{gen: gen, recs: records("a:1", "b:2")} }}
-	cfg := Config{
-		Name: "test", Pipeline: "inbound", GroupID: "g",
-		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
-		RefreshInterval: time.Hour,
-		NewHandler:      func(context.Context, string, int) (Handler, error) { return h, nil },
-		BatchSize:       3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond,
-		DeadLetters: deadletter.Builder{Topic: "dlq"},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = New(cfg, broker, &fakeSink{}, zap.NewNop()).Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runOn(t, broker, h)
 	if !eventually(h.closed.Load) {
 		t.Fatal("partition not closed after the generation ended")
 	}
@@ -716,6 +705,17 @@ func TestBatchWhoseGenerationEndedDuringLockIsNotProcessed(t *testing.T) {
 	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
 	h := revokingLock{closeWatch: cw, gen: gen}
 	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {recs: records("a:1", "b:2")}}}
+	runOn(t, broker, h)
+	if !eventually(cw.closed.Load) {
+		t.Fatal("partition not closed after the generation ended")
+	}
+	if n := processed.Load(); n != 0 || cw.abandoned.Load() {
+		t.Fatalf("after the generation ended during Lock: %d records processed, abandoned=%v; want 0, false", n, cw.abandoned.Load())
+	}
+}
+
+// runOn runs a stage of handler h on broker until the test ends.
+func runOn(t *testing.T, broker *fakeBroker, h Handler) {
 	cfg := Config{
 		Name: "test", Pipeline: "inbound", GroupID: "g",
 		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
@@ -727,11 +727,5 @@ func TestBatchWhoseGenerationEndedDuringLockIsNotProcessed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = New(cfg, broker, &fakeSink{}, zap.NewNop()).Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if !eventually(cw.closed.Load) {
-		t.Fatal("partition not closed after the generation ended")
-	}
-	if n := processed.Load(); n != 0 || cw.abandoned.Load() {
-		t.Fatalf("after the generation ended during Lock: %d records processed, abandoned=%v; want 0, false", n, cw.abandoned.Load())
-	}
+	t.Cleanup(func() { cancel(); <-done })
 }

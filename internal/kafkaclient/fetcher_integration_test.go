@@ -118,8 +118,10 @@ func TestIntegrationFetchOneRequestPerBrokerRound(t *testing.T) {
 		stop()
 	}
 	t.Logf("%d fetch requests in %d rounds of maxWait for %d idle readers", requests, rounds, len(rs))
-	if requests > rounds*3/2 {
-		t.Errorf("%d fetch requests in %v for %d idle readers on one broker, want about one per round (%d)", requests, window, len(rs), rounds)
+	// Requests that went out at different moments keep long-polling apart (two per round at times), so the
+	// bound is twice the rounds: one request per reader and round (what each reader alone sends) is six times.
+	if requests > rounds*2 {
+		t.Errorf("%d fetch requests in %v for %d idle readers on one broker, want at most two per round (%d rounds)", requests, window, len(rs), rounds)
 	}
 	if !ok {
 		t.Errorf("read %d records, want %d", total(), len(msgs))

@@ -1,8 +1,12 @@
 package inbound
 
 import (
+	"cmp"
+	"context"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // keptTables holds the session tables of partitions this instance gave up with every output
@@ -55,4 +59,22 @@ func (k *keptTables) take(partition int) (kept, bool) {
 		delete(k.tables, partition)
 	}
 	return entry, ok
+}
+
+// closeTable withdraws a partition's table; unless it is abandoned, it is kept with the changelog end
+// offset, for a rebalance that hands the partition back.
+func (p *Pipeline) closeTable(e *Enricher, partition int, abandoned bool) {
+	e.Close()
+	if abandoned {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(p.cfg.Kafka.RequestTimeout, 10*time.Second))
+	defer cancel()
+	_, end, err := p.bounds(ctx, p.cfg.Topics.Sessions, partition)
+	if err != nil {
+		p.log.Debug("sessions not kept: changelog end unknown", zap.Int("partition", partition), zap.Error(err))
+		return
+	}
+	e.table.Pause()
+	p.kept.put(partition, e, end)
 }

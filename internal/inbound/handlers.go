@@ -1,0 +1,91 @@
+package inbound
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/internal/stream"
+)
+
+// newSessionsHandler builds a sessions-stage handler: of a repartition partition, or of a channel
+// topic's partition the fast path takes. Partition p's handlers share p's session table, restored by
+// the first of them. A channel partition whose repartition partition went to another member (the
+// assignor did not co-partition them) sends every record through the repartition topic.
+func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partition int) (stage.Handler, error) {
+	repartition := topic == p.cfg.Topics.Repartition
+	n, owned := p.homes.owns(topic, partition)
+	if !repartition && !owned {
+		p.log.Info("channel partition not co-assigned with its repartition partition; sending its records through the repartition topic",
+			zap.String("topic", topic), zap.Int("partition", partition))
+		return ingestHandler{p.normalizer()}, nil
+	}
+	s, err := p.homes.acquire(partition,
+		func() (*Enricher, error) { return p.restoreTable(ctx, partition) },
+		func() (int64, int64, error) { return p.backlog(ctx, partition) })
+	if err != nil {
+		return nil, err
+	}
+	if repartition {
+		return &sessionsHandler{s: s, p: p, partition: partition}, nil
+	}
+	return &homeHandler{n: p.normalizer(), p: p, s: s, source: topic + "/" + strconv.Itoa(partition),
+		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records(), routed: -1}, nil
+}
+
+type ingestHandler struct{ n *Normalizer }
+
+func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
+	for i, rec := range batch {
+		out[i] = h.n.Process(rec)
+	}
+	h.n.observer.Routed(0, repartitioned(out, h.n.topics.Repartition))
+	return out
+}
+
+// sessionsHandler is stage 2 of one repartition partition. When the partition is given up with every
+// output acknowledged, its table is kept (see keptTables).
+type sessionsHandler struct {
+	s         *slot
+	p         *Pipeline
+	partition int
+}
+
+func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
+	out := make([]stream.Result, len(batch))
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	for i, rec := range batch {
+		out[i] = h.s.e.Process(rec)
+	}
+	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
+	for _, rec := range batch {
+		h.s.applied(rec)
+	}
+	if len(batch) > 0 {
+		h.s.progressed()
+	}
+	return out
+}
+
+func (h *sessionsHandler) Tick(now time.Time) []stream.Output {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return h.s.e.Expire(now)
+}
+
+// Abandoned: the table holds decisions whose changelog records were never written; it must go.
+func (h *sessionsHandler) Abandoned() {
+	h.s.mu.Lock()
+	h.s.abandoned = true
+	h.s.mu.Unlock()
+}
+
+func (h *sessionsHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
+
+func (h *sessionsHandler) Lock(context.Context, []stream.Record) { h.s.writes.Lock() }
+func (h *sessionsHandler) Unlock()                               { h.s.writes.Unlock() }

@@ -1,0 +1,73 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
+)
+
+// restoreTable gives partition's session table: the one this instance kept from an earlier generation,
+// caught up from the changelog offset it stopped at, or else a new one replaying the changelog
+// partition from its beginning.
+func (p *Pipeline) restoreTable(ctx context.Context, partition int) (*Enricher, error) {
+	if k, ok := p.kept.take(partition); ok {
+		err := p.resume(ctx, partition, k)
+		if err == nil {
+			return k.e, nil
+		}
+		if !errors.Is(err, kafkaedge.ErrGap) {
+			p.kept.put(partition, k.e, k.next) // reading failed: the table is still good to catch up
+			return nil, err
+		}
+		p.log.Info("kept sessions cannot be caught up; restoring from the beginning", zap.Int("partition", partition), zap.Error(err))
+	}
+	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
+		WithReplayWindow(p.cfg.Inbound.ReplayWindow).
+		WithEvents(p.cfg.SessionEventsTopic()).
+		WithMaxBytes(p.cfg.Inbound.MaxMessageBytes + config.EnrichmentHeadroom).
+		WithUpstream(func() int64 { return p.marks.Of(partition) })
+	start := time.Now()
+	n, _, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, -1, p.restoreRecord(e, partition))
+	if err != nil {
+		return nil, err
+	}
+	e.Restored()
+	p.obs.Restored("inbound-sessions", n, time.Since(start), false)
+	p.log.Info("sessions restored", zap.Int("partition", partition), zap.Int("records", n),
+		zap.Int("sessions", e.Sessions()), zap.Duration("took", time.Since(start)))
+	return e, nil
+}
+
+// resume catches a kept table up with what the changelog partition got after it was given up: nothing
+// when no one else owned the partition meanwhile.
+func (p *Pipeline) resume(ctx context.Context, partition int, k kept) error {
+	start := time.Now()
+	n, end, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, k.next, p.restoreRecord(k.e, partition))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		// Another owner wrote meanwhile: take its states up as a restore would (its proactive expiries'
+		// events are repeated).
+		k.e.Restored()
+	}
+	p.obs.Restored("inbound-sessions", n, time.Since(start), true)
+	p.log.Info("sessions kept", zap.Int("partition", partition), zap.Int("records", n), zap.Int64("from", k.next), zap.Int64("end", end),
+		zap.Int("sessions", k.e.Sessions()), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+func (p *Pipeline) restoreRecord(e *Enricher, partition int) func(key, value []byte) error {
+	return func(key, value []byte) error {
+		if err := e.Restore(key, value); err != nil {
+			// A state that cannot be read must not stick the partition: its key starts fresh.
+			p.log.Warn("skipping unreadable session state", zap.Int("partition", partition), zap.Error(err))
+		}
+		return nil
+	}
+}

@@ -75,6 +75,14 @@ func (b Builder) Build(rec stream.Record, violations cim.Violations) stream.Outp
 	if b.Now != nil {
 		now = b.Now
 	}
+	if value == nil {
+		// A record without a value (a tombstone, or one retention deleted before its turn): a null value
+		// would make the dead letter a tombstone, which compaction and consumers of the dead-letter topic
+		// take for a delete. The marker goes after cimstream's headers, not among the original ones a
+		// replay would re-produce.
+		value = []byte{}
+		headers = append(headers, stream.Header{Key: stream.HeaderValueMissing, Value: []byte("true")})
+	}
 	return stream.Output{Topic: b.Topic, Partition: stream.ByKey, Key: rec.Key, Value: value, Headers: headers, Time: now()}
 }
 

@@ -20,25 +20,24 @@ func BenchmarkDeliver202(b *testing.B) {
 	d := &deliverer{channel: "web", post: NewHTTPPoster(srv.URL, []byte("secret"), 10*time.Second, 32),
 		retry: RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Minute},
 		slots: make(chan struct{}, 32), obs: nopObserver{}, now: time.Now, sleep: sleep}
-	o := outcome{notifications: "n"}
 	k := newKeyed(1000)
 	var settled atomic.Int64
 	k.deliver = d.deliver
-	k.record = func(r stream.Record, v Verdict, done func()) {
-		if len(o.records(r, v)) != 0 {
+	k.result = outcome{notifications: "n"}.result
+	k.settled = func(stream.Record, Verdict, time.Duration) { settled.Add(1) }
+	settle := func(_ stream.Record, res stream.Result, written func()) {
+		if len(res.Outputs) != 0 || len(res.Reject) != 0 {
 			b.Fatal("a 202 writes nothing")
 		}
-		done()
+		written()
 	}
-	k.moved = func(int64) {}
-	k.settled = func(stream.Record, Verdict) { settled.Add(1) }
 	value := []byte(fmt.Sprintf(`{"id":"m","header":{"channelData":{"channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":%q}}`, make([]byte, 900)))
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		k.waitSpace(ctx)
-		k.add(ctx, stream.Record{Topic: "t", Offset: int64(i), Key: []byte(fmt.Sprint("cust-", i%5000)), Value: value})
+		k.Admit(ctx)
+		k.Add(ctx, stream.Record{Topic: "t", Offset: int64(i), Key: []byte(fmt.Sprint("cust-", i%5000)), Value: value}, settle)
 	}
 	for settled.Load() < int64(b.N) {
 		time.Sleep(time.Millisecond)

@@ -115,38 +115,26 @@ const (
 // (deleted by retention, or a tombstone): its own value is empty, not null.
 const HeaderValueMissing = stream.HeaderValueMissing
 
-// valueKept gives the dead letter of a record without a value an empty value: a null one would make it a
-// tombstone, which compaction and consumers of the dead-letter topic take for a delete. The marker goes
-// after cimstream's headers, not among the original ones a replay would re-produce.
-func valueKept(dl stream.Output, rec stream.Record) stream.Output {
-	if rec.Value == nil {
-		dl.Value = []byte{}
-		dl.Headers = append(dl.Headers, stream.Header{Key: HeaderValueMissing, Value: []byte("true")})
-	}
-	return dl
-}
-
 // Reason code of a message never accepted before the deadline.
 const ReasonFailed = 500
 
-// outcome turns a verdict into the records that settle the message: the forwarded notification, or a
+// outcome turns a verdict into the Result that settles the message: the forwarded notification, or a
 // FAILED notification (built as the outbound stage builds its own) and a dead letter; nothing for an
 // accepted message, whose ACCEPTED/202 the outbound stage already sent.
 type outcome struct {
 	notifications string
-	deadLetters   deadletter.Builder
 	limits        cim.Limits // a wrapped notification's size, as a whole one's answer is checked
 }
 
-func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
+func (o outcome) result(rec stream.Record, v Verdict) stream.Result {
 	if v.Kind == Accepted {
-		return nil
+		return stream.Result{}
 	}
 	msg, _ := cim.Decode(rec.Value) // nil for an undecodable value: the notification names its coordinates
 	switch v.Kind {
 	case Forwarded:
 		if v.Alone != nil {
-			return []stream.Output{o.wrapped(rec, msg, *v.Alone)}
+			return o.wrapped(rec, msg, *v.Alone)
 		}
 		key := []byte(nil)
 		if msg != nil {
@@ -155,22 +143,18 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 		if len(key) == 0 {
 			key = rec.Key
 		}
-		return []stream.Output{{Topic: o.notifications, Partition: stream.ByKey, Key: key, Value: v.Note,
-			Headers: deadletter.SourceHeaders(rec), Time: rec.Time}}
+		return stream.Emit(stream.Output{Topic: o.notifications, Partition: stream.ByKey, Key: key, Value: v.Note,
+			Headers: deadletter.SourceHeaders(rec), Time: rec.Time})
 	case Rejected:
-		return []stream.Output{
-			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, v.Reason,
-				fmt.Sprintf("Rejected by the connector: HTTP %d", v.Reason)),
-			o.deadLetters.Build(rec, cim.Violations{{Code: CodeRejected, Message: "the connector answered " + v.Why}}),
-		}
+		return stream.Result{Outputs: []stream.Output{outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, v.Reason,
+			fmt.Sprintf("Rejected by the connector: HTTP %d", v.Reason))},
+			Reject: cim.Violations{{Code: CodeRejected, Message: "the connector answered " + v.Why}}}
 	case Failed:
-		return []stream.Output{
-			outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, ReasonFailed,
-				"Delivery failed: the connector did not accept the message before the retry deadline"),
-			valueKept(o.deadLetters.Build(rec, cim.Violations{{Code: CodeFailed, Message: v.Why}}), rec),
-		}
+		return stream.Result{Outputs: []stream.Output{outbound.Notification(o.notifications, rec, msg, outbound.StatusFailed, ReasonFailed,
+			"Delivery failed: the connector did not accept the message before the retry deadline")},
+			Reject: cim.Violations{{Code: CodeFailed, Message: v.Why}}}
 	}
-	return nil
+	return stream.Result{}
 }
 
 // wrapped builds the notification of a DELIVERYNOTIFICATION body answered alone, as the outbound stage
@@ -181,7 +165,7 @@ func (o outcome) records(rec stream.Record, v Verdict) []stream.Output {
 // the record's, so one id always comes with the same bytes: a redelivery answered the same writes them
 // again, one answered otherwise is another notification. One over the message size limit is a dead
 // letter carrying it, as one the notifications topic refuses.
-func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) stream.Output {
+func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) stream.Result {
 	provider := b.MessageID
 	if msg != nil && provider == msg.ID() {
 		provider = "" // the connector echoed the original's id: nothing more to keep
@@ -193,12 +177,11 @@ func (o outcome) wrapped(rec stream.Record, msg *cim.Message, b BodyAlone) strea
 		limit = cim.DefaultMaxBytes
 	}
 	if len(out.Value) <= limit {
-		return out
+		return stream.Emit(out)
 	}
-	note := rec
-	note.Value = out.Value
-	return o.deadLetters.Build(note, cim.Violations{{Code: CodeNotificationRefused, Message: fmt.Sprintf(
-		"the connector's DELIVERYNOTIFICATION, wrapped, is %d bytes; the message size limit is %d bytes", len(out.Value), limit)}})
+	return stream.Result{Reject: cim.Violations{{Code: CodeNotificationRefused, Message: fmt.Sprintf(
+		"the connector's DELIVERYNOTIFICATION, wrapped, is %d bytes; the message size limit is %d bytes", len(out.Value), limit)}},
+		DeadLetterValue: out.Value}
 }
 
 // wrappedNamespace is the UUIDv5 namespace of wrapped notification ids, derived from cimstream's and

@@ -144,7 +144,7 @@ func TestRetryAfter(t *testing.T) {
 // TestOutcomeRecords: a rejection is a FAILED notification with the connector's status and a dead letter
 // with the original value; an accepted message writes nothing; a forwarded notification goes as it came.
 func TestOutcomeRecords(t *testing.T) {
-	o := outcome{notifications: "n", deadLetters: deadletter.Builder{Topic: "dlq", Pipeline: "egress"}}
+	o := testOutcomes{outcome{notifications: "n"}, deadletter.Builder{Topic: "dlq", Pipeline: "egress"}}
 	msg := `{"id":"m-1","header":{"conversationId":"conv-1"},"body":{"type":"PLAIN","markdownText":"hi"}}`
 	r := stream.Record{Topic: "cim.outbound.web", Offset: 7, Key: []byte("cust"), Value: []byte(msg)}
 	outs := o.records(r, Verdict{Kind: Rejected, Reason: 422, Why: "HTTP 422"})
@@ -223,7 +223,7 @@ func TestDeliverNothingForARecordWithoutValue(t *testing.T) {
 	if !ok || v.Kind != Failed || s.n != 0 {
 		t.Fatalf("verdict %v %v after %d POSTs, want failed without a POST", v.Kind, ok, s.n)
 	}
-	outs := outcome{notifications: "notes", deadLetters: deadletter.Builder{Topic: "dlq"}}.records(stream.Record{Topic: "cim.outbound.web", Offset: 7}, v)
+	outs := testOutcomes{outcome{notifications: "notes"}, deadletter.Builder{Topic: "dlq"}}.records(stream.Record{Topic: "cim.outbound.web", Offset: 7}, v)
 	if len(outs) != 2 || outs[1].Topic != "dlq" {
 		t.Fatalf("want a FAILED notification and a dead letter, got %d outputs", len(outs))
 	}
@@ -239,4 +239,23 @@ func TestDeliverNothingForARecordWithoutValue(t *testing.T) {
 	if last := dl.Headers[len(dl.Headers)-1]; last.Key != HeaderValueMissing {
 		t.Errorf("last header %s, want %s after cimstream's", last.Key, HeaderValueMissing)
 	}
+}
+
+// testOutcomes renders a verdict as the runtime writes it: the Result's records, then its dead letter.
+type testOutcomes struct {
+	outcome
+	deadLetters deadletter.Builder
+}
+
+func (o testOutcomes) records(rec stream.Record, v Verdict) []stream.Output {
+	res := o.result(rec, v)
+	outs := res.Outputs
+	if len(res.Reject) > 0 {
+		dl := rec
+		if res.DeadLetterValue != nil {
+			dl.Value = res.DeadLetterValue
+		}
+		outs = append(outs, o.deadLetters.Build(dl, res.Reject))
+	}
+	return outs
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -73,13 +74,72 @@ func (m *moves) last() int64 {
 	return m.seen[len(m.seen)-1]
 }
 
-func newTestKeyed(g *gate, max int, m *moves) *keyed {
-	k := newKeyed(max)
+// testKeyed runs a keyed scheduler as the stage runtime does: it tracks the offsets added, writes each
+// Result through record (at once unless replaced), then settles the offset and tells moves the
+// committable offset whenever it moves.
+type testKeyed struct {
+	*keyed
+	m       *moves
+	mu      sync.Mutex
+	offsets *stage.Offsets
+	times   map[int64]time.Time
+	record  func(rec stream.Record, res stream.Result, written func())
+}
+
+func newTestKeyed(g *gate, max int, m *moves) *testKeyed {
+	k := wrapKeyed(newKeyed(max), m)
 	k.deliver = g.deliver
-	k.record = func(_ stream.Record, _ Verdict, done func()) { done() }
-	k.moved = m.add
-	k.settled = func(stream.Record, Verdict) {}
 	return k
+}
+
+func wrapKeyed(k *keyed, m *moves) *testKeyed {
+	k.result = outcome{notifications: "n"}.result
+	k.settled = func(stream.Record, Verdict, time.Duration) {}
+	tk := &testKeyed{keyed: k, m: m, offsets: stage.NewOffsets(), times: map[int64]time.Time{}}
+	tk.record = func(_ stream.Record, _ stream.Result, written func()) { written() }
+	return tk
+}
+
+func (k *testKeyed) add(ctx context.Context, r stream.Record) (stub bool) {
+	k.mu.Lock()
+	k.offsets.Track(r.Offset)
+	k.times[r.Offset] = r.Time
+	k.mu.Unlock()
+	return !k.Add(ctx, r, func(r stream.Record, res stream.Result, written func()) {
+		k.record(r, res, func() {
+			k.mu.Lock()
+			if k.offsets.Settle(r.Offset) {
+				next, _ := k.offsets.Committable()
+				k.m.add(next)
+			}
+			delete(k.times, r.Offset)
+			k.mu.Unlock()
+			written()
+		})
+	})
+}
+
+func (k *testKeyed) waitSpace(ctx context.Context) bool { return k.Admit(ctx) }
+func (k *testKeyed) wait()                              { k.Wait() }
+
+func (k *testKeyed) oldest() (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	off, ok := k.offsets.Oldest()
+	return k.times[off], ok
+}
+
+// unsettled is every record held in full and not settled.
+func (k *testKeyed) unsettled() []int64 {
+	k.keyed.mu.Lock()
+	defer k.keyed.mu.Unlock()
+	var out []int64
+	for off := range k.held {
+		if !k.stubs[off] {
+			out = append(out, off)
+		}
+	}
+	return out
 }
 
 func rec(off int64, key string) stream.Record {
@@ -162,7 +222,11 @@ func TestKeyedStopLeavesUnsettledUncommitted(t *testing.T) {
 	k := newTestKeyed(g, 10, &m)
 	var pending []func()
 	var mu sync.Mutex
-	k.record = func(_ stream.Record, _ Verdict, done func()) { mu.Lock(); pending = append(pending, done); mu.Unlock() }
+	k.record = func(_ stream.Record, _ stream.Result, done func()) {
+		mu.Lock()
+		pending = append(pending, done)
+		mu.Unlock()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	k.add(ctx, rec(0, "a"))
 	k.add(ctx, rec(1, "b"))
@@ -188,7 +252,7 @@ func TestKeyedStopLeavesUnsettledUncommitted(t *testing.T) {
 func TestKeyedManyKeysRandomSettleOrder(t *testing.T) {
 	const n = 200
 	var m moves
-	k := newKeyed(n)
+	k := wrapKeyed(newKeyed(n), &m)
 	var mu sync.Mutex
 	began := map[string][]int64{}
 	k.deliver = func(_ context.Context, r stream.Record) (Verdict, bool) {
@@ -198,9 +262,7 @@ func TestKeyedManyKeysRandomSettleOrder(t *testing.T) {
 		time.Sleep(time.Duration(r.Offset%7) * time.Millisecond)
 		return Verdict{Kind: Accepted}, true
 	}
-	k.record = func(_ stream.Record, _ Verdict, done func()) { go done() }
-	k.moved = m.add
-	k.settled = func(stream.Record, Verdict) {}
+	k.record = func(_ stream.Record, _ stream.Result, done func()) { go done() }
 	ctx := context.Background()
 	for i := int64(0); i < n; i++ {
 		k.add(ctx, rec(i, fmt.Sprint("k", i%13)))
@@ -280,7 +342,7 @@ func TestKeyedStubsBeyondPerKey(t *testing.T) {
 	if k.waitSpace(short) {
 		t.Fatal("space with maxStubs stubs held")
 	}
-	if u := k.unsettled(); len(u) != 1 || u[0].Offset != 0 {
+	if u := k.unsettled(); len(u) != 1 || u[0] != 0 {
 		t.Fatalf("unsettled in full: %v, want offset 0 only", u)
 	}
 	for off := int64(0); off < 4; off++ {

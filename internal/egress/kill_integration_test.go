@@ -15,8 +15,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/stage"
 )
 
 // buildBinary builds cmd/cimstream once per test into a temporary directory.
@@ -203,7 +203,7 @@ func committedOffsets(t *testing.T, group, topic string, partitions int) (map[in
 	out, settled := map[int]int64{}, map[int]map[int64]bool{}
 	for _, p := range resp.Topics[topic] {
 		out[p.Partition] = p.CommittedOffset
-		settled[p.Partition] = egress.DecodeSettled(p.CommittedOffset, p.Metadata)
+		settled[p.Partition] = stage.DecodeSettled(p.CommittedOffset, p.Metadata)
 	}
 	return out, settled
 }

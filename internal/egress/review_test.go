@@ -90,7 +90,7 @@ func TestReviewMetadataForgottenByIntermediateOwner(t *testing.T) {
 	g1 := b.startGen("t", 0)
 	waitUntil(t, "owner 1 commits 0 with {1,4} settled", func() bool {
 		om, _ := b.commit("t", 0)
-		d := DecodeSettled(om.Offset, om.Metadata)
+		d := stage.DecodeSettled(om.Offset, om.Metadata)
 		return om.Offset == 0 && d[1] && d[4]
 	})
 	g1.end()
@@ -103,7 +103,7 @@ func TestReviewMetadataForgottenByIntermediateOwner(t *testing.T) {
 	g2.end()
 	stop2()
 	om, _ := b.commit("t", 0)
-	t.Logf("after owner 2: committed %d, settled above %v", om.Offset, DecodeSettled(om.Offset, om.Metadata))
+	t.Logf("after owner 2: committed %d, settled above %v", om.Offset, stage.DecodeSettled(om.Offset, om.Metadata))
 
 	p3 := &rvPoster{answer: func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusAccepted} }}
 	stop3 := runOwner(b, rvChannel(b, &rvSink{}, p3, "t", 10, nil))
@@ -329,7 +329,6 @@ func TestForwardedNotificationRefused(t *testing.T) {
 			}}
 			c := rvChannel(b, sink, p, "t", 10, nil)
 			c.cfg.DeadLetters.Topic = "dead"
-			c.out.deadLetters.Topic = "dead"
 			stop := runOwner(b, c)
 			g := b.startGen("t", 0)
 			waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })

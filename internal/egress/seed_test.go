@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -55,8 +56,9 @@ type wrapped struct {
 	} `json:"body"`
 }
 
-func testOutcome(limits cim.Limits) outcome {
-	return NewChannel(Config{Channel: "web", Notifications: "notes", Limits: limits}, nil, nil, nil, zap.NewNop()).out
+func testOutcome(limits cim.Limits) testOutcomes {
+	return testOutcomes{NewChannel(Config{Channel: "web", Notifications: "notes", Limits: limits}, nil, nil, nil, zap.NewNop()).out,
+		deadletter.Builder{Pipeline: stageName}}
 }
 
 // The seed's 200 answer, byte for byte: forwarded as a notification built like cimstream's own, with the
@@ -253,7 +255,6 @@ func TestWrappedNotificationRefused(t *testing.T) {
 	}}
 	c := rvChannel(b, sink, p, "t", 10, nil)
 	c.cfg.DeadLetters.Topic = "dead"
-	c.out.deadLetters.Topic = "dead"
 	stop := runOwner(b, c)
 	g := b.startGen("t", 0)
 	waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })

@@ -1,11 +1,6 @@
 package stage
 
-import (
-	"slices"
-	"sync"
-
-	"go.uber.org/zap"
-)
+import "slices"
 
 // Offsets tracks the inputs of one partition in flight and says which offset may be committed: the
 // highest one below which every input is settled, whatever order they settle in.
@@ -39,58 +34,6 @@ func (o *Offsets) Committable() (int64, bool) { return o.next, o.next >= 0 }
 
 // InFlight is the number of inputs not yet settled.
 func (o *Offsets) InFlight() int { return len(o.pending) - len(o.settled) }
-
-// committer commits the offsets of a generation's partitions in one request per interval, off the
-// partitions' processing path. The broker refuses a commit from a generation that has ended, so a
-// partition that moved to another member is never committed here.
-type committer struct {
-	gen     Generation
-	log     *zap.Logger
-	sending sync.Mutex // one commit request at a time, so an older one never lands after a newer one
-	mu      sync.Mutex
-	pending map[string]map[int]int64
-}
-
-func newCommitter(gen Generation, log *zap.Logger) *committer {
-	return &committer{gen: gen, log: log, pending: map[string]map[int]int64{}}
-}
-
-func (c *committer) mark(topic string, partition int, next int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pending[topic] == nil {
-		c.pending[topic] = map[int]int64{}
-	}
-	c.pending[topic][partition] = next
-}
-
-// flush commits what is pending; on failure the offsets stay pending unless newer ones arrived.
-func (c *committer) flush() {
-	c.sending.Lock()
-	defer c.sending.Unlock()
-	c.mu.Lock()
-	batch := c.pending
-	c.pending = map[string]map[int]int64{}
-	c.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	if err := c.gen.Commit(batch); err != nil {
-		c.log.Warn("commit failed; the records will be processed again unless a later commit succeeds", zap.Error(err))
-		c.mu.Lock()
-		for topic, parts := range batch {
-			for p, off := range parts {
-				if _, newer := c.pending[topic][p]; !newer {
-					if c.pending[topic] == nil {
-						c.pending[topic] = map[int]int64{}
-					}
-					c.pending[topic][p] = off
-				}
-			}
-		}
-		c.mu.Unlock()
-	}
-}
 
 // SettledAbove lists, in order, the settled inputs above the committable offset (those a restart from
 // it would process again).

@@ -13,7 +13,7 @@ import (
 )
 
 // partition processes one partition until its generation ends or the stage stops.
-func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a Assignment, restored chan<- struct{}) {
+func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a Assignment, assigned int, restored chan<- struct{}) {
 	ctx, cancel := context.WithCancel(genCtx)
 	defer cancel()
 	go func() {
@@ -24,7 +24,16 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		}
 	}()
 	log := r.log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
-	handler, reader, ok := r.start(ctx, log, a)
+	if r.cfg.NewAsync != nil {
+		r.async(ctx, log, a, assigned, commits, restored)
+		return
+	}
+	var handler Handler
+	reader, ok := r.start(ctx, log, a, func(ctx context.Context) (any, error) {
+		h, err := r.cfg.NewHandler(ctx, a.Topic, a.Partition)
+		handler = h
+		return h, err
+	})
 	if !ok {
 		return
 	}
@@ -111,7 +120,7 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 			next = max(next, pos)
 		}
 		if next > marked {
-			commits.mark(a.Topic, a.Partition, next)
+			commits.mark(a.Topic, a.Partition, OffsetMeta{Offset: next})
 			marked = next
 		}
 		if len(batch) == 0 {
@@ -167,15 +176,17 @@ func (r *Runner) step(genCtx, writeCtx context.Context, log *zap.Logger, topic s
 	return true
 }
 
-// start restores the partition's handler and opens its reader. Both can fail while the broker is
-// unavailable: retry until the partition is revoked, rather than leave it assigned and unread.
-func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Handler, Reader, bool) {
-	var handler Handler
+// start makes the partition's handler (restoring its state) and opens its reader. Both can fail while
+// the broker is unavailable: retry until the partition is revoked, rather than leave it assigned and unread.
+func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment, newHandler func(context.Context) (any, error)) (Reader, bool) {
+	var handler any
 	backoff := Rejoins
 	for {
 		var err error
 		if handler == nil {
-			handler, err = r.cfg.NewHandler(ctx, a.Topic, a.Partition)
+			if handler, err = newHandler(ctx); err != nil {
+				handler = nil
+			}
 		}
 		if err == nil {
 			var reader Reader
@@ -183,7 +194,7 @@ func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Hand
 				if r.cfg.Entry != nil && r.cfg.Entry(a.Topic) {
 					reader = r.entry.Reader(reader)
 				}
-				return handler, reader, true
+				return reader, true
 			}
 		}
 		r.cfg.Ready(fmt.Errorf("start %s/%d: %w", a.Topic, a.Partition, err))
@@ -192,7 +203,7 @@ func (r *Runner) start(ctx context.Context, log *zap.Logger, a Assignment) (Hand
 			if c, ok := handler.(Closer); ok {
 				c.Close()
 			}
-			return nil, nil, false
+			return nil, false
 		}
 	}
 }

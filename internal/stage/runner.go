@@ -57,12 +57,20 @@ type Config struct {
 	Name     string // for logs and metrics: "inbound-ingest", "inbound-sessions", "outbound"
 	Pipeline string // "inbound" or "outbound", on dead letters
 	GroupID  string
-	// Topics returns the topics to consume; it is called again every RefreshInterval and a change makes
-	// the stage rejoin the group with the new list.
+	// Topics returns the topics to consume; it is called again every RefreshInterval (zero: never) and a
+	// change makes the stage rejoin the group with the new list.
 	Topics          func(ctx context.Context) ([]string, error)
 	RefreshInterval time.Duration
 	// NewHandler makes the handler of a newly assigned partition (restoring its state first).
-	NewHandler     func(ctx context.Context, topic string, partition int) (Handler, error)
+	NewHandler func(ctx context.Context, topic string, partition int) (Handler, error)
+	// NewAsync, set instead of NewHandler, makes the Async handler of a newly assigned partition.
+	NewAsync func(ctx context.Context, p AsyncPartition) (Async, error)
+	// Pending, for an Async stage, is told on every commit tick the record time of its oldest unsettled
+	// input (zero: none) and zero when a generation is over.
+	Pending func(oldest time.Time)
+	// Refused makes the dead letter of an input whose output the broker refused for good (nil: code
+	// too_large or refused, carrying the input).
+	Refused        func(input stream.Record, out stream.Output, err error) stream.Result
 	BatchSize      int           // records per batch at most
 	Linger         time.Duration // how long a batch waits to fill after its first record
 	CommitInterval time.Duration
@@ -163,7 +171,9 @@ func (r *Runner) runGroup(ctx context.Context, topics []string) error {
 	defer group.Close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go r.watchTopics(runCtx, cancel, topics)
+	if r.cfg.RefreshInterval > 0 {
+		go r.watchTopics(runCtx, cancel, topics)
+	}
 	if r.cfg.Lag != nil {
 		go r.reportLag(runCtx, topics)
 	}
@@ -243,6 +253,9 @@ func (r *Runner) runGeneration(stop context.Context, gen Generation) {
 					return
 				case <-t.C:
 					commits.flush()
+					if r.cfg.Pending != nil {
+						r.cfg.Pending(commits.oldest())
+					}
 				}
 			}
 		}()
@@ -251,12 +264,15 @@ func (r *Runner) runGeneration(stop context.Context, gen Generation) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r.partition(genCtx, stop, commits, a, restored)
+				r.partition(genCtx, stop, commits, a, len(assignments), restored)
 			}()
 		}
 		wg.Wait()
 		close(tickerDone)
 		commits.flush() // the last batches of a graceful stop, while the generation is still ours
+		if r.cfg.Pending != nil {
+			r.cfg.Pending(time.Time{})
+		}
 	})
 	r.log.Info("partitions assigned", zap.Int32("generation", gen.ID()), zap.Int("partitions", len(assignments)))
 	r.cfg.Observer.Generation(r.cfg.Name, len(assignments))

@@ -15,10 +15,11 @@ import (
 
 // entry is one record to write and the input it belongs to.
 type entry struct {
-	out    stream.Output
-	input  int  // index in the batch; -1 for housekeeping outputs (Tick)
-	dead   bool // a dead letter: never given up on, shrunk when refused as too large
-	giveUp bool // may be given up on after Config.GiveUpAfter (a Settler's deliveries)
+	out       stream.Output
+	input     int  // index in the batch; -1 for housekeeping outputs (Tick)
+	dead      bool // a dead letter: never given up on, shrunk when refused as too large
+	giveUp    bool // may be given up on after Config.GiveUpAfter (a Settler's deliveries)
+	restamped bool // refused for its timestamp once and restamped with the time of now
 }
 
 // batchWrite settles one batch: it writes the records the handler made, dead letters for rejected
@@ -31,6 +32,9 @@ type batchWrite struct {
 	dropped  map[int]bool // inputs whose remaining outputs are no longer written
 	// decided is when the handler returned, until the first write is sent (zero: not traced).
 	decided time.Time
+	// restamp: an output refused for its timestamp is written once more with the time of now before it
+	// counts as refused (an Async stage's outputs carry their input's time, which a long retry ages).
+	restamp bool
 }
 
 // settle writes everything made of batch; it returns false when the partition was lost (ctx ended)
@@ -80,7 +84,15 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 // deadLetter is the dead-letter middleware: every stage's dead letters are built, counted and logged
 // here, once each.
 func (w *batchWrite) deadLetter(input int, vs cim.Violations) entry {
-	rec := w.batch[input]
+	return w.deadLetterOf(input, stream.Result{Reject: vs})
+}
+
+// deadLetterOf is the dead letter of res.Reject, carrying res.DeadLetterValue when it is set.
+func (w *batchWrite) deadLetterOf(input int, res stream.Result) entry {
+	rec, vs := w.batch[input], res.Reject
+	if res.DeadLetterValue != nil {
+		rec.Value = res.DeadLetterValue
+	}
 	w.r.cfg.Observer.DeadLettered(w.r.cfg.Name, rec, vs.Codes())
 	w.log.Warn("dead-lettered", zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition),
 		zap.Int64("offset", rec.Offset), zap.Strings("codes", vs.Codes()))
@@ -134,6 +146,10 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 				}
 				e.out = smaller
 				retry = append(retry, e)
+			case w.restamp && errors.Is(err, ErrRefused) && !e.dead && !e.restamped:
+				e.out.Time, e.restamped = time.Now(), true
+				last = err
+				retry = append(retry, e)
 			case Final(err) && e.input < 0:
 				w.log.Error("housekeeping record too large; dropped", zap.String("topic", e.out.Topic), zap.Error(err))
 			case Final(err):
@@ -177,6 +193,9 @@ func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []ent
 	if settled {
 		w.dropped[e.input] = true
 		return retry
+	}
+	if w.r.cfg.Refused != nil {
+		return append(retry, w.deadLetterOf(e.input, w.r.cfg.Refused(w.batch[e.input], e.out, err)))
 	}
 	code := CodeDeliveryFailed
 	switch {

@@ -57,12 +57,15 @@ func (r Record) Size() int {
 	return n
 }
 
-// Result is what a stage makes of one input record: the records to write, or the reasons the input is
-// dead-lettered instead (then Outputs are ignored). The runner settles the input once every record of
-// its Result was acknowledged.
+// Result is what a stage makes of one input record: the records to write, and the reasons the input is
+// dead-lettered (a Process Result's Outputs are then ignored). The runner settles the input once every
+// record of its Result was acknowledged.
 type Result struct {
 	Outputs []Output
 	Reject  cim.Violations
+	// DeadLetterValue is the value the dead letter carries instead of the input's (nil: the input's): a
+	// record made of the input that could not be written, such as a connector's notification.
+	DeadLetterValue []byte
 }
 
 // Reject is the Result of an input that goes to the dead-letter topic for vs.

@@ -112,7 +112,7 @@ func TestSessionsBatchWritesOneChangelogStatePerKey(t *testing.T) {
 	for _, rec := range batch {
 		each = append(each, one.Process(rec))
 	}
-	h := &sessionsHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
+	h := &repartitionHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
 		p: &Pipeline{log: zap.NewNop()}}
 	got := h.Process(batch)
 
@@ -168,7 +168,7 @@ func TestRejectedInputKeepsTheEarlierState(t *testing.T) {
 	good := repartitionedBatch(t, []stream.Record{{Topic: "cim.inbound.web", Key: []byte("cust-0"), Value: []byte(text("cust-0", "hi", "")),
 		Time: clk.now.Add(-time.Minute)}})[0]
 	bad := stream.Record{Topic: testTopics.Repartition, Offset: 1, Key: good.Key, Value: []byte("not json"), Time: good.Time}
-	h := &sessionsHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
+	h := &repartitionHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
 		p: &Pipeline{log: zap.NewNop()}}
 	got := h.Process([]stream.Record{good, bad})
 	changelog, _ := changelogOf(got)
@@ -208,7 +208,7 @@ func TestHomeBatchWritesOneChangelogStatePerKey(t *testing.T) {
 	s := newSlot()
 	s.e = coalesceEnricher(clk)
 	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
-		partition: home, partitions: partitions, repartition: testTopics.Repartition, observer: nopObserver{}, fast: true}
+		partition: home, partitions: partitions, repartition: testTopics.Repartition, fast: true}
 	got := h.Process(batch)
 	changelog, others := changelogOf(got)
 	if len(changelog) != 1 || string(changelog[0].Key) != session.Key("web", "cust-0") {

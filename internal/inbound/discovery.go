@@ -30,12 +30,6 @@ func (p *Pipeline) channelTopics(ctx context.Context) (all, coPartitioned []stri
 	return all, coPartitioned, n, nil
 }
 
-// connectorTopics lists every channel topic, sorted.
-func (p *Pipeline) connectorTopics(ctx context.Context) ([]string, error) {
-	all, _, _, err := p.channelTopics(ctx)
-	return all, err
-}
-
 // ingestTopics are the channel topics stage 1 reads: those the fast path does not take.
 func (p *Pipeline) ingestTopics(ctx context.Context) ([]string, error) {
 	all, co, _, err := p.channelTopics(ctx)
@@ -45,8 +39,11 @@ func (p *Pipeline) ingestTopics(ctx context.Context) ([]string, error) {
 	return slices.DeleteFunc(all, func(t string) bool { return slices.Contains(co, t) }), nil
 }
 
-// sessionsTopics are the repartition topic and the channel topics the fast path takes.
-func (p *Pipeline) sessionsTopics(ctx context.Context) ([]string, error) {
+// claimSessionsTopics lists the topics the sessions stage reads: the repartition topic and the channel
+// topics the fast path takes. It also hands those channel topics and the repartition topic's partition
+// count to p.homes: each listing decides which channel partitions the fast path may take from then on
+// (homeTables.owns).
+func (p *Pipeline) claimSessionsTopics(ctx context.Context) ([]string, error) {
 	_, co, n, err := p.channelTopics(ctx)
 	if err != nil {
 		return nil, err

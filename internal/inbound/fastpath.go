@@ -116,7 +116,9 @@ func (h *homeTables) owns(topic string, p int) (partitions int, ok bool) {
 	return h.partitions, assigned && slices.Contains(h.coPartitioned, topic) && p < h.partitions
 }
 
-func (h *homeTables) start(p int) (offset int64, ok bool) {
+// startOffset is the offset repartition partition p starts at in the current generation (negative:
+// from the beginning); false when this member does not have it.
+func (h *homeTables) startOffset(p int) (offset int64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	offset, ok = h.assigned[p]
@@ -188,7 +190,6 @@ type homeHandler struct {
 	partition   int
 	partitions  int // the repartition topic's
 	repartition string
-	observer    Observer
 	// routed is the highest offset of a record on its home partition this handler sent through the
 	// repartition topic while it was not ready (-1: none).
 	routed int64
@@ -245,7 +246,7 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 		h.routed = max(h.routed, batch[home[len(home)-1]].Offset)
 		home = home[:0]
 	}
-	h.observer.Routed(len(home), repartitioned(out, h.repartition)-len(home))
+	h.n.observer.Routed(len(home), repartitioned(out, h.repartition)-len(home))
 	for _, i := range home {
 		o := out[i].Outputs[0]
 		// The record stage 1 would have written, as the sessions stage would have read it back.
@@ -306,7 +307,7 @@ func (p *Pipeline) releaseSlot(partition int, s *slot) {
 
 // backlog is the range of repartition offsets waiting on partition when its slot is made.
 func (p *Pipeline) backlog(ctx context.Context, partition int) (next, target int64, err error) {
-	start, ok := p.homes.start(partition)
+	start, ok := p.homes.startOffset(partition)
 	if !ok || !p.cfg.Inbound.FastPath {
 		return 0, 0, nil // no repartition handler this generation, or no record is taken where it is
 	}

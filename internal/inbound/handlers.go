@@ -30,12 +30,14 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 		return nil, err
 	}
 	if repartition {
-		return &sessionsHandler{s: s, p: p, partition: partition}, nil
+		return &repartitionHandler{s: s, p: p, partition: partition}, nil
 	}
 	return &homeHandler{n: p.normalizer(), p: p, s: s, source: topic + "/" + strconv.Itoa(partition),
-		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, observer: p.records(), routed: -1}, nil
+		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, routed: -1}, nil
 }
 
+// ingestHandler is stage 1 on a channel partition: no session is looked at here, a record for one goes
+// through the repartition topic.
 type ingestHandler struct{ n *Normalizer }
 
 func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
@@ -47,15 +49,15 @@ func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
 	return out
 }
 
-// sessionsHandler is stage 2 of one repartition partition. When the partition is given up with every
+// repartitionHandler is stage 2 of one repartition partition. When the partition is given up with every
 // output acknowledged, its table is kept (see keptTables).
-type sessionsHandler struct {
+type repartitionHandler struct {
 	s         *slot
 	p         *Pipeline
 	partition int
 }
 
-func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
+func (h *repartitionHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
@@ -72,20 +74,20 @@ func (h *sessionsHandler) Process(batch []stream.Record) []stream.Result {
 	return out
 }
 
-func (h *sessionsHandler) Tick(now time.Time) []stream.Output {
+func (h *repartitionHandler) Tick(now time.Time) []stream.Output {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
 	return h.s.e.Expire(now)
 }
 
 // Abandoned: the table holds decisions whose changelog records were never written; it must go.
-func (h *sessionsHandler) Abandoned() {
+func (h *repartitionHandler) Abandoned() {
 	h.s.mu.Lock()
 	h.s.abandoned = true
 	h.s.mu.Unlock()
 }
 
-func (h *sessionsHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
+func (h *repartitionHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
 
-func (h *sessionsHandler) Lock(context.Context, []stream.Record) { h.s.writes.Lock() }
-func (h *sessionsHandler) Unlock()                               { h.s.writes.Unlock() }
+func (h *repartitionHandler) Lock(context.Context, []stream.Record) { h.s.writes.Lock() }
+func (h *repartitionHandler) Unlock()                               { h.s.writes.Unlock() }

@@ -79,7 +79,8 @@ func NewPipeline(cfg config.Config, factory *kafkaclient.Factory, log *zap.Logge
 // Name implements service.Pipeline.
 func (p *Pipeline) Name() string { return "inbound" }
 
-func (p *Pipeline) topics() Topics {
+// outputTopics are the topics the inbound stages write, as the configuration names them.
+func (p *Pipeline) outputTopics() Topics {
 	t := p.cfg.Topics
 	return Topics{Repartition: t.Repartition, CCM: t.CCMInbound, Notifications: t.Notifications}
 }
@@ -119,7 +120,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		kafkaedge.NewSink(p.kafka, ingestCfg.Name, p.obs.Stats), p.log)
 
 	sessionsCfg := p.stageConfig("inbound-sessions", sessionsGroup)
-	sessionsCfg.Topics = p.sessionsTopics
+	sessionsCfg.Topics = p.claimSessionsTopics
 	sessionsCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	sessionsCfg.NewHandler = p.newSessionsHandler
 	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
@@ -138,16 +139,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 // normalizer is stage 1 as both stages run it.
 func (p *Pipeline) normalizer() *Normalizer {
-	n := NewNormalizer(p.topics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records).WithMaxIDBytes(p.cfg.Inbound.MaxIDBytes)
+	n := NewNormalizer(p.outputTopics(), p.cfg.Inbound.MaxMessageBytes, p.obs.Records).WithMaxIDBytes(p.cfg.Inbound.MaxIDBytes)
 	if !p.cfg.Inbound.FastPath {
 		n.PartitionBySession()
 	}
 	return n
-}
-
-func (p *Pipeline) records() Observer {
-	if p.obs.Records == nil {
-		return nopObserver{}
-	}
-	return p.obs.Records
 }

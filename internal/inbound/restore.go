@@ -16,7 +16,7 @@ import (
 // partition from its beginning.
 func (p *Pipeline) restoreTable(ctx context.Context, partition int) (*Enricher, error) {
 	if k, ok := p.kept.take(partition); ok {
-		err := p.resume(ctx, partition, k)
+		err := p.catchUpKept(ctx, partition, k)
 		if err == nil {
 			return k.e, nil
 		}
@@ -26,7 +26,7 @@ func (p *Pipeline) restoreTable(ctx context.Context, partition int) (*Enricher, 
 		}
 		p.log.Info("kept sessions cannot be caught up; restoring from the beginning", zap.Int("partition", partition), zap.Error(err))
 	}
-	e := NewEnricher(p.topics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
+	e := NewEnricher(p.outputTopics(), p.cfg.Topics.Sessions, partition, p.cfg.Inbound.IdleTimeoutFor, p.obs.Sessions, nil).
 		WithReplayWindow(p.cfg.Inbound.ReplayWindow).
 		WithEvents(p.cfg.SessionEventsTopic()).
 		WithMaxBytes(p.cfg.Inbound.MaxMessageBytes + config.EnrichmentHeadroom).
@@ -43,9 +43,9 @@ func (p *Pipeline) restoreTable(ctx context.Context, partition int) (*Enricher, 
 	return e, nil
 }
 
-// resume catches a kept table up with what the changelog partition got after it was given up: nothing
+// catchUpKept catches a kept table up with what the changelog partition got after it was given up: nothing
 // when no one else owned the partition meanwhile.
-func (p *Pipeline) resume(ctx context.Context, partition int, k kept) error {
+func (p *Pipeline) catchUpKept(ctx context.Context, partition int, k kept) error {
 	start := time.Now()
 	n, end, err := kafkaedge.ReadFrom(ctx, p.kafka, p.cfg.Topics.Sessions, partition, k.next, p.restoreRecord(k.e, partition))
 	if err != nil {

@@ -38,7 +38,7 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 		}
 		at := time.Now()
 		if topics == nil || at.Sub(listed) >= p.cfg.Inbound.TopicRefreshInterval {
-			found, err := p.connectorTopics(ctx)
+			found, _, _, err := p.channelTopics(ctx)
 			if err != nil {
 				p.log.Debug("upstream watermark: topics not listed", zap.Error(err))
 				continue

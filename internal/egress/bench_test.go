@@ -24,7 +24,7 @@ func BenchmarkDeliver202(b *testing.B) {
 	var settled atomic.Int64
 	k.deliver = d.deliver
 	k.result = outcome{notifications: "n"}.result
-	k.settled = func(stream.Record, Verdict, time.Duration) { settled.Add(1) }
+	k.settled = func(stream.Record, Answer, time.Duration) { settled.Add(1) }
 	settle := func(_ stream.Record, res stream.Result, written func()) {
 		if len(res.Outputs) != 0 || len(res.Reject) != 0 {
 			b.Fatal("a 202 writes nothing")

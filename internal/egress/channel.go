@@ -127,11 +127,11 @@ func (c *Channel) partition(_ context.Context, p stage.AsyncPartition) (stage.As
 	if total := c.cfg.Budget.Total(); total > 0 {
 		k.maxSize = max(1, total/2/int64(max(c.cfg.Channels, 1))/int64(max(p.Assigned, 1)))
 	}
-	k.deliver = func(ctx context.Context, r stream.Record) (Verdict, bool) {
+	k.deliver = func(ctx context.Context, r stream.Record) (Answer, bool) {
 		return c.del.deliverDraining(ctx, p.Drain, r)
 	}
 	k.result = c.out.result
-	k.settled = func(r stream.Record, v Verdict, took time.Duration) {
+	k.settled = func(r stream.Record, v Answer, took time.Duration) {
 		c.cfg.Observer.Delivered(c.cfg.Channel, v.Kind.String(), took)
 	}
 	k.load = func(ctx context.Context, stub stream.Record) (stream.Record, bool) { return c.reread(ctx, log, stub) }

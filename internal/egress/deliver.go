@@ -53,18 +53,18 @@ type deliverer struct {
 }
 
 // deliver returns the message's verdict, and false when ctx ended first (the message stays unsettled).
-func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Verdict, bool) {
+func (d *deliverer) deliver(ctx context.Context, rec stream.Record) (Answer, bool) {
 	return d.deliverDraining(ctx, ctx, rec)
 }
 
 // deliverDraining is deliver where a POST already sent may finish under post after ctx ended (a stop or
 // a revocation): its answer is still recorded when it decides the message, so the connector does not get
 // it again from the next owner. No attempt starts after ctx ended.
-func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record) (Verdict, bool) {
+func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record) (Answer, bool) {
 	if rec.Value == nil {
 		// Nothing to send (a tombstone, or a message retention deleted before its turn): the connector
 		// never gets an empty POST; FAILED/500 and a dead letter naming the coordinates say what was lost.
-		return Verdict{Kind: Failed, Why: "no message to deliver: the record has no value (deleted from the topic before its turn, or a tombstone)"}, true
+		return Answer{Kind: Failed, Why: "no message to deliver: the record has no value (deleted from the topic before its turn, or a tombstone)"}, true
 	}
 	deadline := d.now().Add(d.retry.Deadline)
 	backoff := stage.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
@@ -72,32 +72,32 @@ func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record
 		select {
 		case d.slots <- struct{}{}:
 		case <-ctx.Done():
-			return Verdict{}, false
+			return Answer{}, false
 		}
 		if ctx.Err() != nil {
 			<-d.slots
-			return Verdict{}, false
+			return Answer{}, false
 		}
 		a := d.post.Post(post, rec, n)
 		<-d.slots
 		if post.Err() != nil {
-			return Verdict{}, false // cut short: no answer to go by
+			return Answer{}, false // cut short: no answer to go by
 		}
 		d.obs.Attempted(d.channel, AttemptResult(a))
-		v := Decide(a, d.limits)
+		v := Classify(a, d.limits)
 		if v.Kind != Retry {
 			return v, true
 		}
 		if ctx.Err() != nil {
-			return Verdict{}, false
+			return Answer{}, false
 		}
 		// A failing customer sleeps without a slot, so it never holds up the others.
 		wait := max(backoff.Next(), a.RetryAfter)
 		if !d.now().Add(wait).Before(deadline) {
-			return Verdict{Kind: Failed, Why: fmt.Sprintf("%d attempts in %v, the last: %s", n, d.retry.Deadline, v.Why)}, true
+			return Answer{Kind: Failed, Why: fmt.Sprintf("%d attempts in %v, the last: %s", n, d.retry.Deadline, v.Why)}, true
 		}
 		if !d.sleep(ctx, wait) {
-			return Verdict{}, false
+			return Answer{}, false
 		}
 	}
 }
@@ -126,7 +126,7 @@ type outcome struct {
 	limits        cim.Limits // a wrapped notification's size, as a whole one's answer is checked
 }
 
-func (o outcome) result(rec stream.Record, v Verdict) stream.Result {
+func (o outcome) result(rec stream.Record, v Answer) stream.Result {
 	if v.Kind == Accepted {
 		return stream.Result{}
 	}

@@ -85,7 +85,7 @@ func TestDeliverStopsWithContext(t *testing.T) {
 const note = `{"id":"n-1","header":{"sender":{"id":"wa","type":"CONNECTOR","senderName":"wa"},"channelData":{"serviceIdentifier":"s","channelCustomerIdentifier":"c"}},` +
 	`"body":{"type":"DELIVERYNOTIFICATION","messageId":"m-1","status":"DELIVERED","reasonCode":200}}`
 
-func TestDecide(t *testing.T) {
+func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		a      Attempt
@@ -107,7 +107,7 @@ func TestDecide(t *testing.T) {
 		{"503", Attempt{Status: 503}, Retry, 0},
 		{"connection refused", Attempt{Err: errors.New("connection refused")}, Retry, 0},
 	} {
-		v := Decide(tc.a, cim.Limits{})
+		v := Classify(tc.a, cim.Limits{})
 		if v.Kind != tc.kind || v.Reason != tc.reason {
 			t.Errorf("%s: %v/%d, want %v/%d", tc.name, v.Kind, v.Reason, tc.kind, tc.reason)
 		}
@@ -116,14 +116,14 @@ func TestDecide(t *testing.T) {
 
 // A notification answer is checked with the configured id bound (inbound.maxIdBytes), as the pipelines
 // check the connector's own receipts: over it, it is not forwarded; under a raised bound, it is.
-func TestDecideUsesTheConfiguredIDBound(t *testing.T) {
+func TestClassifyUsesTheConfiguredIDBound(t *testing.T) {
 	id := strings.Repeat("m", 100)
 	body := []byte(strings.Replace(note, `"messageId":"`, `"messageId":"`+id, 1))
-	if v := Decide(Attempt{Status: 200, Body: body}, cim.Limits{MaxIDBytes: 64}); v.Kind != Accepted {
+	if v := Classify(Attempt{Status: 200, Body: body}, cim.Limits{MaxIDBytes: 64}); v.Kind != Accepted {
 		t.Errorf("a 100-byte messageId under a 64-byte bound: %v, want it not forwarded", v.Kind)
 	}
 	long := []byte(strings.Replace(note, `"messageId":"`, `"messageId":"`+strings.Repeat("m", 1500), 1))
-	if v := Decide(Attempt{Status: 200, Body: long}, cim.Limits{MaxIDBytes: 2048}); v.Kind != Forwarded {
+	if v := Classify(Attempt{Status: 200, Body: long}, cim.Limits{MaxIDBytes: 2048}); v.Kind != Forwarded {
 		t.Errorf("a 1500-byte messageId under a 2048-byte bound: %v, want it forwarded", v.Kind)
 	}
 }
@@ -147,7 +147,7 @@ func TestOutcomeRecords(t *testing.T) {
 	o := testOutcomes{outcome{notifications: "n"}, deadletter.Builder{Topic: "dlq", Pipeline: "egress"}}
 	msg := `{"id":"m-1","header":{"conversationId":"conv-1"},"body":{"type":"PLAIN","markdownText":"hi"}}`
 	r := stream.Record{Topic: "cim.outbound.web", Offset: 7, Key: []byte("cust"), Value: []byte(msg)}
-	outs := o.records(r, Verdict{Kind: Rejected, Reason: 422, Why: "HTTP 422"})
+	outs := o.records(r, Answer{Kind: Rejected, Reason: 422, Why: "HTTP 422"})
 	if len(outs) != 2 || outs[0].Topic != "n" || outs[1].Topic != "dlq" {
 		t.Fatalf("rejected: %+v", outs)
 	}
@@ -157,13 +157,13 @@ func TestOutcomeRecords(t *testing.T) {
 	if string(outs[0].Key) != "conv-1" || string(outs[1].Value) != msg {
 		t.Errorf("notification key %q, dead letter value %s", outs[0].Key, outs[1].Value)
 	}
-	if outs := o.records(r, Verdict{Kind: Failed, Why: "x"}); len(outs) != 2 || !strings.Contains(string(outs[0].Value), `"reasonCode":500`) {
+	if outs := o.records(r, Answer{Kind: Failed, Why: "x"}); len(outs) != 2 || !strings.Contains(string(outs[0].Value), `"reasonCode":500`) {
 		t.Errorf("failed: %+v", outs)
 	}
-	if outs := o.records(r, Verdict{Kind: Accepted}); len(outs) != 0 {
+	if outs := o.records(r, Answer{Kind: Accepted}); len(outs) != 0 {
 		t.Errorf("accepted wrote %d records", len(outs))
 	}
-	if outs := o.records(r, Verdict{Kind: Forwarded, Note: []byte(note)}); len(outs) != 1 || string(outs[0].Value) != note || string(outs[0].Key) != "conv-1" {
+	if outs := o.records(r, Answer{Kind: Forwarded, Note: []byte(note)}); len(outs) != 1 || string(outs[0].Value) != note || string(outs[0].Key) != "conv-1" {
 		t.Errorf("forwarded: %+v", outs)
 	}
 }
@@ -196,7 +196,7 @@ func TestDeliverDrainsAPostInFlight(t *testing.T) {
 		d, _ := testDeliverer(p, RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Hour})
 		ctx, stop := context.WithCancel(context.Background())
 		type result struct {
-			v  Verdict
+			v  Answer
 			ok bool
 		}
 		done := make(chan result, 1)
@@ -247,7 +247,7 @@ type testOutcomes struct {
 	deadLetters deadletter.Builder
 }
 
-func (o testOutcomes) records(rec stream.Record, v Verdict) []stream.Output {
+func (o testOutcomes) records(rec stream.Record, v Answer) []stream.Output {
 	res := o.result(rec, v)
 	outs := res.Outputs
 	if len(res.Reject) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"testing"
 	"time"
 
 	"go.uber.org/zap"
@@ -206,4 +207,30 @@ func rvChannelOf(b *rvBroker, sink stage.Sink, post Poster, topic string, maxInF
 		Retry:       RetryPolicy{MinBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: 10 * time.Hour},
 		Concurrency: 8, MaxInFlight: maxInFlight, CommitInterval: 20 * time.Millisecond, RevokeWait: 100 * time.Millisecond,
 		Budget: budget}, b, sink, post, zap.NewNop())
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runOwner(b *rvBroker, c *Channel) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func postedOffsets(p *rvPoster) []int64 {
+	var out []int64
+	for _, r := range p.posted() {
+		out = append(out, r.Offset)
+	}
+	return out
 }

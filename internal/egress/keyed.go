@@ -16,11 +16,11 @@ import (
 // of settled records, with the settled ones above it in the commit's metadata, so a crash repeats at
 // most the records held, never skips one.
 type keyed struct {
-	deliver func(ctx context.Context, rec stream.Record) (Verdict, bool)
+	deliver func(ctx context.Context, rec stream.Record) (Answer, bool)
 	// result is the Result that settles a decided message (the records to write, the dead letter).
-	result func(rec stream.Record, v Verdict) stream.Result
+	result func(rec stream.Record, v Answer) stream.Result
 	// settled is told each settled record and how long it took from its fetch (metrics).
-	settled func(rec stream.Record, v Verdict, took time.Duration)
+	settled func(rec stream.Record, v Answer, took time.Duration)
 	// load re-reads a record kept as a stub (offset and key only) when its turn comes; false when ctx
 	// ended first.
 	load    func(ctx context.Context, stub stream.Record) (stream.Record, bool)
@@ -201,7 +201,7 @@ func (b *keyBusy) release(key string) {
 }
 
 // settle forgets a record whose Result was written.
-func (k *keyed) settle(rec stream.Record, v Verdict) {
+func (k *keyed) settle(rec stream.Record, v Answer) {
 	k.mu.Lock()
 	fetched := k.held[rec.Offset]
 	delete(k.held, rec.Offset)

@@ -25,13 +25,13 @@ func newGate(n int) *gate {
 	return g
 }
 
-func (g *gate) deliver(ctx context.Context, rec stream.Record) (Verdict, bool) {
+func (g *gate) deliver(ctx context.Context, rec stream.Record) (Answer, bool) {
 	g.started <- rec.Offset
 	select {
 	case <-g.release[rec.Offset]:
-		return Verdict{Kind: Accepted}, true
+		return Answer{Kind: Accepted}, true
 	case <-ctx.Done():
-		return Verdict{}, false
+		return Answer{}, false
 	}
 }
 
@@ -94,7 +94,7 @@ func newTestKeyed(g *gate, max int, m *moves) *testKeyed {
 
 func wrapKeyed(k *keyed, m *moves) *testKeyed {
 	k.result = outcome{notifications: "n"}.result
-	k.settled = func(stream.Record, Verdict, time.Duration) {}
+	k.settled = func(stream.Record, Answer, time.Duration) {}
 	tk := &testKeyed{keyed: k, m: m, offsets: stage.NewOffsets(), times: map[int64]time.Time{}}
 	tk.record = func(_ stream.Record, _ stream.Result, written func()) { written() }
 	return tk
@@ -255,12 +255,12 @@ func TestKeyedManyKeysRandomSettleOrder(t *testing.T) {
 	k := wrapKeyed(newKeyed(n), &m)
 	var mu sync.Mutex
 	began := map[string][]int64{}
-	k.deliver = func(_ context.Context, r stream.Record) (Verdict, bool) {
+	k.deliver = func(_ context.Context, r stream.Record) (Answer, bool) {
 		mu.Lock()
 		began[string(r.Key)] = append(began[string(r.Key)], r.Offset)
 		mu.Unlock()
 		time.Sleep(time.Duration(r.Offset%7) * time.Millisecond)
-		return Verdict{Kind: Accepted}, true
+		return Answer{Kind: Accepted}, true
 	}
 	k.record = func(_ stream.Record, _ stream.Result, done func()) { go done() }
 	ctx := context.Background()

@@ -122,8 +122,8 @@ func (k Kind) String() string {
 	return [...]string{"retry", "forwarded", "accepted", "rejected", "failed"}[k]
 }
 
-// Verdict is what an answer decides.
-type Verdict struct {
+// Answer is what a connector's answer decides for its message (Classify), or Failed after the deadline.
+type Answer struct {
 	Kind   Kind
 	Reason int    // the status of a rejection
 	Note   []byte // the notification to forward, a whole CIM message
@@ -141,32 +141,32 @@ type BodyAlone struct {
 	Text      string // markdownText, "" when absent
 }
 
-// Decide classifies one attempt (docs/decisions.md, "Webhook answers"):
+// Classify classifies one attempt (docs/decisions.md, "Webhook answers"):
 //   - 200 with a valid CIM message whose body is a DELIVERYNOTIFICATION: forwarded as it came;
 //   - 200 with a valid DELIVERYNOTIFICATION body alone (the seed's example): forwarded, wrapped;
 //   - any other 2xx, a 200 without a valid notification included: accepted;
 //   - 408 and 429: retried (429 waits at least its Retry-After);
 //   - any other 4xx: rejected, final;
 //   - 3xx (never followed), 5xx, timeouts and connection errors: retried.
-func Decide(a Attempt, limits cim.Limits) Verdict {
+func Classify(a Attempt, limits cim.Limits) Answer {
 	switch s := a.Status; {
 	case a.Err != nil || s == 0:
-		return Verdict{Kind: Retry, Why: fmt.Sprintf("no answer: %v", a.Err)}
+		return Answer{Kind: Retry, Why: fmt.Sprintf("no answer: %v", a.Err)}
 	case s == http.StatusOK && isNotification(a.Body, limits):
-		return Verdict{Kind: Forwarded, Note: a.Body}
+		return Answer{Kind: Forwarded, Note: a.Body}
 	case s == http.StatusOK:
 		if b, ok := bodyAlone(a.Body, limits); ok {
-			return Verdict{Kind: Forwarded, Alone: &b}
+			return Answer{Kind: Forwarded, Alone: &b}
 		}
-		return Verdict{Kind: Accepted}
+		return Answer{Kind: Accepted}
 	case s >= 200 && s < 300:
-		return Verdict{Kind: Accepted}
+		return Answer{Kind: Accepted}
 	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests:
-		return Verdict{Kind: Retry, Why: fmt.Sprintf("HTTP %d", s)}
+		return Answer{Kind: Retry, Why: fmt.Sprintf("HTTP %d", s)}
 	case s >= 400 && s < 500:
-		return Verdict{Kind: Rejected, Reason: s, Why: fmt.Sprintf("HTTP %d", s)}
+		return Answer{Kind: Rejected, Reason: s, Why: fmt.Sprintf("HTTP %d", s)}
 	}
-	return Verdict{Kind: Retry, Why: fmt.Sprintf("HTTP %d", a.Status)}
+	return Answer{Kind: Retry, Why: fmt.Sprintf("HTTP %d", a.Status)}
 }
 
 // isNotification reports whether body is a CIM message that the inbound rules accept, with a

@@ -65,7 +65,7 @@ func testOutcome(limits cim.Limits) testOutcomes {
 // original's ids, customer and channelData and the connector's status, reasonCode and markdownText.
 func TestSeed200BodyAloneIsWrapped(t *testing.T) {
 	rec := originalRecord()
-	v := Decide(Attempt{Status: http.StatusOK, Body: []byte(seed200)}, cim.Limits{})
+	v := Classify(Attempt{Status: http.StatusOK, Body: []byte(seed200)}, cim.Limits{})
 	if v.Kind != Forwarded {
 		t.Fatalf("the seed's 200 body: %v, want forwarded", v.Kind)
 	}
@@ -106,7 +106,7 @@ func TestSeed200BodyAloneIsWrapped(t *testing.T) {
 		t.Errorf("the wrapped notification is not a valid CIM message: %v", vs)
 	}
 	// A redelivery of the same record after a crash, answered the same: the same bytes.
-	again := testOutcome(cim.Limits{}).records(rec, Decide(Attempt{Status: http.StatusOK, Body: []byte(seed200)}, cim.Limits{}))
+	again := testOutcome(cim.Limits{}).records(rec, Classify(Attempt{Status: http.StatusOK, Body: []byte(seed200)}, cim.Limits{}))
 	if !bytes.Equal(again[0].Value, out.Value) || !bytes.Equal(again[0].Key, out.Key) {
 		t.Errorf("a redelivery wrote\n%s\nafter\n%s", again[0].Value, out.Value)
 	}
@@ -138,13 +138,13 @@ func TestSeedAnswersAsPrinted(t *testing.T) {
 		{"400 seed text", 400, seed400Text, Rejected, 400},
 		{"400 with the seed body", 400, seed200, Rejected, 400},
 	} {
-		v := Decide(Attempt{Status: tc.status, Body: []byte(tc.body)}, cim.Limits{})
+		v := Classify(Attempt{Status: tc.status, Body: []byte(tc.body)}, cim.Limits{})
 		if v.Kind != tc.kind || v.Reason != tc.reason {
 			t.Errorf("%s: %v/%d, want %v/%d", tc.name, v.Kind, v.Reason, tc.kind, tc.reason)
 		}
 	}
 	// 400 as the contract says: FAILED/400 and a dead letter, whatever the body.
-	outs := testOutcome(cim.Limits{}).records(originalRecord(), Decide(Attempt{Status: 400, Body: []byte(seed400Text)}, cim.Limits{}))
+	outs := testOutcome(cim.Limits{}).records(originalRecord(), Classify(Attempt{Status: 400, Body: []byte(seed400Text)}, cim.Limits{}))
 	var n wrapped
 	if len(outs) != 2 || json.Unmarshal(outs[0].Value, &n) != nil || n.Body.Status != "FAILED" || n.Body.ReasonCode != 400 {
 		t.Errorf("400: %v, want FAILED/400 and a dead letter", outs)
@@ -187,7 +187,7 @@ func TestBodyAloneRules(t *testing.T) {
 		{"over the message size limit", set(`"Optional"`, `"`+strings.Repeat("x", 2048)+`"`), cim.Limits{MaxBytes: 1024}, Accepted, 0},
 		{"too deep", set(`"Optional"`, `"x","extra":`+strings.Repeat("[", 70)+strings.Repeat("]", 70)), cim.Limits{}, Accepted, 0},
 	} {
-		v := Decide(Attempt{Status: http.StatusOK, Body: []byte(tc.body)}, tc.limits)
+		v := Classify(Attempt{Status: http.StatusOK, Body: []byte(tc.body)}, tc.limits)
 		if v.Kind != tc.kind {
 			t.Errorf("%s: %v, want %v", tc.name, v.Kind, tc.kind)
 			continue
@@ -205,7 +205,7 @@ func TestBodyAloneRules(t *testing.T) {
 
 // A whole CIM message is still forwarded unchanged; the wrapped form leaves it alone.
 func TestWholeMessageStillForwardedAsItCame(t *testing.T) {
-	v := Decide(Attempt{Status: http.StatusOK, Body: []byte(note)}, cim.Limits{})
+	v := Classify(Attempt{Status: http.StatusOK, Body: []byte(note)}, cim.Limits{})
 	outs := testOutcome(cim.Limits{}).records(originalRecord(), v)
 	if v.Kind != Forwarded || len(outs) != 1 || string(outs[0].Value) != note {
 		t.Fatalf("a whole notification message: %v %v, want it forwarded as it came", v.Kind, outs)
@@ -219,7 +219,7 @@ func TestWrappedNotificationOverTheSizeLimit(t *testing.T) {
 	rec := originalRecord()
 	rec.Value = []byte(strings.Replace(original, `"firstName":"Ann"`, `"firstName":"`+strings.Repeat("A", 1200)+`"`, 1))
 	body := strings.Replace(seed200, `"Optional"`, `"`+strings.Repeat("x", 1200)+`"`, 1)
-	v := Decide(Attempt{Status: http.StatusOK, Body: []byte(body)}, limits)
+	v := Classify(Attempt{Status: http.StatusOK, Body: []byte(body)}, limits)
 	if v.Kind != Forwarded {
 		t.Fatalf("the body alone is within the limit: %v, want forwarded", v.Kind)
 	}

@@ -16,7 +16,7 @@ import (
 // wrappedOf is the wrapped notification of answer to rec.
 func wrappedOf(t *testing.T, rec stream.Record, answer string) (stream.Output, wrapped) {
 	t.Helper()
-	v := Decide(Attempt{Status: http.StatusOK, Body: []byte(answer)}, cim.Limits{})
+	v := Classify(Attempt{Status: http.StatusOK, Body: []byte(answer)}, cim.Limits{})
 	if v.Kind != Forwarded {
 		t.Fatalf("%s: %v, want forwarded", answer, v.Kind)
 	}
@@ -84,7 +84,7 @@ func TestBodyAloneReasonCodeBound(t *testing.T) {
 		{`131047`, Forwarded, 131047},
 	} {
 		body := strings.Replace(seed200, `"reasonCode":200`, `"reasonCode":`+tc.code, 1)
-		v := Decide(Attempt{Status: http.StatusOK, Body: []byte(body)}, cim.Limits{})
+		v := Classify(Attempt{Status: http.StatusOK, Body: []byte(body)}, cim.Limits{})
 		if v.Kind != tc.kind {
 			t.Errorf("reasonCode %s: %v, want %v", tc.code, v.Kind, tc.kind)
 			continue

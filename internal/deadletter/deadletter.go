@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/stream"
-	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // Headers added to every dead letter (named in internal/stream with every other cimstream header).
@@ -46,7 +45,7 @@ type Builder struct {
 }
 
 // Build returns the dead letter of rec for violations.
-func (b Builder) Build(rec stream.Record, violations cim.Violations) stream.Output {
+func (b Builder) Build(rec stream.Record, violations stream.Violations) stream.Output {
 	detail := violations.Error()
 	if len(detail) > maxDetail {
 		detail = detail[:maxDetail-3] + "..."

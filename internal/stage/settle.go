@@ -10,7 +10,6 @@ import (
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
-	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // entry is one record to write and the input it belongs to.
@@ -83,7 +82,7 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 
 // deadLetter is the dead-letter middleware: every stage's dead letters are built, counted and logged
 // here, once each.
-func (w *batchWrite) deadLetter(input int, vs cim.Violations) entry {
+func (w *batchWrite) deadLetter(input int, vs stream.Violations) entry {
 	return w.deadLetterOf(input, stream.Result{Reject: vs})
 }
 
@@ -200,11 +199,11 @@ func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []ent
 	code := CodeDeliveryFailed
 	switch {
 	case errors.Is(err, ErrTooLarge):
-		code = cim.CodeTooLarge
+		code = stream.CodeTooLarge
 	case errors.Is(err, ErrRefused):
 		code = CodeRefused
 	}
-	return append(retry, w.deadLetter(e.input, cim.Violations{{Code: code, Message: err.Error()}}))
+	return append(retry, w.deadLetter(e.input, stream.Violations{{Code: code, Message: err.Error()}}))
 }
 
 // undropped removes the outputs of dropped inputs (their dead letters stay).

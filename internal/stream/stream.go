@@ -4,8 +4,6 @@ package stream
 
 import (
 	"time"
-
-	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // Header is a record header.
@@ -62,14 +60,14 @@ func (r Record) Size() int {
 // record of its Result was acknowledged.
 type Result struct {
 	Outputs []Output
-	Reject  cim.Violations
+	Reject  Violations
 	// DeadLetterValue is the value the dead letter carries instead of the input's (nil: the input's): a
 	// record made of the input that could not be written, such as a connector's notification.
 	DeadLetterValue []byte
 }
 
 // Reject is the Result of an input that goes to the dead-letter topic for vs.
-func Reject(vs ...cim.Violation) Result { return Result{Reject: vs} }
+func Reject(vs ...Violation) Result { return Result{Reject: vs} }
 
 // Emit is the Result of an input that produced outs.
 func Emit(outs ...Output) Result { return Result{Outputs: outs} }

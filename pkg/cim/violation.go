@@ -3,64 +3,32 @@ package cim
 import (
 	"strconv"
 	"strings"
+
+	"github.com/cimstream/cimstream/internal/stream"
 )
 
 // Violation codes: stable identifiers that consumers (dead-letter readers, CI checks) can branch on.
 const (
-	CodeMalformed   = "malformed"   // not JSON, not UTF-8, or the top level is not an object
-	CodeTooLarge    = "too_large"   // larger than the size limit
-	CodeTooDeep     = "too_deep"    // nested deeper than the depth limit
-	CodeRequired    = "required"    // a required field is absent or null
-	CodeType        = "type"        // a field has the wrong JSON type
-	CodeEnum        = "enum"        // a value is not one of the allowed values
-	CodeFormat      = "format"      // a string is not in the required format (URL, timestamp, digits)
-	CodeRange       = "range"       // a number is out of its range
-	CodeEmpty       = "empty"       // a string is blank or an array is empty where content is required
-	CodeUnsupported = "unsupported" // body.type is not a known type
-	CodeTooLong     = "too_long"    // an identifying string is longer than its bound (Limits.MaxIDBytes)
+	CodeMalformed   = "malformed"         // not JSON, not UTF-8, or the top level is not an object
+	CodeTooLarge    = stream.CodeTooLarge // larger than the size limit
+	CodeTooDeep     = "too_deep"          // nested deeper than the depth limit
+	CodeRequired    = "required"          // a required field is absent or null
+	CodeType        = "type"              // a field has the wrong JSON type
+	CodeEnum        = "enum"              // a value is not one of the allowed values
+	CodeFormat      = "format"            // a string is not in the required format (URL, timestamp, digits)
+	CodeRange       = "range"             // a number is out of its range
+	CodeEmpty       = "empty"             // a string is blank or an array is empty where content is required
+	CodeUnsupported = "unsupported"       // body.type is not a known type
+	CodeTooLong     = "too_long"          // an identifying string is longer than its bound (Limits.MaxIDBytes)
 )
 
 // Violation is one broken rule: where (a JSON path such as body.buttons[1].payload; empty for the whole
-// message), a stable code, and a sentence for a connector developer.
-type Violation struct {
-	Path    string `json:"path"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (v Violation) String() string {
-	if v.Path == "" {
-		return v.Code + ": " + v.Message
-	}
-	return v.Path + ": " + v.Code + ": " + v.Message
-}
+// message), a stable code, and a sentence for a connector developer. It is the runtime's dead-letter
+// reason (internal/stream), so a stage dead-letters with what validation found without knowing CIM.
+type Violation = stream.Violation
 
 // Violations is every broken rule of a message; empty means valid.
-type Violations []Violation
-
-// Error joins the violations, so a non-empty Violations can be returned as an error.
-func (vs Violations) Error() string {
-	parts := make([]string, len(vs))
-	for i, v := range vs {
-		parts[i] = v.String()
-	}
-	return strings.Join(parts, "; ")
-}
-
-// Codes returns the distinct codes in order of first appearance.
-func (vs Violations) Codes() []string {
-	var out []string
-	for _, v := range vs {
-		seen := false
-		for _, c := range out {
-			seen = seen || c == v.Code
-		}
-		if !seen {
-			out = append(out, v.Code)
-		}
-	}
-	return out
-}
+type Violations = stream.Violations
 
 // loc is a JSON path built on the stack while validating and rendered only when a violation needs it.
 type loc struct {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/kafkaedge"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stage"
 )
 
@@ -47,13 +48,10 @@ func (g handoverGroup) Next(ctx context.Context) (stage.Generation, error) {
 	// A reading that fails is tried again a few times before the member gives the generation up (which
 	// rebalances the whole group).
 	var as []stage.Assignment
+	backoff := retry.Backoff{Min: 500 * time.Millisecond, Max: 500 * time.Millisecond}
 	for attempt := 0; ; attempt++ {
-		if as, err = g.b.startOffsets(ctx, gen.Assignments()); err == nil || attempt == 2 || ctx.Err() != nil {
+		if as, err = g.b.startOffsets(ctx, gen.Assignments()); err == nil || attempt == 2 || !backoff.Wait(ctx) {
 			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -375,18 +376,12 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 // write retries transient failures (a leader moving, metadata not yet current) until ctx ends, with
 // backoff; a retry may duplicate a record whose acknowledgement was lost, which at-least-once allows.
 func (h *Handler) write(ctx context.Context, out stream.Output) error {
-	delay := 20 * time.Millisecond
+	backoff := retry.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
 		err := h.w.Write(ctx, []stream.Output{out})[0]
-		if err == nil || stage.Final(err) {
+		if err == nil || stage.Final(err) || !backoff.Wait(ctx) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 500*time.Millisecond)
 	}
 }
 

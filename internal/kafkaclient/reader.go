@@ -11,6 +11,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/cimstream/cimstream/internal/retry"
 )
 
 // Reader reads one partition read_committed (see committed.go for why kafka-go's Reader cannot): it
@@ -48,6 +50,7 @@ type Reader struct {
 	queue    []kafka.Message // fetched, not yet returned
 	inflight chan fetched    // the fetch in flight, nil when none
 	failures int             // consecutive failed fetches
+	backoff  retry.Backoff   // the wait before a fetch after a failed one
 
 	mu    sync.Mutex
 	stats kafka.ReaderStats
@@ -59,7 +62,7 @@ type fetched struct {
 }
 
 // Reader backoff and error reporting, as the kafka-go Reader was configured: a failed fetch is retried
-// after 50 ms doubling up to 1 s, and reported to the caller from the third failure in a row on.
+// after 50 ms doubling up to 1 s (with retry's jitter), and reported to the caller from the third failure in a row on.
 const (
 	readBackoffMin = 50 * time.Millisecond
 	readBackoffMax = time.Second
@@ -80,6 +83,7 @@ func (f *Factory) PartitionReader(topic string, partition int, offset int64) (*R
 		client: f.Client(), fetcher: f.fetcher(), topic: topic, partition: partition,
 		minBytes: c.MinBytes, maxBytes: c.MaxBytes, maxWait: c.MaxWait, timeout: f.cfg.RequestTimeout,
 		ctx: ctx, cancel: cancel, next: offset, isolation: kafka.ReadCommitted,
+		backoff: retry.Backoff{Min: readBackoffMin, Max: readBackoffMax},
 	}, nil
 }
 
@@ -119,7 +123,7 @@ func (r *Reader) FetchBefore(ctx context.Context, end int64) (kafka.Message, err
 			return kafka.Message{}, fmt.Errorf("read %s/%d: %w", r.topic, r.partition, net.ErrClosed)
 		}
 		if r.inflight == nil {
-			r.inflight = r.start(r.next, r.failures)
+			r.inflight = r.start(r.next, r.retryDelay())
 		}
 		select {
 		case <-ctx.Done():
@@ -178,13 +182,22 @@ func (r *Reader) count(fn func(*kafka.ReaderStats)) {
 	r.mu.Unlock()
 }
 
-// start sends one fetch from offset in the background, after a backoff when the previous ones failed.
-func (r *Reader) start(offset int64, failures int) chan fetched {
+// retryDelay is the wait before the next fetch: none after a success, the backoff's next after a failure.
+func (r *Reader) retryDelay() time.Duration {
+	if r.failures == 0 {
+		r.backoff.Reset()
+		return 0
+	}
+	return r.backoff.Next()
+}
+
+// start sends one fetch from offset in the background, after delay.
+func (r *Reader) start(offset int64, delay time.Duration) chan fetched {
 	ch := make(chan fetched, 1)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if failures > 0 && !sleep(r.ctx, backoff(failures)) {
+		if delay > 0 && !retry.Sleep(r.ctx, delay) {
 			ch <- fetched{err: r.ctx.Err()}
 			return
 		}
@@ -289,22 +302,6 @@ func CommittedBounds(ctx context.Context, client *kafka.Client, topic string, pa
 		}
 	}
 	return 0, 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
-}
-
-func backoff(failures int) time.Duration {
-	d := readBackoffMin << min(failures-1, 10)
-	return min(d, readBackoffMax)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // LastStableOffsets returns the last stable offset of each partition of topics (by topic, partition),

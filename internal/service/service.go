@@ -18,6 +18,7 @@ import (
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/metrics"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stage"
 )
 
@@ -142,12 +143,6 @@ func (s *Service) Add(p Pipeline) { s.pipelines = append(s.pipelines, p) }
 // stopped and drained before them, so every request it took gets its final answer.
 func (s *Service) AddFront(p Pipeline) { s.fronts = append(s.fronts, p) }
 
-// Backoff between attempts to reach the brokers at start-up.
-const (
-	startupFirstDelay = 500 * time.Millisecond
-	startupMaxDelay   = 10 * time.Second
-)
-
 // WaitForKafka waits until the brokers answer and every required topic exists, retrying with backoff for
 // at most startup.timeout: a process that starts before Kafka, or before the job that creates its topics,
 // waits instead of exiting. Readiness holds the last cause meanwhile and each failed attempt is logged with
@@ -155,7 +150,7 @@ const (
 func (s *Service) WaitForKafka(ctx context.Context) error {
 	timeout := s.cfg.Startup.Timeout
 	deadline := time.Now().Add(timeout)
-	delay := startupFirstDelay
+	backoff := retry.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	var last error // the cause from the last attempt that was not cut at the deadline
 	for attempt := 1; ; attempt++ {
 		// An attempt against an address that swallows packets would last kafka.requestTimeout (and more,
@@ -177,15 +172,12 @@ func (s *Service) WaitForKafka(ctx context.Context) error {
 		if left <= 0 {
 			return fmt.Errorf("not ready within startup.timeout (%v, %d attempts): %w", timeout, attempt, last)
 		}
-		wait := min(delay, left)
+		wait := min(backoff.Next(), left)
 		s.log.Warn("kafka not ready yet; retrying", zap.Int("attempt", attempt), zap.Duration("retryIn", wait),
 			zap.Duration("startupTimeLeft", left.Round(time.Second)), zap.Error(err))
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(wait):
 		}
-		delay = min(2*delay, startupMaxDelay)
 	}
 }
 
@@ -233,19 +225,16 @@ func (s *Service) checkTopics(ctx context.Context) error {
 // a cluster, a topic just created reaches the brokers' metadata and configs one after the other, and the
 // broker asked first may not know it, or its policy, yet.
 func (s *Service) checkState(ctx context.Context) error {
-	wait := 500 * time.Millisecond
+	backoff := retry.Backoff{Min: 500 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := topics.CheckState(ctx, s.kafka.Client(), s.cfg.Topics.Sessions, s.cfg.Topics.Repartition)
 		if err == nil || attempt == 4 || ctx.Err() != nil {
 			return err
 		}
 		s.log.Warn("session state topics not confirmed yet; asking again", zap.Int("attempt", attempt), zap.Error(err))
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return err
-		case <-time.After(wait):
 		}
-		wait *= 2
 	}
 }
 

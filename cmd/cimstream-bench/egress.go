@@ -15,7 +15,6 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
-	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -109,7 +108,7 @@ func egressBench(base config.Config, factory *kafkaclient.Factory, prefix string
 	if err = createTopics(factory, cfg); err != nil {
 		return
 	}
-	topic := topics.OutboundTopic(channel)
+	topic := config.OutboundTopic(channel)
 	if _, err = produce(factory, loadgen.Options{Direction: cim.Outbound, Topics: []string{topic}, Customers: 5000, Count: n, Size: size, Keyed: true, RunID: "eg"}); err != nil {
 		return
 	}

@@ -163,7 +163,7 @@ func run() error {
 		cfg.Outbound.Enabled = false
 		channels := []string{prefix + name + ".cim.inbound.web", prefix + name + ".cim.inbound.whatsapp"}
 		cfg.Topics.InboundChannels = channels
-		cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix+name+".") + `cim\.inbound\..+$`
+		cfg.Topics.InboundPattern = config.InboundPattern(prefix + name + ".")
 		if err := createTopics(factory, cfg, prefix+name+".copy"); err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func run() error {
 	setTopics(&lat, prefix+"lat.")
 	lat.Outbound.Enabled = false
 	lat.Topics.InboundChannels = []string{prefix + "lat.cim.inbound.web"}
-	lat.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix+"lat.") + `cim\.inbound\..+$`
+	lat.Topics.InboundPattern = config.InboundPattern(prefix + "lat.")
 	if err := createTopics(factory, lat); err != nil {
 		return err
 	}

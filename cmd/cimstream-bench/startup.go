@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -49,8 +48,8 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	cfg := base
 	setTopics(&cfg, prefix)
 	cfg.Outbound.Enabled = false
-	cfg.Topics.InboundChannels = []string{prefix + "cim.inbound.web"}
-	cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
+	cfg.Topics.InboundChannels = []string{prefix + config.InboundTopic("web")}
+	cfg.Topics.InboundPattern = config.InboundPattern(prefix)
 	cfg.Log.Level, cfg.Log.Format = cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "info"), "json"
 	if err := createTopics(f, cfg); err != nil {
 		return StartupFigure{}, err

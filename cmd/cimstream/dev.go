@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/kafkaedge/topics"
 )
 
 func newDevCommand() *cobra.Command {
@@ -71,7 +70,7 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
   http:    curl -H 'Content-Type: application/json' --data-binary @message.json http://%s/cim-messages
   outbound: replies written to %s go to %s; notifications: kcat -C -b %s -t %s
   Apache Kafka instead: make kafka-up (a broker on 127.0.0.1:9092), then cimstream topics create && cimstream run
-`, b, b, firstOr(cfg.Topics.InboundChannels, "cim.inbound.web"), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address, cfg.Ingress.Address,
+`, b, b, firstOr(cfg.Topics.InboundChannels, config.InboundTopic("web")), b, cfg.Topics.CCMInbound, b, cfg.Topics.DeadLetter, cfg.Admin.Address, cfg.Ingress.Address,
 		cfg.Topics.CCMOutbound, channelList(cfg.ChannelMap()), b, cfg.Topics.Notifications)
 	return runService(cfg)
 }
@@ -89,7 +88,7 @@ func devChannels() map[string]string {
 func channelList(channels map[string]string) string {
 	var out []string
 	for sid, ch := range channels {
-		out = append(out, sid+" → "+topics.OutboundTopic(ch))
+		out = append(out, sid+" → "+config.OutboundTopic(ch))
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")

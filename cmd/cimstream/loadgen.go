@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -46,7 +47,7 @@ secured cluster.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.direction, "direction", "inbound", "inbound (to connector topics) or outbound (to the CCM's topic)")
-	f.StringVar(&o.topics, "topics", "cim.inbound.web,cim.inbound.whatsapp", "topics to produce to, comma-separated")
+	f.StringVar(&o.topics, "topics", strings.Join(config.Default().Topics.InboundChannels, ","), "topics to produce to, comma-separated")
 	f.IntVar(&o.customers, "customers", 1000, "number of customers")
 	f.Float64Var(&o.rate, "rate", 0, "messages per second (0: as fast as possible)")
 	f.IntVar(&o.count, "count", 0, "messages to send (0: no limit)")

@@ -418,8 +418,8 @@ func Default() Config {
 			},
 		},
 		Topics: Topics{
-			InboundPattern:    `^cim\.inbound\..+$`,
-			InboundChannels:   []string{"cim.inbound.web", "cim.inbound.whatsapp"},
+			InboundPattern:    InboundPattern(""),
+			InboundChannels:   []string{InboundTopic("web"), InboundTopic("whatsapp")},
 			CCMInbound:        "ccm.inbound",
 			CCMOutbound:       "ccm.outbound",
 			Notifications:     "cim.notifications",
@@ -755,8 +755,18 @@ func (c Config) IngressChannels() []string {
 	return out
 }
 
-// InboundTopic is the connector topic of a channel, where the ingress writes its messages.
+// InboundTopic is the connector topic of a channel, where the ingress writes its messages. It and
+// OutboundTopic are the only spellings of the connector topics' names.
 func InboundTopic(channel string) string { return "cim.inbound." + channel }
+
+// OutboundTopic is a channel's connector output: the default route's destination, a webhook's input.
+func OutboundTopic(channel string) string { return "cim.outbound." + channel }
+
+// InboundPattern matches every inbound connector topic named with prefix in front (the default
+// topics.inboundPattern has none).
+func InboundPattern(prefix string) string {
+	return "^" + regexp.QuoteMeta(prefix+InboundTopic("")) + ".+$"
+}
 
 func consumed(topic string, listed []string, pattern *regexp.Regexp) bool {
 	for _, t := range listed {

@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,7 +110,7 @@ func Config(t testing.TB) config.Config {
 	cfg.Kafka.Brokers = Brokers(t)
 	prefix := Name(t, "cfg") + "."
 	cfg.Kafka.Consumer.GroupID = prefix + "group"
-	cfg.Topics.InboundPattern = "^" + regexp.QuoteMeta(prefix) + `cim\.inbound\..+$`
+	cfg.Topics.InboundPattern = config.InboundPattern(prefix)
 	cfg.Topics.CCMInbound = prefix + "ccm.inbound"
 	cfg.Topics.CCMOutbound = prefix + "ccm.outbound"
 	cfg.Topics.Notifications = prefix + "cim.notifications"
@@ -127,8 +126,8 @@ func Config(t testing.TB) config.Config {
 
 // InboundTopic is the name of a connector topic that cfg's inbound pattern matches.
 func InboundTopic(cfg config.Config, channel string) string {
-	p := strings.TrimSuffix(strings.TrimPrefix(cfg.Topics.InboundPattern, "^"), `cim\.inbound\..+$`)
-	return strings.ReplaceAll(p, `\.`, ".") + "cim.inbound." + channel
+	p := strings.TrimSuffix(strings.TrimPrefix(cfg.Topics.InboundPattern, "^"), config.InboundPattern("")[1:])
+	return strings.ReplaceAll(p, `\.`, ".") + config.InboundTopic(channel)
 }
 
 // Factory returns the project's client factory for the test broker.

@@ -9,9 +9,6 @@ import (
 	"github.com/cimstream/cimstream/internal/config"
 )
 
-// DefaultPrefix is the topic prefix of the default route.
-const DefaultPrefix = "cim.outbound."
-
 // DefaultRoute is the Match.Index of the default route.
 const DefaultRoute = -1
 
@@ -70,7 +67,7 @@ func (r *Router) Explain(m Message) Explanation {
 	}
 	e.DefaultReached = true
 	if ch, ok := r.channels[m.ServiceIdentifier]; ok {
-		e.add(Match{Index: DefaultRoute, Channel: ch, Destinations: []string{DefaultPrefix + ch}})
+		e.add(Match{Index: DefaultRoute, Channel: ch, Destinations: []string{config.OutboundTopic(ch)}})
 	}
 	return e
 }

@@ -74,7 +74,7 @@ func Required(cfg config.Config) []Spec {
 			channels[ch] = true
 		}
 		for ch := range channels {
-			specs = append(specs, plain(OutboundTopic(ch), "connector output"))
+			specs = append(specs, plain(config.OutboundTopic(ch), "connector output"))
 		}
 		for _, r := range cfg.Outbound.Routes {
 			for _, d := range r.Destinations {
@@ -88,13 +88,13 @@ func Required(cfg config.Config) []Spec {
 		}
 	}
 	for _, w := range cfg.Egress.Webhooks {
-		specs = append(specs, plain(OutboundTopic(w.Channel), "webhook channel input (egress)"))
+		specs = append(specs, plain(config.OutboundTopic(w.Channel), "webhook channel input (egress)"))
 	}
 	return dedupe(specs)
 }
 
-// OutboundTopic is the default destination for a channel.
-func OutboundTopic(channel string) string { return "cim.outbound." + channel }
+// OutboundTopic is config.OutboundTopic, named here for the callers that list topics.
+func OutboundTopic(channel string) string { return config.OutboundTopic(channel) }
 
 func dedupe(specs []Spec) []Spec {
 	seen := map[string]bool{}

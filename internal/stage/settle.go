@@ -199,7 +199,7 @@ func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []ent
 	code := CodeDeliveryFailed
 	switch {
 	case errors.Is(err, ErrTooLarge):
-		code = stream.CodeTooLarge
+		code = CodeTooLarge
 	case errors.Is(err, ErrRefused):
 		code = CodeRefused
 	}
@@ -224,4 +224,5 @@ func (w *batchWrite) undropped(work []entry) []entry {
 const (
 	CodeDeliveryFailed = "delivery_failed" // given up on after the give-up time
 	CodeRefused        = "refused"         // refused by the broker for good (not for its size)
+	CodeTooLarge       = "too_large"       // refused for its size: the code of a message over the size limit
 )

@@ -2,9 +2,6 @@ package stream
 
 import "strings"
 
-// CodeTooLarge is the violation code of a record larger than a size limit (a message's, a topic's).
-const CodeTooLarge = "too_large"
-
 // Violation is one broken rule, the reason a record is dead-lettered: where (a JSON path such as
 // body.buttons[1].payload; empty for the whole record), a stable code, and a sentence for its sender.
 type Violation struct {

@@ -9,17 +9,17 @@ import (
 
 // Violation codes: stable identifiers that consumers (dead-letter readers, CI checks) can branch on.
 const (
-	CodeMalformed   = "malformed"         // not JSON, not UTF-8, or the top level is not an object
-	CodeTooLarge    = stream.CodeTooLarge // larger than the size limit
-	CodeTooDeep     = "too_deep"          // nested deeper than the depth limit
-	CodeRequired    = "required"          // a required field is absent or null
-	CodeType        = "type"              // a field has the wrong JSON type
-	CodeEnum        = "enum"              // a value is not one of the allowed values
-	CodeFormat      = "format"            // a string is not in the required format (URL, timestamp, digits)
-	CodeRange       = "range"             // a number is out of its range
-	CodeEmpty       = "empty"             // a string is blank or an array is empty where content is required
-	CodeUnsupported = "unsupported"       // body.type is not a known type
-	CodeTooLong     = "too_long"          // an identifying string is longer than its bound (Limits.MaxIDBytes)
+	CodeMalformed   = "malformed"   // not JSON, not UTF-8, or the top level is not an object
+	CodeTooLarge    = "too_large"   // larger than the size limit
+	CodeTooDeep     = "too_deep"    // nested deeper than the depth limit
+	CodeRequired    = "required"    // a required field is absent or null
+	CodeType        = "type"        // a field has the wrong JSON type
+	CodeEnum        = "enum"        // a value is not one of the allowed values
+	CodeFormat      = "format"      // a string is not in the required format (URL, timestamp, digits)
+	CodeRange       = "range"       // a number is out of its range
+	CodeEmpty       = "empty"       // a string is blank or an array is empty where content is required
+	CodeUnsupported = "unsupported" // body.type is not a known type
+	CodeTooLong     = "too_long"    // an identifying string is longer than its bound (Limits.MaxIDBytes)
 )
 
 // Violation is one broken rule: where (a JSON path such as body.buttons[1].payload; empty for the whole

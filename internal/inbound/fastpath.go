@@ -23,8 +23,8 @@ import (
 // slot is the session state of one partition, shared by the sessions stage's handlers of that
 // partition in one generation: the repartition topic's and each co-partitioned channel topic's.
 type slot struct {
-	// writes is held by the stage runtime from a handler's Process until its outputs are settled
-	// (stage.Serialized): the handlers write the changelog and CCM partitions in the order they applied.
+	// writes is held from a handler's Process until its outputs are settled (slotWrites): the handlers
+	// write the changelog and CCM partitions in the order they applied.
 	writes sync.Mutex
 
 	mu        sync.Mutex
@@ -200,10 +200,10 @@ type homeHandler struct {
 // batch that waited in vain goes through the repartition topic (behind them, so in order).
 const homeWait = time.Second
 
-// Lock waits (up to homeWait, or until the partition is given up) until the handler is ready, then
+// lock waits (up to homeWait, or until the partition is given up) until the handler is ready, then
 // takes the slot's write lock. The wait holds no lock, so the repartition handler goes on meanwhile; it
 // does hold the batch's bytes of the memory budget. An empty batch (a Tick may follow) does not wait.
-func (h *homeHandler) Lock(ctx context.Context, batch []stream.Record) {
+func (h *homeHandler) lock(ctx context.Context, batch []stream.Record) {
 	if !h.fast && len(batch) > 0 {
 		deadline := time.NewTimer(homeWait)
 		defer deadline.Stop()
@@ -227,7 +227,7 @@ func (h *homeHandler) Lock(ctx context.Context, batch []stream.Record) {
 	h.s.writes.Lock()
 }
 
-func (h *homeHandler) Unlock() { h.s.writes.Unlock() }
+func (h *homeHandler) unlock() { h.s.writes.Unlock() }
 
 func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))

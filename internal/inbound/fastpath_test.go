@@ -173,8 +173,8 @@ func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 		return stream.Record{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("new", i), "")), Time: clk.now}
 	}
 	process := func(rec stream.Record) stream.Result {
-		h.Lock(context.Background(), []stream.Record{rec})
-		defer h.Unlock()
+		h.lock(context.Background(), []stream.Record{rec})
+		defer h.unlock()
 		return h.Process([]stream.Record{rec})[0]
 	}
 	taken := func(res stream.Result) bool {
@@ -236,9 +236,9 @@ func TestFastPathEngagesUnderForeignTraffic(t *testing.T) {
 		foreign := n.Process(stream.Record{Topic: "cim.inbound.sms", Partition: (p + 1) % fastPartitions, Offset: int64(i),
 			Value: []byte(text("cust-1", fmt.Sprint("sms", i), "")), Time: clk.now}).Outputs[0]
 		sh.Process([]stream.Record{{Topic: testTopics.Repartition, Partition: p, Offset: int64(i), Key: foreign.Key, Value: foreign.Value, Headers: foreign.Headers}})
-		h.Lock(context.Background(), []stream.Record{{}})
+		h.lock(context.Background(), []stream.Record{{}})
 		res := h.Process([]stream.Record{{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("web", i), "")), Time: clk.now}})[0]
-		h.Unlock()
+		h.unlock()
 		if len(res.Outputs) == 0 || res.Outputs[0].Topic == testTopics.Repartition {
 			t.Fatalf("record %d sent through the repartition topic with no backlog of its own", i)
 		}
@@ -275,16 +275,16 @@ func TestFastPathWaitIsBounded(t *testing.T) {
 		source: fmt.Sprint("cim.inbound.web/", p), partition: p, partitions: fastPartitions, repartition: testTopics.Repartition,
 		routed: 3}
 	began := time.Now()
-	h.Lock(context.Background(), nil)
-	h.Unlock()
+	h.lock(context.Background(), nil)
+	h.unlock()
 	if took := time.Since(began); took > homeWait/2 {
 		t.Fatalf("an empty batch waited %v", took)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	began = time.Now()
-	h.Lock(ctx, []stream.Record{{}})
-	h.Unlock()
+	h.lock(ctx, []stream.Record{{}})
+	h.unlock()
 	if took := time.Since(began); took > homeWait/2 {
 		t.Fatalf("the wait outlived the partition by %v", took)
 	}

@@ -89,5 +89,5 @@ func (h *repartitionHandler) Abandoned() {
 
 func (h *repartitionHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
 
-func (h *repartitionHandler) Lock(context.Context, []stream.Record) { h.s.writes.Lock() }
-func (h *repartitionHandler) Unlock()                               { h.s.writes.Unlock() }
+func (h *repartitionHandler) lock(context.Context, []stream.Record) { h.s.writes.Lock() }
+func (h *repartitionHandler) unlock()                               { h.s.writes.Unlock() }

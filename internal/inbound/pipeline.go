@@ -123,6 +123,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	sessionsCfg.Topics = p.claimSessionsTopics
 	sessionsCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	sessionsCfg.NewHandler = p.newSessionsHandler
+	sessionsCfg.Middleware = slotWrites
 	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
 	sessions := stage.New(sessionsCfg, handoverBroker{Broker: broker, p: p, otherGroup: ingestGroup, offsets: offsets, assigned: p.homes.assign},
 		kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)

@@ -55,7 +55,6 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 	defer stopWrites()
 
 	ticker, _ := handler.(Ticker)
-	serialized, _ := handler.(Serialized)
 	offsets := NewOffsets()
 	positioner, _ := reader.(Positioner)
 	marked := a.Offset // the offset last marked for commit (the assignment's to begin with)
@@ -78,23 +77,23 @@ func (r *Runner) partition(genCtx, stop context.Context, commits *committer, a A
 		if len(batch) > 0 {
 			r.steps.since(StepFetch, batch[0].Time)
 		}
-		if serialized != nil {
-			waited := r.steps.now()
-			serialized.Lock(ctx, batch)
-			if len(batch) > 0 {
+		waited, ended := r.steps.now(), false
+		step := func(ctx context.Context, batch []stream.Record) bool {
+			if len(batch) > 0 && r.cfg.Middleware != nil {
 				r.steps.since(StepLock, waited)
 			}
-			if genCtx.Err() != nil { // ended while waiting for the lock: as above
-				serialized.Unlock()
-				r.cfg.Budget.Give(held)
-				return
+			if ended = genCtx.Err() != nil; ended { // ended while a middleware waited: as above
+				return false
 			}
+			return r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned)
 		}
-		ok := r.step(genCtx, writeCtx, log, a.Topic, handler, ticker, batch, held, &lastTick, &abandoned)
-		if serialized != nil {
-			serialized.Unlock()
+		if r.cfg.Middleware != nil {
+			step = r.cfg.Middleware(handler, step)
 		}
-		if !ok {
+		if !step(ctx, batch) {
+			if ended {
+				r.cfg.Budget.Give(held)
+			}
 			return
 		}
 		for _, rec := range batch {

@@ -63,6 +63,8 @@ type Config struct {
 	RefreshInterval time.Duration
 	// NewHandler makes the handler of a newly assigned partition (restoring its state first).
 	NewHandler func(ctx context.Context, topic string, partition int) (Handler, error)
+	// Middleware wraps each batch's step of a handler made by NewHandler (nil: none).
+	Middleware Middleware
 	// NewAsync, set instead of NewHandler, makes the Async handler of a newly assigned partition.
 	NewAsync func(ctx context.Context, p AsyncPartition) (Async, error)
 	// Pending, for an Async stage, is told on every commit tick the record time of its oldest unsettled

@@ -47,16 +47,15 @@ type Abandoner interface {
 	Abandoned()
 }
 
-// Serialized is a Handler that shares state and output partitions with other handlers of its stage
-// (the inbound fast path: one session table and changelog partition for a repartition partition and
-// the channel partitions of the same number). The runtime holds Lock from before Process until that
-// batch's outputs (and the Tick's) are settled or abandoned, so the outputs of handlers sharing the lock
-// land in the order their inputs were applied. Lock is given the batch about to be processed (possibly
-// empty: a Tick may follow) and the partition's context, which ends when the partition is given up.
-type Serialized interface {
-	Lock(ctx context.Context, batch []stream.Record)
-	Unlock()
-}
+// Step processes one batch of a partition (possibly empty: a Tick may follow), writes what it made and
+// settles it; it reports false when the partition was lost meanwhile. ctx ends when the partition is
+// given up.
+type Step func(ctx context.Context, batch []stream.Record) bool
+
+// Middleware wraps the Step of handler h: behaviour around a batch that belongs to one client of the
+// runtime (the inbound fast path serializes its handlers' writes with it), watermill's HandlerMiddleware.
+// A middleware that waits before calling next holds the batch's bytes of the memory budget meanwhile.
+type Middleware func(h Handler, next Step) Step
 
 // Outcome is what became of one input's outputs.
 type Outcome struct {

@@ -557,16 +557,24 @@ func TestHandlerIsToldOfAbandonedOutputs(t *testing.T) {
 	}
 }
 
-// lockedHandler is a Serialized handler of one topic: Process logs "P <topic> <offset>" and emits the
-// record to "out"; every handler of a test shares mu.
+// lockedHandler is a handler of one topic: Process logs "P <topic> <offset>" and emits the record to
+// "out"; the handlers of a test share a lock (lockAround).
 type lockedHandler struct {
-	mu    *sync.Mutex
 	log   *eventLog
 	topic string
 }
 
-func (h lockedHandler) Lock(context.Context, []stream.Record) { h.mu.Lock() }
-func (h lockedHandler) Unlock()                               { h.mu.Unlock() }
+// lockAround is a Middleware holding mu across every batch's step, as the inbound fast path does.
+func lockAround(mu *sync.Mutex) Middleware {
+	return func(_ Handler, next Step) Step {
+		return func(ctx context.Context, batch []stream.Record) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return next(ctx, batch)
+		}
+	}
+}
+
 func (h lockedHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
 	for i, rec := range batch {
@@ -600,7 +608,7 @@ func (s loggingSink) Write(_ context.Context, outs []stream.Output) []error {
 	return make([]error, len(outs))
 }
 
-// Handlers sharing a lock (Serialized) have their outputs written in the order their inputs were
+// Handlers sharing a lock (a Middleware) have their outputs written in the order their inputs were
 // processed: a batch's outputs are acknowledged before another handler of the lock processes anything.
 func TestSerializedHandlersWriteInProcessOrder(t *testing.T) {
 	gen := newGeneration(Assignment{Topic: "a", Partition: 0}, Assignment{Topic: "b", Partition: 0})
@@ -615,9 +623,10 @@ func TestSerializedHandlersWriteInProcessOrder(t *testing.T) {
 	cfg := Config{Name: "test", GroupID: "g", Topics: func(context.Context) ([]string, error) { return []string{"a", "b"}, nil },
 		RefreshInterval: time.Hour,
 		NewHandler: func(_ context.Context, topic string, _ int) (Handler, error) {
-			return lockedHandler{mu: &mu, log: log, topic: topic}, nil
+			return lockedHandler{log: log, topic: topic}, nil
 		},
-		BatchSize: 3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond}
+		Middleware: lockAround(&mu),
+		BatchSize:  3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = New(cfg, broker, loggingSink{log}, zap.NewNop()).Run(ctx) }()
@@ -685,17 +694,18 @@ func TestBatchFetchedAfterTheGenerationEndedIsNotProcessed(t *testing.T) {
 	}
 }
 
-// revokingLock is a Serialized echo handler whose Lock returns only after the generation ended, as a
-// fast-path handler waiting for its slot's writes during a rebalance.
-type revokingLock struct {
-	*closeWatch
-	gen *fakeGeneration
+// revokingLock is a Middleware that goes on only after the generation ended, as the fast path's lock
+// waiting for its slot's writes during a rebalance.
+func revokingLock(gen *fakeGeneration) Middleware {
+	return func(_ Handler, next Step) Step {
+		return func(ctx context.Context, batch []stream.Record) bool {
+			gen.revoke()
+			return next(ctx, batch)
+		}
+	}
 }
 
-func (h revokingLock) Lock(context.Context, []stream.Record) { h.gen.revoke() }
-func (h revokingLock) Unlock()                               {}
-
-// A batch whose generation ended while its handler waited for the lock is not processed either.
+// A batch whose generation ended while a middleware waited (the lock) is not processed either.
 func TestBatchWhoseGenerationEndedDuringLockIsNotProcessed(t *testing.T) {
 	var processed atomic.Int32
 	cw := &closeWatch{handlerFunc: func(batch []stream.Record) []stream.Result {
@@ -703,19 +713,18 @@ func TestBatchWhoseGenerationEndedDuringLockIsNotProcessed(t *testing.T) {
 		return echo(batch)
 	}}
 	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
-	h := revokingLock{closeWatch: cw, gen: gen}
 	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {recs: records("a:1", "b:2")}}}
-	runOn(t, broker, h)
+	runOn(t, broker, cw, revokingLock(gen))
 	if !eventually(cw.closed.Load) {
 		t.Fatal("partition not closed after the generation ended")
 	}
 	if n := processed.Load(); n != 0 || cw.abandoned.Load() {
-		t.Fatalf("after the generation ended during Lock: %d records processed, abandoned=%v; want 0, false", n, cw.abandoned.Load())
+		t.Fatalf("after the generation ended in the middleware: %d records processed, abandoned=%v; want 0, false", n, cw.abandoned.Load())
 	}
 }
 
-// runOn runs a stage of handler h on broker until the test ends.
-func runOn(t *testing.T, broker *fakeBroker, h Handler) {
+// runOn runs a stage of handler h (inside mw, if given) on broker until the test ends.
+func runOn(t *testing.T, broker *fakeBroker, h Handler, mw ...Middleware) {
 	cfg := Config{
 		Name: "test", Pipeline: "inbound", GroupID: "g",
 		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
@@ -723,6 +732,9 @@ func runOn(t *testing.T, broker *fakeBroker, h Handler) {
 		NewHandler:      func(context.Context, string, int) (Handler, error) { return h, nil },
 		BatchSize:       3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond,
 		DeadLetters: deadletter.Builder{Topic: "dlq"},
+	}
+	if len(mw) > 0 {
+		cfg.Middleware = mw[0]
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

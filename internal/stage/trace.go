@@ -7,7 +7,8 @@ const (
 	// StepFetch is from the first record's timestamp to its batch in hand: time in Kafka, waiting for the
 	// partition's reader, and the fetch.
 	StepFetch = "fetch"
-	// StepLock is the wait for a Serialized handler's lock (another handler's writes in flight).
+	// StepLock is the wait in the stage's Middleware before the batch is processed (the inbound fast
+	// path's write lock: another handler's writes in flight).
 	StepLock = "lock"
 	// StepDecide is the handler's Process (decode, validate, decide).
 	StepDecide = "decide"

@@ -65,6 +65,6 @@ func TestStepsAreTraced(t *testing.T) {
 		}
 	}
 	if n := len(obs.get("traced/" + StepLock)); n != 0 {
-		t.Errorf("lock observed %d times for a handler that is not Serialized", n)
+		t.Errorf("lock observed %d times for a stage without a middleware", n)
 	}
 }

@@ -186,11 +186,11 @@ func (r *Runner) asyncWriter(log *zap.Logger, cp *checkpoint, results <-chan set
 			}
 			w := &batchWrite{r: r, log: log, batch: make([]stream.Record, len(batch)), outcomes: make([]Outcome, len(batch)),
 				dropped: map[int]bool{}, restamp: true}
-			var work []entry
+			var work []outgoing
 			for i, s := range batch {
 				w.batch[i], w.outcomes[i].Record = s.rec, s.rec
 				for _, o := range s.res.Outputs {
-					work = append(work, entry{out: o, input: i})
+					work = append(work, outgoing{out: o, input: i})
 				}
 				if len(s.res.Reject) > 0 {
 					work = append(work, w.deadLetterOf(i, s.res))

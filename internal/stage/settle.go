@@ -12,8 +12,8 @@ import (
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-// entry is one record to write and the input it belongs to.
-type entry struct {
+// outgoing is one record to write and the input it belongs to.
+type outgoing struct {
 	out       stream.Output
 	input     int  // index in the batch; -1 for housekeeping outputs (Tick)
 	dead      bool // a dead letter: never given up on, shrunk when refused as too large
@@ -42,7 +42,7 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 	decided time.Time) bool {
 	settler, _ := h.(Settler)
 	w := &batchWrite{r: r, log: log, batch: batch, outcomes: make([]Outcome, len(batch)), dropped: map[int]bool{}, decided: decided}
-	var work []entry
+	var work []outgoing
 	for i, rec := range batch {
 		w.outcomes[i].Record = rec
 		if len(results[i].Reject) > 0 {
@@ -51,11 +51,11 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 			continue
 		}
 		for _, o := range results[i].Outputs {
-			work = append(work, entry{out: o, input: i, giveUp: settler != nil && r.cfg.GiveUpAfter > 0})
+			work = append(work, outgoing{out: o, input: i, giveUp: settler != nil && r.cfg.GiveUpAfter > 0})
 		}
 	}
 	for _, o := range ticks {
-		work = append(work, entry{out: o, input: -1})
+		work = append(work, outgoing{out: o, input: -1})
 	}
 	if !w.write(ctx, writeCtx, work, settler != nil) {
 		return false
@@ -73,7 +73,7 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 			work = append(work, w.deadLetter(i, res.Reject))
 		}
 		for _, o := range res.Outputs {
-			work = append(work, entry{out: o, input: i})
+			work = append(work, outgoing{out: o, input: i})
 		}
 	}
 	w.dropped = map[int]bool{}
@@ -82,12 +82,12 @@ func (r *Runner) settle(ctx, writeCtx context.Context, log *zap.Logger, h Handle
 
 // deadLetter is the dead-letter middleware: every stage's dead letters are built, counted and logged
 // here, once each.
-func (w *batchWrite) deadLetter(input int, vs stream.Violations) entry {
+func (w *batchWrite) deadLetter(input int, vs stream.Violations) outgoing {
 	return w.deadLetterOf(input, stream.Result{Reject: vs})
 }
 
 // deadLetterOf is the dead letter of res.Reject, carrying res.DeadLetterValue when it is set.
-func (w *batchWrite) deadLetterOf(input int, res stream.Result) entry {
+func (w *batchWrite) deadLetterOf(input int, res stream.Result) outgoing {
 	rec, vs := w.batch[input], res.Reject
 	if res.DeadLetterValue != nil {
 		rec.Value = res.DeadLetterValue
@@ -95,16 +95,16 @@ func (w *batchWrite) deadLetterOf(input int, res stream.Result) entry {
 	w.r.cfg.Observer.DeadLettered(w.r.cfg.Name, rec, vs.Codes())
 	w.log.Warn("dead-lettered", zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition),
 		zap.Int64("offset", rec.Offset), zap.Strings("codes", vs.Codes()))
-	return entry{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true}
+	return outgoing{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true}
 }
 
-// write writes work until every entry is acknowledged, dropped (given up on, or replaced by a dead
+// write writes work until every record is acknowledged, dropped (given up on, or replaced by a dead
 // letter) or ctx ends (false). settled says whether failed inputs are reported to a Settler (true) or
 // dead-lettered here (false).
 //
 // Retries keep per-partition order: the sink never acknowledges a record of a partition after an
 // earlier one of the same call failed, and work keeps its order from one attempt to the next.
-func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled bool) bool {
+func (w *batchWrite) write(ctx, writeCtx context.Context, work []outgoing, settled bool) bool {
 	start := time.Now()
 	backoff := Retries
 	outs := make([]stream.Output, 0, len(work))
@@ -118,7 +118,7 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 		sent := w.r.steps.now()
 		errs := w.r.sink.Write(writeCtx, outs)
 		w.r.steps.since(StepAck, sent)
-		var retry []entry
+		var retry []outgoing
 		var last error
 		for j, e := range work {
 			err := errs[j]
@@ -184,7 +184,7 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []entry, settled 
 // refused or delivery_failed) and still writes its other outputs: the sessions stage's changelog record
 // must land even when its CCM record cannot, or the state restored later would differ from the one
 // that decided.
-func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []entry {
+func (w *batchWrite) fail(e outgoing, err error, settled bool, retry []outgoing) []outgoing {
 	if w.outcomes[e.input].Err != nil {
 		return retry
 	}
@@ -207,7 +207,7 @@ func (w *batchWrite) fail(e entry, err error, settled bool, retry []entry) []ent
 }
 
 // undropped removes the outputs of dropped inputs (their dead letters stay).
-func (w *batchWrite) undropped(work []entry) []entry {
+func (w *batchWrite) undropped(work []outgoing) []outgoing {
 	if len(w.dropped) == 0 {
 		return work
 	}

@@ -206,13 +206,11 @@ func (v *validator) check(src string, index int, value jsonseq.Value) validateRe
 			Message: fmt.Sprintf("the message is %d bytes; the limit is %d", value.Size, v.limits.MaxBytes)})
 		return r
 	}
-	m, err := cim.DecodeLimits(value.Data, v.limits)
-	if err != nil {
-		r.Violations = append(r.Violations, err.(*cim.DecodeError).Violation)
-		return r
+	m, vs := cim.DecodeAndValidate(value.Data, v.limits, v.dir)
+	if m != nil {
+		r.ID = m.ID()
 	}
-	r.ID = m.ID()
-	if vs := cim.Validate(m, v.dir); len(vs) > 0 {
+	if len(vs) > 0 {
 		r.Violations = vs
 		return r
 	}

@@ -25,11 +25,8 @@ func Validator(cfg config.Config) func(l Letter, target string) cim.Violations {
 		// A webhook egress dead letter goes back to its connector topic: it is checked as an outbound
 		// message, with no route to match (the route was taken before it reached that topic).
 		if l.Pipeline == "egress" && target == l.SourceTopic {
-			m, err := cim.DecodeLimits(l.Record.Value, limits)
-			if err != nil {
-				return cim.Violations{err.(*cim.DecodeError).Violation}
-			}
-			return cim.Validate(m, cim.Outbound)
+			_, vs := cim.DecodeAndValidate(l.Record.Value, limits, cim.Outbound)
+			return vs
 		}
 		outbound := target == cfg.Topics.CCMOutbound || (l.Pipeline == "outbound" && target == l.SourceTopic && target != cfg.Topics.Repartition)
 		if !outbound {

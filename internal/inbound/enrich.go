@@ -176,7 +176,7 @@ func (e *Enricher) ProcessMessage(rec stream.Record, m *cim.Message) stream.Resu
 	if m == nil || len(rec.Value) > cmp.Or(e.maxBytes, cim.DefaultMaxBytes) {
 		if m, err = cim.DecodeLimits(rec.Value, cim.Limits{MaxBytes: e.maxBytes}); err != nil {
 			// stage 1 wrote it; only a foreign producer on the internal topic gets here
-			return stream.Reject(err.(*cim.DecodeError).Violation)
+			return stream.Reject(cim.ViolationOf(err))
 		}
 	}
 	now := e.clock()

@@ -82,7 +82,7 @@ func (n *Normalizer) Process(rec stream.Record) stream.Result {
 // process is Process; with parsed, it also returns the output's value decoded (nil when there is none),
 // for the fast path to enrich without decoding it again.
 func (n *Normalizer) process(rec stream.Record, parsed bool) (stream.Result, *cim.Message) {
-	m, vs := check(rec.Value, n.limits)
+	m, vs := cim.DecodeAndValidate(rec.Value, n.limits, cim.Inbound)
 	if len(vs) > 0 {
 		return stream.Result{Reject: vs}, nil
 	}
@@ -146,16 +146,8 @@ func Check(value []byte, maxBytes int) cim.Violations {
 
 // CheckLimits is Check with the pipeline's limits: inbound.maxMessageBytes and inbound.maxIdBytes.
 func CheckLimits(value []byte, limits cim.Limits) cim.Violations {
-	_, vs := check(value, limits)
+	_, vs := cim.DecodeAndValidate(value, limits, cim.Inbound)
 	return vs
-}
-
-func check(value []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
-	m, err := cim.DecodeLimits(value, limits)
-	if err != nil {
-		return nil, cim.Violations{err.(*cim.DecodeError).Violation}
-	}
-	return m, cim.Validate(m, cim.Inbound)
 }
 
 // conversationKeyPrefix marks repartition keys of messages without channelData. Session keys start with

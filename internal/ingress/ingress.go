@@ -320,15 +320,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, answer, bool) {
 
 // decode checks body with the inbound rules, as the pipeline will.
 func decode(body []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
-	m, err := cim.DecodeLimits(body, limits)
-	if err != nil {
-		var de *cim.DecodeError
-		if errors.As(err, &de) {
-			return nil, cim.Violations{de.Violation}
-		}
-		return nil, cim.Violations{{Code: cim.CodeMalformed, Message: err.Error()}}
-	}
-	return m, cim.Validate(m, cim.Inbound)
+	return cim.DecodeAndValidate(body, limits, cim.Inbound)
 }
 
 func (h *Handler) channelOf(m *cim.Message) (string, bool) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/route"
@@ -108,12 +107,9 @@ func Decide(r *route.Router, value []byte, maxBytes int) Verdict {
 
 // DecideLimits is Decide with the pipeline's limits (inbound.maxMessageBytes and inbound.maxIdBytes).
 func DecideLimits(r *route.Router, value []byte, limits cim.Limits) Verdict {
-	m, err := cim.DecodeLimits(value, limits)
-	if err != nil {
-		return Verdict{Violations: cim.Violations{err.(*cim.DecodeError).Violation}}
-	}
-	v := Verdict{Message: m, Violations: cim.Validate(m, cim.Outbound)}
-	if len(v.Violations) == 0 {
+	m, vs := cim.DecodeAndValidate(value, limits, cim.Outbound)
+	v := Verdict{Message: m, Violations: vs}
+	if len(vs) == 0 {
 		v.Route = r.Explain(route.Message{ServiceIdentifier: m.ServiceIdentifier(), SenderType: m.SenderType(), BodyType: m.BodyType()})
 	}
 	return v
@@ -230,7 +226,7 @@ func NotificationOf(topic string, rec stream.Record, msg *cim.Message, o Outcome
 	}
 	n.Header.ProviderMessageID = o.ProviderMessageID
 	n.Header.Sender = cim.Sender{ID: "cimstream", Type: "APP", SenderName: "cimstream"}
-	n.Header.Timestamp = recordMillis(rec.Time)
+	n.Header.Timestamp = stream.Millis(rec.Time) // never negative: no CIM consumer accepts year-1 milliseconds
 	n.Body = cim.DeliveryNotificationBody{Type: "DELIVERYNOTIFICATION", MessageID: messageID, Status: status,
 		ReasonCode: reason, MarkdownText: text}
 	value, _ := json.Marshal(n) // strings, numbers and validated raw JSON only
@@ -240,15 +236,6 @@ func NotificationOf(topic string, rec stream.Record, msg *cim.Message, o Outcome
 	}
 	return stream.Output{Topic: topic, Partition: stream.ByKey, Key: []byte(key), Value: value,
 		Headers: deadletter.SourceHeaders(rec), Time: rec.Time}
-}
-
-// recordMillis is the input record's time in epoch milliseconds, never negative: a record without a
-// timestamp (zero time) would otherwise give year-1 milliseconds, which no CIM consumer accepts.
-func recordMillis(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return max(0, t.UnixMilli())
 }
 
 type note struct {

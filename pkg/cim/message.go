@@ -69,6 +69,26 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return e.Violation.Code + ": " + e.Violation.Message }
 
+// ViolationOf is the violation a decode error stands for: its DecodeError's (found through any
+// wrapping), or a malformed one with the error's text for any other error.
+func ViolationOf(err error) Violation {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de.Violation
+	}
+	return Violation{Code: CodeMalformed, Message: err.Error()}
+}
+
+// DecodeAndValidate decodes data within limits and validates it for dir: the message (nil when data is
+// no message at all) and every violation, none when valid.
+func DecodeAndValidate(data []byte, limits Limits, dir Direction) (*Message, Violations) {
+	m, err := DecodeLimits(data, limits)
+	if err != nil {
+		return nil, Violations{ViolationOf(err)}
+	}
+	return m, Validate(m, dir)
+}
+
 // Decode parses data with the default limits (1 MiB, 64 levels).
 func Decode(data []byte) (*Message, error) { return DecodeLimits(data, Limits{}) }
 

@@ -214,7 +214,8 @@ func (h *Handler) accept(r *http.Request, tenant *Tenant) answer {
 	if !ok {
 		return a
 	}
-	m, vs := decode(body, cim.Limits{MaxBytes: h.opts.MaxBodyBytes, MaxIDBytes: h.opts.MaxIDBytes})
+	// The inbound rules, as the pipeline will check them.
+	m, vs := cim.DecodeAndValidate(body, cim.Limits{MaxBytes: h.opts.MaxBodyBytes, MaxIDBytes: h.opts.MaxIDBytes}, cim.Inbound)
 	if len(vs) > 0 {
 		return problem(http.StatusBadRequest, "invalid_message", strconv.Itoa(len(vs))+" violation(s) of the CIM contract", vs)
 	}
@@ -316,11 +317,6 @@ func (h *Handler) readBody(r *http.Request) ([]byte, answer, bool) {
 			cim.Violations{{Code: cim.CodeMalformed, Message: "the body is empty: send one CIM message as JSON"}}), false
 	}
 	return body, answer{}, true
-}
-
-// decode checks body with the inbound rules, as the pipeline will.
-func decode(body []byte, limits cim.Limits) (*cim.Message, cim.Violations) {
-	return cim.DecodeAndValidate(body, limits, cim.Inbound)
 }
 
 func (h *Handler) channelOf(m *cim.Message) (string, bool) {

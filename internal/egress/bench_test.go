@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkDeliver202(b *testing.B) {
 	defer srv.Close()
 	d := &deliverer{channel: "web", post: NewHTTPPoster(srv.URL, []byte("secret"), 10*time.Second, 32),
 		retry: RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Second, Deadline: time.Minute},
-		slots: make(chan struct{}, 32), obs: nopObserver{}, now: time.Now, sleep: sleep}
+		slots: make(chan struct{}, 32), obs: nopObserver{}, now: time.Now, sleep: retry.Sleep}
 	k := newKeyed(1000)
 	var settled atomic.Int64
 	k.deliver = d.deliver

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -73,7 +74,7 @@ func NewChannel(cfg Config, broker stage.Broker, sink stage.Sink, post Poster, l
 	return &Channel{cfg: cfg, broker: broker, sink: sink, log: log, busy: newKeyBusy(),
 		entry: &stage.EntryGuard{Stage: stageName, Observer: cfg.Runner, Log: log.With(zap.String("stage", stageName))},
 		del: &deliverer{channel: cfg.Channel, post: post, retry: cfg.Retry, slots: make(chan struct{}, cfg.Concurrency), limits: cfg.Limits,
-			obs: cfg.Observer, now: time.Now, sleep: sleep},
+			obs: cfg.Observer, now: time.Now, sleep: retry.Sleep},
 		out: outcome{notifications: cfg.Notifications, limits: cfg.Limits}}
 }
 
@@ -170,16 +171,4 @@ func (c *Channel) readOne(ctx context.Context, stub stream.Record) (stream.Recor
 	}
 	defer reader.Close()
 	return c.entry.Reader(reader).Fetch(ctx)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

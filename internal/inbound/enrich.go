@@ -269,15 +269,20 @@ func sourceTime(rec stream.Record) int64 {
 // sourcePosition names rec by the connector record stage 1 read (its source headers), so a duplicate
 // written by either stage is recognised; a record without them is named by its own coordinates.
 func sourcePosition(rec stream.Record) session.Position {
+	if p, ok := sourceHeaders(rec); ok {
+		return p
+	}
+	return session.Position{Source: rec.Topic + "/" + strconv.Itoa(rec.Partition), Offset: rec.Offset}
+}
+
+// sourceHeaders is the connector record ("topic/partition" and offset) that stage 1 named in a
+// repartition record's source headers; false when a header is missing or the offset is no number.
+func sourceHeaders(rec stream.Record) (session.Position, bool) {
 	topic, okT := rec.Header(stream.HeaderSourceTopic)
 	part, okP := rec.Header(stream.HeaderSourcePartition)
 	off, okO := rec.Header(stream.HeaderSourceOffset)
-	if okT && okP && okO {
-		if o, err := strconv.ParseInt(string(off), 10, 64); err == nil {
-			return session.Position{Source: string(topic) + "/" + string(part), Offset: o}
-		}
-	}
-	return session.Position{Source: rec.Topic + "/" + strconv.Itoa(rec.Partition), Offset: rec.Offset}
+	o, err := strconv.ParseInt(string(off), 10, 64)
+	return session.Position{Source: string(topic) + "/" + string(part), Offset: o}, okT && okP && okO && err == nil
 }
 
 // Expire ends sessions idle past their timeout and forgets ended ones (see session.Table.Expire); it

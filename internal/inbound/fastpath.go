@@ -3,7 +3,6 @@ package inbound
 import (
 	"context"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -55,16 +54,9 @@ func (s *slot) applied(rec stream.Record) {
 	if _, replayed := rec.Header(stream.HeaderReplayOf); replayed {
 		return
 	}
-	topic, okT := rec.Header(stream.HeaderSourceTopic)
-	part, okP := rec.Header(stream.HeaderSourcePartition)
-	off, okO := rec.Header(stream.HeaderSourceOffset)
-	if !okT || !okP || !okO {
-		return
-	}
-	if o, err := strconv.ParseInt(string(off), 10, 64); err == nil {
-		src := string(topic) + "/" + string(part)
-		if prev, ok := s.appliedFrom[src]; !ok || o > prev {
-			s.appliedFrom[src] = o
+	if src, ok := sourceHeaders(rec); ok {
+		if prev, seen := s.appliedFrom[src.Source]; !seen || src.Offset > prev {
+			s.appliedFrom[src.Source] = src.Offset
 		}
 	}
 }

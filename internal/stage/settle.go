@@ -19,6 +19,10 @@ type outgoing struct {
 	dead      bool // a dead letter: never given up on, shrunk when refused as too large
 	giveUp    bool // may be given up on after Config.GiveUpAfter (a Settler's deliveries)
 	restamped bool // refused for its timestamp once and restamped with the time of now
+	// codes of a dead letter, and the record it carries: counted and logged once acknowledged, so a dead
+	// letter the partition lost before it was written is counted by the owner that writes it, once.
+	codes   []string
+	carried stream.Record
 }
 
 // batchWrite settles one batch: it writes the records the handler made, dead letters for rejected
@@ -92,10 +96,15 @@ func (w *batchWrite) deadLetterOf(input int, res stream.Result) outgoing {
 	if res.DeadLetterValue != nil {
 		rec.Value = res.DeadLetterValue
 	}
-	w.r.cfg.Observer.DeadLettered(w.r.cfg.Name, rec, vs.Codes())
+	return outgoing{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true, codes: vs.Codes(), carried: rec}
+}
+
+// deadLettered counts and logs a dead letter the broker acknowledged.
+func (w *batchWrite) deadLettered(e outgoing) {
+	rec := e.carried
+	w.r.cfg.Observer.DeadLettered(w.r.cfg.Name, rec, e.codes)
 	w.log.Warn("dead-lettered", zap.String("topic", rec.Topic), zap.Int("partition", rec.Partition),
-		zap.Int64("offset", rec.Offset), zap.Strings("codes", vs.Codes()))
-	return outgoing{out: w.r.cfg.DeadLetters.Build(rec, vs), input: input, dead: true}
+		zap.Int64("offset", rec.Offset), zap.Strings("codes", e.codes))
 }
 
 // write writes work until every record is acknowledged, dropped (given up on, or replaced by a dead
@@ -125,18 +134,26 @@ func (w *batchWrite) write(ctx, writeCtx context.Context, work []outgoing, settl
 			switch {
 			case err == nil:
 				w.r.cfg.Observer.Produced(w.r.cfg.Name, e.out.Topic, 1)
+				if e.dead {
+					w.deadLettered(e)
+				}
 			case Final(err) && e.dead:
 				smaller, ok := deadletter.Shrink(e.out, w.batch[e.input])
 				if errors.Is(err, ErrRefused) {
 					// Refused for its timestamp or shape: a dead letter of now, with a key, is what any
-					// dead-letter topic takes.
-					smaller, ok = e.out, true
-					smaller.Time = time.Now()
+					// dead-letter topic takes. Refused again, it waits like any failed write (a topic policy
+					// refusing every dead letter must not make a loop of requests).
+					smaller, ok = e.out, !e.restamped
+					smaller.Time, e.restamped = time.Now(), true
 					if smaller.Key == nil {
 						smaller.Key = []byte{}
 					}
 				}
-				if !ok {
+				if !ok && errors.Is(err, ErrRefused) {
+					w.log.Error("the dead-letter topic refuses a dead letter of now with a key; check its policy",
+						zap.String("topic", e.out.Topic), zap.Error(err))
+					last = err
+				} else if !ok {
 					// Not even cimstream's headers fit: the dead-letter topic's limit is misconfigured. Keep
 					// trying (nothing is lost; the partition waits for the operator).
 					w.log.Error("the dead-letter topic refuses even a headers-only dead letter; raise its max.message.bytes",

@@ -2,9 +2,7 @@ package kafkaedge
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -143,59 +141,4 @@ func Lag(factory *kafkaclient.Factory) func(ctx context.Context, group string, t
 	return func(ctx context.Context, group string, topics []string) ([]stage.PartitionLag, error) {
 		return GroupLag(ctx, factory, group, topics)
 	}
-}
-
-// ReadAll reads a partition from its first offset up to the end it has when called, for restoring
-// state; fn sees each record's key and value (nil for a tombstone).
-func ReadAll(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, fn func(key, value []byte) error) (int, error) {
-	n, _, err := ReadFrom(ctx, factory, topic, partition, -1, fn)
-	return n, err
-}
-
-// ErrGap is returned (wrapped) by ReadFrom when from is outside the partition's offsets: records after
-// it were deleted (or the topic was recreated), so state built up to from cannot be caught up.
-var ErrGap = errors.New("offset outside the partition")
-
-// ReadFrom reads a partition from offset from (-1: its first offset) up to the end it has when called
-// (its last stable offset: see Bounds), and returns the records read and that end. A from outside
-// [first offset, end] is ErrGap.
-func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from int64, fn func(key, value []byte) error) (int, int64, error) {
-	first, end, err := Bounds(ctx, factory, topic, partition)
-	if err != nil {
-		return 0, 0, err
-	}
-	switch {
-	case from < 0:
-		from = first
-	case from < first || from > end:
-		return 0, end, fmt.Errorf("%s/%d: %w: %d not in [%d, %d]", topic, partition, ErrGap, from, first, end)
-	}
-	if end <= from {
-		return 0, end, nil
-	}
-	reader, err := factory.PartitionReader(topic, partition, from)
-	if err != nil {
-		return 0, end, err
-	}
-	defer reader.Close()
-	n := 0
-	for {
-		m, err := reader.FetchBefore(ctx, end)
-		if errors.Is(err, io.EOF) { // end reached, possibly past offsets that are no records
-			return n, end, nil
-		}
-		if err != nil {
-			return n, end, fmt.Errorf("read %s/%d: %w", topic, partition, err)
-		}
-		if err := fn(m.Key, m.Value); err != nil {
-			return n, end, fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, m.Offset, err)
-		}
-		n++
-	}
-}
-
-// Bounds returns a partition's first offset and its end as a read_committed reader sees it: the last
-// stable offset, which is the offset the next record will get unless a transaction is open.
-func Bounds(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int) (first, end int64, err error) {
-	return kafkaclient.CommittedBounds(ctx, factory.Client(), topic, partition)
 }

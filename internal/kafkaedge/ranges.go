@@ -66,7 +66,7 @@ func Ranges(ctx context.Context, factory *kafkaclient.Factory, topic string) ([]
 	return out, nil
 }
 
-// readIdle bounds the wait for the next record of a range read.
+// readIdle bounds the wait for the next record of a read: below its end, a record is always there.
 const readIdle = 15 * time.Second
 
 // ReadRange reads the committed records of one partition from offset from up to (not including) end, in
@@ -83,6 +83,11 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	} else if stable < end {
 		end = stable
 	}
+	return readCommitted(ctx, factory, topic, partition, from, end, fn)
+}
+
+// readCommitted is ReadRange with end known to be at most the last stable offset.
+func readCommitted(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
 	if from >= end {
 		return nil
 	}
@@ -90,6 +95,12 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	if err != nil {
 		return err
 	}
+	return readTo(ctx, reader, topic, partition, end, fn)
+}
+
+// readTo is the one partition read loop: reader's records below end, each waited for at most readIdle;
+// it closes reader.
+func readTo(ctx context.Context, reader *kafkaclient.Reader, topic string, partition int, end int64, fn func(stream.Record) error) error {
 	defer reader.Close()
 	for {
 		fctx, cancel := context.WithTimeout(ctx, readIdle)
@@ -141,17 +152,5 @@ func ReadHeld(ctx context.Context, factory *kafkaclient.Factory, topic string, p
 	if err != nil {
 		return err
 	}
-	defer reader.Close()
-	for {
-		m, err := reader.FetchBefore(ctx, end)
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil
-		case err != nil:
-			return kafkaclient.Explain(fmt.Errorf("read %s/%d: %w", topic, partition, err))
-		}
-		if err := fn(toRecord(m)); err != nil {
-			return err
-		}
-	}
+	return readTo(ctx, reader, topic, partition, end, fn)
 }

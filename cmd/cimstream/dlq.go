@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 )
 
@@ -60,8 +60,8 @@ func (f *dlqFilters) register(cmd *cobra.Command) {
 }
 
 // filter checks the flags and builds the selection; now resolves ages.
-func (f *dlqFilters) filter(now time.Time) (dlq.Filter, error) {
-	out := dlq.Filter{Codes: f.codes, SourceTopics: f.sourceTopics, IDs: f.ids}
+func (f *dlqFilters) filter(now time.Time) (tool.Filter, error) {
+	out := tool.Filter{Codes: f.codes, SourceTopics: f.sourceTopics, IDs: f.ids}
 	// A list flag given an empty value (--code= or --id "") parses to an empty list, which would select
 	// every dead letter: refuse it rather than widen the selection.
 	if f.changed != nil {
@@ -205,11 +205,11 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 			defer stop()
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
-			in := dlq.Inspect{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, Now: now}
+			in := tool.Inspect{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, Now: now}
 			if list {
-				in.OnLetter = func(l dlq.Letter, replayed bool) error { return enc.Encode(l.JSON(&replayed)) }
+				in.OnLetter = func(l tool.Letter, replayed bool) error { return enc.Encode(l.JSON(&replayed)) }
 			}
-			s, err := in.Run(ctx, dlq.KafkaBroker(factory))
+			s, err := in.Run(ctx, tool.KafkaBroker(factory))
 			if err != nil {
 				return err
 			}
@@ -230,9 +230,9 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 	return cmd
 }
 
-func printDLQSummary(w io.Writer, s dlq.Summary) {
+func printDLQSummary(w io.Writer, s tool.Summary) {
 	fmt.Fprintf(w, "%s: %d dead letters, %d selected, %d of them already replayed\n", s.Topic, s.Letters, s.Selected, s.Replayed)
-	section := func(title string, counts []dlq.AgeCount) {
+	section := func(title string, counts []tool.AgeCount) {
 		fmt.Fprintf(w, "\nby %s:\n", title)
 		if len(counts) == 0 {
 			fmt.Fprintln(w, "  (none)")
@@ -241,9 +241,9 @@ func printDLQSummary(w io.Writer, s dlq.Summary) {
 			fmt.Fprintf(w, "  %-40s %d\n", c.Bucket, c.Count)
 		}
 	}
-	section("code", dlq.Counts(s.ByCode))
-	section("source topic", dlq.Counts(s.BySource))
-	section("pipeline", dlq.Counts(s.ByPipeline))
+	section("code", tool.Counts(s.ByCode))
+	section("source topic", tool.Counts(s.BySource))
+	section("pipeline", tool.Counts(s.ByPipeline))
 	section("age", s.ByAge)
 }
 
@@ -317,17 +317,17 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			defer stop()
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			enc := json.NewEncoder(out)
-			r := dlq.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
-				DryRun: dryRun, Validate: dlq.Validator(cfg), Partition: dlq.Partitioner(cfg), Own: dlq.Own(cfg),
+			r := tool.Replay{Topic: dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter), Filter: filter, To: to, MaxReplays: maxReplays,
+				DryRun: dryRun, Validate: tool.Validator(cfg), Partition: tool.Partitioner(cfg), Own: tool.Own(cfg),
 				// A live run finishes a batch within three produce timeouts (intent, records, done); the
 				// default window adds minutes for clock skew and a stalled process.
-				ActiveWindow: dlq.DefaultActiveWindow + 3*cfg.Kafka.Producer.WriteTimeout}
+				ActiveWindow: tool.DefaultActiveWindow + 3*cfg.Kafka.Producer.WriteTimeout}
 			if dryRun || list {
-				r.OnDecision = func(d dlq.Decision) { _ = enc.Encode(d.JSON()) }
+				r.OnDecision = func(d tool.Decision) { _ = enc.Encode(d.JSON()) }
 			}
 			progress := newDLQProgressLine(errOut)
 			r.OnProgress = progress.show
-			acct, err := r.Run(ctx, dlq.KafkaBroker(factory))
+			acct, err := r.Run(ctx, tool.KafkaBroker(factory))
 			progress.clear()
 			verb := "replay"
 			if dryRun {
@@ -335,9 +335,9 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 			}
 			if format == "json" {
 				_ = enc.Encode(struct {
-					DryRun  bool        `json:"dryRun"`
-					Account dlq.Account `json:"account"`
-					Error   string      `json:"error,omitempty"`
+					DryRun  bool         `json:"dryRun"`
+					Account tool.Account `json:"account"`
+					Error   string       `json:"error,omitempty"`
 				}{dryRun, acct, dlqErrText(err)})
 			} else if dryRun || list {
 				fmt.Fprintf(errOut, "%s: %s\n", verb, acct) // stdout stays JSON lines
@@ -352,7 +352,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 	fl.StringVar(&to, "to", "", "replay to this topic instead of each dead letter's source topic")
 	fl.BoolVar(&dryRun, "dry-run", false, "write nothing; print what would be replayed (and why the others would not)")
 	fl.BoolVar(&list, "list", false, "print one JSON line per selected dead letter, as --dry-run does")
-	fl.IntVar(&maxReplays, "max-replays", dlq.DefaultMaxReplays, "loop guard: refuse records already replayed this many times")
+	fl.IntVar(&maxReplays, "max-replays", tool.DefaultMaxReplays, "loop guard: refuse records already replayed this many times")
 	fl.StringVar(&format, "format", "text", "the account as text or json")
 	return cmd
 }
@@ -418,7 +418,7 @@ func newDLQProgressLine(w io.Writer) *dlqProgressLine {
 	return &dlqProgressLine{w: w, on: on}
 }
 
-func (p *dlqProgressLine) show(pr dlq.Progress) {
+func (p *dlqProgressLine) show(pr tool.Progress) {
 	if !p.on || (time.Since(p.last) < 200*time.Millisecond && pr.Records < pr.Total) {
 		return
 	}

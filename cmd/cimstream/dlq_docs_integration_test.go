@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/stream"
@@ -81,7 +81,7 @@ func TestIntegrationOperationsDLQExamplesWork(t *testing.T) {
 		rec := stream.Record{Topic: l.topic, Offset: int64(i), Key: []byte("k"), Value: []byte(l.value), Time: now}
 		outs = append(outs, deadletter.Builder{Topic: cfg.Topics.DeadLetter, Pipeline: l.pipeline}.Build(rec, cim.Violations{{Path: "header", Code: l.code, Message: "broken"}}))
 	}
-	dlqWriteAll(t, dlq.KafkaBroker(f), outs)
+	dlqWriteAll(t, tool.KafkaBroker(f), outs)
 	dir := t.TempDir()
 	yaml, err := cfg.YAML()
 	if err != nil {
@@ -115,14 +115,14 @@ func TestIntegrationOperationsDLQExamplesWork(t *testing.T) {
 	// limit); the others only in the dry run.
 	time.Sleep(time.Second)
 	recs := kafkatest.KcatConsume(t, web, kafkatest.AtLeast(1))
-	if len(recs) != 1 || recs[0].Value != valid || recs[0].Headers[dlq.HeaderReplayCount] != "1" {
+	if len(recs) != 1 || recs[0].Value != valid || recs[0].Headers[tool.HeaderReplayCount] != "1" {
 		t.Errorf("%s holds %d records (%v), want the one too_large dead letter replayed", web, len(recs), recs)
 	}
 }
 
 // dlqWriteAll writes outs, again for those that failed (a new topic's leader may not be known to every
 // client yet), at most 10 times.
-func dlqWriteAll(t *testing.T, b dlq.Broker, outs []stream.Output) {
+func dlqWriteAll(t *testing.T, b tool.Broker, outs []stream.Output) {
 	t.Helper()
 	for attempt := 1; len(outs) > 0; attempt++ {
 		var failed []stream.Output

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/inbound"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkatest"
@@ -75,7 +75,7 @@ func dlqStartInbound(t *testing.T, cfg config.Config) (stop func()) {
 func dlqDeadLetters(recs []kafkatest.KcatRecord) []kafkatest.KcatRecord {
 	var out []kafkatest.KcatRecord
 	for _, r := range recs {
-		if _, marker := r.Headers[dlq.HeaderMarker]; !marker && r.Headers["cimstream.error.codes"] != "" {
+		if _, marker := r.Headers[tool.HeaderMarker]; !marker && r.Headers["cimstream.error.codes"] != "" {
 			out = append(out, r)
 		}
 	}
@@ -102,7 +102,7 @@ func dlqConnectorMsg(id, customer, text, pad string) string {
 }
 
 // dlqReplayAccount runs `dlq replay --format json` and returns its account and the JSON lines before it.
-func dlqReplayAccount(t *testing.T, load func(*cobra.Command) (config.Config, error), args ...string) (dlq.Account, []dlq.DecisionJSON) {
+func dlqReplayAccount(t *testing.T, load func(*cobra.Command) (config.Config, error), args ...string) (tool.Account, []tool.DecisionJSON) {
 	t.Helper()
 	stdout, stderr, err := execDLQ(t, load, append([]string{"replay", "--format", "json"}, args...)...)
 	if err != nil {
@@ -110,14 +110,14 @@ func dlqReplayAccount(t *testing.T, load func(*cobra.Command) (config.Config, er
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	var last struct {
-		Account dlq.Account `json:"account"`
+		Account tool.Account `json:"account"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
 		t.Fatalf("account line %q: %v", lines[len(lines)-1], err)
 	}
-	var ds []dlq.DecisionJSON
+	var ds []tool.DecisionJSON
 	for _, l := range lines[:len(lines)-1] {
-		var d dlq.DecisionJSON
+		var d tool.DecisionJSON
 		if err := json.Unmarshal([]byte(l), &d); err != nil {
 			t.Fatalf("decision line %q: %v", l, err)
 		}
@@ -129,7 +129,7 @@ func dlqReplayAccount(t *testing.T, load func(*cobra.Command) (config.Config, er
 	return last.Account, ds
 }
 
-func dlqWantAccount(t *testing.T, step string, got, want dlq.Account) {
+func dlqWantAccount(t *testing.T, step string, got, want tool.Account) {
 	t.Helper()
 	want.Other = got.Other // markers are the replay's own records, checked elsewhere
 	if got != want {
@@ -182,7 +182,7 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s dlq.Summary
+	var s tool.Summary
 	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
 		t.Fatalf("%v: %s", err, stdout)
 	}
@@ -202,7 +202,7 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	truncated := 0
 	for _, l := range lines {
-		var j dlq.LetterJSON
+		var j tool.LetterJSON
 		if err := json.Unmarshal([]byte(l), &j); err != nil {
 			t.Fatalf("%v: %s", err, l)
 		}
@@ -227,28 +227,28 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 
 	// dry run: nothing written.
 	acct, ds := dlqReplayAccount(t, load, "--dry-run")
-	dlqWantAccount(t, "dry run", acct, dlq.Account{Read: 5, Replayed: 2, StillInvalid: 2, Unreplayable: 1})
+	dlqWantAccount(t, "dry run", acct, tool.Account{Read: 5, Replayed: 2, StillInvalid: 2, Unreplayable: 1})
 	if len(ds) != 5 {
 		t.Errorf("dry run listed %d decisions, want 5", len(ds))
 	}
 	// a filter; the still-invalid record is skipped.
 	acct, _ = dlqReplayAccount(t, load, "--code", "required", "--source-topic", web)
-	dlqWantAccount(t, "replay --code required", acct, dlq.Account{Read: 5, StillInvalid: 1, Filtered: 4})
+	dlqWantAccount(t, "replay --code required", acct, tool.Account{Read: 5, StillInvalid: 1, Filtered: 4})
 	if n := len(kafkatest.KcatConsume(t, web, kafkatest.AtLeast(8))); n != 8 {
 		t.Fatalf("%s holds %d records after a dry run and an invalid-only replay, want the 8 produced", web, n)
 	}
 
 	// replay while the service still refuses them: they come back as dead letters, counted once more.
 	acct, _ = dlqReplayAccount(t, load, "--code", "too_large")
-	dlqWantAccount(t, "first replay", acct, dlq.Account{Read: 5, Replayed: 2, Unreplayable: 1, Filtered: 2})
+	dlqWantAccount(t, "first replay", acct, tool.Account{Read: 5, Replayed: 2, Unreplayable: 1, Filtered: 2})
 	webRecs := kafkatest.KcatConsume(t, web, kafkatest.AtLeast(10))
 	replays := 0
 	for _, r := range webRecs {
-		if r.Headers[dlq.HeaderReplayOf] == "" {
+		if r.Headers[tool.HeaderReplayOf] == "" {
 			continue
 		}
 		replays++
-		if r.Headers[dlq.HeaderReplayCount] != "1" || r.Headers[dlq.HeaderReplayOf] == "" || r.Headers["cimstream.error.codes"] != "" ||
+		if r.Headers[tool.HeaderReplayCount] != "1" || r.Headers[tool.HeaderReplayOf] == "" || r.Headers["cimstream.error.codes"] != "" ||
 			r.Headers["cimstream.source.topic"] != "" || (r.Key != "dan" && r.Key != "eve") {
 			t.Errorf("replayed record key %q headers %v", r.Key, r.Headers)
 		}
@@ -260,18 +260,18 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 
 	// loop guard.
 	acct, _ = dlqReplayAccount(t, load, "--code", "too_large", "--max-replays", "1")
-	dlqWantAccount(t, "loop guard", acct, dlq.Account{Read: 7, Guarded: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
+	dlqWantAccount(t, "loop guard", acct, tool.Account{Read: 7, Guarded: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
 
 	// the fix: the service restarts with the larger limit; the replay reaches the CCM topic.
 	stopStrict()
 	dlqStartInbound(t, cfg)
 	acct, _ = dlqReplayAccount(t, load, "--code", "too_large")
-	dlqWantAccount(t, "replay after the fix", acct, dlq.Account{Read: 7, Replayed: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
+	dlqWantAccount(t, "replay after the fix", acct, tool.Account{Read: 7, Replayed: 2, AlreadyReplayed: 2, Unreplayable: 1, Filtered: 2})
 	kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeastMessages(5)) // the replayed records went through the pipeline
 
 	// a second replay of everything replays nothing.
 	acct, _ = dlqReplayAccount(t, load)
-	dlqWantAccount(t, "second replay", acct, dlq.Account{Read: 7, AlreadyReplayed: 4, StillInvalid: 2, Unreplayable: 1})
+	dlqWantAccount(t, "second replay", acct, tool.Account{Read: 7, AlreadyReplayed: 4, StillInvalid: 2, Unreplayable: 1})
 
 	time.Sleep(2 * time.Second) // anything replayed twice would have reached the topics by now
 	ccm := kafkatest.Messages(kafkatest.KcatConsume(t, cfg.Topics.CCMInbound, kafkatest.AtLeastMessages(5)))
@@ -279,8 +279,8 @@ func TestIntegrationDLQInspectAndReplayThroughInbound(t *testing.T) {
 	for _, r := range ccm {
 		texts[dlqText(r.Value)]++
 		// The channel topic's replay headers reach the CCM renamed, as any cimstream.* header from outside.
-		if t2 := dlqText(r.Value); strings.HasPrefix(t2, "big") && r.Headers[stream.RenamedPrefix+dlq.HeaderReplayCount] != "2" {
-			t.Errorf("%s reached the CCM with replay count %q, want 2", t2, r.Headers[stream.RenamedPrefix+dlq.HeaderReplayCount])
+		if t2 := dlqText(r.Value); strings.HasPrefix(t2, "big") && r.Headers[stream.RenamedPrefix+tool.HeaderReplayCount] != "2" {
+			t.Errorf("%s reached the CCM with replay count %q, want 2", t2, r.Headers[stream.RenamedPrefix+tool.HeaderReplayCount])
 		}
 	}
 	if len(ccm) != 5 || texts["v1"] != 1 || texts["v2"] != 1 || texts["v3"] != 1 || texts["big1"] != 1 || texts["big2"] != 1 {

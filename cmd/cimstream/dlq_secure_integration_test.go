@@ -14,7 +14,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/kafkatest"
@@ -47,7 +47,7 @@ func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 	}
 	value := `{"header":{"sender":{"id":"w","type":"CONNECTOR","senderName":"W"},"channelData":{"serviceIdentifier":"web","channelCustomerIdentifier":"c"}},"body":{"type":"PLAIN","markdownText":"secure"}}`
 	rec := stream.Record{Topic: target, Key: []byte("c"), Value: []byte(value), Time: time.Now()}
-	dlqWriteAll(t, dlq.KafkaBroker(pf), []stream.Output{deadletter.Builder{Topic: dlqTopic, Pipeline: "inbound"}.
+	dlqWriteAll(t, tool.KafkaBroker(pf), []stream.Output{deadletter.Builder{Topic: dlqTopic, Pipeline: "inbound"}.
 		Build(rec, cim.Violations{{Code: "delivery_failed", Message: "gave up"}})})
 
 	cfgFile := filepath.Join(dir, "secure.yaml")
@@ -67,7 +67,7 @@ func TestIntegrationDLQOverSASLSSL(t *testing.T) {
 		t.Fatalf("replay over SASL_SSL: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	got := 0
-	err = dlq.KafkaBroker(pf).Read(ctx, target, 0, 0, 1, func(r stream.Record) error {
+	err = tool.KafkaBroker(pf).Read(ctx, target, 0, 0, 1, func(r stream.Record) error {
 		if string(r.Value) == value {
 			got++
 		}

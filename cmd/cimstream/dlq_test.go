@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 )
 
 // execDLQ runs newDLQCommand with args and a loader returning cfg (or failing the test when
@@ -104,18 +104,18 @@ func TestParseWhen(t *testing.T) {
 func TestProgressLineOnlyOnATerminal(t *testing.T) {
 	var buf bytes.Buffer
 	p := newDLQProgressLine(&buf) // not a terminal
-	p.show(dlq.Progress{Records: 1, Total: 1})
+	p.show(tool.Progress{Records: 1, Total: 1})
 	p.clear()
 	if buf.Len() != 0 {
 		t.Errorf("progress written to a non-terminal: %q", buf.String())
 	}
 	p = &dlqProgressLine{w: &buf, on: true}
-	p.show(dlq.Progress{Records: 5, Total: 10, Account: dlq.Account{Replayed: 3, Filtered: 2}})
-	p.show(dlq.Progress{Records: 6, Total: 10}) // within 200 ms: skipped
+	p.show(tool.Progress{Records: 5, Total: 10, Account: tool.Account{Replayed: 3, Filtered: 2}})
+	p.show(tool.Progress{Records: 6, Total: 10}) // within 200 ms: skipped
 	if got := buf.String(); strings.Count(got, "\r") != 1 || !strings.Contains(got, "5/10 records read: replayed 3") {
 		t.Errorf("progress %q", got)
 	}
-	p.show(dlq.Progress{Records: 10, Total: 10}) // the last one is always shown
+	p.show(tool.Progress{Records: 10, Total: 10}) // the last one is always shown
 	p.clear()
 	if got := buf.String(); !strings.Contains(got, "10/10") || !strings.HasSuffix(got, "\r\033[K") {
 		t.Errorf("progress %q: want the final count and the line cleared", got)

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/stream"
 )
@@ -90,15 +90,15 @@ func TestIntegrationConnectorCannotForgeCimstreamHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s dlq.Summary
+	var s tool.Summary
 	if err := json.Unmarshal([]byte(stdout), &s); err != nil || s.Letters != 1 || s.Replayed != 0 {
 		t.Errorf("inspect: %s %v: want the one dead letter, not replayed", stdout, err)
 	}
 	acct, _ := dlqReplayAccount(t, load)
-	dlqWantAccount(t, "replay", acct, dlq.Account{Read: 1, Replayed: 1})
+	dlqWantAccount(t, "replay", acct, tool.Account{Read: 1, Replayed: 1})
 	var replays []kafkatest.KcatRecord
 	for _, r := range kafkatest.KcatConsume(t, web, kafkatest.AtLeast(3)) {
-		if r.Headers[stream.HeaderReplayOf] == dlq.Ref(cfg.Topics.DeadLetter, dl.Partition, dl.Offset) {
+		if r.Headers[stream.HeaderReplayOf] == tool.Ref(cfg.Topics.DeadLetter, dl.Partition, dl.Offset) {
 			replays = append(replays, r)
 		}
 	}

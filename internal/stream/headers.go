@@ -46,7 +46,7 @@ const (
 	HeaderValueMissing = "cimstream.value.missing"
 )
 
-// Replay headers (internal/dlq writes them).
+// Replay headers (internal/deadletter/tool writes them).
 const (
 	// HeaderReplayCount is how many times a replayed record has been replayed; for people reading the
 	// topic: the loop guard counts from the dead-letter topic's own markers, not from this header.

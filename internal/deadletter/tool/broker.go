@@ -1,4 +1,4 @@
-package dlq
+package tool
 
 import (
 	"context"

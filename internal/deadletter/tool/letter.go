@@ -1,9 +1,9 @@
-// Package dlq holds the dead-letter tools: inspect (read the dead-letter topic, filter, count by code,
+// Package tool holds the dead-letter tools: inspect (read the dead-letter topic, filter, count by code,
 // source topic, pipeline and age, list as JSON lines) and replay (re-produce chosen dead letters to
 // their source topic or another, re-validated, guarded against loops, resumable, with an exact
 // account). Kafka is reached through the Broker interface, so the logic is tested without one;
 // KafkaBroker implements it with internal/kafkaedge.
-package dlq
+package tool
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package dlq_test
+package tool_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
-	"github.com/cimstream/cimstream/internal/dlq"
+	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { os.Exit(kafkatest.Main(m)) }
 // crashing fails the n-th "done" marker write, as a process killed between acknowledged replays and
 // their record would.
 type crashing struct {
-	dlq.Broker
+	tool.Broker
 	n, seen int
 }
 
@@ -28,7 +28,7 @@ var errCrash = errors.New("killed")
 
 func (c *crashing) Write(ctx context.Context, outs []stream.Output) []error {
 	if len(outs) == 1 {
-		if hs := outs[0].Headers; len(hs) == 1 && hs[0].Key == dlq.HeaderMarker && string(hs[0].Value) == "done" {
+		if hs := outs[0].Headers; len(hs) == 1 && hs[0].Key == tool.HeaderMarker && string(hs[0].Value) == "done" {
 			c.seen++
 			if c.seen == c.n {
 				return []error{errCrash}
@@ -44,7 +44,7 @@ func TestIntegrationReplayInterruptedRunIsCompletedWithoutDuplicates(t *testing.
 	cfg := kafkatest.Config(t)
 	dlqTopic := kafkatest.Topic(t, "dlq", 2)
 	target := kafkatest.Topic(t, "target", 3)
-	b := dlq.KafkaBroker(kafkatest.Factory(t))
+	b := tool.KafkaBroker(kafkatest.Factory(t))
 	const n = 30
 	var outs []stream.Output
 	for i := range n {
@@ -59,10 +59,10 @@ func TestIntegrationReplayInterruptedRunIsCompletedWithoutDuplicates(t *testing.
 			t.Fatalf("dead letter %d: %v", i, err)
 		}
 	}
-	replay := dlq.Replay{Topic: dlqTopic, BatchSize: 4, Validate: dlq.Validator(cfg)}
+	replay := tool.Replay{Topic: dlqTopic, BatchSize: 4, Validate: tool.Validator(cfg)}
 
 	acct, err := replay.Run(context.Background(), &crashing{Broker: b, n: 3})
-	if !errors.Is(err, errCrash) || !errors.Is(err, dlq.ErrPartial) {
+	if !errors.Is(err, errCrash) || !errors.Is(err, tool.ErrPartial) {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	if acct.Replayed != 8 || acct.Unfinished != 4 || !acct.Exact() {
@@ -74,7 +74,7 @@ func TestIntegrationReplayInterruptedRunIsCompletedWithoutDuplicates(t *testing.
 	}
 
 	// Right away the unfinished batch may still be someone's: refused, nothing written.
-	if _, err := replay.Run(context.Background(), b); !errors.Is(err, dlq.ErrBusy) {
+	if _, err := replay.Run(context.Background(), b); !errors.Is(err, tool.ErrBusy) {
 		t.Fatalf("a run right after: %v, want ErrBusy", err)
 	}
 	// Once the window has passed (shortened here), the next run completes it.
@@ -95,7 +95,7 @@ func TestIntegrationReplayInterruptedRunIsCompletedWithoutDuplicates(t *testing.
 	recs := kafkatest.KcatConsume(t, target, kafkatest.AtLeast(n))
 	seen := map[string]int{}
 	for _, r := range recs {
-		seen[r.Headers[dlq.HeaderReplayOf]]++
+		seen[r.Headers[tool.HeaderReplayOf]]++
 	}
 	if len(recs) != n || len(seen) != n {
 		t.Errorf("target holds %d records of %d distinct dead letters, want %d of %d", len(recs), len(seen), n, n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/kafkatest/fakekafka"
 	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
@@ -67,8 +68,8 @@ func TestParseSplitsOriginalFromDeadLetterHeaders(t *testing.T) {
 		stream.Header{Key: "trace", Value: []byte("abc")}, stream.Header{Key: HeaderReplayCount, Value: []byte("2")},
 		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte("cimstream.dlq/0/3")})
 	b := newMem(map[string]int{dlqTopic: 1})
-	b.add(dead(rec, "inbound", "required", "type"))
-	l, ok := Parse(b.all(dlqTopic)[0])
+	add(b, dead(rec, "inbound", "required", "type"))
+	l, ok := Parse(b.Records(dlqTopic)[0])
 	if !ok {
 		t.Fatal("a dead letter was not recognised")
 	}
@@ -103,8 +104,8 @@ func TestParseSplitsOriginalFromDeadLetterHeaders(t *testing.T) {
 func TestParseTruncatedDeadLetter(t *testing.T) {
 	big := `{"body":"` + strings.Repeat("x", 2000) + `"}`
 	b := newMem(map[string]int{dlqTopic: 1})
-	b.add(dead(source(web, 1, "k", big, t0), "inbound", "too_large"))
-	l, _ := Parse(b.all(dlqTopic)[0])
+	add(b, dead(source(web, 1, "k", big, t0), "inbound", "too_large"))
+	l, _ := Parse(b.Records(dlqTopic)[0])
 	if l.Truncated != "value" || l.OriginalSize != len(big) || len(l.Record.Value) != 1024 {
 		t.Errorf("truncated %q size %d kept %d", l.Truncated, l.OriginalSize, len(l.Record.Value))
 	}
@@ -141,10 +142,79 @@ func TestFilterMatch(t *testing.T) {
 	}
 }
 
+// newMem is a broker holding topics (name: partitions).
+func newMem(topics map[string]int) *fakekafka.Broker {
+	b := fakekafka.New()
+	for name, n := range topics {
+		b.CreateTopic(name, n)
+	}
+	return b
+}
+
+// add writes records as a producer does.
+func add(b *fakekafka.Broker, outs ...stream.Output) {
+	for _, err := range b.Write(context.Background(), outs) {
+		if err != nil {
+			panic(err)
+		}
+	}
+}
+
+// hookBroker is a broker whose Ranges may fail, which counts the records Read passed on by topic
+// (when read is set), and writes what after returns right after each record written (another client's).
+type hookBroker struct {
+	*fakekafka.Broker
+	ranges func(topic string) error
+	read   map[string]int
+	after  func(o stream.Output) []stream.Output
+}
+
+func (h *hookBroker) Ranges(ctx context.Context, topic string) ([]Range, error) {
+	if h.ranges != nil {
+		if err := h.ranges(topic); err != nil {
+			return nil, err
+		}
+	}
+	return h.Broker.Ranges(ctx, topic)
+}
+
+func (h *hookBroker) Read(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+	return h.Broker.Read(ctx, topic, partition, from, end, func(r stream.Record) error {
+		if h.read != nil {
+			h.read[topic]++
+		}
+		return fn(r)
+	})
+}
+
+func (h *hookBroker) Write(ctx context.Context, outs []stream.Output) []error {
+	errs := make([]error, len(outs))
+	for i, o := range outs {
+		errs[i] = h.Broker.Write(ctx, []stream.Output{o})[0]
+		if errs[i] == nil && h.after != nil {
+			if extra := h.after(o); extra != nil {
+				h.after = nil
+				add(h.Broker, extra...)
+			}
+		}
+	}
+	return errs
+}
+
+// replaysOf counts a target topic's records by the dead letter they replay (cimstream.replay.of).
+func replaysOf(b *fakekafka.Broker, topic string) map[string]int {
+	seen := map[string]int{}
+	for _, r := range b.Records(topic) {
+		of, _ := header(r.Headers, HeaderReplayOf)
+		seen[of]++
+	}
+	return seen
+}
+
 // fixture is a dead-letter topic with one dead letter of each kind, all in partition 0, and in partition
 // 1 the earlier dead letter of the guarded one's record with the done marker of its replay.
 type fixture struct {
-	b                                          *memBroker
+	b                                          *fakekafka.Broker
 	fixed, stillBad, truncated, guarded, other stream.Record
 }
 
@@ -156,14 +226,14 @@ func newFixture() fixture {
 	first := source(web, 4, "dan", valid("dan", "guarded"), t0.Add(-8*24*time.Hour))
 	earlier := dead(first, "inbound", "required")
 	earlier.Partition = 1
-	f.b.add(earlier, markerOutput(dlqTopic, 1, "done", doneMarker{Intent: "i0", Offsets: []int64{0}}, t0.Add(-7*24*time.Hour)))
+	add(f.b, earlier, markerOutput(dlqTopic, 1, "done", doneMarker{Intent: "i0", Offsets: []int64{0}}, t0.Add(-7*24*time.Hour)))
 	// The replay of that dead letter failed again: the same record at a later offset, naming it.
 	f.guarded = source(web, 104, "dan", valid("dan", "guarded"), first.Time,
 		stream.Header{Key: stream.RenamedPrefix + HeaderReplayCount, Value: []byte("1")},
 		stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 1, 0))},
 		stream.Header{Key: stream.RenamedPrefix + HeaderReplayIntent, Value: []byte("i0")})
 	f.other = source(sms, 1, "eve", valid("eve", "sms"), t0.Add(-3*24*time.Hour))
-	f.b.add(dead(f.fixed, "inbound", "delivery_failed"), dead(f.stillBad, "inbound", "malformed"), dead(f.truncated, "inbound", "too_large"),
+	add(f.b, dead(f.fixed, "inbound", "delivery_failed"), dead(f.stillBad, "inbound", "malformed"), dead(f.truncated, "inbound", "too_large"),
 		dead(f.guarded, "inbound", "required"), dead(f.other, "inbound", "required"))
 	return f
 }
@@ -217,7 +287,7 @@ func TestReplayAccountsForEveryDeadLetterAndStripsErrorHeaders(t *testing.T) {
 	if len(decisions) != 5 {
 		t.Errorf("%d decisions, want one per selected dead letter (5)", len(decisions))
 	}
-	out := f.b.all(web)
+	out := f.b.Records(web)
 	if len(out) != 1 {
 		t.Fatalf("%d records replayed to %s, want 1", len(out), web)
 	}
@@ -238,7 +308,7 @@ func TestReplayAccountsForEveryDeadLetterAndStripsErrorHeaders(t *testing.T) {
 	if of, _ := header(got.Headers, HeaderReplayOf); of != Ref(dlqTopic, 0, 0) {
 		t.Errorf("replay of %q", of)
 	}
-	if n := len(f.b.all(sms)); n != 0 {
+	if n := len(f.b.Records(sms)); n != 0 {
 		t.Errorf("the filtered dead letter was replayed (%d records in %s)", n, sms)
 	}
 }
@@ -248,7 +318,7 @@ func TestReplaySecondRunReplaysNothingTwice(t *testing.T) {
 	if _, err := testReplay(Filter{}).Run(context.Background(), f.b); err != nil {
 		t.Fatal(err)
 	}
-	web1, sms1 := len(f.b.all(web)), len(f.b.all(sms))
+	web1, sms1 := len(f.b.Records(web)), len(f.b.Records(sms))
 	if web1 != 1 || sms1 != 1 {
 		t.Fatalf("first run replayed %d to web and %d to sms, want 1 and 1", web1, sms1)
 	}
@@ -266,7 +336,7 @@ func TestReplaySecondRunReplaysNothingTwice(t *testing.T) {
 	if acct.AlreadyReplayed != 3 || acct.Other != 3 {
 		t.Errorf("account %+v: want 3 already replayed and 3 markers (the earlier done, the one batch's intent and done)", acct)
 	}
-	if len(f.b.all(web)) != web1 || len(f.b.all(sms)) != sms1 {
+	if len(f.b.Records(web)) != web1 || len(f.b.Records(sms)) != sms1 {
 		t.Error("a later run replayed a dead letter again")
 	}
 	s, _ := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), f.b)
@@ -285,7 +355,7 @@ func TestReplayDryRunWritesNothing(t *testing.T) {
 			would = append(would, d.Letter.MessageID)
 		}
 	}
-	before := len(f.b.all(dlqTopic))
+	before := len(f.b.Records(dlqTopic))
 	acct, err := r.Run(context.Background(), f.b)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +363,7 @@ func TestReplayDryRunWritesNothing(t *testing.T) {
 	if acct.Replayed != 2 || strings.Join(would, ",") != "fixed,sms" {
 		t.Errorf("dry run account %+v would replay %v", acct, would)
 	}
-	if len(f.b.all(web))+len(f.b.all(sms)) != 0 || len(f.b.all(dlqTopic)) != before {
+	if len(f.b.Records(web))+len(f.b.Records(sms)) != 0 || len(f.b.Records(dlqTopic)) != before {
 		t.Error("a dry run wrote records")
 	}
 	acct, _ = testReplay(Filter{}).Run(context.Background(), f.b)
@@ -310,7 +380,7 @@ func TestReplayToAnotherTopic(t *testing.T) {
 	if err != nil || acct.Replayed != 1 {
 		t.Fatalf("account %+v %v", acct, err)
 	}
-	if len(f.b.all(sms)) != 0 || len(f.b.all(web)) != 1 {
+	if len(f.b.Records(sms)) != 0 || len(f.b.Records(web)) != 1 {
 		t.Error("--to was not honoured")
 	}
 }
@@ -319,7 +389,7 @@ func TestReplayLoopGuardStopsARecordThatKeepsFailing(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
 	// The original at an offset the replays do not reach in the in-memory topic: each dead letter is of a
 	// different record (the original, then each replay), as in Kafka.
-	b.add(dead(source(web, 100, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
+	add(b, dead(source(web, 100, "k", valid("k", "loop"), t0), "inbound", "delivery_failed"))
 	r := testReplay(Filter{})
 	r.MaxReplays = 2
 	for round := 1; round <= 3; round++ {
@@ -341,14 +411,14 @@ func TestReplayLoopGuardStopsARecordThatKeepsFailing(t *testing.T) {
 			break
 		}
 		// The pipeline fails the replayed record again: a new dead letter of it.
-		recs := b.all(web)
+		recs := b.Records(web)
 		again := recs[len(recs)-1]
 		if c, _ := header(again.Headers, HeaderReplayCount); c != fmt.Sprint(round) {
 			t.Fatalf("round %d: replay count %q", round, c)
 		}
-		b.add(dead(again, "inbound", "delivery_failed"))
+		add(b, dead(again, "inbound", "delivery_failed"))
 	}
-	if n := len(b.all(web)); n != 2 {
+	if n := len(b.Records(web)); n != 2 {
 		t.Errorf("%d replays, want 2 (the guard's limit)", n)
 	}
 }
@@ -357,7 +427,7 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 	f := newFixture()
 	crash := errors.New("crashed")
 	// The process dies after the replayed records were acknowledged, before the done marker.
-	f.b.fail = func(o stream.Output) error {
+	f.b.Fail = func(_ int, o stream.Output) error {
 		if kind, ok := header(o.Headers, HeaderMarker); ok && kind == "done" {
 			return crash
 		}
@@ -370,15 +440,15 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 	if acct.Unfinished != 2 || !acct.Exact() {
 		t.Errorf("account %+v: want the batch unfinished and the account still exact", acct)
 	}
-	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
-		t.Fatalf("the interrupted run wrote %d and %d", len(f.b.all(web)), len(f.b.all(sms)))
+	if len(f.b.Records(web)) != 1 || len(f.b.Records(sms)) != 1 {
+		t.Fatalf("the interrupted run wrote %d and %d", len(f.b.Records(web)), len(f.b.Records(sms)))
 	}
-	f.b.fail = nil
+	f.b.Fail = nil
 	// Right after, the unfinished batch may belong to a run still writing: refused.
 	if _, err := testReplay(Filter{}).Run(context.Background(), f.b); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a run right after the interrupted one: %v, want ErrBusy", err)
 	}
-	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+	if len(f.b.Records(web)) != 1 || len(f.b.Records(sms)) != 1 {
 		t.Fatal("a refused run wrote records")
 	}
 	later := testReplay(Filter{})
@@ -390,7 +460,7 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 	if acct.Recovered != 2 || acct.AlreadyReplayed != 3 || acct.Replayed != 0 {
 		t.Errorf("account %+v: want both found as already replayed", acct)
 	}
-	if len(f.b.all(web)) != 1 || len(f.b.all(sms)) != 1 {
+	if len(f.b.Records(web)) != 1 || len(f.b.Records(sms)) != 1 {
 		t.Error("recovery replayed a dead letter twice")
 	}
 }
@@ -398,10 +468,10 @@ func TestReplayInterruptedAfterWritingIsRecoveredWithoutDuplicates(t *testing.T)
 func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
 	for i := range 5 {
-		b.add(dead(source(web, int64(i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+		add(b, dead(source(web, int64(i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
 	}
 	writes := 0
-	b.fail = func(o stream.Output) error {
+	b.Fail = func(_ int, o stream.Output) error {
 		if o.Topic == web {
 			writes++
 			if writes == 3 {
@@ -413,10 +483,10 @@ func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
 		t.Fatalf("err %v", err)
 	}
-	if n := len(b.all(web)); n != 2 {
+	if n := len(b.Records(web)); n != 2 {
 		t.Fatalf("%d written before the failure, want 2", n)
 	}
-	b.fail = nil
+	b.Fail = nil
 	later := testReplay(Filter{})
 	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow + time.Minute) }
 	acct, err := later.Run(context.Background(), b)
@@ -427,7 +497,7 @@ func TestReplayFailedMidBatchReplaysOnlyTheRest(t *testing.T) {
 		t.Errorf("account %+v", acct)
 	}
 	seen := map[string]int{}
-	for _, r := range b.all(web) {
+	for _, r := range b.Records(web) {
 		of, _ := header(r.Headers, HeaderReplayOf)
 		seen[of]++
 	}
@@ -477,7 +547,7 @@ func TestValidatorUsesThePipelinesRules(t *testing.T) {
 
 func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source("cim.inbound.gone", 0, "k", valid("k", "gone"), t0), "inbound", "delivery_failed"),
+	add(b, dead(source("cim.inbound.gone", 0, "k", valid("k", "gone"), t0), "inbound", "delivery_failed"),
 		dead(source(web, 0, "k", valid("k", "here"), t0), "inbound", "delivery_failed"))
 	var reasons []string
 	r := testReplay(Filter{})
@@ -490,8 +560,8 @@ func TestReplayToAMissingTopicIsUnreplayableAndTheRestGoesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if acct.Unreplayable != 1 || acct.Replayed != 1 || len(b.all(web)) != 1 {
-		t.Errorf("account %+v, %d in %s", acct, len(b.all(web)), web)
+	if acct.Unreplayable != 1 || acct.Replayed != 1 || len(b.Records(web)) != 1 {
+		t.Errorf("account %+v, %d in %s", acct, len(b.Records(web)), web)
 	}
 	if len(reasons) != 1 || !strings.Contains(reasons[0], "cim.inbound.gone does not exist") {
 		t.Errorf("reasons %q", reasons)
@@ -502,8 +572,8 @@ func TestLetterJSONKeepsBytesThatAreNotText(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1})
 	rec := source(web, 3, "", "", t0, stream.Header{Key: "bin", Value: []byte{0xff, 0x00}})
 	rec.Key, rec.Value = nil, []byte{0xfe, 'x'}
-	b.add(dead(rec, "inbound", "malformed"))
-	l, _ := Parse(b.all(dlqTopic)[0])
+	add(b, dead(rec, "inbound", "malformed"))
+	l, _ := Parse(b.Records(dlqTopic)[0])
 	replayed := true
 	j := l.JSON(&replayed)
 	if j.Key != nil || j.Value != nil || j.ValueBase64 != "/ng=" || len(j.Headers) != 1 || j.Headers[0].ValueBase64 != "/wA=" {
@@ -517,18 +587,17 @@ func TestLetterJSONKeepsBytesThatAreNotText(t *testing.T) {
 func TestReplayStopsWhenAnotherRunWritesToThePartition(t *testing.T) {
 	f := newFixture()
 	// Another run writes its intent right after this run's, before this run produces.
-	f.b.inject = func(o stream.Output) []stream.Output {
+	h := &hookBroker{Broker: f.b, after: func(o stream.Output) []stream.Output {
 		if kind, _ := header(o.Headers, HeaderMarker); kind == "intent" {
-			f.b.inject = nil
 			return []stream.Output{markerOutput(dlqTopic, 0, "intent", intentMarker{ID: "other", Offsets: []int64{0}}, t0)}
 		}
 		return nil
-	}
-	_, err := testReplay(Filter{}).Run(context.Background(), f.b)
+	}}
+	_, err := testReplay(Filter{}).Run(context.Background(), h)
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("err %v, want ErrBusy", err)
 	}
-	if n := len(f.b.all(web)) + len(f.b.all(sms)); n != 0 {
+	if n := len(f.b.Records(web)) + len(f.b.Records(sms)); n != 0 {
 		t.Errorf("%d records replayed although another run was writing", n)
 	}
 }
@@ -547,26 +616,25 @@ func TestMissingDeadLetterTopicSaysWhatToDo(t *testing.T) {
 
 func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1, sms: 1})
-	b.add(dead(source(web, 0, "k", valid("k", "one"), t0), "inbound", "delivery_failed"),
+	add(b, dead(source(web, 0, "k", valid("k", "one"), t0), "inbound", "delivery_failed"),
 		dead(source(sms, 0, "k", "not json", t0), "inbound", "malformed"),
 		dead(source(sms, 1, "k", valid("k", "two"), t0), "inbound", "delivery_failed"))
 	down := errors.New("metadata unavailable")
-	b.rangesFail = func(topic string) error {
+	h := &hookBroker{Broker: b, ranges: func(topic string) error {
 		if topic == sms {
 			return down
 		}
 		return nil
-	}
-	acct, err := testReplay(Filter{}).Run(context.Background(), b)
+	}}
+	acct, err := testReplay(Filter{}).Run(context.Background(), h)
 	if !errors.Is(err, down) {
 		t.Fatalf("err %v", err)
 	}
-	if acct.Read != 1 || acct.StillInvalid != 1 || !acct.Exact() || len(b.all(web)) != 0 {
-		t.Errorf("account %+v, %d written: want only the decided invalid one counted and nothing written", acct, len(b.all(web)))
+	if acct.Read != 1 || acct.StillInvalid != 1 || !acct.Exact() || len(b.Records(web)) != 0 {
+		t.Errorf("account %+v, %d written: want only the decided invalid one counted and nothing written", acct, len(b.Records(web)))
 	}
-	b.rangesFail = nil
 	acct, err = testReplay(Filter{}).Run(context.Background(), b)
-	if err != nil || acct.Replayed != 2 || len(b.all(web)) != 1 || len(b.all(sms)) != 1 {
+	if err != nil || acct.Replayed != 2 || len(b.Records(web)) != 1 || len(b.Records(sms)) != 1 {
 		t.Errorf("the next run: %+v %v", acct, err)
 	}
 }
@@ -575,9 +643,9 @@ func TestReplayStoppedByAMetadataErrorWritesNothingAndCountsOnlyDecided(t *testi
 // the batch wrote went with the topic), its dead letters become replayable again, and later runs go on.
 func TestReplayRecoversABatchWhoseTargetWasDeleted(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1, "scratch": 1})
-	b.add(dead(source(web, 100, "k", valid("k", "a"), t0), "inbound", "delivery_failed"),
+	add(b, dead(source(web, 100, "k", valid("k", "a"), t0), "inbound", "delivery_failed"),
 		dead(source(web, 101, "k", valid("k", "b"), t0), "inbound", "delivery_failed"))
-	b.fail = func(o stream.Output) error {
+	b.Fail = func(_ int, o stream.Output) error {
 		if kind, _ := header(o.Headers, HeaderMarker); kind == "done" {
 			return errors.New("crash")
 		}
@@ -588,8 +656,8 @@ func TestReplayRecoversABatchWhoseTargetWasDeleted(t *testing.T) {
 	if _, err := r.Run(context.Background(), b); !errors.Is(err, ErrPartial) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	b.fail = nil
-	delete(b.topics, "scratch")
+	b.Fail = nil
+	b.DeleteTopic("scratch")
 	later := testReplay(Filter{IDs: []string{"b"}})
 	later.Now = func() time.Time { return t0.Add(time.Hour) }
 	acct, err := later.Run(context.Background(), b)
@@ -614,14 +682,14 @@ func TestReplayRecordRefusedByTheTargetIsUnreplayableAndTheRestReplayed(t *testi
 		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
 			b := newMem(map[string]int{dlqTopic: 1, web: 1})
 			for i := range 4 {
-				b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+				add(b, dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
 			}
-			h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+			b.Fail = func(_ int, o stream.Output) error {
 				if o.Topic == web && string(o.Value) == valid("k", "m1") {
 					return fmt.Errorf("produce: INVALID_TIMESTAMP: %w", stage.ErrRefused)
 				}
 				return nil
-			}}
+			}
 			for run := range 3 {
 				var reason string
 				r := testReplay(Filter{})
@@ -632,7 +700,7 @@ func TestReplayRecordRefusedByTheTargetIsUnreplayableAndTheRestReplayed(t *testi
 						reason = d.Reason
 					}
 				}
-				acct, err := r.Run(context.Background(), h)
+				acct, err := r.Run(context.Background(), b)
 				if err != nil {
 					t.Fatalf("run %d: %v", run, err)
 				}
@@ -658,7 +726,7 @@ func TestReplayCopiesOfOneDeadLetterReplayOnce(t *testing.T) {
 	rec := source(web, 7, "k", valid("k", "dup"), t0)
 	other := dead(rec, "inbound", "delivery_failed")
 	other.Partition = 1
-	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"), other,
+	add(b, dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"), other,
 		dead(source(web, 8, "k", valid("k", "single"), t0), "inbound", "delivery_failed"))
 	var reasons []string
 	r := testReplay(Filter{})
@@ -677,11 +745,11 @@ func TestReplayCopiesOfOneDeadLetterReplayOnce(t *testing.T) {
 	if len(reasons) != 2 || !strings.Contains(reasons[0], "copy") {
 		t.Errorf("reasons for the copies: %q", reasons)
 	}
-	if n := len(b.all(web)); n != 2 {
+	if n := len(b.Records(web)); n != 2 {
 		t.Fatalf("%d records replayed to %s, want 2: the copies are one original", n, web)
 	}
 	// A later run, and a copy written after the first run: nothing is replayed again.
-	b.add(dead(rec, "inbound", "delivery_failed"))
+	add(b, dead(rec, "inbound", "delivery_failed"))
 	acct, err = testReplay(Filter{}).Run(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -689,7 +757,7 @@ func TestReplayCopiesOfOneDeadLetterReplayOnce(t *testing.T) {
 	if acct.Read != 5 || acct.AlreadyReplayed != 5 || acct.Replayed != 0 || !acct.Exact() {
 		t.Errorf("second run: %s, want all 5 already replayed", acct)
 	}
-	if n := len(b.all(web)); n != 2 {
+	if n := len(b.Records(web)); n != 2 {
 		t.Errorf("%d records in %s after the second run, want 2", n, web)
 	}
 	s, err := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), b)
@@ -726,25 +794,29 @@ func TestLetterOriginNamesTheOriginalRecord(t *testing.T) {
 
 // stalledRun replays four dead letters in batches of two while, in the middle of writing the first
 // batch's records, another run starts at the given time later.
-func stalledRun(t *testing.T, later time.Duration) (b *memBroker, first Account, firstErr error, second Account, secondErr error) {
+func stalledRun(t *testing.T, later time.Duration) (b *fakekafka.Broker, first Account, firstErr error, second Account, secondErr error) {
 	t.Helper()
 	b = newMem(map[string]int{dlqTopic: 1, web: 1})
 	for i := range 4 {
-		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+		add(b, dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
 	}
-	h := &hookBroker{memBroker: b}
 	started := false
-	h.before = func(i int, o stream.Output) {
-		if o.Topic == web && i == 1 && !started {
+	webRecords := map[int]int{} // by Write call
+	b.Fail = func(call int, o stream.Output) error {
+		if o.Topic != web {
+			return nil
+		}
+		if webRecords[call]++; webRecords[call] == 2 && !started {
 			started = true
 			other := testReplay(Filter{})
 			other.Now = func() time.Time { return t0.Add(later) }
 			second, secondErr = other.Run(context.Background(), b)
 		}
+		return nil
 	}
 	r := testReplay(Filter{})
 	r.BatchSize = 2
-	first, firstErr = r.Run(context.Background(), h)
+	first, firstErr = r.Run(context.Background(), b)
 	if !started {
 		t.Fatal("the second run did not start")
 	}
@@ -797,7 +869,7 @@ func TestReplayStalledPastTheWindowStopsAndSaysSo(t *testing.T) {
 		t.Errorf("replays %v: want the 4 dead letters, at most the in-flight one twice", replaysOf(b, web))
 	}
 	// Its batch (dead letters 0 and 1) is closed by the recovering run's done marker only.
-	for _, r := range b.all(dlqTopic) {
+	for _, r := range b.Records(dlqTopic) {
 		if kind, _ := header(r.Headers, HeaderMarker); kind == "done" {
 			var m doneMarker
 			_ = json.Unmarshal(r.Value, &m)
@@ -814,9 +886,9 @@ func TestReplayReadsEachMarkerOnceWhileCheckingForOtherRuns(t *testing.T) {
 	const n = 50
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
 	for i := range n {
-		b.add(dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
+		add(b, dead(source(web, int64(100+i), "k", valid("k", fmt.Sprint("m", i)), t0), "inbound", "delivery_failed"))
 	}
-	h := &hookBroker{memBroker: b}
+	h := &hookBroker{Broker: b, read: map[string]int{}}
 	r := testReplay(Filter{})
 	r.BatchSize = 1
 	acct, err := r.Run(context.Background(), h)
@@ -834,16 +906,16 @@ func TestReplayReadsEachMarkerOnceWhileCheckingForOtherRuns(t *testing.T) {
 func TestReplayCopyOfARefusedRecordIsNotCountedReplayed(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
 	rec := source(web, 100, "k", valid("k", "big"), t0)
-	b.add(dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"))
-	h := &hookBroker{memBroker: b, refuse: func(o stream.Output) error {
+	add(b, dead(rec, "inbound", "delivery_failed"), dead(rec, "inbound", "delivery_failed"))
+	b.Fail = func(_ int, o stream.Output) error {
 		if o.Topic == web {
 			return fmt.Errorf("produce: MESSAGE_TOO_LARGE: %w", stage.ErrTooLarge)
 		}
 		return nil
-	}}
+	}
 	r := testReplay(Filter{})
 	r.BatchSize = 1
-	acct, err := r.Run(context.Background(), h)
+	acct, err := r.Run(context.Background(), b)
 	if err != nil || acct.Unreplayable != 2 || acct.AlreadyReplayed != 0 || !acct.Exact() {
 		t.Errorf("%s %v, want both copies unreplayable", acct, err)
 	}

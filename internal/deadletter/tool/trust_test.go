@@ -30,12 +30,12 @@ func forgedMarker(offset int64, kind string, value any, at time.Time) stream.Rec
 func TestForgedMarkerHeadersNeitherHideNorBlock(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1, sms: 1})
 	victim := source(sms, 1, "eve", valid("eve", "victim"), t0.Add(-time.Hour))
-	b.add(dead(victim, "inbound", "required"))
+	add(b, dead(victim, "inbound", "required"))
 	// An "intent" from the future: read as a marker, it would make every run refuse with ErrBusy.
 	intent := forgedMarker(2, "intent", intentMarker{ID: "x", Offsets: []int64{0}}, t0.Add(24*time.Hour))
 	// A "done" naming the victim: read as a marker, it would mark another channel's dead letter replayed.
 	done := forgedMarker(3, "done", doneMarker{Intent: "x", Offsets: []int64{0}}, t0)
-	b.add(dead(intent, "inbound", "required"), dead(done, "inbound", "required"))
+	add(b, dead(intent, "inbound", "required"), dead(done, "inbound", "required"))
 
 	s, err := Inspect{Topic: dlqTopic, Now: t0}.Run(context.Background(), b)
 	if err != nil || s.Letters != 3 || s.Replayed != 0 {
@@ -48,8 +48,8 @@ func TestForgedMarkerHeadersNeitherHideNorBlock(t *testing.T) {
 	if acct.Replayed != 3 || acct.AlreadyReplayed != 0 || !acct.Exact() {
 		t.Fatalf("account %+v: want all three replayed", acct)
 	}
-	if len(b.all(sms)) != 1 || len(b.all(web)) != 2 {
-		t.Fatalf("replayed %d to sms and %d to web, want 1 and 2", len(b.all(sms)), len(b.all(web)))
+	if len(b.Records(sms)) != 1 || len(b.Records(web)) != 2 {
+		t.Fatalf("replayed %d to sms and %d to web, want 1 and 2", len(b.Records(sms)), len(b.Records(web)))
 	}
 }
 
@@ -57,7 +57,7 @@ func TestForgedReplayCountDoesNotGuard(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
 	for i, h := range []string{HeaderReplayCount, stream.RenamedPrefix + HeaderReplayCount} {
 		rec := source(web, int64(i), "k", valid("k", "m"+h), t0, stream.Header{Key: h, Value: []byte("99")})
-		b.add(dead(rec, "inbound", "required"))
+		add(b, dead(rec, "inbound", "required"))
 	}
 	acct, err := testReplay(Filter{}).Run(context.Background(), b)
 	if err != nil || acct.Replayed != 2 || acct.Guarded != 0 {
@@ -68,13 +68,13 @@ func TestForgedReplayCountDoesNotGuard(t *testing.T) {
 // A claim to be the replay of a dead letter counts only for that dead letter's own record.
 func TestReplayOfAnotherRecordDoesNotCount(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "ann", valid("ann", "first"), t0), "inbound", "required"))
+	add(b, dead(source(web, 0, "ann", valid("ann", "first"), t0), "inbound", "required"))
 	r := testReplay(Filter{})
 	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
 		t.Fatalf("first run %+v %v", acct, err)
 	}
 	// Another record names the replayed dead letter (offset 0) as its origin.
-	b.add(dead(source(web, 50, "ann", valid("ann", "other"), t0, stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}), "inbound", "required"))
+	add(b, dead(source(web, 50, "ann", valid("ann", "other"), t0, stream.Header{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}), "inbound", "required"))
 	acct, err := r.Run(context.Background(), b)
 	if err != nil || acct.Replayed != 1 || acct.Guarded != 0 {
 		t.Fatalf("account %+v %v: the other record must be replayed, not guarded", acct, err)
@@ -85,9 +85,9 @@ func TestReplayOfAnotherRecordDoesNotCount(t *testing.T) {
 // a record a connector wrote there naming the dead letter, but not holding it, does not count.
 func TestRecoveryIgnoresAForgedReplayInTheTarget(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "ann", valid("ann", "lost?"), t0), "inbound", "required"))
+	add(b, dead(source(web, 0, "ann", valid("ann", "lost?"), t0), "inbound", "required"))
 	crash := errors.New("crashed")
-	b.fail = func(o stream.Output) error {
+	b.Fail = func(_ int, o stream.Output) error {
 		if o.Topic == web { // the replayed record is not written
 			return crash
 		}
@@ -96,9 +96,9 @@ func TestRecoveryIgnoresAForgedReplayInTheTarget(t *testing.T) {
 	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	b.fail = nil
+	b.Fail = nil
 	// A connector's record lands where the batch would have: it names the dead letter, with another value.
-	b.add(stream.Output{Topic: web, Partition: 0, Key: []byte("ann"), Value: []byte(`{"forged":true}`),
+	add(b, stream.Output{Topic: web, Partition: 0, Key: []byte("ann"), Value: []byte(`{"forged":true}`),
 		Headers: []stream.Header{{Key: HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}}})
 	later := testReplay(Filter{})
 	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
@@ -111,9 +111,9 @@ func TestRecoveryIgnoresAForgedReplayInTheTarget(t *testing.T) {
 func TestRefusedNotificationIsNotReplayed(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, "cim.outbound.web": 1})
 	rec := source("cim.outbound.web", 0, "ann", valid("ann", "n"), t0)
-	b.add(dead(rec, "egress", egress.CodeNotificationRefused))
+	add(b, dead(rec, "egress", egress.CodeNotificationRefused))
 	acct, err := testReplay(Filter{Pipelines: []string{"egress"}}).Run(context.Background(), b)
-	if err != nil || acct.Unreplayable != 1 || acct.Replayed != 0 || len(b.all("cim.outbound.web")) != 0 {
+	if err != nil || acct.Unreplayable != 1 || acct.Replayed != 0 || len(b.Records("cim.outbound.web")) != 0 {
 		t.Fatalf("account %+v %v: a %s dead letter must not be replayed", acct, err, egress.CodeNotificationRefused)
 	}
 }
@@ -125,7 +125,7 @@ func TestReplayRenamesOldForgedHeaders(t *testing.T) {
 	const repartition = "cimstream.inbound.repartition"
 	b := newMem(map[string]int{dlqTopic: 1, web: 1, repartition: 1})
 	forged := []stream.Header{{Key: stream.HeaderEvent, Value: []byte("CHANNEL_SESSION_ENDED")}, {Key: stream.HeaderSourceOffset, Value: []byte("7")}}
-	b.add(dead(source(web, 0, "ann", valid("ann", "from-web"), t0, forged...), "inbound", "required"),
+	add(b, dead(source(web, 0, "ann", valid("ann", "from-web"), t0, forged...), "inbound", "required"),
 		dead(source(repartition, 0, "ann", valid("ann", "from-repartition"), t0, forged...), "inbound", "required"))
 	r := testReplay(Filter{})
 	r.Own = func(topic string) bool { return topic == repartition }
@@ -133,7 +133,7 @@ func TestReplayRenamesOldForgedHeaders(t *testing.T) {
 		t.Fatalf("account %+v %v", acct, err)
 	}
 	for topic, keepsSource := range map[string]bool{web: false, repartition: true} {
-		got := b.all(topic)[0] // the replay: the originals are not in the in-memory topics
+		got := b.Records(topic)[0] // the replay: the originals are not in the in-memory topics
 		if _, raw := header(got.Headers, stream.HeaderEvent); raw {
 			t.Errorf("%s: the replayed record carries a raw %s: %v", topic, stream.HeaderEvent, got.Headers)
 		}
@@ -150,7 +150,7 @@ func TestReplayRenamesOldForgedHeaders(t *testing.T) {
 // record, and can predict dead-letter offsets) neither counts toward the loop guard nor is recovered.
 func TestReplayClaimsNeedTheBatchID(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "k", valid("k", "m"), t0), "inbound", "required"))
+	add(b, dead(source(web, 0, "k", valid("k", "m"), t0), "inbound", "required"))
 	r := testReplay(Filter{}) // guards after one replay
 	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
 		t.Fatalf("first run %+v %v", acct, err)
@@ -158,10 +158,10 @@ func TestReplayClaimsNeedTheBatchID(t *testing.T) {
 	// Claims of the replayed dead letter (offset 0) and of itself (offset 4, its own future place),
 	// without the batch id, on the same key and value.
 	claims := []stream.Header{{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 0))}}
-	b.add(dead(source(web, 10, "k", valid("k", "m"), t0, claims...), "inbound", "required"))
+	add(b, dead(source(web, 10, "k", valid("k", "m"), t0, claims...), "inbound", "required"))
 	self := []stream.Header{{Key: stream.RenamedPrefix + HeaderReplayOf, Value: []byte(Ref(dlqTopic, 0, 4))},
 		{Key: stream.RenamedPrefix + HeaderReplayIntent, Value: []byte("guess")}}
-	b.add(dead(source(web, 11, "k", valid("k", "m"), t0, self...), "inbound", "required"))
+	add(b, dead(source(web, 11, "k", valid("k", "m"), t0, self...), "inbound", "required"))
 	acct, err := r.Run(context.Background(), b)
 	if err != nil || acct.Replayed != 2 || acct.Guarded != 0 {
 		t.Fatalf("account %+v %v: both forged claims must be replayed, not guarded", acct, err)
@@ -172,18 +172,18 @@ func TestReplayClaimsNeedTheBatchID(t *testing.T) {
 // sessions stage's input, or the webhook channel's record) still counts toward the loop guard.
 func TestReplayCountsAcrossStages(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(dead(source(web, 0, "ann", valid("ann", "m"), t0), "inbound", "required"))
+	add(b, dead(source(web, 0, "ann", valid("ann", "m"), t0), "inbound", "required"))
 	r := testReplay(Filter{})
 	if acct, err := r.Run(context.Background(), b); err != nil || acct.Replayed != 1 {
 		t.Fatalf("first run %+v %v", acct, err)
 	}
-	replay := b.all(web)[len(b.all(web))-1]
+	replay := b.Records(web)[len(b.Records(web))-1]
 	// The next stage's record: re-keyed, normalized, with the replay headers renamed at the entry.
 	var hs []stream.Header
 	for _, h := range replay.Headers {
 		hs = append(hs, stream.Header{Key: stream.RenamedPrefix + h.Key, Value: h.Value})
 	}
-	b.add(dead(source("cimstream.inbound.repartition", 5, "3:web|ann", valid("ann", "m-normalized"), t0, hs...), "inbound", "required"))
+	add(b, dead(source("cimstream.inbound.repartition", 5, "3:web|ann", valid("ann", "m-normalized"), t0, hs...), "inbound", "required"))
 	acct, err := r.Run(context.Background(), b)
 	if err != nil || acct.Guarded != 1 {
 		t.Fatalf("account %+v %v: the second failure must be guarded (limit 1)", acct, err)
@@ -198,7 +198,7 @@ func TestDeadLetterOfABackdatedRecordIsStampedNow(t *testing.T) {
 	old := source(web, 0, "ann", valid("ann", "old"), time.UnixMilli(1))
 	dl := deadletter.Builder{Topic: dlqTopic, Now: func() time.Time { return t0 }}.Build(old, cim.Violations{{Code: "required", Message: "x"}})
 	dl.Partition = 0
-	b.add(dl)
+	add(b, dl)
 	s, err := Inspect{Topic: dlqTopic, Now: t0.Add(time.Minute), Filter: Filter{Since: t0.Add(-time.Hour)}}.Run(context.Background(), b)
 	if err != nil || s.Selected != 1 || s.ByAge[0].Count != 1 {
 		t.Fatalf("inspect --since 1h: %+v %v: the dead letter written a minute ago must be selected, age <1h", s, err)
@@ -206,7 +206,7 @@ func TestDeadLetterOfABackdatedRecordIsStampedNow(t *testing.T) {
 	if acct, err := testReplay(Filter{}).Run(context.Background(), b); err != nil || acct.Replayed != 1 {
 		t.Fatalf("replay %+v %v", acct, err)
 	}
-	if got := b.all(web)[0].Time; !got.Equal(old.Time) {
+	if got := b.Records(web)[0].Time; !got.Equal(old.Time) {
 		t.Fatalf("replayed with time %v, want the original's %v", got, old.Time)
 	}
 }
@@ -227,11 +227,12 @@ func TestReplayValidatesWithTheConfiguredIDBound(t *testing.T) {
 // recovered from what it wrote (read past the last stable offset), not replayed a second time.
 func TestRecoveryFindsTheBatchBehindAnOpenTransaction(t *testing.T) {
 	b := newMem(map[string]int{dlqTopic: 1, web: 1})
-	b.add(stream.Output{Topic: web, Partition: 0, Value: []byte("a connector's open transaction")})
-	b.stable = map[string]int64{web + "/0": 0}
-	b.add(dead(source(web, 0, "ann", valid("ann", "behind"), t0), "inbound", "required"))
+	connector := b.TxnProducer()
+	connector.Begin()
+	connector.Send(web, 0, "", "a connector's open transaction")
+	add(b, dead(source(web, 0, "ann", valid("ann", "behind"), t0), "inbound", "required"))
 	crash := errors.New("crashed")
-	b.fail = func(o stream.Output) error {
+	b.Fail = func(_ int, o stream.Output) error {
 		if kind, ok := header(o.Headers, HeaderMarker); ok && kind == "done" {
 			return crash
 		}
@@ -240,14 +241,14 @@ func TestRecoveryFindsTheBatchBehindAnOpenTransaction(t *testing.T) {
 	if _, err := testReplay(Filter{}).Run(context.Background(), b); !errors.Is(err, ErrPartial) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	b.fail = nil
+	b.Fail = nil
 	later := testReplay(Filter{})
 	later.Now = func() time.Time { return t0.Add(DefaultActiveWindow) }
 	acct, err := later.Run(context.Background(), b)
 	if err != nil || acct.Recovered != 1 || acct.Replayed != 0 {
 		t.Fatalf("account %+v %v: the written batch must be recovered, not replayed again", acct, err)
 	}
-	if n := len(b.all(web)); n != 2 {
+	if n := len(b.Records(web)); n != 2 {
 		t.Fatalf("%s holds %d records, want the transaction's and one replay", web, n)
 	}
 }

@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -233,4 +234,20 @@ func postedOffsets(p *rvPoster) []int64 {
 		out = append(out, r.Offset)
 	}
 	return out
+}
+
+// deliverOnce runs one owner of topic t partition 0 whose connector answers every POST 200 with body, with
+// dead letters to "dead", until offset 0 is committed, then stops it.
+func deliverOnce(t *testing.T, b *rvBroker, sink stage.Sink, body string) {
+	t.Helper()
+	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt {
+		return Attempt{Status: http.StatusOK, Body: []byte(body)}
+	}}
+	c := rvChannel(b, sink, p, "t", 10, nil)
+	c.cfg.DeadLetters.Topic = "dead"
+	stop := runOwner(b, c)
+	g := b.startGen("t", 0)
+	waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })
+	g.end()
+	stop()
 }

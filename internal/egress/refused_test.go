@@ -58,16 +58,7 @@ func TestForwardedNotificationRefused(t *testing.T) {
 			b.add("t", 0, 0, "K", "m")
 			b.logs["t"][0][0].Time = time.Now().Add(-time.Hour)
 			sink := &refuseSink{oldest: tc.oldest}
-			p := &rvPoster{answer: func(context.Context, stream.Record) Attempt {
-				return Attempt{Status: http.StatusOK, Body: []byte(note)}
-			}}
-			c := rvChannel(b, sink, p, "t", 10, nil)
-			c.cfg.DeadLetters.Topic = "dead"
-			stop := runOwner(b, c)
-			g := b.startGen("t", 0)
-			waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })
-			g.end()
-			stop()
+			deliverOnce(t, b, sink, note)
 			sink.mu.Lock()
 			defer sink.mu.Unlock()
 			if len(sink.written) != 1 || sink.written[0].Topic != tc.topic {

@@ -2,7 +2,6 @@ package egress
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -250,16 +249,7 @@ func TestWrappedNotificationRefused(t *testing.T) {
 	b := newRvBroker()
 	b.add("t", 0, 0, "ann", original)
 	sink := &refuseSink{}
-	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt {
-		return Attempt{Status: http.StatusOK, Body: []byte(seed200)}
-	}}
-	c := rvChannel(b, sink, p, "t", 10, nil)
-	c.cfg.DeadLetters.Topic = "dead"
-	stop := runOwner(b, c)
-	g := b.startGen("t", 0)
-	waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })
-	g.end()
-	stop()
+	deliverOnce(t, b, sink, seed200)
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	if len(sink.written) != 1 || sink.written[0].Topic != "dead" {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/outbound"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/session"
-	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -67,7 +67,7 @@ func (d *deliverer) deliverDraining(ctx, post context.Context, rec stream.Record
 		return Answer{Kind: Failed, Why: "no message to deliver: the record has no value (deleted from the topic before its turn, or a tombstone)"}, true
 	}
 	deadline := d.now().Add(d.retry.Deadline)
-	backoff := stage.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
+	backoff := retry.Backoff{Min: d.retry.MinBackoff, Max: d.retry.MaxBackoff}
 	for n := 1; ; n++ {
 		select {
 		case d.slots <- struct{}{}:

@@ -1,5 +1,6 @@
-// Package retry is the one backoff of every retry loop in cimstream: the stage runtime's, start-up's, the
-// HTTP ingress's and the partition reader's. It is a leaf, so the Kafka client can use it too.
+// Package retry is the one backoff of every retry loop in cimstream (the stage runtime's, start-up's, the
+// HTTP ingress's and the partition reader's) and the one periodic loop. It is a leaf, so the Kafka client
+// can use it too.
 package retry
 
 import (
@@ -40,5 +41,21 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// Every calls fn every d until ctx ends or fn returns false; the first call is d after the start.
+func Every(ctx context.Context, d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !fn() {
+				return
+			}
+		}
 	}
 }

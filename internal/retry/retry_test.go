@@ -28,3 +28,14 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 		t.Fatal("Wait reported a full delay on an ended context")
 	}
 }
+
+func TestEveryCallsUntilFalseOrTheContextEnds(t *testing.T) {
+	calls := 0
+	Every(context.Background(), time.Millisecond, func() bool { calls++; return calls < 3 })
+	if calls != 3 {
+		t.Fatalf("fn called %d times, want 3 (it stops at the first false)", calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	Every(ctx, time.Millisecond, func() bool { t.Fatal("called after the context ended"); return true })
+}

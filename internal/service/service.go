@@ -257,20 +257,14 @@ func (s *Service) warnDrift(ctx context.Context) {
 // watchBrokers keeps the kafka readiness condition current: brokers that stop answering make /readyz
 // fail until they answer again.
 func (s *Service) watchBrokers(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, err := s.kafka.Ping(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			s.ready.Set(ReadyKafka, err)
+	retry.Every(ctx, 10*time.Second, func() bool {
+		_, err := s.kafka.Ping(ctx)
+		if ctx.Err() != nil {
+			return false
 		}
-	}
+		s.ready.Set(ReadyKafka, err)
+		return true
+	})
 }
 
 // Run serves the admin endpoints, checks Kafka and the topics, runs the pipelines until ctx is

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -126,7 +127,7 @@ func (r *Runner) async(ctx context.Context, log *zap.Logger, a Assignment, assig
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 				r.fetchFailed(ctx, fctx, err, fetchLog)
-				sleep(ctx, 100*time.Millisecond)
+				retry.Sleep(ctx, 100*time.Millisecond)
 			}
 			position() // nothing arrived: what was passed may be markers only
 			continue

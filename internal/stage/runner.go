@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -151,7 +152,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.log.Info("no topics to consume yet; waiting for one to appear")
 				waiting = true
 			}
-			sleep(ctx, r.cfg.RefreshInterval)
+			retry.Sleep(ctx, r.cfg.RefreshInterval)
 			continue
 		}
 		waiting = false
@@ -195,28 +196,20 @@ func (r *Runner) runGroup(ctx context.Context, topics []string) error {
 
 // watchTopics cancels the group when the topics to consume change (a new channel topic appeared).
 func (r *Runner) watchTopics(ctx context.Context, changed context.CancelFunc, current []string) {
-	t := time.NewTicker(r.cfg.RefreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			topics, err := r.cfg.Topics(ctx)
-			if err == nil && !slices.Equal(topics, current) {
-				r.log.Info("topics changed; rejoining", zap.Strings("topics", topics))
-				changed()
-				return
-			}
+	retry.Every(ctx, r.cfg.RefreshInterval, func() bool {
+		topics, err := r.cfg.Topics(ctx)
+		if err == nil && !slices.Equal(topics, current) {
+			r.log.Info("topics changed; rejoining", zap.Strings("topics", topics))
+			changed()
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // reportLag reports the group's lag every LagInterval.
 func (r *Runner) reportLag(ctx context.Context, topics []string) {
-	t := time.NewTicker(r.cfg.LagInterval)
-	defer t.Stop()
-	for {
+	report := func() bool {
 		if lags, err := r.cfg.Lag(ctx, r.cfg.GroupID, topics); err == nil {
 			r.cfg.Observer.ForgetLag(r.cfg.GroupID)
 			for _, l := range lags {
@@ -225,12 +218,10 @@ func (r *Runner) reportLag(ctx context.Context, topics []string) {
 		} else if ctx.Err() == nil {
 			r.log.Debug("lag not computed", zap.Error(err))
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		return true
 	}
+	report()
+	retry.Every(ctx, r.cfg.LagInterval, report)
 }
 
 // runGeneration starts one worker per assigned partition and waits for all to end (rebalance or stop).
@@ -245,22 +236,14 @@ func (r *Runner) runGeneration(stop context.Context, gen Generation) {
 	commits := newCommitter(gen, r.log)
 	gen.Start(func(genCtx context.Context) {
 		defer close(finished)
-		tickerDone := make(chan struct{})
-		go func() {
-			t := time.NewTicker(r.cfg.CommitInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-tickerDone:
-					return
-				case <-t.C:
-					commits.flush()
-					if r.cfg.Pending != nil {
-						r.cfg.Pending(commits.oldest())
-					}
-				}
+		ticks, stopTicks := context.WithCancel(context.Background())
+		go retry.Every(ticks, r.cfg.CommitInterval, func() bool {
+			commits.flush()
+			if r.cfg.Pending != nil {
+				r.cfg.Pending(commits.oldest())
 			}
-		}()
+			return true
+		})
 		var wg sync.WaitGroup
 		for _, a := range assignments {
 			wg.Add(1)
@@ -270,7 +253,7 @@ func (r *Runner) runGeneration(stop context.Context, gen Generation) {
 			}()
 		}
 		wg.Wait()
-		close(tickerDone)
+		stopTicks()
 		commits.flush() // the last batches of a graceful stop, while the generation is still ours
 		if r.cfg.Pending != nil {
 			r.cfg.Pending(time.Time{})

@@ -361,24 +361,6 @@ func TestBudgetWaitsForBytesGivenBack(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsToItsMaximum(t *testing.T) {
-	b := Backoff{Min: 10 * time.Millisecond, Max: 40 * time.Millisecond}
-	var got []time.Duration
-	for range 5 {
-		got = append(got, b.Next())
-	}
-	for i, want := range []time.Duration{10, 20, 40, 40, 40} {
-		want *= time.Millisecond
-		if got[i] < want || got[i] > want+want/5 {
-			t.Fatalf("delay %d = %v, want %v plus at most 20%% jitter", i, got[i], want)
-		}
-	}
-	b.Reset()
-	if d := b.Next(); d > 12*time.Millisecond {
-		t.Fatalf("after Reset: %v", d)
-	}
-}
-
 // twoOutputs writes every record to "ccm" and a state record to "changelog", as the sessions stage does.
 var twoOutputs = handlerFunc(func(batch []stream.Record) []stream.Result {
 	res := make([]stream.Result, len(batch))

@@ -11,7 +11,9 @@
 package session
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,14 +26,7 @@ var Namespace = uuid.MustParse("6b0e2f61-93a4-4c51-9f0e-4d2b8a7c3e15")
 
 // DeriveID returns a UUIDv5 of parts, for ids that must come out the same every time.
 func DeriveID(parts ...string) string {
-	name := make([]byte, 0, 64)
-	for i, p := range parts {
-		if i > 0 {
-			name = append(name, 0)
-		}
-		name = append(name, p...)
-	}
-	return uuid.NewSHA1(Namespace, name).String()
+	return uuid.NewSHA1(Namespace, []byte(strings.Join(parts, "\x00"))).String()
 }
 
 // Key is the state key of a customer on a channel: length-prefixed so no two pairs share a key.
@@ -41,15 +36,11 @@ func Key(serviceIdentifier, channelCustomerIdentifier string) string {
 
 // ServiceIdentifier returns the serviceIdentifier a Key was made of ("" for other keys).
 func ServiceIdentifier(key string) string {
-	colon := strings.IndexByte(key, ':')
-	if colon <= 0 {
+	customer, ok := Customer(key)
+	if !ok {
 		return ""
 	}
-	n, err := strconv.Atoi(key[:colon])
-	if err != nil || n < 0 || colon+1+n > len(key) {
-		return ""
-	}
-	return key[colon+1 : colon+1+n]
+	return key[strings.IndexByte(key, ':')+1 : len(key)-len(customer)]
 }
 
 // Customer returns the channelCustomerIdentifier a Key was made of; ok is false for other keys (a
@@ -255,13 +246,14 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 	case m.ChannelSessionID != "" || m.ConversationID != "":
 		// Ids the message carries are kept and become the key's session; a missing one is completed
 		// from the active session or derived.
-		sid, cid := m.ChannelSessionID, m.ConversationID
-		if sid == "" {
-			sid = pick(active, st, true, key, m.ID)
+		var sid, cid string // what completes them
+		switch {
+		case active:
+			sid, cid = st.ChannelSessionID, st.ConversationID
+		case m.ChannelSessionID == "" || m.ConversationID == "":
+			sid, cid = openedIDs(key, m.ID)
 		}
-		if cid == "" {
-			cid = pick(active, st, false, key, m.ID)
-		}
+		sid, cid = cmp.Or(m.ChannelSessionID, sid), cmp.Or(m.ConversationID, cid)
 		if active && (sid != st.ChannelSessionID || cid != st.ConversationID) {
 			out.closing(st, ReasonAdopted, m.EventMillis)
 		}
@@ -361,14 +353,14 @@ func (e *entry) replay(src int, offset int64) Outcome {
 		}
 		out := Outcome{ChannelSessionID: d.ChannelSessionID, ConversationID: d.ConversationID, Replayed: true}
 		if d.ChannelSessionID != "" {
-			out.Data = st.dataOf(i)
+			out.Data = st.Recent[i].Data
 		}
 		if d.madeBy(src, offset) {
 			out.Opened = d.Opener != ""
 			if d.Closed != "" && i > 0 {
 				p := st.Recent[i-1]
 				out.Closed, out.ClosedAt = d.Closed, d.ClosedAt
-				out.Previous = Previous{ChannelSessionID: p.ChannelSessionID, ConversationID: p.ConversationID, Data: st.dataOf(i - 1)}
+				out.Previous = Previous{ChannelSessionID: p.ChannelSessionID, ConversationID: p.ConversationID, Data: st.Recent[i-1].Data}
 			}
 		}
 		if i+1 < len(st.Recent) && st.Recent[i+1].madeBy(src, offset) && st.Recent[i+1].Closed == ReasonEndChat {
@@ -381,14 +373,7 @@ func (e *entry) replay(src int, offset int64) Outcome {
 }
 
 // source returns the index of src in Sources, or -1.
-func (st *State) source(src string) int {
-	for i, s := range st.Sources {
-		if s == src {
-			return i
-		}
-	}
-	return -1
-}
+func (st *State) source(src string) int { return slices.Index(st.Sources, src) }
 
 func (out *Outcome) trimmed(tr trimmed) {
 	out.Evicted += tr.evicted
@@ -474,18 +459,16 @@ func (d *Decision) madeBy(src int, offset int64) bool {
 	return len(d.By) == 2 && d.By[0] == int64(src) && d.By[1] == offset
 }
 
-// current is the data of the latest session (the latest decision with ids).
+// current is the data of the latest session (the latest decision with ids): the data of a session is
+// kept on the decision that opened it.
 func (st *State) current() Data {
 	for i := len(st.Recent) - 1; i >= 0; i-- {
 		if st.Recent[i].ChannelSessionID != "" {
-			return st.dataOf(i)
+			return st.Recent[i].Data
 		}
 	}
 	return Data{}
 }
-
-// dataOf is the data of the session of decision i: kept on the decision that opened it.
-func (st *State) dataOf(i int) Data { return st.Recent[i].Data }
 
 // remember adds decision d, which governs every record applied from now on, at running time run. When
 // the key holds recentLimit decisions the oldest go; it returns how many of those were still inside the
@@ -516,20 +499,6 @@ func (st *State) prune(run, window int64) {
 	}
 	if i > 0 {
 		st.Recent = append(st.Recent[:0], st.Recent[i:]...)
-	}
-}
-
-func pick(active bool, st *State, session bool, key, msgID string) string {
-	sid, cid := openedIDs(key, msgID)
-	switch {
-	case active && session:
-		return st.ChannelSessionID
-	case active:
-		return st.ConversationID
-	case session:
-		return sid
-	default:
-		return cid
 	}
 }
 

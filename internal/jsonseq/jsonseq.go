@@ -22,6 +22,7 @@ package jsonseq
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -113,6 +114,9 @@ func (r *Reader) skipBOM() error {
 	}
 	return nil
 }
+
+// spaces are JSON's white space (RFC 8259).
+const spaces = " \t\r\n"
 
 func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }
 
@@ -298,7 +302,7 @@ func (r *Reader) broken(v Value, first *restart, why string, depth int, inString
 		}
 		complete := len(v.Data) == first.at
 		v.Size = first.at
-		trimmed := trimTrailingSpace(v.Data)
+		trimmed := bytes.TrimRight(v.Data, spaces)
 		if complete {
 			v.Size -= len(v.Data) - len(trimmed)
 		}
@@ -330,7 +334,7 @@ func (r *Reader) skip(v Value, depth int, inString, element bool, startCol int) 
 			return Value{}, err
 		}
 		if r.restartsHere(b, v.Line, element, startCol) {
-			trimmed := trimTrailingSpace(v.Data)
+			trimmed := bytes.TrimRight(v.Data, spaces)
 			if len(v.Data) == v.Size {
 				v.Size = len(trimmed)
 			}
@@ -367,13 +371,6 @@ func (r *Reader) skip(v Value, depth int, inString, element bool, startCol int) 
 			}
 		}
 	}
-}
-
-func trimTrailingSpace(b []byte) []byte {
-	for len(b) > 0 && isSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // describe names a byte for an error message.

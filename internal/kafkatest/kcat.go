@@ -2,12 +2,13 @@ package kafkatest
 
 import (
 	"encoding/json"
-	"github.com/cimstream/cimstream/internal/stream"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cimstream/cimstream/internal/stream"
 )
 
 // KcatRecord is one record as kcat (librdkafka) read it.
@@ -29,39 +30,37 @@ func KcatProduce(t testing.TB, topic string, keyed bool, lines ...string) {
 // KcatProduceTo is KcatProduce on other brokers (a test's own).
 func KcatProduceTo(t testing.TB, brokers []string, topic string, keyed bool, lines ...string) {
 	t.Helper()
-	args := []string{"-P", "-b", strings.Join(brokers, ","), "-t", topic, "-X", "acks=all"}
+	var args []string
 	if keyed {
-		args = append(args, "-K", "\t")
+		args = []string{"-K", "\t"}
 	}
-	cmd := exec.Command("kcat", args...)
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, b)
-	}
+	kcatProduce(t, brokers, topic, args, lines)
 }
 
 // KcatProduceHeaders writes keyed lines ("key<TAB>value") with kcat, each record carrying headers
 // ("name=value" each, kcat's -H), with acks=all.
 func KcatProduceHeaders(t testing.TB, topic string, headers []string, lines ...string) {
 	t.Helper()
-	args := []string{"-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-X", "acks=all", "-K", "\t"}
+	args := []string{"-K", "\t"}
 	for _, h := range headers {
 		args = append(args, "-H", h)
 	}
-	cmd := exec.Command("kcat", args...)
-	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kcat produce to %s: %v\n%s", topic, err, b)
-	}
+	kcatProduce(t, Brokers(t), topic, args, lines)
 }
 
 // KcatProducePartition writes unkeyed lines with kcat to one partition of topic, with acks=all.
 func KcatProducePartition(t testing.TB, topic string, partition int, lines ...string) {
 	t.Helper()
-	cmd := exec.Command("kcat", "-P", "-b", strings.Join(Brokers(t), ","), "-t", topic, "-p", strconv.Itoa(partition), "-X", "acks=all")
+	kcatProduce(t, Brokers(t), topic, []string{"-p", strconv.Itoa(partition)}, lines)
+}
+
+// kcatProduce writes lines, one record each, with acks=all and kcat's other arguments args.
+func kcatProduce(t testing.TB, brokers []string, topic string, args, lines []string) {
+	t.Helper()
+	cmd := exec.Command("kcat", append([]string{"-P", "-b", strings.Join(brokers, ","), "-t", topic, "-X", "acks=all"}, args...)...)
 	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kcat produce to %s/%d: %v\n%s", topic, partition, err, b)
+		t.Fatalf("kcat produce to %s %v: %v\n%s", topic, args, err, b)
 	}
 }
 

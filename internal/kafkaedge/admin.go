@@ -11,19 +11,6 @@ import (
 	"github.com/cimstream/cimstream/internal/stage"
 )
 
-// TopicNames lists the cluster's topics.
-func TopicNames(ctx context.Context, factory *kafkaclient.Factory) ([]string, error) {
-	counts, err := TopicPartitions(ctx, factory)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(counts))
-	for name := range counts {
-		names = append(names, name)
-	}
-	return names, nil
-}
-
 // TopicPartitions lists the cluster's topics with their partition counts.
 func TopicPartitions(ctx context.Context, factory *kafkaclient.Factory) (map[string]int, error) {
 	md, err := factory.Client().Metadata(ctx, &kafka.MetadataRequest{})

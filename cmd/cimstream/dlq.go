@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,21 +18,6 @@ import (
 	"github.com/cimstream/cimstream/internal/deadletter/tool"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 )
-
-// dlqUsagef is a mistake on the dlq command line: exit status 2.
-func dlqUsagef(format string, args ...any) error { return usagef(format, args...) }
-
-// dlqExitCode maps a dlq command's error to its exit status: 0 done, 2 usage, 1 anything else.
-func dlqExitCode(err error) int {
-	var u usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &u):
-		return 2
-	}
-	return 1
-}
 
 // dlqFilters are the selection flags both subcommands take.
 type dlqFilters struct {
@@ -71,7 +55,7 @@ func (f *dlqFilters) filter(now time.Time) (tool.Filter, error) {
 		}{{"code", len(f.codes) == 0}, {"source-topic", len(f.sourceTopics) == 0}, {"pipeline", len(f.pipelines) == 0},
 			{"id", len(f.ids) == 0}, {"since", strings.TrimSpace(f.since) == ""}, {"until", strings.TrimSpace(f.until) == ""}} {
 			if flag.empty && f.changed(flag.name) {
-				return out, dlqUsagef("--%s: empty value (leave the flag out to select every dead letter)", flag.name)
+				return out, usagef("--%s: empty value (leave the flag out to select every dead letter)", flag.name)
 			}
 		}
 	}
@@ -81,13 +65,13 @@ func (f *dlqFilters) filter(now time.Time) (tool.Filter, error) {
 	}{{"--code", f.codes}, {"--source-topic", f.sourceTopics}, {"--id", f.ids}} {
 		for _, v := range flag.values {
 			if strings.TrimSpace(v) == "" {
-				return out, dlqUsagef("%s: empty value", flag.name)
+				return out, usagef("%s: empty value", flag.name)
 			}
 		}
 	}
 	for _, p := range f.pipelines {
 		if p != "inbound" && p != "outbound" && p != "egress" {
-			return out, dlqUsagef("--pipeline must be inbound, outbound or egress, not %q", p)
+			return out, usagef("--pipeline must be inbound, outbound or egress, not %q", p)
 		}
 		out.Pipelines = append(out.Pipelines, p)
 	}
@@ -99,7 +83,7 @@ func (f *dlqFilters) filter(now time.Time) (tool.Filter, error) {
 		return out, err
 	}
 	if !out.Since.IsZero() && !out.Until.IsZero() && !out.Since.Before(out.Until) {
-		return out, dlqUsagef("--since (%s) must be before --until (%s)", out.Since.Format(time.RFC3339), out.Until.Format(time.RFC3339))
+		return out, usagef("--since (%s) must be before --until (%s)", out.Since.Format(time.RFC3339), out.Until.Format(time.RFC3339))
 	}
 	return out, nil
 }
@@ -123,7 +107,7 @@ func parseDLQWhen(flag, s string, now time.Time) (time.Time, error) {
 		d, err = time.ParseDuration(s)
 	}
 	if err != nil || d < 0 {
-		return time.Time{}, dlqUsagef("%s: %q is neither an RFC 3339 time (2026-05-01T12:00:00Z) nor an age (90m, 2h, 7d)", flag, s)
+		return time.Time{}, usagef("%s: %q is neither an RFC 3339 time (2026-05-01T12:00:00Z) nor an age (90m, 2h, 7d)", flag, s)
 	}
 	return now.Add(-d), nil
 }
@@ -131,7 +115,7 @@ func parseDLQWhen(flag, s string, now time.Time) (time.Time, error) {
 // dlqNoArgs refuses arguments as a usage error (cobra.NoArgs's error would not say it is one).
 func dlqNoArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return dlqUsagef("%s: unexpected argument %q (filters are flags, e.g. --code required)", cmd.CommandPath(), args[0])
+		return usagef("%s: unexpected argument %q (filters are flags, e.g. --code required)", cmd.CommandPath(), args[0])
 	}
 	return nil
 }
@@ -186,7 +170,7 @@ Exit status: 0 done, 1 Kafka or configuration error, 2 usage error.`,
 		Args: dlqNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				return dlqUsagef("--format must be text or json, not %q", format)
+				return usagef("--format must be text or json, not %q", format)
 			}
 			now := time.Now()
 			filter, err := f.filter(now)
@@ -290,13 +274,13 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 		Args: dlqNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				return dlqUsagef("--format must be text or json, not %q", format)
+				return usagef("--format must be text or json, not %q", format)
 			}
 			if maxReplays < 1 {
-				return dlqUsagef("--max-replays must be at least 1, not %d", maxReplays)
+				return usagef("--max-replays must be at least 1, not %d", maxReplays)
 			}
 			if cmd.Flags().Changed("to") && strings.TrimSpace(to) == "" {
-				return dlqUsagef("--to: empty topic name")
+				return usagef("--to: empty topic name")
 			}
 			filter, err := f.filter(time.Now())
 			if err != nil {
@@ -307,7 +291,7 @@ not failures), 1 a Kafka or configuration error stopped it (rerun to continue), 
 				return err
 			}
 			if to != "" && to == dlqFirstNonBlank(f.topic, cfg.Topics.DeadLetter) {
-				return dlqUsagef("--to %s is the dead-letter topic itself", to)
+				return usagef("--to %s is the dead-letter topic itself", to)
 			}
 			factory, err := dlqConnect(cmd, cfg)
 			if err != nil {

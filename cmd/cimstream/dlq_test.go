@@ -26,6 +26,18 @@ func execDLQ(t *testing.T, load func(*cobra.Command) (config.Config, error), arg
 	return out.String(), errOut.String(), err
 }
 
+// dlqExitCode maps a dlq command's error to its exit status: 0 done, 2 usage, 1 anything else.
+func dlqExitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
 func TestDLQUsageErrorsNameTheFlag(t *testing.T) {
 	loaded := false
 	load := func(*cobra.Command) (config.Config, error) {

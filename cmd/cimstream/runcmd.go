@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/logging"
@@ -54,7 +55,7 @@ func runService(cfg config.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := svc.Run(ctx); err != nil {
-		log.Error("stopped with an error", errField(err))
+		log.Error("stopped with an error", zap.Error(err))
 		return err
 	}
 	log.Info("stopped cleanly")

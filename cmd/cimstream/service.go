@@ -65,5 +65,3 @@ func logStartup(log *zap.Logger, cfg config.Config) {
 		log.Warn("deprecated configuration key", zap.String("problem", d))
 	}
 }
-
-func errField(err error) zap.Field { return zap.Error(err) }

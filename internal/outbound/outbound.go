@@ -99,13 +99,8 @@ type Verdict struct {
 	Route      route.Explanation // evaluated only for a valid message
 }
 
-// Decide decodes and validates value as an outbound message and routes it, with the default bound of
-// identifying strings.
-func Decide(r *route.Router, value []byte, maxBytes int) Verdict {
-	return DecideLimits(r, value, cim.Limits{MaxBytes: maxBytes})
-}
-
-// DecideLimits is Decide with the pipeline's limits (inbound.maxMessageBytes and inbound.maxIdBytes).
+// DecideLimits decodes and validates value as an outbound message with the pipeline's limits
+// (inbound.maxMessageBytes and inbound.maxIdBytes) and routes it.
 func DecideLimits(r *route.Router, value []byte, limits cim.Limits) Verdict {
 	m, vs := cim.DecodeAndValidate(value, limits, cim.Outbound)
 	v := Verdict{Message: m, Violations: vs}

@@ -112,9 +112,6 @@ func New(cfg config.Config, log *zap.Logger) (*Service, error) {
 // Kafka returns the client factory shared by the pipelines.
 func (s *Service) Kafka() *kafkaclient.Factory { return s.kafka }
 
-// Registry is where pipelines register their metrics.
-func (s *Service) Registry() *prometheus.Registry { return s.registry }
-
 // MetricNames lists every metric the service exports (for checking dashboards and alerts).
 func (s *Service) MetricNames() []string { return metrics.Names(s.collectors...) }
 

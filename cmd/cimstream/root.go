@@ -233,6 +233,3 @@ func completeSetKeys(_ *cobra.Command, _ []string, toComplete string) ([]string,
 	}
 	return out, cobra.ShellCompDirectiveNoSpace | cobra.ShellCompDirectiveNoFileComp
 }
-
-// loadConfig's type is what commands built outside this file take to read the common flags.
-var _ func(*cobra.Command) (config.Config, error) = loadConfig

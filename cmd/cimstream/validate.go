@@ -132,9 +132,6 @@ func (v *validator) run(sources []string, stdin io.Reader) error {
 		}
 		fmt.Fprintln(v.stderr)
 	}
-	if err := v.out.flush(); err != nil {
-		return exitError{code: 2, err: err}
-	}
 	switch {
 	case v.unreadable > 0:
 		return silentExit(2)

@@ -10,7 +10,6 @@ import (
 // findingWriter prints validate's results in one output format.
 type findingWriter interface {
 	result(r validateResult) error
-	flush() error
 }
 
 var findingWriters = map[string]func(io.Writer) findingWriter{
@@ -46,13 +45,10 @@ func (t textFindings) result(r validateResult) error {
 	return nil
 }
 
-func (textFindings) flush() error { return nil }
-
 // jsonFindings: one validateResult per line.
 type jsonFindings struct{ enc *json.Encoder }
 
 func (j jsonFindings) result(r validateResult) error { return j.enc.Encode(r) }
-func (jsonFindings) flush() error                    { return nil }
 
 // githubFindings: workflow commands that GitHub Actions shows as annotations on the file and line.
 type githubFindings struct{ w io.Writer }
@@ -77,8 +73,6 @@ func (g githubFindings) result(r validateResult) error {
 	}
 	return nil
 }
-
-func (githubFindings) flush() error { return nil }
 
 // ghData and ghProperty escape as GitHub's workflow commands require.
 func ghData(s string) string {

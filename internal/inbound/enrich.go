@@ -55,12 +55,15 @@ const (
 	TrimmedReset   = "reset"   // a state whose newest decisions did not fit, reset (see session.State.bound)
 )
 
-// trimmed reports what the cap dropped beyond decisions.
-func (e *Enricher) trimmed(sources int, reset bool) {
-	if sources > 0 {
-		e.observer.StateTrimmed(TrimmedSources, sources)
+// trimmed reports what the bounds of a key's state dropped.
+func (e *Enricher) trimmed(t session.Trimmed) {
+	if t.Evicted > 0 {
+		e.observer.DecisionsEvicted(t.Evicted)
 	}
-	if reset {
+	if t.SourcesDropped > 0 {
+		e.observer.StateTrimmed(TrimmedSources, t.SourcesDropped)
+	}
+	if t.Reset {
 		e.observer.StateTrimmed(TrimmedReset, 1)
 	}
 }
@@ -217,10 +220,7 @@ func (e *Enricher) ProcessMessage(rec stream.Record, m *cim.Message) stream.Resu
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,
 			Value: session.Encode(out.State), Time: time.UnixMilli(outputTime)})
 	}
-	if out.Evicted > 0 {
-		e.observer.DecisionsEvicted(out.Evicted)
-	}
-	e.trimmed(out.SourcesDropped, out.Reset)
+	e.trimmed(out.Trimmed)
 	if out.Replayed {
 		e.observer.Replayed(!out.Forgotten)
 		return stream.Emit(outputs...)
@@ -310,10 +310,7 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 				e.events.count(false, EventExpired, session.ReasonIdle)
 			}
 		}
-		if c.Evicted > 0 {
-			e.observer.DecisionsEvicted(c.Evicted)
-		}
-		e.trimmed(c.SourcesDropped, c.Reset)
+		e.trimmed(c.Trimmed)
 		outs = append(outs, o)
 	}
 	active := e.table.Active()

@@ -167,3 +167,9 @@ func TestExpiryAndPassiveStayUnderTheCap(t *testing.T) {
 		t.Fatalf("%d expiries and %d passive closes: the test no longer exercises them", expired, passive)
 	}
 }
+
+// WithMaxStateBytes bounds a key's encoded state (MaxStateBytes when not set).
+func (t *Table) WithMaxStateBytes(n int) *Table {
+	t.maxBytes = n
+	return t
+}

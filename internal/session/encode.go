@@ -277,14 +277,6 @@ func (d *Decision) encodedLen() int {
 // bytes needs the room, the least recently applied go first (see bound).
 const maxSources = 64
 
-// trimmed is what bound dropped: decisions inside the replay window (Outcome.Evicted), source
-// partitions some record of the window still needed (Outcome.SourcesDropped), and whether the state
-// had to be reset (Outcome.Reset).
-type trimmed struct {
-	evicted, sources int
-	reset            bool
-}
-
 // bound keeps the state within maxSources source partitions and maxBytes encoded bytes, whatever its
 // records carry, so the table holds exactly what the changelog can take. What goes, in this order:
 //
@@ -302,7 +294,7 @@ type trimmed struct {
 //     latest; when the ids alone do not fit either, the key starts fresh, as after a corrupt state.
 //
 // run and window (running ms) date the decisions for counting evictions.
-func (st *State) bound(maxBytes int, run, window int64) (tr trimmed) {
+func (st *State) bound(maxBytes int, run, window int64) (tr Trimmed) {
 	over := func() bool { return maxBytes > 0 && st.encodedLen() > maxBytes }
 	for len(st.Sources) > maxSources || over() {
 		if i := st.unneededSource(); i >= 0 {
@@ -311,21 +303,21 @@ func (st *State) bound(maxBytes int, run, window int64) (tr trimmed) {
 		}
 		if len(st.Sources) <= maxSources && st.protectedFrom() > 0 {
 			if st.Recent[1].At+window >= run {
-				tr.evicted++
+				tr.Evicted++
 			}
 			st.Recent = append(st.Recent[:0], st.Recent[1:]...)
 			continue
 		}
 		if len(st.Sources) > 1 { // the last is the record just applied
 			st.dropSource(st.oldestSource())
-			tr.sources++
+			tr.SourcesDropped++
 			continue
 		}
 		break
 	}
 	if over() {
 		st.reset(maxBytes, run)
-		tr.reset = true
+		tr.Reset = true
 	}
 	return tr
 }

@@ -201,15 +201,26 @@ type Outcome struct {
 	Replayed bool // the message was applied before; state unchanged
 	// Forgotten marks a replay older than every remembered decision: answered with the current ids.
 	Forgotten bool
+	Trimmed
+	State *State // the state to persist (nil when unchanged)
+}
+
+// Trimmed is what the bounds of a key's state dropped.
+type Trimmed struct {
 	// Evicted counts decisions dropped inside the replay window because the key made more than
-	// recentLimit of them: a replay of what they governed would be answered with later ids.
+	// recentLimit of them, or for room: a replay of what they governed would be answered with later ids.
 	Evicted int
 	// SourcesDropped counts source partitions the state forgot for room (the byte cap or maxSources)
 	// while some kept decision still needed them: a replay of their records is applied again as new.
 	SourcesDropped int
 	// Reset: even the newest decisions did not fit the byte cap, and the state was reset (see bound).
 	Reset bool
-	State *State // the state to persist (nil when unchanged)
+}
+
+func (t *Trimmed) add(more Trimmed) {
+	t.Evicted += more.Evicted
+	t.SourcesDropped += more.SourcesDropped
+	t.Reset = t.Reset || more.Reset
 }
 
 // Apply decides the ids of m for key; nowMillis is the processing clock, used only to schedule
@@ -310,8 +321,9 @@ func (t *Table) Apply(key string, m Message, nowMillis int64) Outcome {
 		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonEndChat, ClosedAt: m.EventMillis}, run, t.window)
 	}
 	// Bounded before anyone encodes it: the table then holds exactly what the changelog gets.
-	out.trimmed(st.bound(t.maxBytes, run, t.window))
-	t.touch(e, nowMillis)
+	out.Trimmed.add(st.bound(t.maxBytes, run, t.window))
+	e.seen, e.touched = nowMillis, nowMillis
+	t.schedule(e)
 	out.State = st
 	return out
 }
@@ -331,8 +343,10 @@ func (t *Table) applyPassive(e *entry, m Message, active bool, nowMillis, run in
 		out.Evicted += st.remember(Decision{By: st.position(m.Position), Closed: ReasonIdle, ClosedAt: out.ClosedAt}, run, t.window)
 	}
 	st.applied(m, run)
-	out.trimmed(st.bound(t.maxBytes, run, t.window))
-	t.touchPassive(e, nowMillis)
+	out.Trimmed.add(st.bound(t.maxBytes, run, t.window))
+	// The key is remembered longer, but the session is not extended in processing time either.
+	e.touched = nowMillis
+	t.schedule(e)
 	out.State = st
 	return out
 }
@@ -374,12 +388,6 @@ func (e *entry) replay(src int, offset int64) Outcome {
 
 // source returns the index of src in Sources, or -1.
 func (st *State) source(src string) int { return slices.Index(st.Sources, src) }
-
-func (out *Outcome) trimmed(tr trimmed) {
-	out.Evicted += tr.evicted
-	out.SourcesDropped += tr.sources
-	out.Reset = out.Reset || tr.reset
-}
 
 // applied records m as applied at running time run. Sources are kept least recently applied first,
 // the order in which bound drops them.

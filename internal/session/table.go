@@ -60,12 +60,6 @@ func (t *Table) WithReplayWindow(d time.Duration) *Table {
 	return t
 }
 
-// WithMaxStateBytes bounds a key's encoded state (MaxStateBytes when not set).
-func (t *Table) WithMaxStateBytes(n int) *Table {
-	t.maxBytes = n
-	return t
-}
-
 // entry is a key's state plus what only this process knows: when it last processed a record of the
 // key (wall clock), which is never persisted.
 type entry struct {
@@ -120,19 +114,6 @@ func (t *Table) add(key string, st *State) *entry {
 	return e
 }
 
-// touch records activity on e at nowMillis and reschedules it.
-func (t *Table) touch(e *entry, nowMillis int64) {
-	e.seen, e.touched = nowMillis, nowMillis
-	t.schedule(e)
-}
-
-// touchPassive records a passive record: it keeps the key remembered longer, but does not extend the
-// session in processing time either.
-func (t *Table) touchPassive(e *entry, nowMillis int64) {
-	e.touched = nowMillis
-	t.schedule(e)
-}
-
 // schedule recomputes e's deadline: an open session expires once its idle timeout passed after its
 // last activity was processed; an ended one is forgotten after twice the timeout, and not before the
 // replay window passed, so that a replayed record still finds the ids it was given.
@@ -166,11 +147,8 @@ type Change struct {
 	Expired  bool
 	Previous Previous
 	ClosedAt int64
-	// Evicted: decisions dropped inside the replay window to make room (see Outcome.Evicted).
-	Evicted int
-	// SourcesDropped and Reset: as Outcome's.
-	SourcesDropped int
-	Reset          bool
+	// Trimmed: what the bounds of the ended state dropped, as Outcome's.
+	Trimmed
 }
 
 // Expire ends the open sessions idle past their timeout, and forgets the ended ones past twice the
@@ -201,9 +179,7 @@ func (t *Table) lapse(e *entry, run, nowMillis int64, changes []Change) []Change
 			Previous: Previous{ChannelSessionID: e.ChannelSessionID, ConversationID: e.ConversationID, Data: e.current()}}
 		e.Open, e.Ended = false, ReasonIdle
 		c.Evicted = e.remember(Decision{Closed: ReasonIdle, ClosedAt: c.ClosedAt}, run, t.window)
-		tr := e.bound(t.maxBytes, run, t.window)
-		c.Evicted += tr.evicted
-		c.SourcesDropped, c.Reset = tr.sources, tr.reset
+		c.Trimmed.add(e.bound(t.maxBytes, run, t.window))
 		t.schedule(e)
 		return append(changes, c)
 	}

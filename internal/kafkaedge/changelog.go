@@ -28,7 +28,7 @@ func ReadFrom(ctx context.Context, factory *kafkaclient.Factory, topic string, p
 		return 0, end, fmt.Errorf("%s/%d: %w: %d not in [%d, %d]", topic, partition, ErrGap, from, first, end)
 	}
 	n := 0
-	err = readCommitted(ctx, factory, topic, partition, from, end, func(r stream.Record) error {
+	err = readTo(ctx, factory.PartitionReader, topic, partition, from, end, func(r stream.Record) error {
 		if err := fn(r.Key, r.Value); err != nil {
 			return fmt.Errorf("restore %s/%d offset %d: %w", topic, partition, r.Offset, err)
 		}

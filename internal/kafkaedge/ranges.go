@@ -78,29 +78,24 @@ func ReadRange(ctx context.Context, factory *kafkaclient.Factory, topic string, 
 	if from >= end {
 		return nil
 	}
-	if _, stable, err := kafkaclient.CommittedBounds(ctx, factory.Client(), topic, partition); err != nil {
+	if _, stable, err := Bounds(ctx, factory, topic, partition); err != nil {
 		return kafkaclient.Explain(err)
 	} else if stable < end {
 		end = stable
 	}
-	return readCommitted(ctx, factory, topic, partition, from, end, fn)
+	return readTo(ctx, factory.PartitionReader, topic, partition, from, end, fn)
 }
 
-// readCommitted is ReadRange with end known to be at most the last stable offset.
-func readCommitted(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
+// readTo is the one partition read loop: the records below end of the reader open makes at from, each
+// waited for at most readIdle.
+func readTo(ctx context.Context, open func(topic string, partition int, from int64) (*kafkaclient.Reader, error), topic string, partition int, from, end int64, fn func(stream.Record) error) error {
 	if from >= end {
 		return nil
 	}
-	reader, err := factory.PartitionReader(topic, partition, from)
+	reader, err := open(topic, partition, from)
 	if err != nil {
 		return err
 	}
-	return readTo(ctx, reader, topic, partition, end, fn)
-}
-
-// readTo is the one partition read loop: reader's records below end, each waited for at most readIdle;
-// it closes reader.
-func readTo(ctx context.Context, reader *kafkaclient.Reader, topic string, partition int, end int64, fn func(stream.Record) error) error {
 	defer reader.Close()
 	for {
 		fctx, cancel := context.WithTimeout(ctx, readIdle)
@@ -145,12 +140,5 @@ func ReadWritten(ctx context.Context, factory *kafkaclient.Factory, topic string
 // (not including) end, read_uncommitted, so those of a transaction still open (and of aborted ones)
 // are included. It is for telling where held records will go, never for processing them.
 func ReadHeld(ctx context.Context, factory *kafkaclient.Factory, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
-	if from >= end {
-		return nil
-	}
-	reader, err := factory.UncommittedReader(topic, partition, from)
-	if err != nil {
-		return err
-	}
-	return readTo(ctx, reader, topic, partition, end, fn)
+	return readTo(ctx, factory.UncommittedReader, topic, partition, from, end, fn)
 }

@@ -167,12 +167,7 @@ func (r ref) get(key string) ref {
 func (r ref) scan(key string) ref {
 	out := ref{r.m, -1}
 	for c := r.n().first; c >= 0; c = r.m.nodes[c].next {
-		cn := &r.m.nodes[c]
-		if cn.keyEscaped {
-			if unescape(r.m.raw[cn.keyStart:cn.keyEnd]) == key {
-				out.idx = c
-			}
-		} else if string(r.m.raw[cn.keyStart:cn.keyEnd]) == key {
+		if string(r.m.keyOf(c)) == key {
 			out.idx = c
 		}
 	}
@@ -251,39 +246,22 @@ func (r ref) enumerated() (string, bool) {
 	return "", false
 }
 
-// equals compares a string value with s without allocating for the common unescaped case.
-func (r ref) equals(s string) bool {
-	if !r.is(kindString) {
-		return false
-	}
+// content returns a string value's content, unescaped: an escaped one costs an allocation (they are
+// rare), the common unescaped one none.
+func (r ref) content() []byte {
 	if r.n().escaped {
-		return unescape(r.strBytes()) == s
+		return []byte(unescape(r.strBytes()))
 	}
-	return string(r.strBytes()) == s
+	return r.strBytes()
 }
 
-// nonBlank is true for a string holding something other than white space.
+// equals compares a string value with s.
+func (r ref) equals(s string) bool { return r.is(kindString) && string(r.content()) == s }
+
+// nonBlank is true for a string holding something other than white space (the ASCII set JSON Schema's
+// \s and Go's \s share).
 func (r ref) nonBlank() bool {
-	if !r.is(kindString) {
-		return false
-	}
-	b := r.strBytes()
-	if r.n().escaped {
-		b = []byte(unescape(b))
-	}
-	return !isBlank(b)
-}
-
-// isBlank reports whether b holds only white space (the ASCII set JSON Schema's \s and Go's \s share).
-func isBlank(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r', '\f':
-		default:
-			return false
-		}
-	}
-	return true
+	return r.is(kindString) && len(bytes.Trim(r.content(), " \t\n\r\f")) > 0
 }
 
 // number returns a number value as float64.
@@ -318,10 +296,7 @@ func (r ref) digits() (int64, bool) {
 	if !r.is(kindString) {
 		return 0, false
 	}
-	b := r.strBytes()
-	if r.n().escaped {
-		b = []byte(unescape(b))
-	}
+	b := r.content()
 	if len(b) == 0 {
 		return 0, false
 	}
@@ -360,10 +335,10 @@ func unescape(b []byte) string {
 		case 't':
 			sb.WriteByte('\t')
 		case 'u':
-			r := rune(hex4(b[i+1 : i+5]))
+			r := hex4(b[i+1 : i+5])
 			i += 4
 			if utf16.IsSurrogate(r) && i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
-				if r2 := rune(hex4(b[i+3 : i+7])); utf16.DecodeRune(r, r2) != utf8.RuneError {
+				if r2 := hex4(b[i+3 : i+7]); utf16.DecodeRune(r, r2) != utf8.RuneError {
 					r = utf16.DecodeRune(r, r2)
 					i += 6
 				}
@@ -376,18 +351,8 @@ func unescape(b []byte) string {
 	return sb.String()
 }
 
-func hex4(b []byte) uint16 {
-	var v uint16
-	for _, c := range b {
-		v <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			v |= uint16(c - '0')
-		case c >= 'a' && c <= 'f':
-			v |= uint16(c - 'a' + 10)
-		default:
-			v |= uint16(c - 'A' + 10)
-		}
-	}
-	return v
+// hex4 is the rune of a \u escape's four hex digits (checked by the parser).
+func hex4(b []byte) rune {
+	v, _ := strconv.ParseUint(string(b), 16, 16)
+	return rune(v)
 }

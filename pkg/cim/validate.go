@@ -695,10 +695,7 @@ func (r ref) oneOf(allowed []string, fold bool) bool {
 	if !r.is(kindString) {
 		return false
 	}
-	s := r.strBytes()
-	if r.n().escaped {
-		s = []byte(unescape(s))
-	}
+	s := r.content()
 	for _, a := range allowed {
 		if string(s) == a || (fold && strings.EqualFold(string(s), a)) {
 			return true

@@ -2,9 +2,7 @@ package cim
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -16,15 +14,15 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 	if len(edits) == 0 {
 		return m, nil
 	}
-	raw, err := m.Encode(edits...)
+	var room [4]move // the inbound pipeline makes up to four edits: no allocation for them
+	moves, err := m.moves(room[:0], edits)
 	if err != nil {
 		return nil, err
 	}
+	raw := m.appendMoved(make([]byte, 0, encodedSize(m, edits)), moves)
 	nodes := make([]node, len(m.nodes), len(m.nodes)+8*len(edits)) // one allocation: the edits' values are small
 	copy(nodes, m.nodes)
 	out := &Message{raw: raw, nodes: nodes, root: m.root, maxID: m.maxID, maxDepth: m.maxDepth}
-	var room [4]move // the inbound pipeline makes up to four edits: no allocation for them
-	moves := m.moves(room[:0], edits)
 	for i := range out.nodes {
 		n := &out.nodes[i]
 		n.start, n.end = moves.shift(n.start), moves.shift(n.end-1)+1
@@ -39,69 +37,6 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 	}
 	out.index()
 	return out, nil
-}
-
-// move is one edit as it lands in the encoded bytes: raw[at:end] of the original became the member
-// (insert) or value written at value in the new bytes, delta bytes longer.
-type move struct {
-	at, end int32
-	delta   int32
-	member  int32 // the node replaced, or the parent object of an insertion
-	insert  bool
-	key     string
-	keyAt   int32 // new offset of the inserted key's opening quote
-	keyLen  int32 // the inserted key's length as JSON, quotes included
-	value   []byte
-	valueAt int32
-	depth   int // nesting of the member, as the parser counts it
-}
-
-type moves []move
-
-// moves lays the edits out as AppendEncoded writes them (validated there already), appended to mv.
-func (m *Message) moves(mv moves, edits []Edit) moves {
-	for _, e := range edits {
-		parent := m.rootRef().path(e.Path[:len(e.Path)-1]...)
-		key := e.Path[len(e.Path)-1]
-		if member := parent.get(key); member.ok() {
-			n := member.n()
-			mv = append(mv, move{at: n.start, end: n.end, member: member.idx, value: e.Value, depth: len(e.Path)})
-			continue
-		}
-		at := parent.n().end - 1
-		mv = append(mv, move{at: at, end: at, member: parent.idx, insert: true, key: key, value: e.Value, depth: len(e.Path)})
-	}
-	slices.SortStableFunc(mv, func(a, b move) int { return cmp.Compare(a.at, b.at) })
-	var insertedRoom [4]int32
-	inserted := insertedRoom[:0] // parents that received an insertion already
-	var shift int32
-	for i := range mv {
-		v := &mv[i]
-		pos := v.at + shift
-		written := int32(len(v.value))
-		if v.insert {
-			comma := int32(0)
-			if m.nodes[v.member].first >= 0 || slices.Contains(inserted, v.member) {
-				comma = 1
-			}
-			inserted = append(inserted, v.member)
-			v.keyAt = pos + comma
-			v.keyLen = int32(quotedLen(v.key))
-			written += comma + v.keyLen + 1
-			v.valueAt = v.keyAt + v.keyLen + 1
-		} else {
-			v.valueAt = pos
-		}
-		v.delta = written - (v.end - v.at)
-		shift += v.delta
-	}
-	return mv
-}
-
-// quotedLen is the length of key as AppendString writes it, without allocating for a usual key.
-func quotedLen(key string) int {
-	var room [64]byte
-	return len(AppendString(room[:0], key))
 }
 
 // shift is the new offset of the original byte at i (outside the bytes an edit replaced).

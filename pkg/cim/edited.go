@@ -22,7 +22,7 @@ func (m *Message) Edited(edits ...Edit) (*Message, error) {
 	raw := m.appendMoved(make([]byte, 0, encodedSize(m, edits)), moves)
 	nodes := make([]node, len(m.nodes), len(m.nodes)+8*len(edits)) // one allocation: the edits' values are small
 	copy(nodes, m.nodes)
-	out := &Message{raw: raw, nodes: nodes, root: m.root, maxID: m.maxID, maxDepth: m.maxDepth}
+	out := &Message{raw: raw, nodes: nodes, root: m.root, limits: m.limits}
 	for i := range out.nodes {
 		n := &out.nodes[i]
 		n.start, n.end = moves.shift(n.start), moves.shift(n.end-1)+1
@@ -58,7 +58,7 @@ func (m *Message) graft(v move) error {
 	if !utf8.Valid(v.value) {
 		return errEditValue
 	}
-	p := parser{data: m.raw, pos: int(v.valueAt), maxDepth: m.depthLimit(), nodes: m.nodes}
+	p := parser{data: m.raw, pos: int(v.valueAt), maxDepth: m.limits.MaxDepth, nodes: m.nodes}
 	idx, err := p.value(v.depth)
 	m.nodes = p.nodes
 	if err != nil || p.pos != int(v.valueAt)+len(v.value) {
@@ -84,11 +84,4 @@ func (m *Message) graft(v move) error {
 	}
 	m.nodes[last].next = idx
 	return nil
-}
-
-func (m *Message) depthLimit() int {
-	if m.maxDepth > 0 {
-		return m.maxDepth
-	}
-	return DefaultMaxDepth
 }

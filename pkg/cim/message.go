@@ -56,9 +56,9 @@ type Message struct {
 	// fields and indexed: the node index of each member read on every message (see field).
 	fields  fieldIndex
 	indexed bool
-	maxID   int // Limits.MaxIDBytes it was decoded with; 0: the default
-	// maxDepth is Limits.MaxDepth it was decoded with (0: the default), for the values Edited parses.
-	maxDepth int
+	// limits are those it was decoded with, defaults applied: Validate's MaxIDBytes, and MaxDepth for
+	// the values Edited parses.
+	limits Limits
 }
 
 // DecodeError says why bytes are not a CIM message at all; Violation carries the code
@@ -113,7 +113,7 @@ func DecodeLimits(data []byte, limits Limits) (*Message, error) {
 		return nil, &DecodeError{Violation{Code: CodeMalformed,
 			Message: "the message must be a JSON object, not " + articled(p.nodes[root].kind)}}
 	}
-	m := &Message{raw: data, nodes: p.nodes, root: root, maxID: limits.MaxIDBytes, maxDepth: limits.MaxDepth}
+	m := &Message{raw: data, nodes: p.nodes, root: root, limits: limits}
 	m.index()
 	return m, nil
 }

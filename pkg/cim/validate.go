@@ -52,10 +52,7 @@ var DeliveryStatuses = []string{"DELIVERED", "READ", "CONNECTED", "FAILED", "ACC
 // Validate returns every violation of the contract's rules for the direction; nil means valid.
 // Identifying strings are bounded by the Limits the message was decoded with (MaxIDBytes).
 func Validate(m *Message, dir Direction) Violations {
-	v := validator{dir: dir, maxID: m.maxID}
-	if v.maxID <= 0 {
-		v.maxID = DefaultMaxIDBytes
-	}
+	v := validator{dir: dir, maxID: m.limits.MaxIDBytes}
 	v.message(m.rootRef())
 	return v.out
 }

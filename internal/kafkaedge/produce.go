@@ -18,12 +18,11 @@ import (
 
 // partitionWrite is what a Write call still has to send to one partition.
 type partitionWrite struct {
-	topic     string
-	partition int
-	leader    int   // node id, from the sink's metadata
-	idx       []int // the records not sent yet, in order
-	single    int   // how many of idx go one per request: the broker found their chunk too large
-	rerouted  bool  // the leader was read again once in this call, after a routing error
+	topicPartition
+	leader   int   // node id, from the sink's metadata
+	idx      []int // the records not sent yet, in order
+	single   int   // how many of idx go one per request: the broker found their chunk too large
+	rerouted bool  // the leader was read again once in this call, after a routing error
 
 	// This round's chunk (the first n of idx) and its outcome.
 	n, bytes int
@@ -49,15 +48,11 @@ func (s *Sink) Write(ctx context.Context, outputs []stream.Output) []error {
 
 // group sorts the records into partitions with a leader; the others get their error in errs.
 func (s *Sink) group(ctx context.Context, outputs []stream.Output, errs []error) []*partitionWrite {
-	type tp struct {
-		topic     string
-		partition int
-	}
 	type lookup struct {
 		leaders []int
 		err     error
 	}
-	byTP := map[tp]*partitionWrite{}
+	byTP := map[topicPartition]*partitionWrite{}
 	var parts []*partitionWrite
 	lookups := map[string]lookup{} // one lookup per topic and call: a later record never gets a partition an earlier one failed to get
 	for i, o := range outputs {
@@ -74,10 +69,10 @@ func (s *Sink) group(ctx context.Context, outputs []stream.Output, errs []error)
 			errs[i] = l.err
 			continue
 		}
-		k := tp{o.Topic, s.partitionOf(o, len(l.leaders))}
+		k := topicPartition{o.Topic, s.partitionOf(o, len(l.leaders))}
 		p := byTP[k]
 		if p == nil {
-			p = &partitionWrite{topic: k.topic, partition: k.partition, leader: l.leaders[k.partition]}
+			p = &partitionWrite{topicPartition: k, leader: l.leaders[k.partition]}
 			byTP[k] = p
 			parts = append(parts, p)
 		}
@@ -202,22 +197,18 @@ func (s *Sink) settle(p *partitionWrite, errs []error) bool {
 	case stage.Final(p.err):
 		errs[p.idx[0]] = p.err
 	default:
-		s.failFrom(p.idx[:p.n], p.idx[p.n:], p.err, errs)
+		// The partition stops at its first failure: its later records are not attempted.
+		for _, i := range p.idx[:p.n] {
+			errs[i] = p.err
+		}
+		for _, i := range p.idx[p.n:] {
+			errs[i] = errNotAttempted{p.err}
+		}
 		return false
 	}
 	p.idx = p.idx[p.n:]
 	p.single = max(0, p.single-p.n)
 	return len(p.idx) > 0
-}
-
-// failFrom records err for failed and "not attempted" for the partition's records after them.
-func (s *Sink) failFrom(failed, rest []int, err error, errs []error) {
-	for _, i := range failed {
-		errs[i] = err
-	}
-	for _, i := range rest {
-		errs[i] = errNotAttempted{err}
-	}
 }
 
 // send sends one request holding the chunk of each of parts (one leader) and waits for acks=all.
@@ -313,19 +304,15 @@ func (s *Sink) read(m protocol.Message, parts []*partitionWrite) error {
 		return fmt.Errorf("unexpected answer %T to a produce request", m)
 	}
 	kafkaclient.Throttled("produce", time.Duration(resp.ThrottleTimeMs)*time.Millisecond) // a quota: the broker holds the next request back
-	type tp struct {
-		topic     string
-		partition int32
-	}
-	answers := map[tp]*produce.ResponsePartition{}
+	answers := map[topicPartition]*produce.ResponsePartition{}
 	for t := range resp.Topics {
 		for i := range resp.Topics[t].Partitions {
 			rp := &resp.Topics[t].Partitions[i]
-			answers[tp{resp.Topics[t].Topic, rp.Partition}] = rp
+			answers[topicPartition{resp.Topics[t].Topic, int(rp.Partition)}] = rp
 		}
 	}
 	for _, p := range parts {
-		rp, ok := answers[tp{p.topic, int32(p.partition)}]
+		rp, ok := answers[p.topicPartition]
 		if !ok {
 			p.err = fmt.Errorf("produce to %s/%d: the broker's answer does not name the partition", p.topic, p.partition)
 			continue

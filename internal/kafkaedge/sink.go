@@ -45,6 +45,11 @@ type Sink struct {
 	leaders map[string]topicLeaders
 }
 
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
 type topicLeaders struct {
 	leaders []int // node id per partition, -1: no leader
 	at      time.Time

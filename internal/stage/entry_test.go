@@ -1,4 +1,4 @@
-package stage
+package stage_test
 
 import (
 	"strings"
@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/cimstream/cimstream/internal/deadletter"
+	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
 type renameCounter struct {
-	NopObserver
+	stage.NopObserver
 	n atomic.Int64
 }
 
@@ -29,10 +30,12 @@ func TestEntryTopicHeadersInCimstreamsNamespaceAreRenamed(t *testing.T) {
 		{Key: deadletter.HeaderCodes, Value: []byte("forged")},
 		{Key: "x-trace", Value: []byte("kept")},
 	}
-	recs := records("a:1", "b:bad")
+	b := newBroker("in", "out", "dlq")
+	recs := inputs("a:1", "b:bad")
 	for i := range recs {
 		recs[i].Headers = forged
 	}
+	produce(t, b, recs)
 	// The handler copies its input's headers into its output, as the outbound stage does.
 	copying := handlerFunc(func(batch []stream.Record) []stream.Result {
 		res := echo.Process(batch)
@@ -44,19 +47,18 @@ func TestEntryTopicHeadersInCimstreamsNamespaceAreRenamed(t *testing.T) {
 		return res
 	})
 	obs := &renameCounter{}
-	sink := &fakeSink{}
-	r := start(t, copying, sink, recs, func(c *Config) {
+	start(t, b, b, copying, func(c *stage.Config) {
 		c.Entry = func(topic string) bool { return topic == "in" }
 		c.Observer = obs
 	})
-	if !eventually(func() bool { return r.gen.committed("in", 0) == 2 }) {
-		t.Fatalf("committed %d, want 2", r.gen.committed("in", 0))
+	if !eventually(func() bool { return committed(b, "in", 0) == 2 }) {
+		t.Fatalf("committed %d, want 2", committed(b, "in", 0))
 	}
-	got := sink.topics()
-	if len(got["out"]) != 1 || len(got["dlq"]) != 1 {
-		t.Fatalf("out %d dlq %d, want 1 and 1", len(got["out"]), len(got["dlq"]))
+	outs, dls := b.Records("out"), b.Records("dlq")
+	if len(outs) != 1 || len(dls) != 1 {
+		t.Fatalf("out %d dlq %d, want 1 and 1", len(outs), len(dls))
 	}
-	for _, o := range []stream.Output{got["out"][0], got["dlq"][0]} {
+	for _, o := range []stream.Record{outs[0], dls[0]} {
 		var renamed, trace int
 		for _, h := range o.Headers {
 			switch {
@@ -70,13 +72,12 @@ func TestEntryTopicHeadersInCimstreamsNamespaceAreRenamed(t *testing.T) {
 			t.Fatalf("%s: %d renamed, %d x-trace, want 6 and 1: %v", o.Topic, renamed, trace, o.Headers)
 		}
 	}
-	out := stream.Record{Headers: got["out"][0].Headers}
 	for _, h := range forged[:6] {
-		if _, ok := out.Header(h.Key); ok {
+		if _, ok := outs[0].Header(h.Key); ok {
 			t.Fatalf("output carries %s", h.Key)
 		}
 	}
-	dl := stream.Record{Headers: got["dlq"][0].Headers}
+	dl := dls[0]
 	if codes, _ := dl.Header(deadletter.HeaderCodes); string(codes) == "forged" {
 		t.Fatal("the forged codes header comes first in the dead letter")
 	}
@@ -90,17 +91,18 @@ func TestEntryTopicHeadersInCimstreamsNamespaceAreRenamed(t *testing.T) {
 
 // A topic that is not an entry (the repartition topic, written by cimstream) keeps its headers.
 func TestOwnTopicHeadersAreKept(t *testing.T) {
-	recs := records("a:1")
+	b := newBroker("in", "out", "dlq")
+	recs := inputs("a:1")
 	recs[0].Headers = []stream.Header{{Key: stream.HeaderSourceOffset, Value: []byte("5")}}
-	sink := &fakeSink{}
+	produce(t, b, recs)
 	copying := handlerFunc(func(batch []stream.Record) []stream.Result {
 		return []stream.Result{stream.Emit(stream.Output{Topic: "out", Partition: stream.ByKey, Value: batch[0].Value, Headers: batch[0].Headers})}
 	})
-	r := start(t, copying, sink, recs, func(c *Config) { c.Entry = func(string) bool { return false } })
-	if !eventually(func() bool { return r.gen.committed("in", 0) == 1 }) {
+	start(t, b, b, copying, func(c *stage.Config) { c.Entry = func(string) bool { return false } })
+	if !eventually(func() bool { return committed(b, "in", 0) == 1 }) {
 		t.Fatal("not committed")
 	}
-	if off, _ := (stream.Record{Headers: sink.topics()["out"][0].Headers}).Header(stream.HeaderSourceOffset); string(off) != "5" {
+	if off, _ := b.Records("out")[0].Header(stream.HeaderSourceOffset); string(off) != "5" {
 		t.Fatalf("own header %q, want 5", off)
 	}
 }

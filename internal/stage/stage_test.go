@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -34,36 +31,6 @@ var echo = handlerFunc(func(batch []stream.Record) []stream.Result {
 	}
 	return res
 })
-
-type run struct {
-	gen    *fakeGeneration
-	sink   *fakeSink
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// start runs a stage over recs on partition in/0 with handler h.
-func start(t *testing.T, h Handler, sink *fakeSink, recs []stream.Record, tweak func(*Config)) *run {
-	t.Helper()
-	gen := newGeneration(Assignment{Topic: "in", Partition: 0})
-	broker := &fakeBroker{gen: gen, readers: map[string]*fakeReader{"in": {recs: recs}}}
-	cfg := Config{
-		Name: "test", Pipeline: "inbound", GroupID: "g",
-		Topics:          func(context.Context) ([]string, error) { return []string{"in"}, nil },
-		RefreshInterval: time.Hour,
-		NewHandler:      func(context.Context, string, int) (Handler, error) { return h, nil },
-		BatchSize:       3, Linger: time.Millisecond, CommitInterval: 20 * time.Millisecond,
-		DeadLetters: deadletter.Builder{Topic: "dlq"},
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{gen: gen, sink: sink, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(r.done); _ = New(cfg, broker, sink, zap.NewNop()).Run(ctx) }()
-	t.Cleanup(func() { cancel(); gen.revoke(); <-r.done })
-	return r
-}
 
 func values(outs []stream.Output) []string {
 	var v []string

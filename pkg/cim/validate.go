@@ -112,8 +112,7 @@ func (v *validator) header(h ref, at *loc) {
 		}
 		f, fAt = sender.get("senderName"), child(&senderAt, "senderName")
 		v.str(f, &fAt, true)
-		f, fAt = sender.get("additionalDetail"), child(&senderAt, "additionalDetail")
-		v.object(f, &fAt, false)
+		v.optional(sender, &senderAt, kindObject, "additionalDetail")
 	}
 
 	conv, convAt := h.get("conversationId"), child(at, "conversationId")
@@ -147,8 +146,7 @@ func (v *validator) header(h ref, at *loc) {
 			v.str(f, &fAt, false)
 			v.ident(f, &fAt)
 		}
-		f, fAt := cust.get("isAnonymous"), child(&custAt, "isAnonymous")
-		v.typed(f, &fAt, kindBool, false)
+		v.optional(cust, &custAt, kindBool, "isAnonymous")
 	}
 
 	ts, tsAt := h.get("timestamp"), child(at, "timestamp")
@@ -164,14 +162,8 @@ func (v *validator) header(h ref, at *loc) {
 
 	stamps, stampsAt := h.get("stamps"), child(at, "stamps")
 	v.stringArray(stamps, &stampsAt, false)
-	for _, key := range [...]string{"entities", "language", "securityInfo", "schedulingMetaData"} {
-		f, fAt := h.get(key), child(at, key)
-		v.object(f, &fAt, false)
-	}
-	for _, key := range [...]string{"roomId", "providerMessageId"} {
-		f, fAt := h.get(key), child(at, key)
-		v.str(f, &fAt, false)
-	}
+	v.optional(h, at, kindObject, "entities", "language", "securityInfo", "schedulingMetaData")
+	v.optional(h, at, kindString, "roomId", "providerMessageId")
 	orig, origAt := h.get("originalMessageId"), child(at, "originalMessageId")
 	if orig.present() && (intent.equals("REPLY_TO") || intent.equals("UPDATE")) {
 		v.nonBlank(orig, &origAt, true)
@@ -187,10 +179,7 @@ func (v *validator) channelData(cd ref, at *loc) {
 		v.nonBlank(f, &fAt, true)
 		v.ident(f, &fAt)
 	}
-	for _, key := range [...]string{"customerFirstName", "customerLastName"} {
-		f, fAt := cd.get(key), child(at, key)
-		v.str(f, &fAt, false)
-	}
+	v.optional(cd, at, kindString, "customerFirstName", "customerLastName")
 	f, fAt := cd.get("requestPriority"), child(at, "requestPriority")
 	v.intOrDigits(f, &fAt, false, 0, 10)
 	attrs, attrsAt := cd.get("additionalAttributes"), child(at, "additionalAttributes")
@@ -260,8 +249,7 @@ func (v *validator) body(b ref, at *loc) {
 		if v.object(att, &attAt, true) {
 			v.attachment(att, &attAt, true)
 		}
-		f, fAt := field("caption")
-		v.str(f, &fAt, false)
+		v.optional(b, at, kindString, "caption")
 	case "MULTIMEDIA":
 		att, attAt := field("attachment")
 		if v.object(att, &attAt, false) {
@@ -277,8 +265,7 @@ func (v *validator) body(b ref, at *loc) {
 		if url.present() || !att.present() {
 			v.url(url, &urlAt, true)
 		}
-		f, fAt := field("stickerId")
-		v.str(f, &fAt, false)
+		v.optional(b, at, kindString, "stickerId")
 	case "LOCATION":
 		l, lAt := field("location")
 		if v.object(l, &lAt, true) {
@@ -368,32 +355,24 @@ func (v *validator) body(b ref, at *loc) {
 			c, cAt := lang.get("code"), child(&langAt, "code")
 			v.nonBlank(c, &cAt, true)
 		}
-		comps, compsAt := field("components")
-		v.typed(comps, &compsAt, kindArray, false)
+		v.optional(b, at, kindArray, "components")
 	case "RECEIPT":
 		v.receipt(b, at)
 	case "VOICE":
-		for _, key := range [...]string{"callId", "leg"} {
-			f, fAt := field(key)
-			v.str(f, &fAt, false)
-		}
+		v.optional(b, at, kindString, "callId", "leg")
 		rc, rcAt := field("reasonCode")
 		if rc.present() && !rc.is(kindString) && !rc.is(kindNumber) {
 			v.add(&rcAt, CodeType, "must be a string or a number, not "+articled(rc.kind()))
 		}
 	case "EMAIL":
-		for _, key := range [...]string{"subject", "from", "htmlBody"} {
-			f, fAt := field(key)
-			v.str(f, &fAt, false)
-		}
+		v.optional(b, at, kindString, "subject", "from", "htmlBody")
 		for _, key := range [...]string{"replyTo", "recipientsTo", "recipientsCc", "recipientsBcc"} {
 			f, fAt := field(key)
 			v.stringArray(f, &fAt, false)
 		}
 		f, fAt := field("receivingDate")
 		v.integerIn(f, &fAt, false, 0, -1)
-		f, fAt = field("emailThreads")
-		v.typed(f, &fAt, kindArray, false)
+		v.optional(b, at, kindArray, "emailThreads")
 		atts, attsAt := field("attachments")
 		if v.typed(atts, &attsAt, kindArray, false) {
 			atts.items(func(i int, a ref) {
@@ -404,22 +383,16 @@ func (v *validator) body(b ref, at *loc) {
 			})
 		}
 	case "NOTIFICATION":
-		f, fAt := field("notificationType")
-		v.str(f, &fAt, false)
-		f, fAt = field("notificationData")
-		v.object(f, &fAt, false)
+		v.optional(b, at, kindString, "notificationType")
+		v.optional(b, at, kindObject, "notificationData")
 	case "DELETEDNOTIFICATION":
-		f, fAt := field("messageId")
-		v.str(f, &fAt, false)
+		v.optional(b, at, kindString, "messageId")
 		ts, tsAt := field("timestamp")
 		if ts.present() && !ts.is(kindString) && !ts.is(kindNumber) {
 			v.add(&tsAt, CodeType, "must be a string or a number, not "+articled(ts.kind()))
 		}
 	case "COMMENT":
-		for _, key := range [...]string{"postId", "itemType"} {
-			f, fAt := field(key)
-			v.str(f, &fAt, false)
-		}
+		v.optional(b, at, kindString, "postId", "itemType")
 		att, attAt := field("attachment")
 		if v.object(att, &attAt, false) {
 			v.attachment(att, &attAt, false)
@@ -445,19 +418,12 @@ func (v *validator) attachment(a ref, at *loc, strict bool) {
 	}
 	size, sizeAt := a.get("size"), child(at, "size")
 	v.integerIn(size, &sizeAt, false, 0, -1)
-	for _, key := range [...]string{"mimeType", "thumbnail", "mediaLabel", "mediaName"} {
-		f, fAt := a.get(key), child(at, key)
-		v.str(f, &fAt, false)
-	}
+	v.optional(a, at, kindString, "mimeType", "thumbnail", "mediaLabel", "mediaName")
 }
 
 func (v *validator) receipt(b ref, at *loc) {
-	for _, key := range [...]string{"recipientName", "merchantName", "orderNumber", "currency", "paymentMethode", "timestamp", "templateType"} {
-		f, fAt := b.get(key), child(at, key)
-		v.str(f, &fAt, false)
-	}
-	f, fAt := b.get("sharable"), child(at, "sharable")
-	v.typed(f, &fAt, kindBool, false)
+	v.optional(b, at, kindString, "recipientName", "merchantName", "orderNumber", "currency", "paymentMethode", "timestamp", "templateType")
+	v.optional(b, at, kindBool, "sharable")
 	els, elsAt := b.get("elements"), child(at, "elements")
 	if v.typed(els, &elsAt, kindArray, false) {
 		els.items(func(i int, e ref) {
@@ -465,18 +431,14 @@ func (v *validator) receipt(b ref, at *loc) {
 			if !v.object(e, &eAt, true) {
 				return
 			}
-			for _, key := range [...]string{"title", "subtitle", "currency", "imageUrl"} {
-				f, fAt := e.get(key), child(&eAt, key)
-				v.str(f, &fAt, false)
-			}
+			v.optional(e, &eAt, kindString, "title", "subtitle", "currency", "imageUrl")
 			for _, key := range [...]string{"quantity", "price"} {
 				f, fAt := e.get(key), child(&eAt, key)
 				v.integerIn(f, &fAt, false, 0, -1)
 			}
 		})
 	}
-	addr, addrAt := b.get("address"), child(at, "address")
-	v.object(addr, &addrAt, false)
+	v.optional(b, at, kindObject, "address")
 	sum, sumAt := b.get("summary"), child(at, "summary")
 	if v.object(sum, &sumAt, false) {
 		for _, key := range [...]string{"subtotal", "shippingCost", "totalTax", "totalCost"} {
@@ -489,8 +451,7 @@ func (v *validator) receipt(b ref, at *loc) {
 		adj.items(func(i int, a ref) {
 			aAt := loc{parent: &adjAt, index: i}
 			if v.object(a, &aAt, true) {
-				n, nAt := a.get("name"), child(&aAt, "name")
-				v.str(n, &nAt, false)
+				v.optional(a, &aAt, kindString, "name")
 				amt, amtAt := a.get("amount"), child(&aAt, "amount")
 				v.integerIn(amt, &amtAt, false, -1, -1)
 			}
@@ -513,6 +474,14 @@ func (v *validator) missing(r ref, at *loc, required bool) bool {
 		}
 	}
 	return true
+}
+
+// optional checks that each of keys of obj, when present and not null, is of kind k.
+func (v *validator) optional(obj ref, at *loc, k kind, keys ...string) {
+	for _, key := range keys {
+		f, fAt := obj.get(key), child(at, key)
+		v.typed(f, &fAt, k, false)
+	}
 }
 
 func (v *validator) typed(r ref, at *loc, k kind, required bool) bool {

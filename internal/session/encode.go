@@ -34,33 +34,21 @@ func Encode(st *State) []byte {
 		b = strconv.AppendInt(b, st.Seen, 10)
 	}
 	if len(st.Sources) > 0 {
-		b = append(b, `,"src":[`...)
-		for i, s := range st.Sources {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		b = append(b, ']')
+		b = append(b, `,"src":`...)
+		b = appendList(b, st.Sources, appendString)
 	}
 	if len(st.Applied) > 0 {
 		b = append(b, `,"a":`...)
 		b = appendInts(b, st.Applied)
 	}
 	if len(st.Recent) > 0 {
-		b = append(b, `,"r":[`...)
-		for i := range st.Recent {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendDecision(b, &st.Recent[i])
-		}
-		b = append(b, ']')
+		b = append(b, `,"r":`...)
+		b = appendList(b, st.Recent, appendDecision)
 	}
 	return append(b, '}')
 }
 
-func appendDecision(b []byte, d *Decision) []byte {
+func appendDecision(b []byte, d Decision) []byte {
 	b = append(b, '{')
 	if len(d.After) > 0 {
 		b = append(b, `"a":`...)
@@ -107,12 +95,17 @@ func appendDecision(b []byte, d *Decision) []byte {
 }
 
 func appendInts(b []byte, v []int64) []byte {
+	return appendList(b, v, func(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) })
+}
+
+// appendList writes v as a JSON array, each element by appendElem.
+func appendList[T any](b []byte, v []T, appendElem func([]byte, T) []byte) []byte {
 	b = append(b, '[')
-	for i, n := range v {
+	for i, x := range v {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendInt(b, n, 10)
+		b = appendElem(b, x)
 	}
 	return append(b, ']')
 }
@@ -183,10 +176,13 @@ func intLen(v int64) int {
 	return n
 }
 
-func intsLen(v []int64) int {
+func intsLen(v []int64) int { return listLen(v, intLen) }
+
+// listLen is len(appendList(nil, v, appendElem)), elemLen giving each element's.
+func listLen[T any](v []T, elemLen func(T) int) int {
 	n := 2 + max(len(v)-1, 0)
 	for _, x := range v {
-		n += intLen(x)
+		n += elemLen(x)
 	}
 	return n
 }
@@ -221,10 +217,7 @@ func (st *State) encodedLen() int {
 func (st *State) sourcesLen() int {
 	n := 0
 	if len(st.Sources) > 0 {
-		n += len(`,"src":[]`) + len(st.Sources) - 1
-		for _, s := range st.Sources {
-			n += stringLen(s)
-		}
+		n += len(`,"src":`) + listLen(st.Sources, stringLen)
 	}
 	if len(st.Applied) > 0 {
 		n += len(`,"a":`) + intsLen(st.Applied)

@@ -336,17 +336,10 @@ func (st *State) unneededSource() int {
 		return -1
 	}
 	oldest := st.Recent[0].After
-outer:
 	for i := range st.Sources {
-		if i >= len(oldest) || oldest[i] < st.Applied[i] {
-			continue
+		if i < len(oldest) && oldest[i] >= st.Applied[i] && !st.madeFrom(i, 0) {
+			return i
 		}
-		for j := range st.Recent {
-			if by := st.Recent[j].By; len(by) == 2 && by[0] == int64(i) {
-				continue outer
-			}
-		}
-		return i
 	}
 	return -1
 }
@@ -355,16 +348,17 @@ outer:
 // that no protected decision was made by, else the least recently applied.
 func (st *State) oldestSource() int {
 	p := st.protectedFrom()
-outer:
 	for i := range len(st.Sources) - 1 {
-		for j := p; j < len(st.Recent); j++ {
-			if by := st.Recent[j].By; len(by) == 2 && by[0] == int64(i) {
-				continue outer
-			}
+		if !st.madeFrom(i, p) {
+			return i
 		}
-		return i
 	}
 	return 0
+}
+
+// madeFrom reports whether a record of source i made one of the decisions from index from on.
+func (st *State) madeFrom(i, from int) bool {
+	return slices.ContainsFunc(st.Recent[from:], func(d Decision) bool { return len(d.By) == 2 && d.By[0] == int64(i) })
 }
 
 // dropSource forgets source i: its entry in Sources, Applied and every decision's After; a decision

@@ -430,9 +430,8 @@ func (st *State) toBack(i int) {
 		return
 	}
 	src, off := st.Sources[i], st.Applied[i]
-	copy(st.Sources[i:], st.Sources[i+1:])
-	copy(st.Applied[i:], st.Applied[i+1:])
-	st.Sources[n-1], st.Applied[n-1] = src, off
+	st.Sources = append(slices.Delete(st.Sources, i, i+1), src)
+	st.Applied = append(slices.Delete(st.Applied, i, i+1), off)
 	for j := range st.Recent {
 		d := &st.Recent[j]
 		if i < len(d.After) { // else entries i and after are all missing (-1), and stay so
@@ -440,8 +439,7 @@ func (st *State) toBack(i int) {
 			for len(d.After) < n {
 				d.After = append(d.After, -1)
 			}
-			copy(d.After[i:], d.After[i+1:])
-			d.After[n-1] = after
+			d.After = append(slices.Delete(d.After, i, i+1), after)
 		}
 		if len(d.By) == 2 {
 			switch {

@@ -106,8 +106,8 @@ var echo = handlerFunc(func(batch []stream.Record) []stream.Result {
 })
 
 // start runs a stage of group g over topic in with handler h, reading from broker and writing to sink,
-// until the test ends.
-func start(t *testing.T, broker stage.Broker, sink stage.Sink, h stage.Handler, tweak func(*stage.Config)) {
+// until the test ends or stop is called (a graceful stop: stop returns once the stage did).
+func start(t *testing.T, broker stage.Broker, sink stage.Sink, h stage.Handler, tweak func(*stage.Config)) (stop func()) {
 	t.Helper()
 	cfg := stage.Config{
 		Name: "test", Pipeline: "inbound", GroupID: "g",
@@ -123,7 +123,9 @@ func start(t *testing.T, broker stage.Broker, sink stage.Sink, h stage.Handler, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = stage.New(cfg, broker, sink, zap.NewNop()).Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestTooLargeOutputIsDeadLetteredAndThePartitionFlows: one record whose output the broker refuses as

@@ -2,43 +2,9 @@ package stage
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/cimstream/cimstream/internal/stream"
-	"github.com/cimstream/cimstream/pkg/cim"
 )
-
-func records(values ...string) []stream.Record {
-	out := make([]stream.Record, len(values))
-	for i, v := range values {
-		key, _, _ := strings.Cut(v, ":")
-		out[i] = stream.Record{Topic: "in", Partition: 0, Offset: int64(i), Key: []byte(key), Value: []byte(v)}
-	}
-	return out
-}
-
-// echo writes every record to "out", and rejects values starting with "bad".
-var echo = handlerFunc(func(batch []stream.Record) []stream.Result {
-	res := make([]stream.Result, len(batch))
-	for i, r := range batch {
-		if strings.Contains(string(r.Value), "bad") {
-			res[i] = stream.Reject(cim.Violation{Code: cim.CodeRequired, Message: "bad input"})
-			continue
-		}
-		res[i] = stream.Emit(stream.Output{Topic: "out", Partition: stream.ByKey, Key: r.Key, Value: r.Value})
-	}
-	return res
-})
-
-func values(outs []stream.Output) []string {
-	var v []string
-	for _, o := range outs {
-		v = append(v, string(o.Value))
-	}
-	return v
-}
 
 func TestOffsetsCommitTheContiguousPrefix(t *testing.T) {
 	o := NewOffsets()

@@ -8,12 +8,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -619,10 +619,10 @@ func (c *Config) Validate() error {
 			add(fieldErr(channelsKey, "entry %q: %q is not a usable channel name (letters, digits, . _ -)", sid, ch))
 		}
 	}
-	add(c.validateIngress())
+	c.validateIngress(add)
 
 	for i, r := range c.Outbound.Routes {
-		add(r.validate(fmt.Sprintf("outbound.routes[%d]", i)))
+		r.validate(fmt.Sprintf("outbound.routes[%d]", i), add)
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Address); err != nil {
 		add(fieldErr("admin.address", "%q is not host:port", c.Admin.Address))
@@ -632,17 +632,13 @@ func (c *Config) Validate() error {
 	add(oneOf("log.format", c.Log.Format, "json", "console"))
 	add(positive("startup.timeout", c.Startup.Timeout))
 	add(positive("shutdown.timeout", c.Shutdown.Timeout))
-	add(c.Egress.validate())
+	c.Egress.validate(add)
 	return errors.Join(errs...)
 }
 
-func (e Egress) validate() error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
+// The validate methods of the sections hand each problem to add, Validate's collector.
+
+func (e Egress) validate(add func(error)) {
 	add(positive("egress.requestTimeout", e.RequestTimeout))
 	add(atLeast("egress.concurrency", int64(e.Concurrency), 1))
 	add(atLeast("egress.maxInFlight", int64(e.MaxInFlight), 1))
@@ -669,19 +665,12 @@ func (e Egress) validate() error {
 			add(fieldErr(key+".secretFile", "required: the file holding the signing secret"))
 		}
 	}
-	return errors.Join(errs...)
 }
 
-func (c *Config) validateIngress() error {
+func (c *Config) validateIngress(add func(error)) {
 	in := c.Ingress
 	if in.Address == "" {
-		return nil
-	}
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
+		return
 	}
 	if _, port, err := net.SplitHostPort(in.Address); err != nil {
 		add(fieldErr("ingress.address", "%q is not host:port", in.Address))
@@ -728,31 +717,23 @@ func (c *Config) validateIngress() error {
 		}
 		for _, ch := range c.IngressChannels() {
 			topic := InboundTopic(ch)
-			if !consumed(topic, c.Topics.Inbound, re) {
+			if !slices.Contains(c.Topics.Inbound, topic) && (re == nil || !re.MatchString(topic)) {
 				add(fieldErr("ingress.address", "the ingress writes to %s, which neither topics.inbound nor topics.inboundPattern (%q) names: the inbound pipeline would never read it",
 					topic, c.Topics.InboundPattern))
 			}
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // IngressChannels lists the channels the ingress may write to: those of the channels table and the
 // default channel, sorted, without repeats.
 func (c Config) IngressChannels() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, ch := range c.ChannelMap() {
-		if !seen[ch] {
-			seen[ch] = true
-			out = append(out, ch)
-		}
-	}
-	if ch := c.Ingress.DefaultChannel; ch != "" && !seen[ch] {
+	out := slices.Collect(maps.Values(c.ChannelMap()))
+	if ch := c.Ingress.DefaultChannel; ch != "" {
 		out = append(out, ch)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // InboundTopic is the connector topic of a channel, where the ingress writes its messages. It and
@@ -768,27 +749,16 @@ func InboundPattern(prefix string) string {
 	return "^" + regexp.QuoteMeta(prefix+InboundTopic("")) + ".+$"
 }
 
-func consumed(topic string, listed []string, pattern *regexp.Regexp) bool {
-	for _, t := range listed {
-		if t == topic {
-			return true
-		}
-	}
-	return pattern != nil && pattern.MatchString(topic)
-}
-
-func (r Route) validate(key string) error {
-	var errs []error
+func (r Route) validate(key string, add func(error)) {
 	if len(r.Destinations) == 0 {
-		errs = append(errs, fieldErr(key+".destinations", "a route needs at least one destination topic"))
+		add(fieldErr(key+".destinations", "a route needs at least one destination topic"))
 	}
 	for j, d := range r.Destinations {
-		errs = append(errs, topicName(fmt.Sprintf("%s.destinations[%d]", key, j), d))
+		add(topicName(fmt.Sprintf("%s.destinations[%d]", key, j), d))
 	}
 	if _, err := path.Match(r.ServiceIdentifier, ""); err != nil {
-		errs = append(errs, fieldErr(key+".serviceIdentifier", "%q is not a valid glob: %v", r.ServiceIdentifier, err))
+		add(fieldErr(key+".serviceIdentifier", "%q is not a valid glob: %v", r.ServiceIdentifier, err))
 	}
-	return errors.Join(errs...)
 }
 
 var topicChars = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
@@ -815,10 +785,8 @@ func atLeast(key string, v, min int64) error {
 }
 
 func oneOf(key, v string, allowed ...string) error {
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
+	if slices.Contains(allowed, v) {
+		return nil
 	}
 	return fieldErr(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }

@@ -3,6 +3,7 @@ package topics
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -122,16 +123,7 @@ func samePolicy(a, b string) bool {
 		}
 		return m
 	}
-	sa, sb := set(a), set(b)
-	if len(sa) != len(sb) {
-		return false
-	}
-	for p := range sa {
-		if !sb[p] {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(set(a), set(b))
 }
 
 func orUnknown(s string) string {

@@ -6,7 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,11 +70,7 @@ func Required(cfg config.Config) []Spec {
 	}
 	if cfg.Outbound.Enabled {
 		specs = append(specs, plain(t.CCMOutbound, "outbound messages from the CCM"))
-		channels := map[string]bool{}
-		for _, ch := range cfg.ChannelMap() {
-			channels[ch] = true
-		}
-		for ch := range channels {
+		for _, ch := range cfg.ChannelMap() { // several ids may share a channel: dedupe keeps one
 			specs = append(specs, plain(config.OutboundTopic(ch), "connector output"))
 		}
 		for _, r := range cfg.Outbound.Routes {
@@ -105,7 +102,7 @@ func dedupe(specs []Spec) []Spec {
 			out = append(out, s)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b Spec) int { return strings.Compare(a.Name, b.Name) }) // names are unique by now
 	return out
 }
 
@@ -182,12 +179,7 @@ func Create(ctx context.Context, admin Admin, specs []Spec) ([]Result, error) {
 			continue
 		}
 		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
-		keys := make([]string, 0, len(s.Configs))
-		for k := range s.Configs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(s.Configs)) {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: s.Configs[k]})
 		}
 		req.Topics = append(req.Topics, tc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"strconv"
@@ -103,11 +104,7 @@ func fields(cfg *Config) []field {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			sf := t.Field(i)
-			name := strings.Split(sf.Tag.Get("yaml"), ",")[0]
-			key := name
-			if prefix != "" {
-				key = prefix + "." + name
-			}
+			key := joinKey(prefix, yamlName(sf))
 			fv := v.Field(i)
 			if fv.Kind() == reflect.Struct {
 				walk(key, fv)
@@ -196,14 +193,8 @@ func setValue(f field, text string) error {
 // Masked returns a copy with every secret replaced, for printing and logging.
 func (c Config) Masked() Config {
 	out := c
-	out.Outbound.Channels = map[string]string{}
-	for k, v := range c.Outbound.Channels {
-		out.Outbound.Channels[k] = v
-	}
-	out.Channels = map[string]string{}
-	for k, v := range c.Channels {
-		out.Channels[k] = v
-	}
+	out.Outbound.Channels = maps.Clone(c.Outbound.Channels)
+	out.Channels = maps.Clone(c.Channels)
 	for _, f := range fields(&out) {
 		if f.secret && f.value.String() != "" {
 			f.value.SetString("********")

@@ -118,11 +118,17 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, at int, msgs *[]string
 	}
 }
 
+// yamlName is the key of a struct field in the file.
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
 // fieldByTag finds the field of struct type t whose yaml name is name.
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if strings.Split(f.Tag.Get("yaml"), ",")[0] == name {
+		if yamlName(f) == name {
 			return f, true
 		}
 	}

@@ -392,14 +392,17 @@ type dlqProgressLine struct {
 }
 
 func newDLQProgressLine(w io.Writer) *dlqProgressLine {
+	return &dlqProgressLine{w: w, on: isTerminal(w)}
+}
+
+// isTerminal reports whether w is a terminal, where a progress line can be rewritten in place.
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	on := false
-	if ok {
-		if st, err := f.Stat(); err == nil {
-			on = st.Mode()&os.ModeCharDevice != 0
-		}
+	if !ok {
+		return false
 	}
-	return &dlqProgressLine{w: w, on: on}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *dlqProgressLine) show(pr tool.Progress) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -138,12 +137,7 @@ func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
 
 // progress shows the rate while sending: a line rewritten in place on a terminal, a line every 5 s otherwise.
 func progress(ctx context.Context, w io.Writer, p *loadgen.Producer, start time.Time, done <-chan struct{}) {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
+	tty := isTerminal(w)
 	every := 5 * time.Second
 	if tty {
 		every = 500 * time.Millisecond

@@ -103,8 +103,10 @@ func writeVerdict(w io.Writer, where string, v outbound.Verdict) {
 	default:
 		fmt.Fprintf(w, "[%s] %s to %d topic(s): %s\n", where, status, len(v.Route.Destinations), strings.Join(v.Route.Destinations, ", "))
 	}
+	defaulted := false
 	for _, m := range v.Route.Matches {
 		if m.Index == route.DefaultRoute {
+			defaulted = true
 			fmt.Fprintf(w, "  default route (channel %s): %s\n", m.Channel, strings.Join(m.Destinations, ", "))
 			continue
 		}
@@ -118,18 +120,9 @@ func writeVerdict(w io.Writer, where string, v outbound.Verdict) {
 		}
 		fmt.Fprintf(w, "  %s (%s): %s\n", name, kind, strings.Join(m.Destinations, ", "))
 	}
-	if v.Route.DefaultReached && !hasDefault(v.Route) {
+	if v.Route.DefaultReached && !defaulted {
 		fmt.Fprintf(w, "  default route: no channel for %s\n", strconv.Quote(v.Message.ServiceIdentifier()))
 	}
-}
-
-func hasDefault(e route.Explanation) bool {
-	for _, m := range e.Matches {
-		if m.Index == route.DefaultRoute {
-			return true
-		}
-	}
-	return false
 }
 
 // readSource reads a whole file, or standard input for "-".

@@ -13,22 +13,20 @@ import (
 // Promise: one failing customer never holds up the others. Fault: the customer has maxInFlight messages
 // queued (here 5): the partition stops fetching and another customer's message is never POSTed.
 func TestFailingCustomerBacklogLeavesOthersFlowing(t *testing.T) {
-	b := newRvBroker()
-	for i := int64(0); i < 5; i++ {
-		b.add("t", 0, i, "bad", "x")
+	b := newBroker(1)
+	for range 5 {
+		produce(t, b, message(0, "bad", "x"))
 	}
-	b.add("t", 0, 5, "good", "y")
-	p := &rvPoster{answer: func(ctx context.Context, r stream.Record) Attempt {
+	produce(t, b, message(0, "good", "y"))
+	p := answering(func(ctx context.Context, r stream.Record) Attempt {
 		if string(r.Key) == "bad" {
 			return Attempt{Status: 503}
 		}
 		return Attempt{Status: http.StatusAccepted}
-	}}
-	stop := runOwner(b, rvChannel(b, &rvSink{}, p, "t", 5, nil))
-	g := b.startGen("t", 0)
+	})
+	stop := start(newTestChannel(b, p, 5))
 	time.Sleep(500 * time.Millisecond)
-	got := postedOffsets(p)
-	g.end()
+	got := p.offsets()
 	stop()
 	for _, o := range got {
 		if o == 5 {
@@ -44,35 +42,34 @@ func TestFailingCustomerBacklogLeavesOthersFlowing(t *testing.T) {
 func TestHangingChannelsTakeOnlyTheirBudgetShares(t *testing.T) {
 	budget := stage.NewBudget(4000)
 	var stops []func()
-	var gens []*rvGen
-	for i := 0; i < 4; i++ {
-		b := newRvBroker()
-		for o := int64(0); o < 40; o++ {
-			b.add("bad", 0, o, string(rune('a'+o)), string(make([]byte, 100)))
+	// sharing starts a channel of five sharing budget, on a broker of its own, whose topic holds outs.
+	sharing := func(p Poster, outs ...stream.Output) {
+		b := newBroker(1)
+		produce(t, b, outs...)
+		c := newTestChannel(b, p, 1000)
+		c.cfg.Budget, c.cfg.Channels = budget, 5
+		stops = append(stops, start(c))
+	}
+	for range 4 {
+		var backlog []stream.Output
+		for o := range 40 {
+			backlog = append(backlog, message(0, string(rune('a'+o)), string(make([]byte, 100))))
 		}
-		p := &rvPoster{answer: func(ctx context.Context, _ stream.Record) Attempt { return hang(ctx) }}
-		stops = append(stops, runOwner(b, rvChannelOf(b, &rvSink{}, p, "bad", 1000, budget, 5)))
-		gens = append(gens, b.startGen("bad", 0))
+		sharing(answering(func(ctx context.Context, _ stream.Record) Attempt { return hang(ctx) }), backlog...)
 	}
 	time.Sleep(300 * time.Millisecond)
 	t.Logf("budget used %d of %d", budget.Used(), budget.Total())
-	b := newRvBroker()
-	b.add("good", 0, 0, "k", "hello")
-	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusAccepted} }}
-	stops = append(stops, runOwner(b, rvChannelOf(b, &rvSink{}, p, "good", 1000, budget, 5)))
-	gens = append(gens, b.startGen("good", 0))
+	p := accepting()
+	sharing(p, message(0, "k", "hello"))
 	time.Sleep(300 * time.Millisecond)
-	got := len(p.posted())
-	for i := range gens {
-		go gens[i].end()
-	}
+	got, used := len(p.posted()), budget.Used()
 	for _, s := range stops {
 		go s()
 	}
-	if used := budget.Used(); used > budget.Total()/2 {
+	if used > budget.Total()/2 {
 		t.Errorf("the egress holds %d of %d bytes, more than half", used, budget.Total())
 	}
 	if got == 0 {
-		t.Errorf("the healthy channel POSTed nothing: four hanging connectors hold the whole budget (%d of %d)", budget.Used(), budget.Total())
+		t.Errorf("the healthy channel POSTed nothing: four hanging connectors hold the whole budget (%d of %d)", used, budget.Total())
 	}
 }

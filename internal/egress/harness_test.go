@@ -2,212 +2,144 @@ package egress
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/cimstream/cimstream/internal/kafkatest/fakekafka"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
-// rvBroker is an in-memory broker: logs per topic/partition, committed offsets with metadata.
-type rvBroker struct {
-	mu        sync.Mutex
-	logs      map[string]map[int][]stream.Record
-	committed map[string]map[int]stage.OffsetMeta // by topic/partition (one group)
-	gens      chan *rvGen
+// The channel under test consumes topic "t" in group "g" and writes notifications to "notes", dead
+// letters to "dead".
+const (
+	testTopic = "t"
+	testGroup = "g"
+)
+
+// newBroker is a broker holding the channel's topic with partitions, and the topics it writes to.
+func newBroker(partitions int) *fakekafka.Broker {
+	b := fakekafka.New()
+	b.CreateTopic(testTopic, partitions)
+	b.CreateTopic("notes", 1)
+	b.CreateTopic("dead", 1)
+	return b
 }
 
-func newRvBroker() *rvBroker {
-	return &rvBroker{logs: map[string]map[int][]stream.Record{}, committed: map[string]map[int]stage.OffsetMeta{}, gens: make(chan *rvGen, 10)}
+// message is a record of the channel's topic, written now.
+func message(partition int, key, value string) stream.Output {
+	return stream.Output{Topic: testTopic, Partition: partition, Key: []byte(key), Value: []byte(value), Time: time.Now()}
 }
 
-func (b *rvBroker) add(topic string, p int, off int64, key, value string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.logs[topic] == nil {
-		b.logs[topic] = map[int][]stream.Record{}
-	}
-	b.logs[topic][p] = append(b.logs[topic][p], stream.Record{Topic: topic, Partition: p, Offset: off, Key: []byte(key), Value: []byte(value), Time: time.Now()})
-}
-
-func (b *rvBroker) commit(topic string, p int) (stage.OffsetMeta, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	om, ok := b.committed[topic][p]
-	return om, ok
-}
-
-// startGen hands the channel a generation assigning partitions of topic at their committed offsets.
-func (b *rvBroker) startGen(topic string, parts ...int) *rvGen {
-	ctx, cancel := context.WithCancel(context.Background())
-	g := &rvGen{b: b, ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	for _, p := range parts {
-		off := int64(-2)
-		if om, ok := b.commit(topic, p); ok {
-			off = om.Offset
-		}
-		g.assign = append(g.assign, stage.Assignment{Topic: topic, Partition: p, Offset: off})
-	}
-	b.gens <- g
-	return g
-}
-
-func (b *rvBroker) Group(string, []string) (stage.Group, error) { return rvGroup{b}, nil }
-func (b *rvBroker) Reader(_ string, topic string, p int, off int64) (stage.Reader, error) {
-	return &rvReader{b: b, topic: topic, p: p, next: off}, nil
-}
-func (b *rvBroker) Committed(_ context.Context, _ string, topic string, p int) (stage.OffsetMeta, error) {
-	if om, ok := b.commit(topic, p); ok {
-		return om, nil
-	}
-	return stage.OffsetMeta{Offset: -1}, nil
-}
-
-type rvGroup struct{ b *rvBroker }
-
-func (g rvGroup) Next(ctx context.Context) (stage.Generation, error) {
-	select {
-	case gen := <-g.b.gens:
-		return gen, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-func (g rvGroup) Close() error { return nil }
-
-type rvGen struct {
-	b      *rvBroker
-	assign []stage.Assignment
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	over   bool
-}
-
-func (g *rvGen) ID() int32                          { return 1 }
-func (g *rvGen) Assignments() []stage.Assignment    { return g.assign }
-func (g *rvGen) Start(fn func(ctx context.Context)) { go func() { defer close(g.done); fn(g.ctx) }() }
-func (g *rvGen) Commit(map[string]map[int]int64) error {
-	return errors.New("plain commit")
-}
-func (g *rvGen) CommitMetadata(o map[string]map[int]stage.OffsetMeta) error {
-	g.mu.Lock()
-	over := g.over
-	g.mu.Unlock()
-	if over {
-		return errors.New("generation over")
-	}
-	g.b.mu.Lock()
-	defer g.b.mu.Unlock()
-	for t, ps := range o {
-		if g.b.committed[t] == nil {
-			g.b.committed[t] = map[int]stage.OffsetMeta{}
-		}
-		for p, om := range ps {
-			g.b.committed[t][p] = om
-		}
-	}
-	return nil
-}
-
-// end ends the generation (a rebalance) and waits until the member let go of it.
-func (g *rvGen) end() {
-	g.cancel()
-	<-g.done
-	g.mu.Lock()
-	g.over = true
-	g.mu.Unlock()
-}
-
-type rvReader struct {
-	b     *rvBroker
-	topic string
-	p     int
-	next  int64
-}
-
-func (r *rvReader) Fetch(ctx context.Context) (stream.Record, error) {
-	for {
-		r.b.mu.Lock()
-		for _, rec := range r.b.logs[r.topic][r.p] {
-			if rec.Offset >= r.next {
-				r.next = rec.Offset + 1
-				r.b.mu.Unlock()
-				return rec, nil
-			}
-		}
-		r.b.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return stream.Record{}, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+// produce writes outs as a producer does; each partition's records get the offsets from 0 in order.
+func produce(t *testing.T, b *fakekafka.Broker, outs ...stream.Output) {
+	t.Helper()
+	for i, err := range b.Write(context.Background(), outs) {
+		if err != nil {
+			t.Fatalf("produce %q: %v", outs[i].Value, err)
 		}
 	}
 }
-func (r *rvReader) Close() error { return nil }
 
-// rvSink acknowledges everything unless blocked.
-type rvSink struct {
-	mu      sync.Mutex
-	block   bool
-	written []stream.Output
-}
-
-func (s *rvSink) Write(ctx context.Context, outs []stream.Output) []error {
-	errs := make([]error, len(outs))
-	s.mu.Lock()
-	block := s.block
-	s.mu.Unlock()
-	if block {
-		<-ctx.Done()
-		for i := range errs {
-			errs[i] = ctx.Err()
+// failing is a Fail hook that fails every record written to topic with err.
+func failing(topic string, err error) func(int, stream.Output) error {
+	return func(_ int, o stream.Output) error {
+		if o.Topic == topic {
+			return err
 		}
-		return errs
+		return nil
 	}
-	s.mu.Lock()
-	s.written = append(s.written, outs...)
-	s.mu.Unlock()
-	return errs
 }
 
-// rvPoster answers by a function and logs every POST.
-type rvPoster struct {
+// The errors a fake topic's writes fail with: refused for good (a topic policy), or to be retried.
+var (
+	errRefusedForGood = fmt.Errorf("policy violation: %w", stage.ErrRefused)
+	errUnavailable    = kafka.LeaderNotAvailable
+)
+
+// committed is what the channel's group committed for partition 0.
+func committed(b *fakekafka.Broker) stage.OffsetMeta {
+	om, _ := b.Committed(context.Background(), testGroup, testTopic, 0)
+	return om
+}
+
+// recordingPoster answers by a function and records every POST.
+type recordingPoster struct {
 	mu     sync.Mutex
 	log    []stream.Record
 	answer func(ctx context.Context, rec stream.Record) Attempt
 }
 
-func (p *rvPoster) Post(ctx context.Context, rec stream.Record, _ int) Attempt {
+func answering(answer func(ctx context.Context, rec stream.Record) Attempt) *recordingPoster {
+	return &recordingPoster{answer: answer}
+}
+
+// accepting answers every POST 202.
+func accepting() *recordingPoster {
+	return answering(func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusAccepted} })
+}
+
+func (p *recordingPoster) Post(ctx context.Context, rec stream.Record, _ int) Attempt {
 	p.mu.Lock()
 	p.log = append(p.log, rec)
 	p.mu.Unlock()
 	return p.answer(ctx, rec)
 }
 
-func (p *rvPoster) posted() []stream.Record {
+func (p *recordingPoster) posted() []stream.Record {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]stream.Record(nil), p.log...)
 }
 
-func hang(ctx context.Context) Attempt { <-ctx.Done(); return Attempt{Err: ctx.Err()} }
-
-func rvChannel(b *rvBroker, sink stage.Sink, post Poster, topic string, maxInFlight int, budget *stage.Budget) *Channel {
-	return rvChannelOf(b, sink, post, topic, maxInFlight, budget, 1)
+func (p *recordingPoster) offsets() []int64 {
+	var out []int64
+	for _, r := range p.posted() {
+		out = append(out, r.Offset)
+	}
+	return out
 }
 
-func rvChannelOf(b *rvBroker, sink stage.Sink, post Poster, topic string, maxInFlight int, budget *stage.Budget, channels int) *Channel {
-	return NewChannel(Config{Channels: channels, Channel: "c", Topic: topic, GroupID: "g", Notifications: "notes",
+func hang(ctx context.Context) Attempt { <-ctx.Done(); return Attempt{Err: ctx.Err()} }
+
+// hangAtOffset0 hangs on the record at offset 0 and accepts every other.
+func hangAtOffset0(ctx context.Context, r stream.Record) Attempt {
+	if r.Offset == 0 {
+		return hang(ctx)
+	}
+	return Attempt{Status: http.StatusAccepted}
+}
+
+// newTestChannel is a channel on b that retries a failed POST only after an hour.
+func newTestChannel(b *fakekafka.Broker, post Poster, maxInFlight int) *Channel {
+	c := NewChannel(Config{Channel: "c", Topic: testTopic, GroupID: testGroup, Notifications: "notes",
 		Retry:       RetryPolicy{MinBackoff: time.Hour, MaxBackoff: time.Hour, Deadline: 10 * time.Hour},
-		Concurrency: 8, MaxInFlight: maxInFlight, CommitInterval: 20 * time.Millisecond, RevokeWait: 100 * time.Millisecond,
-		Budget: budget}, b, sink, post, zap.NewNop())
+		Concurrency: 8, MaxInFlight: maxInFlight, CommitInterval: 20 * time.Millisecond, RevokeWait: 100 * time.Millisecond},
+		b, b, post, zap.NewNop())
+	c.cfg.DeadLetters.Topic = "dead"
+	return c
+}
+
+// start runs c, which joins its group and is given every partition; stop stops it as a shutdown does
+// (its last commit accepted).
+func start(c *Channel) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// moveAway hands the channel's partitions to another member (a rebalance: the owner can commit no more)
+// and then stops the owner that had them.
+func moveAway(b *fakekafka.Broker, stop func()) {
+	<-b.Rebalance(testGroup, fakekafka.None)
+	stop()
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -221,33 +153,14 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func runOwner(b *rvBroker, c *Channel) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	return func() { cancel(); <-done }
-}
-
-func postedOffsets(p *rvPoster) []int64 {
-	var out []int64
-	for _, r := range p.posted() {
-		out = append(out, r.Offset)
-	}
-	return out
-}
-
-// deliverOnce runs one owner of topic t partition 0 whose connector answers every POST 200 with body, with
-// dead letters to "dead", until offset 0 is committed, then stops it.
-func deliverOnce(t *testing.T, b *rvBroker, sink stage.Sink, body string) {
+// deliverOnce runs one owner of b whose connector answers every POST 200 with body until offset 0 is
+// committed, then stops it.
+func deliverOnce(t *testing.T, b *fakekafka.Broker, body string) {
 	t.Helper()
-	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt {
+	p := answering(func(context.Context, stream.Record) Attempt {
 		return Attempt{Status: http.StatusOK, Body: []byte(body)}
-	}}
-	c := rvChannel(b, sink, p, "t", 10, nil)
-	c.cfg.DeadLetters.Topic = "dead"
-	stop := runOwner(b, c)
-	g := b.startGen("t", 0)
-	waitUntil(t, "committed 1", func() bool { om, _ := b.commit("t", 0); return om.Offset == 1 })
-	g.end()
-	stop()
+	})
+	stop := start(newTestChannel(b, p, 10))
+	defer stop()
+	waitUntil(t, "committed 1", func() bool { return committed(b).Offset == 1 })
 }

@@ -2,40 +2,19 @@ package egress
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
+	"github.com/cimstream/cimstream/internal/kafkatest/fakekafka"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
-
-// refuseSink refuses, as a topic outside its timestamp window does, every notification stamped before
-// oldest (all of them when oldest is zero), and takes the rest.
-type refuseSink struct {
-	rvSink
-	oldest time.Time
-}
-
-func (s *refuseSink) Write(ctx context.Context, outs []stream.Output) []error {
-	errs := make([]error, len(outs))
-	var taken []stream.Output
-	for i, o := range outs {
-		if o.Topic == "notes" && (s.oldest.IsZero() || o.Time.Before(s.oldest)) {
-			errs[i] = fmt.Errorf("timestamp out of range: %w", stage.ErrRefused)
-			continue
-		}
-		taken = append(taken, o)
-	}
-	s.mu.Lock()
-	s.written = append(s.written, taken...)
-	s.mu.Unlock()
-	return errs
-}
 
 // Promise: every input ends as an output or a dead letter. A connector's forwarded DELIVERYNOTIFICATION the
 // notifications topic refuses for its timestamp (the original record's, after a long retry) is written
@@ -47,25 +26,27 @@ func TestForwardedNotificationRefused(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		oldest time.Time
+		refuse func(b *fakekafka.Broker) // how the notifications topic refuses a notification stamped an hour ago
 		topic  string
 	}{
-		{"restamped", time.Now().Add(-time.Minute), "notes"},
-		{"dead-lettered", time.Time{}, "dead"},
+		{"restamped", func(b *fakekafka.Broker) {
+			b.CreateTopic("notes", 1, kafka.ConfigEntry{ConfigName: "message.timestamp.before.max.ms", ConfigValue: "60000"})
+		}, "notes"},
+		{"dead-lettered", func(b *fakekafka.Broker) { b.Fail = failing("notes", errRefusedForGood) }, "dead"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newRvBroker()
-			b.add("t", 0, 0, "K", "m")
-			b.logs["t"][0][0].Time = time.Now().Add(-time.Hour)
-			sink := &refuseSink{oldest: tc.oldest}
-			deliverOnce(t, b, sink, note)
-			sink.mu.Lock()
-			defer sink.mu.Unlock()
-			if len(sink.written) != 1 || sink.written[0].Topic != tc.topic {
-				t.Fatalf("written %v, want one record to %s", sink.written, tc.topic)
+			b := newBroker(1)
+			tc.refuse(b)
+			m := message(0, "K", "m")
+			m.Time = time.Now().Add(-time.Hour)
+			produce(t, b, m)
+			deliverOnce(t, b, note)
+			written := append(b.Records("notes"), b.Records("dead")...)
+			if len(written) != 1 || written[0].Topic != tc.topic {
+				t.Fatalf("written %v, want one record to %s", written, tc.topic)
 			}
-			if tc.topic == "dead" && string(sink.written[0].Value) != note {
-				t.Errorf("the dead letter carries %q, want the connector's notification", sink.written[0].Value)
+			if tc.topic == "dead" && string(written[0].Value) != note {
+				t.Errorf("the dead letter carries %q, want the connector's notification", written[0].Value)
 			}
 		})
 	}
@@ -95,63 +76,46 @@ func (o *countObs) DeadLettered(_ string, _ stream.Record, c []string) {
 	o.mu.Unlock()
 }
 
-// deadRefusingSink refuses every dead letter for good (a policy violation on the dead-letter topic) and
-// counts the write calls.
-type deadRefusingSink struct {
-	calls atomic.Int64
-}
-
-func (s *deadRefusingSink) Write(_ context.Context, outs []stream.Output) []error {
-	s.calls.Add(1)
-	errs := make([]error, len(outs))
-	for i, o := range outs {
-		if o.Topic == "dead" {
-			errs[i] = fmt.Errorf("policy violation: %w", stage.ErrRefused)
-		}
-	}
-	return errs
-}
-
 // A dead-letter topic whose policy refuses every dead letter: after the one rewrite with the time of now,
 // the retries back off like any failed write instead of looping (75,000 requests in 300 ms before).
 func TestDeadLetterTopicRefusingEverythingIsRetriedWithBackoff(t *testing.T) {
-	b := newRvBroker()
-	b.add("t", 0, 0, "K", `{"n":1}`)
-	sink := &deadRefusingSink{}
-	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusBadRequest} }}
-	c := rvChannel(b, sink, p, "t", 8, nil)
-	c.cfg.DeadLetters.Topic = "dead"
-	stop := runOwner(b, c)
-	g := b.startGen("t", 0)
+	b := newBroker(1)
+	produce(t, b, message(0, "K", `{"n":1}`))
+	var calls atomic.Int64 // write calls made, as of the last one that carried the dead letter
+	b.Fail = func(call int, o stream.Output) error {
+		if o.Topic != "dead" {
+			return nil
+		}
+		calls.Store(int64(call))
+		return errRefusedForGood
+	}
+	p := answering(func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusBadRequest} })
+	stop := start(newTestChannel(b, p, 8))
 	time.Sleep(300 * time.Millisecond)
-	g.end()
 	stop()
-	t.Logf("write calls in ~300ms: %d", sink.calls.Load())
-	if sink.calls.Load() > 50 {
-		t.Errorf("%d writes in 300 ms: no backoff between refused dead-letter retries", sink.calls.Load())
+	t.Logf("write calls in ~300ms: %d", calls.Load())
+	if calls.Load() > 50 {
+		t.Errorf("%d writes in 300 ms: no backoff between refused dead-letter retries", calls.Load())
 	}
 }
 
 // A dead letter decided but never acknowledged before the partition moves is not counted: the owner that
 // writes it counts it (it was counted when built, so twice over a rebalance).
 func TestDeadLetterCountedOnlyOnceWritten(t *testing.T) {
-	b := newRvBroker()
-	b.add("t", 0, 0, "K", `{"n":1}`)
-	sink := &rvSink{block: true}
+	b := newBroker(1)
+	produce(t, b, message(0, "K", `{"n":1}`))
+	b.Fail = failing("dead", errUnavailable)
 	obs := &countObs{}
-	p := &rvPoster{answer: func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusBadRequest} }}
-	c := rvChannel(b, sink, p, "t", 8, nil)
-	c.cfg.DeadLetters.Topic = "dead"
+	p := answering(func(context.Context, stream.Record) Attempt { return Attempt{Status: http.StatusBadRequest} })
+	c := newTestChannel(b, p, 8)
 	c.cfg.Runner = obs
-	stop := runOwner(b, c)
-	g := b.startGen("t", 0)
+	stop := start(c)
 	waitUntil(t, "POSTed", func() bool { return len(p.posted()) == 1 })
 	time.Sleep(50 * time.Millisecond)
-	g.end()
-	stop()
+	moveAway(b, stop)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	if om, _ := b.commit("t", 0); om.Offset > 0 {
+	if om := committed(b); om.Offset > 0 {
 		t.Fatalf("committed %d", om.Offset)
 	}
 	if obs.dead != 0 {

@@ -246,17 +246,16 @@ func headerOf(o stream.Output, key string) []byte {
 // The refused-notification path takes the wrapped form too: refused for good by the notifications topic,
 // a dead letter carries the wrapped notification instead of dropping it.
 func TestWrappedNotificationRefused(t *testing.T) {
-	b := newRvBroker()
-	b.add("t", 0, 0, "ann", original)
-	sink := &refuseSink{}
-	deliverOnce(t, b, sink, seed200)
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	if len(sink.written) != 1 || sink.written[0].Topic != "dead" {
-		t.Fatalf("written %v, want one dead letter", sink.written)
+	b := newBroker(1)
+	b.Fail = failing("notes", errRefusedForGood)
+	produce(t, b, message(0, "ann", original))
+	deliverOnce(t, b, seed200)
+	written := append(b.Records("notes"), b.Records("dead")...)
+	if len(written) != 1 || written[0].Topic != "dead" {
+		t.Fatalf("written %v, want one dead letter", written)
 	}
 	var n wrapped
-	if err := json.Unmarshal(sink.written[0].Value, &n); err != nil || n.Body.MessageID != "m-42" || n.Header.ProviderMessageID != "abc12345" {
-		t.Errorf("the dead letter carries %s, want the wrapped notification", sink.written[0].Value)
+	if err := json.Unmarshal(written[0].Value, &n); err != nil || n.Body.MessageID != "m-42" || n.Header.ProviderMessageID != "abc12345" {
+		t.Errorf("the dead letter carries %s, want the wrapped notification", written[0].Value)
 	}
 }

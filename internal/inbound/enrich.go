@@ -214,7 +214,7 @@ func (e *Enricher) ProcessMessage(rec stream.Record, m *cim.Message) stream.Resu
 		}
 	}
 	before, after := e.events.around(out, outputTime)
-	outputs := append(append(e.takePending(), before...), e.toCCM(rec, value, firstNonEmpty(out.ConversationID, m.ConversationID(), key), outputTime))
+	outputs := append(append(e.takePending(), before...), e.toCCM(rec, value, cmp.Or(out.ConversationID, m.ConversationID(), key), outputTime))
 	outputs = append(outputs, after...)
 	if out.State != nil {
 		outputs = append(outputs, stream.Output{Topic: e.changelog, Partition: e.partition, Key: rec.Key,

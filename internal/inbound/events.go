@@ -39,9 +39,6 @@ func ReasonCode(r session.Reason) string {
 	return string(r)
 }
 
-// EventID is the id of a lifecycle event.
-func EventID(sid, cid, opener, kind string) string { return session.DeriveID(sid, cid, opener, kind) }
-
 // endEvent is the event that tells why a session ended: EXPIRED for inactivity, ENDED otherwise.
 func endEvent(r session.Reason) string {
 	if r == session.ReasonIdle {
@@ -62,7 +59,7 @@ type events struct {
 func (ev events) event(kind string, sid, cid string, data session.Data, reason session.Reason, ms int64) stream.Output {
 	b := make([]byte, 0, 512+len(data.ChannelData)+len(data.Customer))
 	b = append(b, `{"id":`...)
-	b = cim.AppendString(b, EventID(sid, cid, data.Opener, kind))
+	b = cim.AppendString(b, session.DeriveID(sid, cid, data.Opener, kind))
 	b = append(b, `,"header":{"sender":{"id":"`+EventSender+`","type":"SYSTEM","senderName":"`+EventSender+`"},"channelData":`...)
 	b = appendRaw(b, data.ChannelData)
 	b = append(b, `,"customer":`...)

@@ -11,6 +11,7 @@
 package inbound
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 
@@ -105,7 +106,7 @@ func (n *Normalizer) process(rec stream.Record, parsed bool) (stream.Result, *ci
 		// A connector's receipt is not customer activity: it goes to the notifications topic without
 		// touching sessions, keyed like the conversation it belongs to.
 		out.Topic = n.topics.Notifications
-		out.Key = []byte(firstNonEmpty(m.ConversationID(), m.ChannelCustomerIdentifier(), string(rec.Key)))
+		out.Key = []byte(cmp.Or(m.ConversationID(), m.ChannelCustomerIdentifier(), string(rec.Key)))
 	case m.HasChannelData():
 		out.Topic = n.topics.Repartition
 		out.Key = []byte(session.Key(m.ServiceIdentifier(), m.ChannelCustomerIdentifier()))
@@ -137,14 +138,9 @@ func encode(m *cim.Message, edits []cim.Edit, parsed bool) ([]byte, *cim.Message
 	return value, nil, err
 }
 
-// Check decodes and validates value as an inbound message exactly as the pipeline does, with the
-// pipeline's size limit (inbound.maxMessageBytes) and the default bound of identifying strings: no
-// violations means the pipeline accepts it. The dead-letter replay re-validates with it.
-func Check(value []byte, maxBytes int) cim.Violations {
-	return CheckLimits(value, cim.Limits{MaxBytes: maxBytes})
-}
-
-// CheckLimits is Check with the pipeline's limits: inbound.maxMessageBytes and inbound.maxIdBytes.
+// CheckLimits decodes and validates value as an inbound message exactly as the pipeline does, with the
+// pipeline's limits (inbound.maxMessageBytes and inbound.maxIdBytes): no violations means the pipeline
+// accepts it. The dead-letter replay re-validates with it.
 func CheckLimits(value []byte, limits cim.Limits) cim.Violations {
 	_, vs := cim.DecodeAndValidate(value, limits, cim.Inbound)
 	return vs
@@ -185,13 +181,4 @@ func normalizeEdits(m *cim.Message, rec stream.Record) []cim.Edit {
 		edits = append(edits, cim.Set(customer, "header", "customer"))
 	}
 	return edits
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

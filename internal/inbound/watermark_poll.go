@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/kafkaedge"
+	"github.com/cimstream/cimstream/internal/retry"
 	"github.com/cimstream/cimstream/internal/stream"
 )
 
@@ -20,8 +21,6 @@ const watchInterval = time.Second
 // partition's last stable offset go (an open transaction's: read uncommitted, see heldPeeker). A reading
 // that fails is skipped: the watermarks stand still, which only delays expiry.
 func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup string) {
-	t := time.NewTicker(max(watchInterval, p.cfg.Kafka.Consumer.CommitInterval))
-	defer t.Stop()
 	var topics []string
 	var listed time.Time
 	looker := p.normalizer()
@@ -30,39 +29,35 @@ func (p *Pipeline) watchUpstream(ctx context.Context, ingestGroup, sessionsGroup
 		read: func(ctx context.Context, topic string, partition int, from, end int64, fn func(stream.Record) error) error {
 			return kafkaedge.ReadHeld(ctx, p.kafka, topic, partition, from, end, fn)
 		}}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	retry.Every(ctx, max(watchInterval, p.cfg.Kafka.Consumer.CommitInterval), func() bool {
 		at := time.Now()
 		if topics == nil || at.Sub(listed) >= p.cfg.Inbound.TopicRefreshInterval {
 			found, _, _, err := p.channelTopics(ctx)
 			if err != nil {
 				p.log.Debug("upstream watermark: topics not listed", zap.Error(err))
-				continue
+				return true
 			}
 			topics, listed = found, at
 		}
 		ingest, err := kafkaedge.GroupOffsets(ctx, p.kafka, ingestGroup, topics)
 		if err != nil {
 			p.log.Debug("upstream watermark: ingest offsets not read", zap.Error(err))
-			continue
+			return true
 		}
 		// The sessions group reads the channel topics the fast path takes: a channel partition has come
 		// as far as the further of the two groups (handoverBroker starts it there).
 		sessions, err := kafkaedge.GroupOffsets(ctx, p.kafka, sessionsGroup, append(slices.Clone(topics), p.cfg.Topics.Repartition))
 		if err != nil {
 			p.log.Debug("upstream watermark: sessions offsets not read", zap.Error(err))
-			continue
+			return true
 		}
 		channels, repartition := furthest(ingest, sessions, p.cfg.Topics.Repartition)
 		peekCtx, cancel := context.WithTimeout(ctx, max(p.cfg.Kafka.RequestTimeout, 5*time.Second))
 		held := peek.held(peekCtx, channels, len(repartition))
 		cancel()
 		p.marks.Observe(at.UnixMilli(), channels, held, repartition)
-	}
+		return true
+	})
 }
 
 // furthest merges two readings of the channel partitions by the further committed offset, and splits

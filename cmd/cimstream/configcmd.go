@@ -25,18 +25,14 @@ with secrets replaced by ********. Exit status 1 when the configuration is inval
 		Example: `  cimstream config print --config cimstream.yaml
   CIMSTREAM_KAFKA_BROKERS=k1:9092 cimstream config print --set log.level=debug`,
 		Args: argsUsage(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			out, err := cfg.YAML()
 			if err != nil {
 				return err
 			}
 			_, err = cmd.OutOrStdout().Write(out)
 			return err
-		},
+		}),
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:     "keys",

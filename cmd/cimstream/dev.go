@@ -27,13 +27,9 @@ integration test runs against Apache Kafka.`,
   cimstream dev --port 19093 --set admin.address=127.0.0.1:18080 --set ingress.address=127.0.0.1:18081
   cimstream dev --config cimstream.yaml --log-format console`,
 		Args: argsUsage(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return runDev(cfg, port, cmd.OutOrStdout())
-		},
+		}),
 	}
 	cmd.Flags().IntVar(&port, "port", port, "port of the in-process broker on 127.0.0.1")
 	_ = cmd.RegisterFlagCompletionFunc("port", cobra.NoFileCompletions)

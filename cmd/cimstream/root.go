@@ -121,6 +121,17 @@ func loadConfig(cmd *cobra.Command) (config.Config, error) {
 	return config.Load(path, os.Environ(), settings)
 }
 
+// withConfig is a RunE that loads the configuration as every command does (loadConfig) and runs with it.
+func withConfig(run func(cmd *cobra.Command, args []string, cfg config.Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cfg)
+	}
+}
+
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",

@@ -43,13 +43,9 @@ command), 2 usage or file error.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, sources []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, sources []string, cfg config.Config) error {
 			return routesTest(cfg, sources, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-		},
+		}),
 	})
 	return cmd
 }

@@ -27,13 +27,9 @@ hold the state, and warns about topics whose settings differ from the configurat
   cimstream run --brokers kafka-0:9092,kafka-1:9092 --log-format console
   CIMSTREAM_KAFKA_SASL_PASSWORD=... cimstream run --config cimstream.yaml --set kafka.sasl.mechanism=SCRAM-SHA-512`,
 		Args: argsUsage(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return runService(cfg)
-		},
+		}),
 	}
 }
 

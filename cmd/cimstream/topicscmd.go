@@ -34,13 +34,9 @@ and flag every difference (exit status 1 when topics the service would refuse di
 		Example: `  cimstream topics create --config cimstream.yaml
   cimstream topics create --brokers 127.0.0.1:9092 --set topics.partitions=12`,
 		Args: argsUsage(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return topicsCommand(cfg, true, cmd.OutOrStdout())
-		},
+		}),
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check",
@@ -57,13 +53,9 @@ Exit status: 0 every topic as configured, 1 a topic missing or different, 2 usag
 		Example: `  cimstream topics check --config cimstream.yaml
   cimstream topics check --brokers kafka-0:9092 --set topics.partitions=12 --set topics.replicationFactor=3`,
 		Args: argsUsage(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: withConfig(func(cmd *cobra.Command, _ []string, cfg config.Config) error {
 			return topicsCommand(cfg, false, cmd.OutOrStdout())
-		},
+		}),
 	})
 	return cmd
 }

@@ -251,15 +251,15 @@ func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 
 // isHome reports whether res is a record for the repartition topic whose partition there is this one.
 func (h *homeHandler) isHome(res stream.Result) bool {
-	if !toTopic(res, h.repartition) {
-		return false
+	return toTopic(res, h.repartition) && h.p.homeOf(res.Outputs[0], h.partitions) == h.partition
+}
+
+// homeOf is the partition (of partitions) of the repartition topic stage 1's record o goes to.
+func (p *Pipeline) homeOf(o stream.Output, partitions int) int {
+	if o.HashKey != nil {
+		return p.home(o.HashKey, partitions)
 	}
-	o := res.Outputs[0]
-	key := o.HashKey
-	if key == nil {
-		key = o.Key
-	}
-	return h.p.home(key, h.partitions) == h.partition
+	return p.home(o.Key, partitions)
 }
 
 // readyLocked reports whether records may be taken where they are: the repartition records waiting when

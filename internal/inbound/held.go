@@ -97,17 +97,9 @@ func (h *heldPeeker) held(ctx context.Context, channels []kafkaedge.PartitionOff
 func (p *Pipeline) destination(n *Normalizer) func(rec stream.Record, partitions int) (int, bool) {
 	return func(rec stream.Record, partitions int) (int, bool) {
 		res := n.Process(rec)
-		if len(res.Reject) > 0 || len(res.Outputs) != 1 {
+		if !toTopic(res, p.cfg.Topics.Repartition) || bytes.HasPrefix(res.Outputs[0].Key, []byte(conversationKeyPrefix)) {
 			return 0, false
 		}
-		o := res.Outputs[0]
-		if o.Topic != p.cfg.Topics.Repartition || bytes.HasPrefix(o.Key, []byte(conversationKeyPrefix)) {
-			return 0, false
-		}
-		key := o.HashKey
-		if key == nil {
-			key = o.Key
-		}
-		return p.home(key, partitions), true
+		return p.homeOf(res.Outputs[0], partitions), true
 	}
 }

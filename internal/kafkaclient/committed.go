@@ -47,6 +47,15 @@ func filterCommitted(topic string, partition int, highWatermark int64, batches [
 			pending = pending[1:]
 		}
 	}
+	// keep adds the records of a batch at or past from.
+	keep := func(recs []kafka.Message) {
+		for _, m := range recs {
+			if m.Offset >= from {
+				out.Records = append(out.Records, m)
+				out.Bytes += int64(len(m.Key) + len(m.Value))
+			}
+		}
+	}
 	for _, b := range batches {
 		switch b := b.(type) {
 		case *protocol.ControlBatch:
@@ -77,25 +86,16 @@ func filterCommitted(topic string, partition int, highWatermark int64, batches [
 			if len(recs) > 0 {
 				out.Next = max(out.Next, last+1)
 			}
-			if b.Attributes.Transactional() && abortedBy[b.ProducerID] {
-				continue
-			}
-			for _, m := range recs {
-				if m.Offset >= from {
-					out.Records = append(out.Records, m)
-					out.Bytes += int64(len(m.Key) + len(m.Value))
-				}
+			if !b.Attributes.Transactional() || !abortedBy[b.ProducerID] {
+				keep(recs)
 			}
 		default: // a v0/v1 message set: no transactions
 			recs, err := readRecords(b, topic, partition, highWatermark, from)
 			if err != nil {
 				return out, err
 			}
+			keep(recs)
 			for _, m := range recs {
-				if m.Offset >= from {
-					out.Records = append(out.Records, m)
-					out.Bytes += int64(len(m.Key) + len(m.Value))
-				}
 				out.Next = max(out.Next, m.Offset+1)
 			}
 		}

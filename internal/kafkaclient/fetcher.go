@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -216,11 +217,8 @@ func (f *fetcher) withdraw(w *want) {
 	w.gone = true
 	if q := f.queues[w.key]; q != nil {
 		delete(q.awaited, w.tp)
-		for i, p := range q.pending {
-			if p == w {
-				q.pending = append(q.pending[:i], q.pending[i+1:]...)
-				break
-			}
+		if i := slices.Index(q.pending, w); i >= 0 {
+			q.pending = slices.Delete(q.pending, i, i+1)
 		}
 		f.kick(w.key, q) // the others may have waited for it
 	}

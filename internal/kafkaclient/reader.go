@@ -107,10 +107,7 @@ func (r *Reader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 // happens without a record when the offsets left are markers or aborted records.
 func (r *Reader) FetchBefore(ctx context.Context, end int64) (kafka.Message, error) {
 	for {
-		if len(r.queue) > 0 && r.queue[0].Offset >= end {
-			return kafka.Message{}, io.EOF
-		}
-		if len(r.queue) == 0 && r.next >= end {
+		if r.Offset() >= end {
 			return kafka.Message{}, io.EOF
 		}
 		if len(r.queue) > 0 {
@@ -210,15 +207,15 @@ func (r *Reader) fetch(offset int64) fetched {
 	if offset < 0 {
 		ctx, cancel := context.WithTimeout(r.ctx, r.maxWait+r.timeout)
 		defer cancel()
-		first, last, err := r.bounds(ctx)
+		first, last, err := CommittedBounds(ctx, r.client, r.topic, r.partition)
 		if err != nil {
 			return fetched{err: err}
 		}
 		// Resolved with no records: the caller's next fetch starts there.
-		if offset == kafka.FirstOffset {
-			return fetched{committedFetch: committedFetch{Next: first}}
+		if offset == kafka.LastOffset {
+			first = last
 		}
-		return fetched{committedFetch: committedFetch{Next: last}}
+		return fetched{committedFetch: committedFetch{Next: first}}
 	}
 	r.count(func(s *kafka.ReaderStats) { s.Fetches++ })
 	// The partition's part of a request shared with the other partitions of its leader; waiting on the
@@ -268,7 +265,7 @@ func (r *Reader) fetch(offset int64) fetched {
 // outOfRange handles a fetch below the log start (retention deleted it: go on from the first offset, as
 // the kafka-go Reader did) or past the end (an error, retried after the backoff).
 func (r *Reader) outOfRange(ctx context.Context, offset int64) fetched {
-	first, _, err := r.bounds(ctx)
+	first, _, err := CommittedBounds(ctx, r.client, r.topic, r.partition)
 	if err != nil {
 		return fetched{err: err}
 	}
@@ -276,11 +273,6 @@ func (r *Reader) outOfRange(ctx context.Context, offset int64) fetched {
 		return fetched{committedFetch: committedFetch{Next: first}}
 	}
 	return fetched{err: fmt.Errorf("offset %d: %w", offset, kafka.OffsetOutOfRange)}
-}
-
-// bounds is the partition's first offset and its last stable offset.
-func (r *Reader) bounds(ctx context.Context) (first, end int64, err error) {
-	return CommittedBounds(ctx, r.client, r.topic, r.partition)
 }
 
 // CommittedBounds returns a partition's first offset and its end as a read_committed reader sees it:

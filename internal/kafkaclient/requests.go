@@ -2,6 +2,7 @@ package kafkaclient
 
 import (
 	"context"
+	"maps"
 	"net"
 	"sync"
 
@@ -43,8 +44,6 @@ func RequestTotals() map[string]int64 {
 	requests.Lock()
 	defer requests.Unlock()
 	out := map[string]int64{"Produce": 0, "Fetch": 0}
-	for k, v := range requests.totals {
-		out[k] = v
-	}
+	maps.Copy(out, requests.totals)
 	return out
 }

@@ -1,6 +1,7 @@
 package kafkaclient
 
 import (
+	"maps"
 	"sync"
 	"time"
 )
@@ -44,8 +45,6 @@ func ThrottleTotals() map[string]ThrottleTotal {
 	throttles.Lock()
 	defer throttles.Unlock()
 	out := map[string]ThrottleTotal{"produce": {}, "fetch": {}}
-	for k, v := range throttles.totals {
-		out[k] = v
-	}
+	maps.Copy(out, throttles.totals)
 	return out
 }

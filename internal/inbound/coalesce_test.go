@@ -112,8 +112,8 @@ func TestSessionsBatchWritesOneChangelogStatePerKey(t *testing.T) {
 	for _, rec := range batch {
 		each = append(each, one.Process(rec))
 	}
-	h := &repartitionHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
-		p: &Pipeline{log: zap.NewNop()}}
+	h := &repartitionHandler{slotUser{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
+		p: &Pipeline{log: zap.NewNop()}}}
 	got := h.Process(batch)
 
 	all, eachOthers := changelogOf(each)
@@ -168,8 +168,8 @@ func TestRejectedInputKeepsTheEarlierState(t *testing.T) {
 	good := repartitionedBatch(t, []stream.Record{{Topic: "cim.inbound.web", Key: []byte("cust-0"), Value: []byte(text("cust-0", "hi", "")),
 		Time: clk.now.Add(-time.Minute)}})[0]
 	bad := stream.Record{Topic: testTopics.Repartition, Offset: 1, Key: good.Key, Value: []byte("not json"), Time: good.Time}
-	h := &repartitionHandler{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
-		p: &Pipeline{log: zap.NewNop()}}
+	h := &repartitionHandler{slotUser{s: &slot{e: coalesceEnricher(clk), appliedFrom: map[string]int64{}, progress: make(chan struct{})},
+		p: &Pipeline{log: zap.NewNop()}}}
 	got := h.Process([]stream.Record{good, bad})
 	changelog, _ := changelogOf(got)
 	if len(got[1].Reject) == 0 || len(got[1].Outputs) != 0 {
@@ -207,8 +207,8 @@ func TestHomeBatchWritesOneChangelogStatePerKey(t *testing.T) {
 	}
 	s := newSlot()
 	s.e = coalesceEnricher(clk)
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, nil), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
-		partition: home, partitions: partitions, repartition: testTopics.Repartition, fast: true}
+	h := &homeHandler{slotUser: slotUser{p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s, partition: home},
+		n: NewNormalizer(testTopics, 1<<20, nil), partitions: partitions, repartition: testTopics.Repartition, fast: true}
 	got := h.Process(batch)
 	changelog, others := changelogOf(got)
 	if len(changelog) != 1 || string(changelog[0].Key) != session.Key("web", "cust-0") {

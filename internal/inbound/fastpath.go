@@ -175,12 +175,10 @@ func (h *homeTables) release(p int, s *slot) bool {
 
 // homeHandler is the sessions stage's handler of partition p of a co-partitioned channel topic.
 type homeHandler struct {
+	slotUser
 	n           *Normalizer
-	p           *Pipeline
-	s           *slot
 	source      string // "topic/partition" of its channel partition
-	partition   int
-	partitions  int // the repartition topic's
+	partitions  int    // the repartition topic's
 	repartition string
 	// routed is the highest offset of a record on its home partition this handler sent through the
 	// repartition topic while it was not ready (-1: none).
@@ -218,8 +216,6 @@ func (h *homeHandler) lock(ctx context.Context, batch []stream.Record) {
 	}
 	h.s.writes.Lock()
 }
-
-func (h *homeHandler) unlock() { h.s.writes.Unlock() }
 
 func (h *homeHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
@@ -276,14 +272,6 @@ func (h *homeHandler) readyLocked() bool {
 	}
 	return h.fast
 }
-
-func (h *homeHandler) Abandoned() {
-	h.s.mu.Lock()
-	h.s.abandoned = true
-	h.s.mu.Unlock()
-}
-
-func (h *homeHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
 
 // releaseSlot gives s up for one handler; the last one closes its table and keeps it for a rebalance
 // that hands the partition back, unless outputs it made were never written.

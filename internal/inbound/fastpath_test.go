@@ -104,9 +104,9 @@ func TestFastPathMatchesRepartitionPath(t *testing.T) {
 	for p := range fastPartitions {
 		s := newSlot()
 		s.e = fastEnricher(p, clk)
-		handlers[p] = &homeHandler{n: NewNormalizer(testTopics, 1<<20, obs), p: pl, s: s, partition: p, partitions: fastPartitions,
+		handlers[p] = &homeHandler{slotUser: slotUser{p: pl, s: s, partition: p}, n: NewNormalizer(testTopics, 1<<20, obs), partitions: fastPartitions,
 			repartition: testTopics.Repartition, fast: true}
-		repartitionHandlers[p] = &repartitionHandler{s: s, p: pl, partition: p}
+		repartitionHandlers[p] = &repartitionHandler{slotUser{s: s, p: pl, partition: p}}
 	}
 	viaHome := make([]stream.Result, len(input))
 	for i, rec := range input {
@@ -143,8 +143,8 @@ func TestFastPathSendsForeignRecordsThroughRepartition(t *testing.T) {
 	s := newSlot()
 	s.e = fastEnricher(elsewhere, clk)
 	obs := &routes{}
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, obs), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
-		partition: elsewhere, partitions: fastPartitions, repartition: testTopics.Repartition, fast: true}
+	h := &homeHandler{slotUser: slotUser{p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s, partition: elsewhere},
+		n: NewNormalizer(testTopics, 1<<20, obs), partitions: fastPartitions, repartition: testTopics.Repartition, fast: true}
 	rec := stream.Record{Topic: "cim.inbound.web", Partition: elsewhere, Offset: 5, Value: []byte(text("cust-1", "hi", "")), Time: clk.now}
 	got := h.Process([]stream.Record{rec})[0]
 	want := NewNormalizer(testTopics, 1<<20, nil).Process(rec)
@@ -166,9 +166,9 @@ func TestFastPathWaitsForRepartitionBacklog(t *testing.T) {
 	s := newSlot()
 	s.e, s.next, s.target = fastEnricher(p, clk), 10, 12
 	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, &routes{}), p: pl, s: s, source: fmt.Sprint("cim.inbound.web/", p), partition: p,
+	h := &homeHandler{slotUser: slotUser{p: pl, s: s, partition: p}, n: NewNormalizer(testTopics, 1<<20, &routes{}), source: fmt.Sprint("cim.inbound.web/", p),
 		partitions: fastPartitions, repartition: testTopics.Repartition, routed: -1}
-	sh := &repartitionHandler{s: s, p: pl, partition: p}
+	sh := &repartitionHandler{slotUser{s: s, p: pl, partition: p}}
 	newer := func(i int) stream.Record {
 		return stream.Record{Topic: "cim.inbound.web", Partition: p, Offset: int64(i), Value: []byte(text("cust-1", fmt.Sprint("new", i), "")), Time: clk.now}
 	}
@@ -228,9 +228,9 @@ func TestFastPathEngagesUnderForeignTraffic(t *testing.T) {
 	s := newSlot()
 	s.e = fastEnricher(p, clk)
 	pl := &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, &routes{}), p: pl, s: s, source: fmt.Sprint("cim.inbound.web/", p), partition: p,
+	h := &homeHandler{slotUser: slotUser{p: pl, s: s, partition: p}, n: NewNormalizer(testTopics, 1<<20, &routes{}), source: fmt.Sprint("cim.inbound.web/", p),
 		partitions: fastPartitions, repartition: testTopics.Repartition, routed: -1}
-	sh := &repartitionHandler{s: s, p: pl, partition: p}
+	sh := &repartitionHandler{slotUser{s: s, p: pl, partition: p}}
 	n := NewNormalizer(testTopics, 1<<20, nil)
 	for i := range 50 {
 		foreign := n.Process(stream.Record{Topic: "cim.inbound.sms", Partition: (p + 1) % fastPartitions, Offset: int64(i),
@@ -271,8 +271,8 @@ func TestFastPathWaitIsBounded(t *testing.T) {
 	p := kafkaedge.HomePartition([]byte("cust-1"), fastPartitions)
 	s := newSlot()
 	s.e, s.next, s.target = fastEnricher(p, clk), 0, 5
-	h := &homeHandler{n: NewNormalizer(testTopics, 1<<20, &routes{}), p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s,
-		source: fmt.Sprint("cim.inbound.web/", p), partition: p, partitions: fastPartitions, repartition: testTopics.Repartition,
+	h := &homeHandler{slotUser: slotUser{p: &Pipeline{home: kafkaedge.HomePartition, log: zap.NewNop()}, s: s, partition: p},
+		n: NewNormalizer(testTopics, 1<<20, &routes{}), source: fmt.Sprint("cim.inbound.web/", p), partitions: fastPartitions, repartition: testTopics.Repartition,
 		routed: 3}
 	began := time.Now()
 	h.lock(context.Background(), nil)

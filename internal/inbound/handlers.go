@@ -30,10 +30,10 @@ func (p *Pipeline) newSessionsHandler(ctx context.Context, topic string, partiti
 		return nil, err
 	}
 	if repartition {
-		return &repartitionHandler{s: s, p: p, partition: partition}, nil
+		return &repartitionHandler{slotUser{s: s, p: p, partition: partition}}, nil
 	}
-	return &homeHandler{n: p.normalizer(), p: p, s: s, source: topic + "/" + strconv.Itoa(partition),
-		partition: partition, partitions: n, repartition: p.cfg.Topics.Repartition, routed: -1}, nil
+	return &homeHandler{slotUser: slotUser{s: s, p: p, partition: partition}, n: p.normalizer(),
+		source: topic + "/" + strconv.Itoa(partition), partitions: n, repartition: p.cfg.Topics.Repartition, routed: -1}, nil
 }
 
 // ingestHandler is stage 1 on a channel partition: no session is looked at here, a record for one goes
@@ -51,11 +51,25 @@ func (h ingestHandler) Process(batch []stream.Record) []stream.Result {
 
 // repartitionHandler is stage 2 of one repartition partition. When the partition is given up with every
 // output acknowledged, its table is kept (see keptTables).
-type repartitionHandler struct {
+type repartitionHandler struct{ slotUser }
+
+// slotUser is what the sessions-stage handlers of a partition have in common: its slot, shared while
+// they run and given up on Close.
+type slotUser struct {
 	s         *slot
 	p         *Pipeline
 	partition int
 }
+
+// Abandoned: the table holds decisions whose changelog records were never written; it must go.
+func (u slotUser) Abandoned() {
+	u.s.mu.Lock()
+	u.s.abandoned = true
+	u.s.mu.Unlock()
+}
+
+func (u slotUser) Close()  { u.p.releaseSlot(u.partition, u.s) }
+func (u slotUser) unlock() { u.s.writes.Unlock() }
 
 func (h *repartitionHandler) Process(batch []stream.Record) []stream.Result {
 	out := make([]stream.Result, len(batch))
@@ -80,14 +94,4 @@ func (h *repartitionHandler) Tick(now time.Time) []stream.Output {
 	return h.s.e.Expire(now)
 }
 
-// Abandoned: the table holds decisions whose changelog records were never written; it must go.
-func (h *repartitionHandler) Abandoned() {
-	h.s.mu.Lock()
-	h.s.abandoned = true
-	h.s.mu.Unlock()
-}
-
-func (h *repartitionHandler) Close() { h.p.releaseSlot(h.partition, h.s) }
-
 func (h *repartitionHandler) lock(context.Context, []stream.Record) { h.s.writes.Lock() }
-func (h *repartitionHandler) unlock()                               { h.s.writes.Unlock() }

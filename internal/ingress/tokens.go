@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cimstream/cimstream/internal/retry"
 )
 
 // Tokens are the accepted bearer tokens, read from a file and read again when the file changes. A line is
@@ -139,18 +141,12 @@ func (t *Tokens) Lookup(token string) (*Tenant, bool) {
 // cannot be read or parsed, or whose last line has no newline yet, keeps the tokens last read (logged); a file with no token accepts no token, from the
 // second reload in a row that finds it so (a non-atomic rewrite read half-way keeps the tokens).
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if err := t.reload(); err != nil {
-				t.log.Error("ingress: cannot read ingress.tokensFile; keeping the tokens read before", zap.Error(err))
-			}
+	retry.Every(ctx, every, func() bool {
+		if err := t.reload(); err != nil {
+			t.log.Error("ingress: cannot read ingress.tokensFile; keeping the tokens read before", zap.Error(err))
 		}
-	}
+		return true
+	})
 }
 
 func (t *Tokens) reload() error {

@@ -1,8 +1,10 @@
 package tool
 
 import (
+	"cmp"
 	"context"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/stream"
@@ -122,11 +124,8 @@ func Counts(m map[string]int) []AgeCount {
 	for k, v := range m {
 		out = append(out, AgeCount{Bucket: k, Count: v})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].Bucket < out[j].Bucket
+	slices.SortFunc(out, func(a, b AgeCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Bucket, b.Bucket))
 	})
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -240,10 +241,7 @@ func (books ledger) recoverIntent(ctx context.Context, b Broker, topic string, p
 			}
 		}
 	}
-	out := make([]int64, 0, len(found))
-	for o := range found {
-		out = append(out, o)
-	}
+	out := slices.AppendSeq(make([]int64, 0, len(found)), maps.Keys(found)) // never nil: the done marker's "offsets" is a list
 	slices.Sort(out)
 	return out, nil
 }

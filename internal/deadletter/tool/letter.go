@@ -8,6 +8,7 @@ package tool
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -190,11 +191,4 @@ func (l Letter) Age(now time.Time) time.Duration {
 }
 
 // HasCode says whether code is among the dead letter's codes.
-func (l Letter) HasCode(code string) bool {
-	for _, c := range l.Codes {
-		if c == code {
-			return true
-		}
-	}
-	return false
-}
+func (l Letter) HasCode(code string) bool { return slices.Contains(l.Codes, code) }

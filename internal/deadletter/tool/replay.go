@@ -178,8 +178,10 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 	if err != nil {
 		return acct, err
 	}
+	var total, done int64
 	for _, p := range ranges {
 		r.st.checked[p.Partition] = p.End
+		total += p.End - p.First
 	}
 	// The end offsets of each target topic, taken when the run first meets it. Every intent of the run
 	// records these: ends only grow, so a recovery reading from them finds whatever a batch wrote.
@@ -198,10 +200,6 @@ func (r Replay) Run(ctx context.Context, b Broker) (Account, error) {
 		}
 		targets[topic] = ends
 		return ends, nil
-	}
-	var total, done int64
-	for _, p := range ranges {
-		total += p.End - p.First
 	}
 	progress := func() {
 		done++

@@ -139,10 +139,9 @@ func (h *homeTables) acquire(p int, restore func() (*Enricher, error), backlog f
 		h.slots[p] = s
 		h.mu.Unlock()
 		// The backlog first: once a kept table is taken, a failure must not drop it.
-		var e *Enricher
 		var err error
 		if s.next, s.target, err = backlog(); err == nil {
-			e, err = restore()
+			s.e, err = restore()
 		}
 		if err != nil {
 			s.failed = true
@@ -152,7 +151,6 @@ func (h *homeTables) acquire(p int, restore func() (*Enricher, error), backlog f
 			h.mu.Unlock()
 			return nil, err
 		}
-		s.e = e
 		s.mu.Unlock()
 		return s, nil
 	}
@@ -295,10 +293,8 @@ func (p *Pipeline) backlog(ctx context.Context, partition int) (next, target int
 	if err != nil {
 		return 0, 0, err
 	}
-	if start < first { // none committed (negative), or deleted by retention: the reader starts at first
-		start = first
-	}
-	return start, end, nil
+	// None committed (negative), or deleted by retention: the reader starts at first.
+	return max(start, first), end, nil
 }
 
 // repartitioned counts the results that are a record for the repartition topic.

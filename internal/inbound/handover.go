@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/kafkaedge"
@@ -80,10 +81,8 @@ func (g handoverGeneration) Assignments() []stage.Assignment { return g.assignme
 // higher (the other group read the topic last).
 func (b handoverBroker) startOffsets(ctx context.Context, as []stage.Assignment) ([]stage.Assignment, error) {
 	var topics []string
-	seen := map[string]bool{}
 	for _, a := range as {
-		if a.Topic != b.p.cfg.Topics.Repartition && !seen[a.Topic] {
-			seen[a.Topic] = true
+		if a.Topic != b.p.cfg.Topics.Repartition && !slices.Contains(topics, a.Topic) {
 			topics = append(topics, a.Topic)
 		}
 	}
@@ -98,12 +97,11 @@ func (b handoverBroker) startOffsets(ctx context.Context, as []stage.Assignment)
 	for _, o := range other {
 		committed[partitionKey{o.Topic, o.Partition}] = o.Committed
 	}
-	out := make([]stage.Assignment, len(as))
-	for i, a := range as {
-		if c, ok := committed[partitionKey{a.Topic, a.Partition}]; ok && c > a.Offset {
-			a.Offset = c
+	out := slices.Clone(as)
+	for i, a := range out {
+		if c, ok := committed[partitionKey{a.Topic, a.Partition}]; ok {
+			out[i].Offset = max(a.Offset, c)
 		}
-		out[i] = a
 	}
 	return out, nil
 }

@@ -121,15 +121,13 @@ func (k *keptTables) put(partition int, e *Enricher, next int64) {
 	if old, ok := k.tables[partition]; ok {
 		old.timer.Stop()
 	}
-	entry := kept{e: e, next: next}
-	entry.timer = time.AfterFunc(k.keepFor, func() {
+	k.tables[partition] = kept{e: e, next: next, timer: time.AfterFunc(k.keepFor, func() {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		if cur, ok := k.tables[partition]; ok && cur.e == e {
 			delete(k.tables, partition)
 		}
-	})
-	k.tables[partition] = entry
+	})}
 }
 
 // take returns (and forgets) the table kept for partition.

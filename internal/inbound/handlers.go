@@ -77,11 +77,9 @@ func (h *repartitionHandler) Process(batch []stream.Record) []stream.Result {
 	defer h.s.mu.Unlock()
 	for i, rec := range batch {
 		out[i] = h.s.e.Process(rec)
-	}
-	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
-	for _, rec := range batch {
 		h.s.applied(rec)
 	}
+	coalesceChangelog(out, h.s.e.changelog) // one state per key and batch: its latest
 	if len(batch) > 0 {
 		h.s.progressed()
 	}

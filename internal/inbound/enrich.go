@@ -289,7 +289,6 @@ func sourceHeaders(rec stream.Record) (session.Position, bool) {
 // reports the active sessions. Time is measured up to the upstream watermark, so nothing expires while
 // a customer's next record may still be held upstream.
 func (e *Enricher) Expire(now time.Time) []stream.Output {
-	var outs []stream.Output
 	upstream := now.UnixMilli()
 	if e.upstream != nil {
 		upstream = e.upstream()
@@ -297,7 +296,7 @@ func (e *Enricher) Expire(now time.Time) []stream.Output {
 			e.observer.WatermarkAge(e.partition, time.Duration(max(0, now.UnixMilli()-upstream))*time.Millisecond)
 		}
 	}
-	outs = e.takePending()
+	outs := e.takePending()
 	for _, c := range e.table.Expire(now.UnixMilli(), upstream) {
 		o := stream.Output{Topic: e.changelog, Partition: e.partition, Key: []byte(c.Key), Time: now}
 		if c.State != nil {

@@ -85,11 +85,11 @@ func (p *Pipeline) outputTopics() Topics {
 	return Topics{Repartition: t.Repartition, CCM: t.CCMInbound, Notifications: t.Notifications}
 }
 
-// stageConfig is what both inbound stages share.
-func (p *Pipeline) stageConfig(name, group string) stage.Config {
+// stageConfig is what both inbound stages share; the stage reports its readiness as condition.
+func (p *Pipeline) stageConfig(name, group, condition string) stage.Config {
 	c := p.cfg
 	return stage.Config{
-		Name: name, Pipeline: "inbound", GroupID: group,
+		Name: name, Pipeline: "inbound", GroupID: group, RefreshInterval: c.Inbound.TopicRefreshInterval,
 		BatchSize: c.Kafka.Consumer.BatchSize, Linger: c.Kafka.Consumer.Linger, CommitInterval: c.Kafka.Consumer.CommitInterval,
 		RevokeWait:  c.Kafka.Consumer.RevokeWait,
 		DeadLetters: deadletter.Builder{Topic: c.Topics.DeadLetter, MaxValueBytes: c.DeadLetters.MaxValueBytes},
@@ -98,6 +98,7 @@ func (p *Pipeline) stageConfig(name, group string) stage.Config {
 		Budget:   p.obs.Budget,
 		Observer: p.obs.Runner,
 		Lag:      kafkaedge.Lag(p.kafka),
+		Ready:    func(err error) { p.obs.Ready(condition, err) },
 	}
 }
 
@@ -109,22 +110,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return kafkaedge.GroupOffsets(ctx, p.kafka, group, topics)
 	}
 	ingestGroup, sessionsGroup := c.Kafka.Consumer.GroupID, c.Kafka.Consumer.GroupID+".sessions"
-	ingestCfg := p.stageConfig("inbound-ingest", ingestGroup)
+	ingestCfg := p.stageConfig("inbound-ingest", ingestGroup, ReadyIngest)
 	ingestCfg.Topics = p.ingestTopics
-	ingestCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	ingestCfg.NewHandler = func(context.Context, string, int) (stage.Handler, error) {
 		return ingestHandler{p.normalizer()}, nil
 	}
-	ingestCfg.Ready = func(err error) { p.obs.Ready(ReadyIngest, err) }
 	ingest := stage.New(ingestCfg, handoverBroker{Broker: broker, p: p, otherGroup: sessionsGroup, offsets: offsets},
 		kafkaedge.NewSink(p.kafka, ingestCfg.Name, p.obs.Stats), p.log)
 
-	sessionsCfg := p.stageConfig("inbound-sessions", sessionsGroup)
+	sessionsCfg := p.stageConfig("inbound-sessions", sessionsGroup, ReadySessions)
 	sessionsCfg.Topics = p.claimSessionsTopics
-	sessionsCfg.RefreshInterval = c.Inbound.TopicRefreshInterval
 	sessionsCfg.NewHandler = p.newSessionsHandler
 	sessionsCfg.Middleware = slotWrites
-	sessionsCfg.Ready = func(err error) { p.obs.Ready(ReadySessions, err) }
 	sessions := stage.New(sessionsCfg, handoverBroker{Broker: broker, p: p, otherGroup: ingestGroup, offsets: offsets, assigned: p.homes.assign},
 		kafkaedge.NewSink(p.kafka, sessionsCfg.Name, p.obs.Stats), p.log)
 

@@ -348,30 +348,16 @@ func dlqErrText(err error) string {
 	return err.Error()
 }
 
-// dlqConnect builds the client factory (TLS and SASL from the configuration) and checks the cluster answers.
+// dlqConnect connects within the request timeout.
 func dlqConnect(cmd *cobra.Command, cfg config.Config) (*kafkaclient.Factory, error) {
-	factory, err := kafkaclient.New(cfg.Kafka)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(dlqCommandContext(cmd), cfg.Kafka.RequestTimeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), cfg.Kafka.RequestTimeout)
 	defer cancel()
-	if _, err := factory.Ping(ctx); err != nil {
-		return nil, err
-	}
-	return factory, nil
-}
-
-func dlqCommandContext(cmd *cobra.Command) context.Context {
-	if ctx := cmd.Context(); ctx != nil {
-		return ctx
-	}
-	return context.Background()
+	return connect(ctx, cfg)
 }
 
 // dlqContext ends on SIGINT or SIGTERM: a replay stopped that way is completed by the next run.
 func dlqContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(dlqCommandContext(cmd), syscall.SIGINT, syscall.SIGTERM)
+	return signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 }
 
 func dlqFirstNonBlank(s ...string) string {

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -71,13 +70,10 @@ func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
 	if err != nil {
 		return err
 	}
-	factory, err := kafkaclient.New(cfg.Kafka)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if _, err := factory.Ping(ctx); err != nil {
+	factory, err := connect(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	opts := loadgen.Options{Direction: dir, Topics: strings.Split(o.topics, ","), Customers: o.customers, Rate: o.rate,

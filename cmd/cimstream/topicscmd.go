@@ -60,15 +60,25 @@ Exit status: 0 every topic as configured, 1 a topic missing or different, 2 usag
 	return cmd
 }
 
-// createTopics creates the missing topics without printing a report (for dev).
-func createTopics(cfg config.Config) error {
+// connect builds the client factory (TLS and SASL from the configuration) and checks, within ctx, that
+// the cluster answers.
+func connect(ctx context.Context, cfg config.Config) (*kafkaclient.Factory, error) {
 	factory, err := kafkaclient.New(cfg.Kafka)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if _, err := factory.Ping(ctx); err != nil {
+		return nil, err
+	}
+	return factory, nil
+}
+
+// createTopics creates the missing topics without printing a report (for dev).
+func createTopics(cfg config.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Kafka.RequestTimeout)
 	defer cancel()
-	if _, err := factory.Ping(ctx); err != nil {
+	factory, err := connect(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	_, err = topics.Create(ctx, factory.Client(), topics.Required(cfg))
@@ -78,13 +88,10 @@ func createTopics(cfg config.Config) error {
 // topicsCommand is `topics create` (create first) and `topics check`: the cluster's topics next to the
 // configuration, every difference flagged.
 func topicsCommand(cfg config.Config, create bool, stdout io.Writer) error {
-	factory, err := kafkaclient.New(cfg.Kafka)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Kafka.RequestTimeout)
 	defer cancel()
-	if _, err := factory.Ping(ctx); err != nil {
+	factory, err := connect(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	specs := topics.Required(cfg)

@@ -17,22 +17,13 @@ func Encode(st *State) []byte {
 	b = appendString(b, st.ConversationID)
 	b = append(b, `,"open":`...)
 	b = strconv.AppendBool(b, st.Open)
-	if st.Ended != "" {
-		b = append(b, `,"e":`...)
-		b = appendString(b, string(st.Ended))
-	}
+	b = appendOptString(b, `,"e":`, string(st.Ended))
 	b = append(b, `,"t":`...)
 	b = strconv.AppendInt(b, st.LastActivity, 10)
 	b = append(b, `,"q":`...)
 	b = strconv.AppendInt(b, st.Seq, 10)
-	if st.Running != 0 {
-		b = append(b, `,"p":`...)
-		b = strconv.AppendInt(b, st.Running, 10)
-	}
-	if st.Seen != 0 {
-		b = append(b, `,"w":`...)
-		b = strconv.AppendInt(b, st.Seen, 10)
-	}
+	b = appendOptInt(b, `,"p":`, st.Running)
+	b = appendOptInt(b, `,"w":`, st.Seen)
 	if len(st.Sources) > 0 {
 		b = append(b, `,"src":`...)
 		b = appendList(b, st.Sources, appendString)
@@ -59,30 +50,15 @@ func appendDecision(b []byte, d Decision) []byte {
 	b = appendString(b, d.ChannelSessionID)
 	b = append(b, `,"c":`...)
 	b = appendString(b, d.ConversationID)
-	if d.At != 0 {
-		b = append(b, `,"p":`...)
-		b = strconv.AppendInt(b, d.At, 10)
-	}
+	b = appendOptInt(b, `,"p":`, d.At)
 	if len(d.By) > 0 {
 		b = append(b, `,"b":`...)
 		b = appendInts(b, d.By)
 	}
-	if d.Closed != "" {
-		b = append(b, `,"e":`...)
-		b = appendString(b, string(d.Closed))
-	}
-	if d.ClosedAt != 0 {
-		b = append(b, `,"x":`...)
-		b = strconv.AppendInt(b, d.ClosedAt, 10)
-	}
-	if d.Opener != "" {
-		b = append(b, `,"o":`...)
-		b = appendString(b, d.Opener)
-	}
-	if d.OpenedAt != 0 {
-		b = append(b, `,"t":`...)
-		b = strconv.AppendInt(b, d.OpenedAt, 10)
-	}
+	b = appendOptString(b, `,"e":`, string(d.Closed))
+	b = appendOptInt(b, `,"x":`, d.ClosedAt)
+	b = appendOptString(b, `,"o":`, d.Opener)
+	b = appendOptInt(b, `,"t":`, d.OpenedAt)
 	if len(d.ChannelData) > 0 {
 		b = append(b, `,"cd":`...)
 		b = append(b, d.ChannelData...)
@@ -92,6 +68,23 @@ func appendDecision(b []byte, d Decision) []byte {
 		b = append(b, d.Customer...)
 	}
 	return append(b, '}')
+}
+
+// appendOptInt writes field (its name, with the comma before it) and v, or nothing when v is 0, as
+// omitempty does.
+func appendOptInt(b []byte, field string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, field...), v, 10)
+}
+
+// appendOptString is appendOptInt for a string: nothing when it is empty.
+func appendOptString(b []byte, field, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(append(b, field...), s)
 }
 
 func appendInts(b []byte, v []int64) []byte {
@@ -176,6 +169,20 @@ func intLen(v int64) int {
 	return n
 }
 
+func optIntLen(field string, v int64) int {
+	if v == 0 {
+		return 0
+	}
+	return len(field) + intLen(v)
+}
+
+func optStringLen(field, s string) int {
+	if s == "" {
+		return 0
+	}
+	return len(field) + stringLen(s)
+}
+
 func intsLen(v []int64) int { return listLen(v, intLen) }
 
 // listLen is len(appendList(nil, v, appendElem)), elemLen giving each element's.
@@ -193,17 +200,16 @@ func (st *State) encodedLen() int {
 	if st.Open {
 		n--
 	}
-	if st.Ended != "" {
-		n += len(`,"e":`) + stringLen(string(st.Ended))
-	}
+	n += optStringLen(`,"e":`, string(st.Ended))
 	n += len(`,"t":`) + intLen(st.LastActivity) + len(`,"q":`) + intLen(st.Seq)
-	if st.Running != 0 {
-		n += len(`,"p":`) + intLen(st.Running)
+	n += optIntLen(`,"p":`, st.Running)
+	n += optIntLen(`,"w":`, st.Seen)
+	if len(st.Sources) > 0 {
+		n += len(`,"src":`) + listLen(st.Sources, stringLen)
 	}
-	if st.Seen != 0 {
-		n += len(`,"w":`) + intLen(st.Seen)
+	if len(st.Applied) > 0 {
+		n += len(`,"a":`) + intsLen(st.Applied)
 	}
-	n += st.sourcesLen()
 	if len(st.Recent) > 0 {
 		n += len(`,"r":[]`) + len(st.Recent) - 1
 		for i := range st.Recent {
@@ -213,39 +219,17 @@ func (st *State) encodedLen() int {
 	return n + 1
 }
 
-// sourcesLen is what Sources and Applied take in the encoding.
-func (st *State) sourcesLen() int {
-	n := 0
-	if len(st.Sources) > 0 {
-		n += len(`,"src":`) + listLen(st.Sources, stringLen)
-	}
-	if len(st.Applied) > 0 {
-		n += len(`,"a":`) + intsLen(st.Applied)
-	}
-	return n
-}
-
 // encodedLen is len(appendDecision(nil, d)). The part that never changes once the decision is made
 // (its strings and data, which can be kilobytes to scan) is computed once; After and By change when
 // sources come and go, and are counted each time.
 func (d *Decision) encodedLen() int {
 	if d.fixedLen == 0 {
 		n := len(`{"s":`) + stringLen(d.ChannelSessionID) + len(`,"c":`) + stringLen(d.ConversationID) + len(`}`)
-		if d.At != 0 {
-			n += len(`,"p":`) + intLen(d.At)
-		}
-		if d.Closed != "" {
-			n += len(`,"e":`) + stringLen(string(d.Closed))
-		}
-		if d.ClosedAt != 0 {
-			n += len(`,"x":`) + intLen(d.ClosedAt)
-		}
-		if d.Opener != "" {
-			n += len(`,"o":`) + stringLen(d.Opener)
-		}
-		if d.OpenedAt != 0 {
-			n += len(`,"t":`) + intLen(d.OpenedAt)
-		}
+		n += optIntLen(`,"p":`, d.At)
+		n += optStringLen(`,"e":`, string(d.Closed))
+		n += optIntLen(`,"x":`, d.ClosedAt)
+		n += optStringLen(`,"o":`, d.Opener)
+		n += optIntLen(`,"t":`, d.OpenedAt)
 		if len(d.ChannelData) > 0 {
 			n += len(`,"cd":`) + len(d.ChannelData)
 		}

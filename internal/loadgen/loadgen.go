@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,11 +241,7 @@ func (l Latencies) String() string {
 // matches output ids with send times. It returns when want records matched or ctx ends.
 func (p *Producer) Measure(ctx context.Context, factory *kafkaclient.Factory, topic string, want int) (Latencies, error) {
 	samples, err := p.MeasureSamples(ctx, factory, topic, want)
-	lat := make([]time.Duration, len(samples))
-	for i, s := range samples {
-		lat[i] = s.Latency
-	}
-	return summarize(lat), err
+	return Summarize(samples), err
 }
 
 // Summarize gives the latency figures of samples.
@@ -353,10 +349,14 @@ func Windows(samples []Sample, origin time.Time, width time.Duration) []Window {
 // SteadyFrom returns the start of the first window from which every window in ws with samples has a
 // p99 at most limit, and false when the last window with samples is above it.
 func SteadyFrom(ws []Window, limit time.Duration) (time.Duration, bool) {
+	var width time.Duration // the interval of ws (the second window's start)
+	if len(ws) >= 2 {
+		width = ws[1].From - ws[0].From
+	}
 	from, ok := time.Duration(0), len(ws) > 0
 	for _, w := range ws {
 		if w.Matched > 0 && w.P99 > limit {
-			from, ok = w.From+windowWidth(ws), false
+			from, ok = w.From+width, false
 		} else if w.Matched > 0 {
 			ok = true
 		}
@@ -364,19 +364,11 @@ func SteadyFrom(ws []Window, limit time.Duration) (time.Duration, bool) {
 	return from, ok
 }
 
-// windowWidth is the interval of ws (the second window's start).
-func windowWidth(ws []Window) time.Duration {
-	if len(ws) < 2 {
-		return 0
-	}
-	return ws[1].From - ws[0].From
-}
-
 func summarize(lat []time.Duration) Latencies {
 	if len(lat) == 0 {
 		return Latencies{}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	at := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
 	return Latencies{Matched: len(lat), P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: lat[len(lat)-1]}
 }

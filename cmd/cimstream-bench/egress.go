@@ -174,18 +174,12 @@ func lastOffset(f *kafkaclient.Factory, topic string, partition int) (int64, err
 
 // runEgress starts the binary with the webhook channel and times it until every record was delivered.
 func runEgress(cfg config.Config, conn *connector, n int) (Figure, error) {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-eg-%d.yaml", time.Now().UnixNano()))
-	text, _ := cfg.YAML()
-	if err := os.WriteFile(path, text, 0o600); err != nil {
+	pid, stop, err := startCimstream(cfg, "127.0.0.1:0", os.Stderr)
+	if err != nil {
 		return Figure{}, err
 	}
-	defer os.Remove(path)
-	cmd := execCimstream(path, "127.0.0.1:0")
-	if err := cmd.Start(); err != nil {
-		return Figure{}, err
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	stopRSS := sampleMaxRSS(cmd.Process.Pid)
+	defer stop()
+	stopRSS := sampleMaxRSS(pid)
 	end, err := conn.wait(n, 10*time.Minute)
 	maxRSS := stopRSS()
 	if err != nil {

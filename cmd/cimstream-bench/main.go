@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -390,25 +391,19 @@ func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string
 // runCimstream starts the binary on cfg and times it until topic holds want records, sampling its memory
 // and reading, from the start to the end of the run, its Kafka requests and its and the broker's CPU time.
 func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-%d.yaml", time.Now().UnixNano()))
-	text, _ := cfg.YAML()
-	if err := os.WriteFile(path, text, 0o600); err != nil {
-		return Figure{}, err
-	}
-	defer os.Remove(path)
 	f := must(kafkaclient.New(cfg.Kafka))
 	addr, err := freeAddr()
 	if err != nil {
 		return Figure{}, err
 	}
-	cmd := execCimstream(path, addr)
 	brokerBefore := cpuSeconds(broker)
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	pid, stop, err := startCimstream(cfg, addr, os.Stderr)
+	if err != nil {
 		return Figure{}, err
 	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	stopRSS := sampleMaxRSS(cmd.Process.Pid)
+	defer stop()
+	stopRSS := sampleMaxRSS(pid)
 	before, err := kafkaRequests(addr, 30*time.Second)
 	if err != nil {
 		return Figure{}, fmt.Errorf("requests at the start: %w", err)
@@ -422,7 +417,7 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	if err != nil {
 		return Figure{}, fmt.Errorf("requests at the end: %w", err)
 	}
-	cpu, brokerCPU := cpuSeconds(cmd.Process.Pid), cpuSeconds(broker)-brokerBefore
+	cpu, brokerCPU := cpuSeconds(pid), cpuSeconds(broker)-brokerBefore
 	s := end.Sub(start).Seconds()
 	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS,
 		ProducePer1k: perThousand(after["Produce"]-before["Produce"], want), FetchPer1k: perThousand(after["Fetch"]-before["Fetch"], want),
@@ -448,12 +443,26 @@ func sampleMaxRSS(pid int) func() float64 {
 	return func() float64 { close(stop); return <-done }
 }
 
-// execCimstream is the built binary running the configuration at path, its admin server on adminAddr.
-func execCimstream(path, adminAddr string) *exec.Cmd {
+// startCimstream starts the built binary on cfg, written to a temporary file, its admin server on
+// adminAddr and its log on stderr. stop interrupts it, waits for it to exit and removes the file.
+func startCimstream(cfg config.Config, adminAddr string, stderr io.Writer) (pid int, stop func(), err error) {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-%d.yaml", time.Now().UnixNano()))
+	text, _ := cfg.YAML()
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		return 0, nil, err
+	}
 	bin := cmp.Or(os.Getenv("BENCH_BINARY"), filepath.Join(root, "bin", "cimstream")) // another build to compare
 	cmd := exec.Command(bin, "run", "--config", path, "--set", "admin.address="+adminAddr)
-	cmd.Stderr = os.Stderr
-	return cmd
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		_ = os.Remove(path)
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		_ = os.Remove(path)
+	}, nil
 }
 
 // addEgress measures the webhook egress and its baseline into res.
@@ -522,17 +531,11 @@ type LatencyFigure struct {
 }
 
 func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration) (LatencyFigure, error) {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-lat-%d.yaml", time.Now().UnixNano()))
-	text, _ := cfg.YAML()
-	if err := os.WriteFile(path, text, 0o600); err != nil {
+	_, stop, err := startCimstream(cfg, "127.0.0.1:0", os.Stderr)
+	if err != nil {
 		return LatencyFigure{}, err
 	}
-	defer os.Remove(path)
-	cmd := execCimstream(path, "127.0.0.1:0")
-	if err := cmd.Start(); err != nil {
-		return LatencyFigure{}, err
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	defer stop()
 	time.Sleep(5 * time.Second) // joined and restored
 	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
 		Size: size, Keyed: true, RunID: fmt.Sprintf("lat%.0f", rate)}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -53,25 +52,21 @@ func (w *watched) count() int {
 // startWatched runs the binary on cfg at info level and collects its restore log lines (JSON logs).
 func startWatched(cfg config.Config) (*watched, error) {
 	cfg.Log.Level, cfg.Log.Format = "info", "json"
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-restore-%d.yaml", time.Now().UnixNano()))
-	text, _ := cfg.YAML()
-	if err := os.WriteFile(path, text, 0o600); err != nil {
-		return nil, err
-	}
-	cmd := execCimstream(path, "127.0.0.1:0")
-	cmd.Stderr = nil
-	stderr, err := cmd.StderrPipe()
+	logs, logw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	_, stop, err := startCimstream(cfg, "127.0.0.1:0", logw)
+	logw.Close() // the process has its own copy: logs ends when it exits
+	if err != nil {
+		logs.Close()
 		return nil, err
 	}
 	w := &watched{}
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
+		sc := bufio.NewScanner(logs)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var l restoreLine
@@ -82,12 +77,7 @@ func startWatched(cfg config.Config) (*watched, error) {
 			}
 		}
 	}()
-	w.stop = func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		<-scanned
-		_ = cmd.Wait()
-		_ = os.Remove(path)
-	}
+	w.stop = func() { stop(); <-scanned; logs.Close() }
 	return w, nil
 }
 

@@ -54,12 +54,6 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	if err := createTopics(f, cfg); err != nil {
 		return StartupFigure{}, err
 	}
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-start-%d.yaml", time.Now().UnixNano()))
-	text, _ := cfg.YAML()
-	if err := os.WriteFile(path, text, 0o600); err != nil {
-		return StartupFigure{}, err
-	}
-	defer os.Remove(path)
 	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
 		Size: size, Keyed: true, RunID: fmt.Sprintf("start%.0f", rate)}
 	p := loadgen.NewProducer(f, opts, true)
@@ -77,7 +71,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	<-measuring
 	time.Sleep(500 * time.Millisecond) // the output readers at the topic's end
 	fig := StartupFigure{Rate: rate, Seconds: d.Seconds(), JoinAt: join.Seconds(), Expected: int(rate * d.Seconds())}
-	first, origin, err := startLogged(path, "first")
+	first, origin, err := startLogged(cfg, "first")
 	if err != nil {
 		return fig, err
 	}
@@ -90,7 +84,7 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	go func() {
 		defer close(secondDone)
 		time.Sleep(time.Until(origin.Add(join)))
-		second, _, err := startLogged(path, "second")
+		second, _, err := startLogged(cfg, "second")
 		if err != nil {
 			return
 		}
@@ -143,9 +137,9 @@ type instance struct {
 	stop func()
 }
 
-// startLogged starts the binary on the configuration at path, its log in a temporary file named for
-// who; it returns the time the process started.
-func startLogged(path, who string) (instance, time.Time, error) {
+// startLogged starts the binary on cfg, its log in a temporary file named for who; it returns the time
+// the process started.
+func startLogged(cfg config.Config, who string) (instance, time.Time, error) {
 	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("cimstream-bench-start-%s-%d.log", who, time.Now().UnixNano()))
 	out, err := os.Create(logPath)
 	if err != nil {
@@ -156,19 +150,14 @@ func startLogged(path, who string) (instance, time.Time, error) {
 		out.Close()
 		return instance{}, time.Time{}, err
 	}
-	cmd := execCimstream(path, addr)
-	cmd.Stderr = out
 	started := time.Now()
-	if err := cmd.Start(); err != nil {
+	_, stop, err := startCimstream(cfg, addr, out)
+	if err != nil {
 		out.Close()
 		return instance{}, started, err
 	}
 	fmt.Fprintf(os.Stderr, "bench: %s instance: admin %s, log %s\n", who, addr, logPath)
-	return instance{addr: addr, log: logPath, stop: func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		out.Close()
-	}}, started, nil
+	return instance{addr: addr, log: logPath, stop: func() { stop(); out.Close() }}, started, nil
 }
 
 // startupTable prints the windows of a StartupFigure.

@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,16 +141,12 @@ const (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	route := routeOther
-	for _, p := range Routes {
-		if r.URL.Path == p {
-			route = p
-		}
+	if slices.Contains(Routes, r.URL.Path) {
+		route = r.URL.Path
 	}
 	h.obs.IngressInFlight(1)
 	a := h.handle(r, route)
-	for k, v := range a.header {
-		w.Header()[k] = v
-	}
+	maps.Copy(w.Header(), a.header)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 	if a.drain {
@@ -205,9 +203,7 @@ func (h *Handler) accept(r *http.Request, tenant *Tenant) answer {
 	}
 	release, why := h.fair.acquire(tenant, reserve)
 	if why != "" {
-		a := problem(http.StatusTooManyRequests, "too_many_requests", why+"; retry later", nil)
-		a.header = http.Header{"Retry-After": {h.retryAfter()}}
-		return unread(a)
+		return unread(h.retryLater(http.StatusTooManyRequests, "too_many_requests", why+"; retry later"))
 	}
 	defer release()
 	body, a, ok := h.readBody(r)
@@ -355,7 +351,7 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 		if stage.Final(err) {
 			return problem(http.StatusInternalServerError, "refused", "the broker refused the record for good: "+err.Error(), nil)
 		}
-		return h.unavailable("Kafka did not acknowledge the message in time; retry (a retry with the same id is safe)")
+		return h.retryLater(http.StatusServiceUnavailable, "unavailable", "Kafka did not acknowledge the message in time; retry (a retry with the same id is safe)")
 	}
 	body, _ := json.Marshal(Accepted{ID: id, Status: "ACCEPTED"})
 	return answer{code: http.StatusAccepted, body: body}
@@ -373,14 +369,11 @@ func (h *Handler) write(ctx context.Context, out stream.Output) error {
 	}
 }
 
-func (h *Handler) unavailable(msg string) answer {
-	a := problem(http.StatusServiceUnavailable, "unavailable", msg, nil)
-	a.header = http.Header{"Retry-After": {h.retryAfter()}}
+// retryLater is a problem answer with Retry-After: opts.RetryAfter in whole seconds, at least 1.
+func (h *Handler) retryLater(code int, kind, msg string) answer {
+	a := problem(code, kind, msg, nil)
+	a.header = http.Header{"Retry-After": {strconv.Itoa(max(1, int((h.opts.RetryAfter+time.Second-1)/time.Second)))}}
 	return a
-}
-
-func (h *Handler) retryAfter() string {
-	return strconv.Itoa(max(1, int((h.opts.RetryAfter+time.Second-1)/time.Second)))
 }
 
 func problem(code int, kind, msg string, vs cim.Violations) answer {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,12 +84,10 @@ func (t *Tenant) refuseChannel(serviceIdentifier, channel string, mapped bool) s
 }
 
 func matchAny(globs []string, s string) bool {
-	for _, g := range globs {
-		if ok, _ := path.Match(g, s); ok {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(globs, func(g string) bool {
+		ok, _ := path.Match(g, s)
+		return ok
+	})
 }
 
 // LoadTokens reads path; an unreadable or malformed file is an error naming ingress.tokensFile.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,20 +42,27 @@ type hostSnap struct {
 	brokerCPU, dirtyM float64
 }
 
-// sampleHost records a hostSnap every second until ctx ends.
-func (t *tracer) sampleHost(ctx context.Context) {
+// everySecond calls f now and then every second until ctx ends.
+func everySecond(ctx context.Context, f func()) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		t.mu.Lock()
-		t.host = append(t.host, hostSnap{at: time.Now(), brokerCPU: cpuSeconds(broker), dirtyM: dirtyMiB()})
-		t.mu.Unlock()
+		f()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// sampleHost records a hostSnap every second until ctx ends.
+func (t *tracer) sampleHost(ctx context.Context) {
+	everySecond(ctx, func() {
+		t.mu.Lock()
+		t.host = append(t.host, hostSnap{at: time.Now(), brokerCPU: cpuSeconds(broker), dirtyM: dirtyMiB()})
+		t.mu.Unlock()
+	})
 }
 
 // dirtyMiB is Dirty + Writeback of /proc/meminfo, in MiB (0 when unreadable).
@@ -96,20 +105,13 @@ func (t *tracer) hostWindows(origin time.Time) []HostWindow {
 // watch scrapes addr's /metrics every second as who until ctx ends.
 func (t *tracer) watch(ctx context.Context, who, addr string) {
 	c := http.Client{Timeout: time.Second}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
+	everySecond(ctx, func() {
 		if counts, err := scrapeSteps(&c, addr); err == nil {
 			t.mu.Lock()
 			t.snaps[who] = append(t.snaps[who], traceSnap{at: time.Now(), counts: counts})
 			t.mu.Unlock()
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 func scrapeSteps(c *http.Client, addr string) (stepCounts, error) {
@@ -163,7 +165,7 @@ func (t *tracer) slowest(origin time.Time) []StepWindow {
 				if p99 > w.P99 {
 					w.Step, w.P99 = key, p99
 				}
-				if len(key) > 7 && key[len(key)-7:] == "/decide" {
+				if strings.HasSuffix(key, "/decide") {
 					w.Batches += n
 				}
 			}
@@ -172,11 +174,8 @@ func (t *tracer) slowest(origin time.Time) []StepWindow {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].From != out[j].From {
-			return out[i].From < out[j].From
-		}
-		return out[i].Instance < out[j].Instance
+	slices.SortFunc(out, func(a, b StepWindow) int {
+		return cmp.Or(cmp.Compare(a.From, b.From), strings.Compare(a.Instance, b.Instance))
 	})
 	return out
 }
@@ -184,11 +183,7 @@ func (t *tracer) slowest(origin time.Time) []StepWindow {
 // deltaP99 is the upper bound of the bucket holding the 99th percentile of the observations between two
 // cumulative scrapes, and how many there were (0, 0 when none).
 func deltaP99(before, after map[float64]float64) (float64, float64) {
-	bounds := make([]float64, 0, len(after))
-	for le := range after {
-		bounds = append(bounds, le)
-	}
-	sort.Float64s(bounds)
+	bounds := slices.Sorted(maps.Keys(after))
 	if len(bounds) == 0 {
 		return 0, 0
 	}

@@ -37,7 +37,7 @@ func message(partition int, key, value string) stream.Output {
 	return stream.Output{Topic: testTopic, Partition: partition, Key: []byte(key), Value: []byte(value), Time: time.Now()}
 }
 
-// produce writes outs as a producer does; each partition's records get the offsets from 0 in order.
+// produce writes outs as a producer does: each partition's records take its next offsets, in order.
 func produce(t *testing.T, b *fakekafka.Broker, outs ...stream.Output) {
 	t.Helper()
 	for i, err := range b.Write(context.Background(), outs) {
@@ -45,6 +45,15 @@ func produce(t *testing.T, b *fakekafka.Broker, outs ...stream.Output) {
 			t.Fatalf("produce %q: %v", outs[i].Value, err)
 		}
 	}
+}
+
+// topicsOf lists the topics recs were written to.
+func topicsOf(recs []stream.Record) []string {
+	var topics []string
+	for _, r := range recs {
+		topics = append(topics, r.Topic)
+	}
+	return topics
 }
 
 // failing is a Fail hook that fails every record written to topic with err.

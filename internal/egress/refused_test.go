@@ -43,7 +43,7 @@ func TestForwardedNotificationRefused(t *testing.T) {
 			deliverOnce(t, b, note)
 			written := append(b.Records("notes"), b.Records("dead")...)
 			if len(written) != 1 || written[0].Topic != tc.topic {
-				t.Fatalf("written %v, want one record to %s", written, tc.topic)
+				t.Fatalf("written %s, want one record to %s", topicsOf(written), tc.topic)
 			}
 			if tc.topic == "dead" && string(written[0].Value) != note {
 				t.Errorf("the dead letter carries %q, want the connector's notification", written[0].Value)

@@ -252,7 +252,7 @@ func TestWrappedNotificationRefused(t *testing.T) {
 	deliverOnce(t, b, seed200)
 	written := append(b.Records("notes"), b.Records("dead")...)
 	if len(written) != 1 || written[0].Topic != "dead" {
-		t.Fatalf("written %v, want one dead letter", written)
+		t.Fatalf("written %s, want one dead letter", topicsOf(written))
 	}
 	var n wrapped
 	if err := json.Unmarshal(written[0].Value, &n); err != nil || n.Body.MessageID != "m-42" || n.Header.ProviderMessageID != "abc12345" {

@@ -123,7 +123,14 @@ func start(t *testing.T, broker stage.Broker, sink stage.Sink, h stage.Handler, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = stage.New(cfg, broker, sink, zap.NewNop()).Run(ctx) }()
-	stop = func() { cancel(); <-done }
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second): // a write that never succeeds holds a graceful stop
+			t.Error("the stage did not stop within 10 s")
+		}
+	}
 	t.Cleanup(stop)
 	return stop
 }
@@ -348,7 +355,10 @@ func TestRevokedPartitionGivesUpAfterRevokeWait(t *testing.T) {
 	start(t, b, sink, echo, func(c *stage.Config) { c.RevokeWait = 150 * time.Millisecond })
 	<-sink.entered
 	began := time.Now()
-	<-b.Rebalance("g", fakekafka.None)
+	select {
+	case <-b.Rebalance("g", fakekafka.None):
+	case <-time.After(3 * time.Second):
+	}
 	if took := time.Since(began); took < 150*time.Millisecond || took > 3*time.Second {
 		t.Fatalf("revoked partition returned after %v, want about RevokeWait (150ms)", took)
 	}

@@ -5,8 +5,9 @@
 package metrics
 
 import (
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -169,12 +170,7 @@ func Names(collectors ...prometheus.Collector) []string {
 			}
 		}
 	}
-	names := make([]string, 0, len(seen))
-	for n := range seen {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // DeadLettered implements the pipelines' observers.

@@ -21,11 +21,11 @@ func ceilings(f *kafkaclient.Factory, brokers, topic string) (producer, consumer
 	if err != nil {
 		return producer, consumer, cmds, err
 	}
-	producer.BrokerCPUPer100k = per100k(cpuSeconds(broker)-before, producer.Records)
+	producer.BrokerCPUPer100k = perRecords(cpuSeconds(broker)-before, producer.Records, 1e5)
 	before = cpuSeconds(broker)
 	consumer, cmd, err = consumerPerformance(brokers, topic, producer.Records)
 	cmds = append(cmds, cmd)
-	consumer.BrokerCPUPer100k = per100k(cpuSeconds(broker)-before, consumer.Records)
+	consumer.BrokerCPUPer100k = perRecords(cpuSeconds(broker)-before, consumer.Records, 1e5)
 	return producer, consumer, cmds, err
 }
 

@@ -385,7 +385,7 @@ func copyAll(f *kafkaclient.Factory, cfg config.Config, from []string, to string
 		return Figure{}, err
 	}
 	s := end.Sub(start).Seconds()
-	return Figure{Records: messages, Seconds: s, PerSecond: float64(messages) / s, BrokerCPUPer100k: per100k(brokerCPU, messages)}, nil
+	return Figure{Records: messages, Seconds: s, PerSecond: float64(messages) / s, BrokerCPUPer100k: perRecords(brokerCPU, messages, 1e5)}, nil
 }
 
 // runCimstream starts the binary on cfg and times it until topic holds want records, sampling its memory
@@ -420,8 +420,8 @@ func runCimstream(cfg config.Config, topic string, want int) (Figure, error) {
 	cpu, brokerCPU := cpuSeconds(pid), cpuSeconds(broker)-brokerBefore
 	s := end.Sub(start).Seconds()
 	return Figure{Records: want, Seconds: s, PerSecond: float64(want) / s, MaxRSSMiB: maxRSS,
-		ProducePer1k: perThousand(after["Produce"]-before["Produce"], want), FetchPer1k: perThousand(after["Fetch"]-before["Fetch"], want),
-		CPUPer100k: per100k(cpu, want), BrokerCPUPer100k: per100k(brokerCPU, want)}, nil
+		ProducePer1k: perRecords(after["Produce"]-before["Produce"], want, 1e3), FetchPer1k: perRecords(after["Fetch"]-before["Fetch"], want, 1e3),
+		CPUPer100k: perRecords(cpu, want, 1e5), BrokerCPUPer100k: perRecords(brokerCPU, want, 1e5)}, nil
 }
 
 // sampleMaxRSS samples the resident memory of process pid every 100 ms until the returned function is
@@ -503,20 +503,6 @@ func egressOnly(brokers string) error {
 		res.Commands = append(res.Commands, cmd)
 	}
 	return write(res)
-}
-
-func rssMiB(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // LatencyFigure is end-to-end latency at a requested rate, with the rate loadgen achieved.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -144,21 +145,36 @@ func parseRequests(sc *bufio.Scanner) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// perThousand is n requests per 1,000 records.
-func perThousand(n float64, records int) float64 {
+// perRecords is n (requests, CPU seconds) per unit records: per 1,000 or per 100,000.
+func perRecords(n float64, records int, unit float64) float64 {
 	if records == 0 {
 		return 0
 	}
-	return n * 1000 / float64(records)
+	return n * unit / float64(records)
 }
 
-// per100k is CPU seconds per 100,000 records.
-func per100k(s float64, records int) float64 {
-	if records == 0 {
+// procKiB sums the kB values of the lines of a /proc file (status, meminfo) named by keys; 0 when
+// unreadable.
+func procKiB(path string, keys ...string) float64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
 		return 0
 	}
-	return s * 100000 / float64(records)
+	kb := 0.0
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && slices.Contains(keys, f[0]) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			kb += v
+		}
+	}
+	return kb
 }
+
+// rssMiB is the resident memory of process pid (0 when unreadable).
+func rssMiB(pid int) float64 { return procKiB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:") / 1024 }
+
+// dirtyMiB is Dirty + Writeback of /proc/meminfo, in MiB (0 when unreadable).
+func dirtyMiB() float64 { return procKiB("/proc/meminfo", "Dirty:", "Writeback:") / 1024 }
 
 // quiesce writes the page cache back (sync) and waits, up to limit, until the broker uses under a third
 // of a core over a second: the scenarios before a latency measurement leave hundreds of MiB of dirty

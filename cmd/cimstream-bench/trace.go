@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -63,22 +62,6 @@ func (t *tracer) sampleHost(ctx context.Context) {
 		t.host = append(t.host, hostSnap{at: time.Now(), brokerCPU: cpuSeconds(broker), dirtyM: dirtyMiB()})
 		t.mu.Unlock()
 	})
-}
-
-// dirtyMiB is Dirty + Writeback of /proc/meminfo, in MiB (0 when unreadable).
-func dirtyMiB() float64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	kb := 0.0
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && (f[0] == "Dirty:" || f[0] == "Writeback:") {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			kb += v
-		}
-	}
-	return kb / 1024
 }
 
 // HostWindow is the broker's CPU use and the dirty page cache over one 1 s window.

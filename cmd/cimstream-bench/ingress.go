@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
@@ -55,6 +56,20 @@ func serveHTTP(h http.Handler) (url string, stop func(), err error) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/cim-messages", func() { _ = srv.Close() }, nil
+}
+
+// ingressFigures measures the ingress and its baseline for 10 s at each rate.
+func ingressFigures(f *kafkaclient.Factory, base config.Config, prefix string) ([]IngressFigure, error) {
+	var figs []IngressFigure
+	for _, rate := range []float64{1000, 2000} {
+		fmt.Fprintf(os.Stderr, "bench: HTTP ingress and its baseline at %.0f req/s\n", rate)
+		fig, err := ingressBench(f, base, fmt.Sprintf("%s%.0f.", prefix, rate), rate, 10*time.Second)
+		if err != nil {
+			return figs, err
+		}
+		figs = append(figs, fig)
+	}
+	return figs, nil
 }
 
 // ingressBench measures the ingress and the bare producer at the same fixed rate, one after the other, each

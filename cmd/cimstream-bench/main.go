@@ -108,22 +108,14 @@ func run() error {
 	res := Results{Date: time.Now().UTC().Format("2006-01-02"), Machine: machine(), Go: runtime.Version(), Kafka: "Apache Kafka 4.3.1 (KRaft, single node, same machine)",
 		Messages: messages, Size: size, Figures: map[string]Figure{}, Latency: map[string]LatencyFigure{}}
 	step := func(name string) { fmt.Fprintf(os.Stderr, "bench: %s\n", name) }
-	ingressRates := []float64{1000, 2000}
-	ingressFor := 10 * time.Second
 	if os.Getenv("BENCH_ONLY") == "ingress" {
 		// The ingress figure alone, printed and not written to the docs (the other figures would be lost).
-		prefix := fmt.Sprintf("bench.%x.", time.Now().Unix())
 		base := baseConfig(brokers)
-		factory := must(kafkaclient.New(base.Kafka))
-		for _, rate := range ingressRates {
-			step(fmt.Sprintf("HTTP ingress and its baseline at %.0f req/s", rate))
-			fig, err := ingressBench(factory, base, fmt.Sprintf("%s%.0f.", prefix, rate), rate, ingressFor)
-			if err != nil {
-				return err
-			}
-			res.Ingress = append(res.Ingress, fig)
+		figs, err := ingressFigures(must(kafkaclient.New(base.Kafka)), base, fmt.Sprintf("bench.%x.", time.Now().Unix()))
+		if err != nil {
+			return err
 		}
-		fmt.Print(ingressTable(res.Ingress))
+		fmt.Print(ingressTable(figs))
 		return nil
 	}
 
@@ -259,13 +251,8 @@ func run() error {
 	}
 	res.Figures[figOutbound] = outbound
 
-	for _, rate := range ingressRates {
-		step(fmt.Sprintf("HTTP ingress and its baseline at %.0f req/s", rate))
-		fig, err := ingressBench(factory, base, fmt.Sprintf("%s%.0f.", prefix, rate), rate, ingressFor)
-		if err != nil {
-			return err
-		}
-		res.Ingress = append(res.Ingress, fig)
+	if res.Ingress, err = ingressFigures(factory, base, prefix); err != nil {
+		return err
 	}
 
 	step(fmt.Sprintf("egress: %d webhook deliveries to a local connector answering 202, and a sequential POST loop", egressMessages))

@@ -75,16 +75,12 @@ func table(r Results) string {
 		if !ok {
 			continue
 		}
-		rss := ""
-		if f.MaxRSSMiB > 0 {
-			rss = fmt.Sprintf("%.0f MiB", f.MaxRSSMiB)
-		}
 		vs := ""
 		if row[1] != "" {
 			vs = fmt.Sprintf("%.2f×", ratio(f.PerSecond, r.Figures[row[1]].PerSecond))
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %s | %s | %s | %s |\n", row[0], f.Records, f.Seconds, f.PerSecond,
-			vs, vsFigure(f, r.Figures[figCeiling]), vsFigure(f, r.Figures[figConsumerCeiling]), rss)
+			vs, vsFigure(f, r.Figures[figCeiling]), vsFigure(f, r.Figures[figConsumerCeiling]), rssText(f))
 	}
 	b.WriteString(costTable(r))
 	if len(r.Restore) > 0 {
@@ -105,11 +101,7 @@ func table(r Results) string {
 				if !ok {
 					continue
 				}
-				rss := ""
-				if f.MaxRSSMiB > 0 {
-					rss = fmt.Sprintf("%.0f MiB", f.MaxRSSMiB)
-				}
-				fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %.2f× | %s |\n", name, f.Records, f.Seconds, f.PerSecond, ratio(f.PerSecond, seq.PerSecond), rss)
+				fmt.Fprintf(&b, "| %s | %d | %.2f | %.0f | %.2f× | %s |\n", name, f.Records, f.Seconds, f.PerSecond, ratio(f.PerSecond, seq.PerSecond), rssText(f))
 			}
 		}
 	}
@@ -148,6 +140,14 @@ func ratio(a, b float64) float64 {
 }
 
 func ms(d interface{ Microseconds() int64 }) float64 { return float64(d.Microseconds()) / 1000 }
+
+// rssText is f's peak resident memory, empty when it was not sampled.
+func rssText(f Figure) string {
+	if f.MaxRSSMiB <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f MiB", f.MaxRSSMiB)
+}
 
 // vsFigure is f's rate against base's, empty when base was not measured.
 func vsFigure(f, base Figure) string {

@@ -71,11 +71,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			_ = victim.Close() // frees its slot at once; its server goroutine sees the error and ends
 			continue
 		}
-		var timer <-chan time.Time
-		var t *time.Timer
+		var timer <-chan time.Time // nil when no connection is within its grace
 		if wait > 0 {
-			t = time.NewTimer(wait)
-			timer = t.C
+			timer = time.After(wait) // unstopped, it is collected once unreferenced (Go 1.23)
 		}
 		select {
 		case <-changed:
@@ -83,9 +81,6 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		case <-l.done:
 			_ = c.Close()
 			return nil, net.ErrClosed
-		}
-		if t != nil {
-			t.Stop()
 		}
 	}
 }

@@ -111,12 +111,6 @@ var errUnfinished = errors.New("does not end with a newline and changed since th
 // unfinishedSettle is how long start-up waits before reading an unfinished file again.
 const unfinishedSettle = 200 * time.Millisecond
 
-// Valid reports whether token is one of the accepted tokens.
-func (t *Tokens) Valid(token string) bool {
-	_, ok := t.Lookup(token)
-	return ok
-}
-
 // Lookup returns the tenant of token. Every entry is compared, in constant time, so the time taken leaks
 // neither which token matched nor a token's length or prefix.
 func (t *Tokens) Lookup(token string) (*Tenant, bool) {

@@ -10,6 +10,12 @@ import (
 	"go.uber.org/zap"
 )
 
+// Valid reports whether token is one of the accepted tokens.
+func (t *Tokens) Valid(token string) bool {
+	_, ok := t.Lookup(token)
+	return ok
+}
+
 // writeTokens writes content to a fresh tokens file and returns its path.
 func writeTokens(t *testing.T, content string) string {
 	t.Helper()

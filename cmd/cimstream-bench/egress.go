@@ -15,6 +15,7 @@ import (
 
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
+	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/loadgen"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
@@ -130,7 +131,7 @@ func sequentialPoster(f *kafkaclient.Factory, topic string, partitions int, conn
 		if err != nil {
 			return Figure{}, err
 		}
-		end, err := lastOffset(f, topic, p)
+		_, end, err := kafkaedge.Bounds(context.Background(), f, topic, p) // within the client's request timeout
 		if err != nil {
 			return Figure{}, err
 		}
@@ -159,17 +160,6 @@ func sequentialPoster(f *kafkaclient.Factory, topic string, partitions int, conn
 	}
 	s := time.Since(conn.firstAt()).Seconds()
 	return Figure{Records: n, Seconds: s, PerSecond: float64(n) / s}, nil
-}
-
-func lastOffset(f *kafkaclient.Factory, topic string, partition int) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := f.Dialer().DialLeader(ctx, "tcp", f.Brokers()[0], topic, partition)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	return conn.ReadLastOffset()
 }
 
 // runEgress starts the binary with the webhook channel and times it until every record was delivered.

@@ -24,13 +24,6 @@ type validateResult struct {
 	Violations []cim.Violation `json:"violations"`
 }
 
-// validateOptions are validate's own flags.
-type validateOptions struct {
-	direction, format string
-	maxBytes          int
-	quiet             bool
-}
-
 const validateLong = `Validate CIM messages against the contract, as the service would. Each file (or standard input, -, the
 default) holds messages one per line (NDJSON), one after another (such as jq . prints them), or as the
 elements of a JSON array. A malformed message is reported and reading goes on at the next line, so the
@@ -46,7 +39,9 @@ Exit status: 0 all valid (an empty input is 0 messages), 1 some invalid or a con
 every command), 2 usage error or a file that could not be read.`
 
 func newValidateCommand() *cobra.Command {
-	var o validateOptions
+	var direction, format string
+	var maxBytes int
+	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "validate [FILE|-]...",
 		Short: "Validate CIM messages against the contract (for connector authors and CI)",
@@ -60,16 +55,16 @@ func newValidateCommand() *cobra.Command {
 			return []string{"json", "ndjson", "jsonl"}, cobra.ShellCompDirectiveFilterFileExt
 		},
 		RunE: func(cmd *cobra.Command, sources []string) error {
-			dir, ok := cim.ParseDirection(o.direction)
+			dir, ok := cim.ParseDirection(direction)
 			if !ok {
-				return usagef("--direction must be inbound or outbound, not %q", o.direction)
+				return usagef("--direction must be inbound or outbound, not %q", direction)
 			}
-			w, ok := findingWriters[o.format]
+			w, ok := findingWriters[format]
 			if !ok {
-				return usagef("--format must be text, json or github, not %q", o.format)
+				return usagef("--format must be text, json or github, not %q", format)
 			}
-			if o.maxBytes < 0 {
-				return usagef("--max-bytes must be 0 (the configuration's inbound.maxMessageBytes) or more, not %d", o.maxBytes)
+			if maxBytes < 0 {
+				return usagef("--max-bytes must be 0 (the configuration's inbound.maxMessageBytes) or more, not %d", maxBytes)
 			}
 			if len(sources) == 0 {
 				sources = []string{"-"}
@@ -80,19 +75,19 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.maxBytes == 0 {
-				o.maxBytes = cfg.Inbound.MaxMessageBytes // the service's limit
+			if maxBytes == 0 {
+				maxBytes = cfg.Inbound.MaxMessageBytes // the service's limit
 			}
-			v := validator{dir: dir, limits: cim.Limits{MaxBytes: o.maxBytes, MaxDepth: cim.DefaultMaxDepth, MaxIDBytes: cfg.Inbound.MaxIDBytes},
-				quiet: o.quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
+			v := validator{dir: dir, limits: cim.Limits{MaxBytes: maxBytes, MaxDepth: cim.DefaultMaxDepth, MaxIDBytes: cfg.Inbound.MaxIDBytes},
+				quiet: quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
 			return v.run(sources, cmd.InOrStdin())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.direction, "direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
-	f.StringVar(&o.format, "format", "text", "text, json (one line per message) or github (annotations)")
-	f.IntVar(&o.maxBytes, "max-bytes", 0, "largest message accepted; unset or 0: inbound.maxMessageBytes of the configuration, as in the service")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print failures only (and the count only when something failed)")
+	f.StringVar(&direction, "direction", "inbound", "inbound (from connectors) or outbound (from the CCM)")
+	f.StringVar(&format, "format", "text", "text, json (one line per message) or github (annotations)")
+	f.IntVar(&maxBytes, "max-bytes", 0, "largest message accepted; unset or 0: inbound.maxMessageBytes of the configuration, as in the service")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print failures only (and the count only when something failed)")
 	_ = cmd.RegisterFlagCompletionFunc("direction", fixedCompletion("inbound", "outbound"))
 	_ = cmd.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json", "github"))
 	return cmd

@@ -200,17 +200,11 @@ func Explain(err error) error {
 	return err
 }
 
-// Compression is the codec named in kafka.producer.compression.
+// Compression is the codec named in kafka.producer.compression; any other name is none.
 func Compression(name string) kafka.Compression {
-	switch name {
-	case "gzip":
-		return kafka.Gzip
-	case "snappy":
-		return kafka.Snappy
-	case "lz4":
-		return kafka.Lz4
-	case "zstd":
-		return kafka.Zstd
+	codecs := map[string]kafka.Compression{"gzip": kafka.Gzip, "snappy": kafka.Snappy, "lz4": kafka.Lz4, "zstd": kafka.Zstd}
+	if c, ok := codecs[name]; ok {
+		return c
 	}
 	return compress.None
 }

@@ -56,7 +56,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	for _, m := range readerMetrics {
 		s.descs[m.name] = prometheus.NewDesc(m.name, m.help, []string{"stage", "client"}, nil)
 	}
-	reg.MustRegister(s.writes, s.messages, s.bytes, s.errors, s.produceSeconds, s)
+	reg.MustRegister(s.Collectors()...)
 	return s
 }
 

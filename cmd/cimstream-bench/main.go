@@ -510,26 +510,32 @@ func latency(f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Dur
 	}
 	defer stop()
 	time.Sleep(5 * time.Second) // joined and restored
-	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
-		Size: size, Keyed: true, RunID: fmt.Sprintf("lat%.0f", rate)}
-	p := loadgen.NewProducer(f, opts, true)
-	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
-	res := make(chan loadgen.Latencies, 1)
-	want := int(rate * d.Seconds() * 0.95)
-	go func() {
-		l, _ := p.Measure(ctx, f, cfg.Topics.CCMInbound, want)
-		res <- l
-	}()
-	time.Sleep(500 * time.Millisecond)
+	p, samples := measuredLoad(ctx, f, cfg, rate, d, fmt.Sprintf("lat%.0f", rate), int(rate*d.Seconds()*0.95))
+	defer p.Close()
 	dirty, brokerBefore, began := dirtyMiB(), cpuSeconds(broker), time.Now()
 	stats, err := p.Run(ctx)
 	if err != nil {
 		return LatencyFigure{}, err
 	}
 	brokerCPU := (cpuSeconds(broker) - brokerBefore) / time.Since(began).Seconds()
-	return LatencyFigure{Latencies: <-res, Requested: rate, Achieved: stats.Rate(), BrokerCPU: brokerCPU, DirtyMiB: dirty}, nil
+	return LatencyFigure{Latencies: loadgen.Summarize(<-samples), Requested: rate, Achieved: stats.Rate(), BrokerCPU: brokerCPU, DirtyMiB: dirty}, nil
+}
+
+// measuredLoad is a producer of keyed inbound traffic at rate for d to cfg's channel topics, its
+// messages named for runID, and the latency samples of the first want of them on the CCM topic, read
+// from its end until they arrived or ctx ended. The readers are at the end when it returns.
+func measuredLoad(ctx context.Context, f *kafkaclient.Factory, cfg config.Config, rate float64, d time.Duration, runID string, want int) (*loadgen.Producer, <-chan []loadgen.Sample) {
+	p := loadgen.NewProducer(f, loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate,
+		Duration: d, Size: size, Keyed: true, RunID: runID}, true)
+	samples := make(chan []loadgen.Sample, 1)
+	go func() {
+		s, _ := p.MeasureSamples(ctx, f, cfg.Topics.CCMInbound, want)
+		samples <- s
+	}()
+	time.Sleep(500 * time.Millisecond) // the output readers at the topic's end
+	return p, samples
 }
 
 var perfLine = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/sec`)

@@ -13,7 +13,6 @@ import (
 	"github.com/cimstream/cimstream/internal/config"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/loadgen"
-	"github.com/cimstream/cimstream/pkg/cim"
 )
 
 // steadyLimit is the p99 a window must stay at or under for latency to count as steady.
@@ -54,22 +53,10 @@ func startupBench(f *kafkaclient.Factory, base config.Config, prefix string, rat
 	if err := createTopics(f, cfg); err != nil {
 		return StartupFigure{}, err
 	}
-	opts := loadgen.Options{Direction: cim.Inbound, Topics: cfg.Topics.InboundChannels, Customers: 1000, Rate: rate, Duration: d,
-		Size: size, Keyed: true, RunID: fmt.Sprintf("start%.0f", rate)}
-	p := loadgen.NewProducer(f, opts, true)
-	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
-	want := int(rate * d.Seconds() * 0.99)
-	samples := make(chan []loadgen.Sample, 1)
-	measuring := make(chan struct{})
-	go func() {
-		close(measuring)
-		s, _ := p.MeasureSamples(ctx, f, cfg.Topics.CCMInbound, want)
-		samples <- s
-	}()
-	<-measuring
-	time.Sleep(500 * time.Millisecond) // the output readers at the topic's end
+	p, samples := measuredLoad(ctx, f, cfg, rate, d, fmt.Sprintf("start%.0f", rate), int(rate*d.Seconds()*0.99))
+	defer p.Close()
 	fig := StartupFigure{Rate: rate, Seconds: d.Seconds(), JoinAt: join.Seconds(), Expected: int(rate * d.Seconds())}
 	first, origin, err := startLogged(cfg, "first")
 	if err != nil {

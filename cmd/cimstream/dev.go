@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"sort"
@@ -48,9 +49,7 @@ func runDev(cfg config.Config, port int, stdout io.Writer) error {
 	if len(cfg.ChannelMap()) == 0 {
 		cfg.Channels = devChannels()
 	}
-	if cfg.Ingress.Address == "" {
-		cfg.Ingress.Address = DevIngressAddress
-	}
+	cfg.Ingress.Address = cmp.Or(cfg.Ingress.Address, DevIngressAddress)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

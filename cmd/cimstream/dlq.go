@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,10 +64,8 @@ func (f *dlqFilters) filter(now time.Time) (tool.Filter, error) {
 		name   string
 		values []string
 	}{{"--code", f.codes}, {"--source-topic", f.sourceTopics}, {"--id", f.ids}} {
-		for _, v := range flag.values {
-			if strings.TrimSpace(v) == "" {
-				return out, usagef("%s: empty value", flag.name)
-			}
+		if slices.ContainsFunc(flag.values, func(v string) bool { return strings.TrimSpace(v) == "" }) {
+			return out, usagef("%s: empty value", flag.name)
 		}
 	}
 	for _, p := range f.pipelines {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,10 +89,7 @@ func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
 	var lat loadgen.Latencies
 	measured := make(chan error, 1)
 	if o.measure != "" {
-		want := o.count
-		if want == 0 {
-			want = int(o.rate * o.duration.Seconds())
-		}
+		want := cmp.Or(o.count, int(o.rate*o.duration.Seconds()))
 		mctx, cancel := context.WithTimeout(ctx, o.duration+time.Duration(want/1000+30)*time.Second)
 		defer cancel()
 		go func() {

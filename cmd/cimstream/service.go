@@ -17,11 +17,10 @@ import (
 
 // addPipelines attaches the pipelines the configuration enables.
 func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) error {
+	m, ready := svc.Metrics(), svc.Readiness()
 	if cfg.Inbound.Enabled {
-		ready := svc.Readiness()
 		ready.Set(inbound.ReadyIngest, errors.New("not started"))
 		ready.Set(inbound.ReadySessions, errors.New("not started"))
-		m := svc.Metrics()
 		p, err := inbound.NewPipeline(cfg, svc.Kafka(), log, inbound.Observers{
 			Records: m, Sessions: m, Runner: m, Stats: svc.Stats(), Budget: svc.Budget(), Restored: m.Restored, Ready: ready.Set,
 		})
@@ -31,13 +30,12 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 		svc.Add(p)
 	}
 	if cfg.Outbound.Enabled {
-		svc.Readiness().Set(outbound.ReadyCondition, errors.New("not started"))
-		m := svc.Metrics()
+		ready.Set(outbound.ReadyCondition, errors.New("not started"))
 		svc.Add(outbound.NewPipeline(cfg, svc.Kafka(), log, outbound.Observers{Notifications: m, Runner: m,
-			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
+			Stats: svc.Stats(), Budget: svc.Budget(), Ready: ready.Set}))
 	}
 	if cfg.Ingress.Address != "" {
-		srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), svc.Metrics(), log, svc.Budget())
+		srv, err := ingress.NewServer(cfg, kafkaedge.NewSink(svc.Kafka(), "ingress", svc.Stats()), m, log, svc.Budget())
 		if err != nil {
 			return err
 		}
@@ -45,10 +43,10 @@ func addPipelines(svc *service.Service, cfg config.Config, log *zap.Logger) erro
 	}
 	if len(cfg.Egress.Webhooks) > 0 {
 		for _, w := range cfg.Egress.Webhooks {
-			svc.Readiness().Set(egress.ReadyCondition+w.Channel, errors.New("not started"))
+			ready.Set(egress.ReadyCondition+w.Channel, errors.New("not started"))
 		}
-		svc.Add(egress.NewPipeline(cfg, svc.Kafka(), log, egress.Observers{Egress: svc.EgressMetrics(), Runner: svc.Metrics(),
-			Stats: svc.Stats(), Budget: svc.Budget(), Ready: svc.Readiness().Set}))
+		svc.Add(egress.NewPipeline(cfg, svc.Kafka(), log, egress.Observers{Egress: svc.EgressMetrics(), Runner: m,
+			Stats: svc.Stats(), Budget: svc.Budget(), Ready: ready.Set}))
 	}
 	return nil
 }

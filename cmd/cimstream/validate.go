@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -75,9 +76,7 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if maxBytes == 0 {
-				maxBytes = cfg.Inbound.MaxMessageBytes // the service's limit
-			}
+			maxBytes = cmp.Or(maxBytes, cfg.Inbound.MaxMessageBytes) // 0: the service's limit
 			v := validator{dir: dir, limits: cim.Limits{MaxBytes: maxBytes, MaxDepth: cim.DefaultMaxDepth, MaxIDBytes: cfg.Inbound.MaxIDBytes},
 				quiet: quiet, out: w(cmd.OutOrStdout()), stderr: cmd.ErrOrStderr()}
 			return v.run(sources, cmd.InOrStdin())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -66,9 +67,7 @@ func RunHTTP(ctx context.Context, client *http.Client, opts HTTPOptions) HTTPSta
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, opts.URL, bytes.NewReader(opts.Body(i)))
-			for k, v := range opts.Header {
-				req.Header[k] = v
-			}
+			maps.Copy(req.Header, opts.Header)
 			resp, err := client.Do(req)
 			ok := err == nil && resp.StatusCode/100 == 2
 			if err == nil {

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -556,9 +555,8 @@ func producerPerformance(f *kafkaclient.Factory, brokers, topic string) (Figure,
 		return Figure{}, cmdline, fmt.Errorf("ProducerPerformance: %v\n%s", err, out)
 	}
 	var fig Figure
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if m := perfLine.FindStringSubmatch(sc.Text()); m != nil {
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := perfLine.FindStringSubmatch(line); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			r, _ := strconv.ParseFloat(m[2], 64)
 			fig = Figure{Records: n, Seconds: float64(n) / r, PerSecond: r}

@@ -23,10 +23,9 @@ type RestoreFigure struct {
 
 // restoreLine is one "sessions restored" / "sessions kept" log line of an instance.
 type restoreLine struct {
-	Msg       string  `json:"msg"`
-	Partition int     `json:"partition"`
-	Records   int     `json:"records"`
-	Took      float64 `json:"took"`
+	Msg     string  `json:"msg"`
+	Records int     `json:"records"`
+	Took    float64 `json:"took"`
 }
 
 // watched is a running instance whose restore log lines are collected.

@@ -1,6 +1,7 @@
 package topics
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -77,7 +78,7 @@ func Compare(spec Spec, actual Actual, minMessageBytes int) []Difference {
 		add("replication factor", strconv.Itoa(actual.ReplicationFactor), strconv.Itoa(spec.ReplicationFactor))
 	}
 	if want := WantCleanupPolicy(spec); !samePolicy(actual.CleanupPolicy, want) {
-		add("cleanup.policy", orUnknown(actual.CleanupPolicy), want)
+		add("cleanup.policy", cmp.Or(actual.CleanupPolicy, "unknown"), want)
 	}
 	if want, why, ok := InsyncProblem(actual.ReplicationFactor, actual.MinInsyncReplicas); !ok {
 		out = append(out, Difference{Topic: spec.Name, Setting: "min.insync.replicas", Have: strconv.Itoa(actual.MinInsyncReplicas), Want: want, Why: why})
@@ -124,13 +125,6 @@ func samePolicy(a, b string) bool {
 		return m
 	}
 	return maps.Equal(set(a), set(b))
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }
 
 // Describe reads what the cluster has for each spec (partitions, replication factor, cleanup.policy,

@@ -127,29 +127,20 @@ func Existing(ctx context.Context, admin Admin) (map[string]kafka.Topic, error) 
 	return out, nil
 }
 
-// Missing returns the names of required topics the cluster lacks.
-func Missing(ctx context.Context, admin Admin, specs []Spec) ([]string, error) {
+// ErrMissing is returned by Check when topics are absent.
+var ErrMissing = errors.New("topics missing")
+
+// Check fails with a message naming the absent topics and the command that creates them.
+func Check(ctx context.Context, admin Admin, specs []Spec) error {
 	existing, err := Existing(ctx, admin)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var missing []string
 	for _, s := range specs {
 		if _, ok := existing[s.Name]; !ok {
 			missing = append(missing, s.Name)
 		}
-	}
-	return missing, nil
-}
-
-// ErrMissing is returned by Check when topics are absent.
-var ErrMissing = errors.New("topics missing")
-
-// Check fails with a message naming the absent topics and the command that creates them.
-func Check(ctx context.Context, admin Admin, specs []Spec) error {
-	missing, err := Missing(ctx, admin, specs)
-	if err != nil {
-		return err
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s (create them with: cimstream topics create)", ErrMissing, strings.Join(missing, ", "))

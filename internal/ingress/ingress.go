@@ -7,6 +7,7 @@
 package ingress
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -334,10 +335,7 @@ func (h *Handler) produce(ctx context.Context, m *cim.Message, channel, id strin
 	// Keyed like the connector topics a Kafka connector writes: by customer, so one customer's messages all
 	// land on one input partition, in order. That partition is not the sessions stage's: the ingest stage
 	// repartitions by session.Key(serviceIdentifier, customer), in order per key again.
-	key := m.ChannelCustomerIdentifier()
-	if key == "" {
-		key = m.ConversationID()
-	}
+	key := cmp.Or(m.ChannelCustomerIdentifier(), m.ConversationID())
 	out := stream.Output{Topic: config.InboundTopic(channel), Partition: stream.ByKey, Value: value, Time: time.Now()}
 	if key != "" {
 		out.Key = []byte(key)

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkatest/fakekafka"
 	"github.com/cimstream/cimstream/internal/session"
 	"github.com/cimstream/cimstream/internal/stage"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 

@@ -93,8 +93,8 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 			for _, c := range l.Codes {
 				s.ByCode[c]++
 			}
-			s.BySource[orNone(l.SourceTopic)]++
-			s.ByPipeline[orNone(l.Pipeline)]++
+			s.BySource[cmp.Or(l.SourceTopic, "(none)")]++
+			s.ByPipeline[cmp.Or(l.Pipeline, "(none)")]++
 			ages[AgeBucket(l.Age(now))]++
 			if in.OnLetter != nil {
 				return in.OnLetter(l, replayed)
@@ -109,13 +109,6 @@ func (in Inspect) Run(ctx context.Context, b Broker) (Summary, error) {
 		s.ByAge = append(s.ByAge, AgeCount{Bucket: b.name, Count: ages[b.name]})
 	}
 	return s, nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
 }
 
 // Counts returns a histogram's entries, largest first, then by name.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 )
 
 // Headers the replay adds to a replayed record, and to the markers it writes to the dead-letter topic

@@ -1,6 +1,7 @@
 package tool
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -322,10 +323,7 @@ func (a *Account) count(outcome string) {
 
 // decide is the outcome of one dead letter, before any write: WouldReplay or why not.
 func (r Replay) decide(l Letter, books ledger) Decision {
-	d := Decision{Letter: l, Target: r.To}
-	if d.Target == "" {
-		d.Target = l.SourceTopic
-	}
+	d := Decision{Letter: l, Target: cmp.Or(r.To, l.SourceTopic)}
 	switch {
 	case !r.Filter.Match(l):
 		d.Outcome = Filtered

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/egress"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 

@@ -55,7 +55,10 @@ type Metrics struct {
 	writeFailures  *prometheus.CounterVec
 	fetchFailures  *prometheus.CounterVec
 	renamed        *prometheus.CounterVec
-	ingress        ingressMetrics
+	// The HTTP ingress's: requests by route and status code, latency, requests in flight.
+	ingressRequests *prometheus.CounterVec
+	ingressDuration *prometheus.HistogramVec
+	ingressInFlight prometheus.Gauge
 }
 
 // New registers every metric on reg.
@@ -122,7 +125,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Fetches that failed with an error other than waiting for records (the reader retries them)."}, []string{"stage"}),
 		renamed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_reserved_headers_renamed_total",
 			Help: "Headers in cimstream's namespace (cimstream.*) that records from outside carried, renamed x-original-cimstream.* at the entry."}, []string{"stage", "topic"}),
-		ingress: newIngressMetrics(),
+		ingressRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cimstream_ingress_requests_total",
+			Help: "HTTP ingress requests answered, by route and status code."}, []string{"route", "code"}),
+		ingressDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cimstream_ingress_request_duration_seconds",
+			Help: "From an ingress request's arrival to its answer (a 202 includes the acks=all write).", Buckets: LatencyBuckets}, []string{"route"}),
+		ingressInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cimstream_ingress_requests_in_flight",
+			Help: "Ingress requests being handled now (ingress.maxConcurrent bounds those admitted)."}),
 	}
 	reg.MustRegister(m.Collectors()...)
 	m.initSeries()
@@ -145,15 +153,19 @@ func (m *Metrics) initSeries() {
 	m.trimmed.WithLabelValues("sources") // inbound.TrimmedSources, TrimmedReset
 	m.trimmed.WithLabelValues("reset")
 	m.notifications.WithLabelValues("FAILED", "500")
-	m.ingress.initSeries()
+	for _, r := range IngressRoutes[:2] { // the series the ingress 5xx alert divides
+		m.ingressRequests.WithLabelValues(r, "202")
+		m.ingressRequests.WithLabelValues(r, "503")
+		m.ingressDuration.WithLabelValues(r)
+	}
 }
 
 // Collectors lists every collector, for registration and for listing metric names.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	all := []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
+	return []prometheus.Collector{m.consumed, m.produced, m.deadLetters, m.validation, m.notifications, m.unknownIntents, m.inboundPaths,
 		m.batchDuration, m.latency, m.steps, m.lag, m.partitions, m.rebalances, m.restoreSeconds, m.restoreRecords, m.restores,
-		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.trimmed, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed}
-	return append(all, m.ingress.collectors()...)
+		m.sessionsActive, m.watermarkAge, m.sessionsOpened, m.sessionsClosed, m.sessionEvents, m.untrustedTimes, m.corruptStates, m.replays, m.evictions, m.trimmed, m.writeRetries, m.writeFailures, m.fetchFailures, m.renamed,
+		m.ingressRequests, m.ingressDuration, m.ingressInFlight}
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)

@@ -99,11 +99,8 @@ func loadgenRun(cmd *cobra.Command, o loadgenOptions) error {
 		}()
 		time.Sleep(500 * time.Millisecond) // readers positioned at the end before the first send
 	}
-	stats, err := p.Run(ctx)
+	stats := p.Run(ctx)
 	close(progressDone)
-	if err != nil {
-		return err
-	}
 	if o.measure != "" {
 		if err := <-measured; err != nil {
 			return err

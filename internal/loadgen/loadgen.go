@@ -158,7 +158,7 @@ func (p *Producer) Stats(start time.Time) Stats {
 // Run sends until Count, Duration or ctx ends. With a rate, every tick sends what is due by the time
 // elapsed since the start (a slow acknowledgement is made up at the next tick, so the achieved rate holds
 // the requested one); without, batches of 1,000 go as fast as acknowledgements come back.
-func (p *Producer) Run(ctx context.Context) (Stats, error) {
+func (p *Producer) Run(ctx context.Context) Stats {
 	start := time.Now()
 	if p.opts.Duration > 0 {
 		var cancel context.CancelFunc
@@ -180,7 +180,7 @@ func (p *Producer) Run(ctx context.Context) (Stats, error) {
 		if ticker != nil {
 			select {
 			case <-ctx.Done():
-				return p.Stats(start), nil
+				return p.Stats(start)
 			case <-ticker.C:
 			}
 			n = min(maxBatch, int(p.opts.Rate*time.Since(start).Seconds())-i)
@@ -207,20 +207,19 @@ func (p *Producer) Run(ctx context.Context) (Stats, error) {
 				p.mu.Unlock()
 			}
 		}
+		failed := 0
 		if err := p.writer.WriteMessages(context.WithoutCancel(ctx), msgs...); err != nil {
+			failed = n
 			var werrs kafka.WriteErrors
 			if errors.As(err, &werrs) {
-				p.errs.Add(int64(werrs.Count()))
-				p.sent.Add(int64(n - werrs.Count()))
-			} else {
-				p.errs.Add(int64(n))
+				failed = werrs.Count()
 			}
-		} else {
-			p.sent.Add(int64(n))
 		}
+		p.errs.Add(int64(failed))
+		p.sent.Add(int64(n - failed))
 		i += n
 	}
-	return p.Stats(start), nil
+	return p.Stats(start)
 }
 
 // Latencies are end-to-end latency figures.

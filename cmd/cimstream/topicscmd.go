@@ -132,6 +132,14 @@ func topicsCommand(cfg config.Config, create bool, stdout io.Writer) error {
 	return nil
 }
 
+// orUnknown is a setting the cluster reported, or "?" when it did not say (0).
+func orUnknown(n int64) string {
+	if n <= 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // writeTopicReports prints one row per topic (have, and what is configured where it differs) and then
 // every difference; it returns how many there are.
 func writeTopicReports(w io.Writer, reports []topics.Report, create bool, created map[string]bool) int {
@@ -167,20 +175,12 @@ func writeTopicReports(w io.Writer, reports []topics.Report, create bool, create
 			}
 			return have
 		}
-		maxBytes := "?"
-		if r.Actual.MaxMessageBytes > 0 {
-			maxBytes = strconv.FormatInt(r.Actual.MaxMessageBytes, 10)
-		}
-		minISR := "?"
-		if r.Actual.MinInsyncReplicas > 0 {
-			minISR = strconv.Itoa(r.Actual.MinInsyncReplicas)
-		}
 		row += fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Spec.Name,
 			cell("partitions", strconv.Itoa(r.Actual.Partitions)),
 			cell("replication factor", strconv.Itoa(r.Actual.ReplicationFactor)),
-			cell("min.insync.replicas", minISR),
+			cell("min.insync.replicas", orUnknown(int64(r.Actual.MinInsyncReplicas))),
 			cell("cleanup.policy", r.Actual.CleanupPolicy),
-			cell("max.message.bytes", maxBytes), r.Spec.Purpose)
+			cell("max.message.bytes", orUnknown(r.Actual.MaxMessageBytes)), r.Spec.Purpose)
 		fmt.Fprintln(tw, row)
 	}
 	_ = tw.Flush()

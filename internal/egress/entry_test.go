@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/stream"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 )
 
 // A webhook channel's topic can be written by anyone with access: a record there that carries cimstream's

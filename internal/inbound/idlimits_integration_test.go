@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkatest"
 	"github.com/cimstream/cimstream/internal/session"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 	"github.com/cimstream/cimstream/pkg/cim"
 )
 

@@ -11,10 +11,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/kafkatest"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 )
 
 // produceLarge writes values to topic, all with one key (one partition), in order, with a client whose

@@ -7,11 +7,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cimstream/cimstream/internal/config"
-	"github.com/cimstream/cimstream/internal/deadletter"
 	"github.com/cimstream/cimstream/internal/kafkaclient"
 	"github.com/cimstream/cimstream/internal/kafkaedge"
 	"github.com/cimstream/cimstream/internal/route"
 	"github.com/cimstream/cimstream/internal/stage"
+	"github.com/cimstream/cimstream/internal/stream/deadletter"
 )
 
 // ReadyCondition is the outbound pipeline's readiness condition.

@@ -661,7 +661,10 @@ func (r ref) oneOf(allowed []string, fold bool) bool {
 	if !r.is(kindString) {
 		return false
 	}
-	s := r.content()
+	s := r.strBytes()
+	if r.n().escaped {
+		s = []byte(unescape(s))
+	}
 	for _, a := range allowed {
 		if string(s) == a || (fold && strings.EqualFold(string(s), a)) {
 			return true

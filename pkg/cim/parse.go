@@ -104,9 +104,9 @@ func (p *parser) value(depth int) (int32, error) {
 	}
 	switch c := p.data[p.pos]; {
 	case c == '{':
-		return p.container(kindObject, depth+1)
+		return p.object(depth + 1)
 	case c == '[':
-		return p.container(kindArray, depth+1)
+		return p.array(depth + 1)
 	case c == '"':
 		start := p.pos
 		escaped, err := p.str()
@@ -140,45 +140,36 @@ func (p *parser) value(depth int) (int32, error) {
 	}
 }
 
-// container parses an object or an array (k) from its opening bracket, its members linked in order.
-func (p *parser) container(k kind, depth int) (int32, error) {
+func (p *parser) object(depth int) (int32, error) {
 	if depth > p.maxDepth {
 		return -1, &depthError{limit: p.maxDepth}
 	}
-	closer, noun := byte(']'), "an array"
-	if k == kindObject {
-		closer, noun = '}', "an object"
-	}
-	c := p.add(k, p.pos)
-	p.pos++ // { or [
+	obj := p.add(kindObject, p.pos)
+	p.pos++ // {
 	p.skipSpace()
-	if p.pos < len(p.data) && p.data[p.pos] == closer {
-		p.pos++
-		p.nodes[c].end = int32(p.pos)
-		return c, nil
-	}
 	last := int32(-1)
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		p.nodes[obj].end = int32(p.pos)
+		return obj, nil
+	}
 	for {
 		p.skipSpace()
-		var keyStart, keyEnd int
-		var keyEscaped bool
-		if k == kindObject {
-			if p.pos >= len(p.data) || p.data[p.pos] != '"' {
-				return -1, p.fail("expected a string key")
-			}
-			keyStart = p.pos + 1
-			escaped, err := p.str()
-			if err != nil {
-				return -1, err
-			}
-			keyEnd, keyEscaped = p.pos-1, escaped
-			p.skipSpace()
-			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-				return -1, p.fail("expected ':' after a key")
-			}
-			p.pos++
-			p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return -1, p.fail("expected a string key")
 		}
+		keyStart := p.pos + 1
+		keyEscaped, err := p.str()
+		if err != nil {
+			return -1, err
+		}
+		keyEnd := p.pos - 1
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return -1, p.fail("expected ':' after a key")
+		}
+		p.pos++
+		p.skipSpace()
 		child, err := p.value(depth)
 		if err != nil {
 			return -1, err
@@ -186,24 +177,66 @@ func (p *parser) container(k kind, depth int) (int32, error) {
 		n := &p.nodes[child]
 		n.keyStart, n.keyEnd, n.keyEscaped = int32(keyStart), int32(keyEnd), keyEscaped
 		if last < 0 {
-			p.nodes[c].first = child
+			p.nodes[obj].first = child
 		} else {
 			p.nodes[last].next = child
 		}
 		last = child
 		p.skipSpace()
 		if p.pos >= len(p.data) {
-			return -1, p.fail("unexpected end of input in " + noun)
+			return -1, p.fail("unexpected end of input in an object")
 		}
 		switch p.data[p.pos] {
 		case ',':
 			p.pos++
-		case closer:
+		case '}':
 			p.pos++
-			p.nodes[c].end = int32(p.pos)
-			return c, nil
+			p.nodes[obj].end = int32(p.pos)
+			return obj, nil
 		default:
-			return -1, p.fail("expected ',' or '" + string(closer) + "' in " + noun)
+			return -1, p.fail("expected ',' or '}' in an object")
+		}
+	}
+}
+
+func (p *parser) array(depth int) (int32, error) {
+	if depth > p.maxDepth {
+		return -1, &depthError{limit: p.maxDepth}
+	}
+	arr := p.add(kindArray, p.pos)
+	p.pos++ // [
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		p.nodes[arr].end = int32(p.pos)
+		return arr, nil
+	}
+	last := int32(-1)
+	for {
+		p.skipSpace()
+		child, err := p.value(depth)
+		if err != nil {
+			return -1, err
+		}
+		if last < 0 {
+			p.nodes[arr].first = child
+		} else {
+			p.nodes[last].next = child
+		}
+		last = child
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return -1, p.fail("unexpected end of input in an array")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			p.nodes[arr].end = int32(p.pos)
+			return arr, nil
+		default:
+			return -1, p.fail("expected ',' or ']' in an array")
 		}
 	}
 }
@@ -260,7 +293,9 @@ func (p *parser) number() error {
 	case p.pos < len(d) && d[p.pos] == '0':
 		p.pos++
 	case p.pos < len(d) && d[p.pos] >= '1' && d[p.pos] <= '9':
-		p.digits()
+		for p.pos < len(d) && d[p.pos] >= '0' && d[p.pos] <= '9' {
+			p.pos++
+		}
 	default:
 		return p.fail("invalid number")
 	}

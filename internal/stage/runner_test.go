@@ -149,14 +149,8 @@ func TestTooLargeOutputIsDeadLetteredAndThePartitionFlows(t *testing.T) {
 	if v := written(b, "out"); v != "a:1,a:2,c:3,a:4,b:5" {
 		t.Fatalf("out = %v", v)
 	}
-	dl := b.Records("dlq")
-	if len(dl) != 1 {
-		t.Fatalf("want one dead letter, got %d", len(dl))
-	}
-	if codes, _ := dl[0].Header(deadletter.HeaderCodes); string(codes) != cim.CodeTooLarge {
-		t.Fatalf("dead letter codes %q", codes)
-	}
-	if off, _ := dl[0].Header(stream.HeaderSourceOffset); string(off) != "1" {
+	dl := oneDeadLetter(t, b, cim.CodeTooLarge)
+	if off, _ := dl.Header(stream.HeaderSourceOffset); string(off) != "1" {
 		t.Fatalf("dead letter names offset %q, want 1", off)
 	}
 }
@@ -459,16 +453,22 @@ func TestRefusedRecordIsDeadLetteredAndItsDeadLetterRestamped(t *testing.T) {
 	if v := written(b, "out"); v != "a:2" {
 		t.Fatalf("out = %v", v)
 	}
+	if dl := oneDeadLetter(t, b, stage.CodeRefused); dl.Time.Before(began.Truncate(time.Millisecond)) {
+		t.Fatalf("dead letter stamped %v, want now", dl.Time)
+	}
+}
+
+// oneDeadLetter is the only record on "dlq", which must carry code.
+func oneDeadLetter(t *testing.T, b *fakekafka.Broker, code string) stream.Record {
+	t.Helper()
 	dl := b.Records("dlq")
 	if len(dl) != 1 {
 		t.Fatalf("want one dead letter, got %d", len(dl))
 	}
-	if codes, _ := dl[0].Header(deadletter.HeaderCodes); string(codes) != stage.CodeRefused {
-		t.Fatalf("codes %q", codes)
+	if codes, _ := dl[0].Header(deadletter.HeaderCodes); string(codes) != code {
+		t.Fatalf("dead letter codes %q, want %q", codes, code)
 	}
-	if dl[0].Time.Before(began.Truncate(time.Millisecond)) {
-		t.Fatalf("dead letter stamped %v, want now", dl[0].Time)
-	}
+	return dl[0]
 }
 
 // TestOnePartitionTakesAQuarterOfTheBudget: batches stop at a quarter of the budget, so one partition
